@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a PostgreSQL cluster of its own (never start.sh's).
+#   Scripts/test.sh [extra swift test arguments, e.g. --filter RuleSet]
+# Exit code is the suite's.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+# Build prerequisites on a fresh Debian machine: libpq headers and pkg-config.
+if ! pkg-config --exists libpq 2>/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq libpq-dev pkg-config
+  else
+    echo "test.sh: libpq-dev and pkg-config are required (sudo apt-get install -y libpq-dev pkg-config)" >&2
+    exit 1
+  fi
+fi
+
+Scripts/db.sh --name test start
+export TANHUI_TEST_DATABASE_URL="$(Scripts/db.sh --name test url)"
+export TANHUI_REPO_ROOT="$root"
+
+# Generated sources must match their inputs.
+Scripts/gen-migrations.sh >/dev/null
+if ! git diff --quiet -- Sources/TanhuiService/Generated 2>/dev/null; then
+  echo "test.sh: note: Sources/TanhuiService/Generated was stale and has been regenerated" >&2
+fi
+
+# Rule-set samples against the published JSON Schema (editors use the same file).
+python3 Scripts/check-ruleset-schema.py
+
+swift build --build-tests
+export TANHUI_BIN="$(swift build --show-bin-path)/tanhui"
+swift test --skip-build "$@"

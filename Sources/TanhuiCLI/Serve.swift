@@ -1,0 +1,69 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import TanhuiHTTP
+import TanhuiService
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP API (stops gracefully on SIGTERM or SIGINT)."
+    )
+
+    @Option(help: "Address to bind.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to bind (0 picks a free one; the bound port is printed).")
+    var port = 8080
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535") }
+    }
+
+    func run() async throws {
+        let services = try CommandEnvironment.services(label: "tanhui.serve")
+        // Refuse to serve a schema this binary does not match.
+        do {
+            let status = try await services.migrator.status()
+            guard status.isCurrent else {
+                if !status.pending.isEmpty { printError("migrations pending: \(status.pending.joined(separator: ", ")); run `tanhui migrate` first") }
+                if !status.changed.isEmpty { printError("applied migrations changed since they ran: \(status.changed.joined(separator: ", "))") }
+                await services.shutdown()
+                throw ExitStatus.couldNotRun
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            printError("cannot check the schema: \(error)")
+            await services.shutdown()
+            throw ExitStatus.couldNotRun
+        }
+
+        let host = self.host
+        let app = TanhuiApplication.build(services: services, host: host, port: port) { boundPort in
+            printLine("tanhui listening on http://\(host):\(boundPort)")
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [app],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: services.logger
+        ).withShutdownBound(seconds: services.config.shutdownTimeoutSeconds))
+        do {
+            try await group.run()
+        } catch {
+            printError("server stopped: \(error)")
+            await services.shutdown()
+            throw ExitStatus.couldNotRun
+        }
+        await services.shutdown()
+    }
+}
+
+extension ServiceGroupConfiguration {
+    /// After this long, in-flight work is cancelled so the process exits within its bound.
+    func withShutdownBound(seconds: Int) -> Self {
+        var configuration = self
+        configuration.maximumGracefulShutdownDuration = .seconds(seconds)
+        return configuration
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TanhuiService
+
+/// `tanhui`: one binary for the server and every operator and admin command.
+@main
+struct Tanhui: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tanhui",
+        abstract: "Carbon-inclusion credits: sync API server, rule sets, ledger and audit.",
+        subcommands: [Serve.self, Migrate.self]
+    )
+}
+
+/// Exit codes shared by the commands: 0 success, 1 the command's check failed, 2 could not run.
+enum ExitStatus {
+    static let checkFailed = ExitCode(1)
+    static let couldNotRun = ExitCode(2)
+}
+
+/// Builds configuration and services the same way for every command that touches the database.
+enum CommandEnvironment {
+    static func services(label: String) throws -> TanhuiServices {
+        let config: TanhuiConfig
+        do {
+            config = try TanhuiConfig.fromEnvironment()
+        } catch {
+            printError(error.description)
+            throw ExitStatus.couldNotRun
+        }
+        bootstrapLogging(level: config.logLevel)
+        return TanhuiServices(config: config, logger: Logger(label: label))
+    }
+
+    static func bootstrapLogging(level: String) {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: level) ?? .info
+            return handler
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data(("tanhui: " + message + "\n").utf8))
+}
+
+/// Prints to stdout and flushes, so pipes (tests, supervisors) see lines as they happen.
+func printLine(_ message: String) {
+    FileHandle.standardOutput.write(Data((message + "\n").utf8))
+}

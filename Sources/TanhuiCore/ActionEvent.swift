@@ -1,0 +1,90 @@
+import Foundation
+
+/// A citizen's green action as submitted for crediting.
+public struct ActionEvent: Sendable, Equatable {
+    public var id: UUID
+    /// Activity kind, e.g. `transit_trip`; must match a kind of the province's rule set.
+    public var kind: String
+    /// ISO 3166-2:CN code of the province whose programme credits it.
+    public var province: String
+    /// When the action happened (or started); selects the rule-set version and the cap periods.
+    public var occurredAt: Date
+    /// When a trip ended; needed for duration and speed checks.
+    public var endedAt: Date?
+    public var data: EventData
+
+    public init(id: UUID = UUID(), kind: String, province: String, occurredAt: Date, endedAt: Date? = nil, data: EventData = EventData()) {
+        self.id = id
+        self.kind = kind
+        self.province = province
+        self.occurredAt = occurredAt
+        self.endedAt = endedAt
+        self.data = data
+    }
+
+    /// Upper bound on every quantity, far above any real action, so products with factors stay exact in 128 bits.
+    public static let maxQuantity: Int64 = 1_000_000_000_000
+
+    /// Checks that do not need a rule set: quantities positive and bounded, `ended_at` not before `occurred_at`.
+    /// Paths use the wire names (`data.distance_m`), and every issue has code `invalid`.
+    public func validateShape() -> [ValidationIssue] {
+        var issues: [ValidationIssue] = []
+        func bad(_ path: String, _ message: String) {
+            issues.append(ValidationIssue(path: path, code: .invalid, message: message))
+        }
+        if kind.isEmpty { bad("kind", "kind must not be empty") }
+        if province.isEmpty { bad("province", "province must not be empty") }
+        if let endedAt, endedAt < occurredAt { bad("ended_at", "ended_at is before occurred_at") }
+        func positive(_ value: Int64?, _ path: String, allowZero: Bool = false) {
+            guard let value else { return }
+            if value < 0 || (!allowZero && value == 0) {
+                bad(path, "\(path) must be \(allowZero ? "zero or more" : "positive"), found \(value)")
+            } else if value > Self.maxQuantity {
+                bad(path, "\(path) \(value) is above the limit \(Self.maxQuantity)")
+            }
+        }
+        positive(data.distanceMeters, "data.distance_m")
+        positive(data.weightGrams, "data.weight_g")
+        positive(data.count, "data.count")
+        positive(data.consumptionWh, "data.consumption_wh", allowZero: true)
+        positive(data.baselineWh, "data.baseline_wh", allowZero: true)
+        if let days = data.days, days < 1 || days > 3660 { bad("data.days", "data.days must be 1…3660, found \(days)") }
+        if data.mode?.isEmpty == true { bad("data.mode", "data.mode must not be empty") }
+        if data.material?.isEmpty == true { bad("data.material", "data.material must not be empty") }
+        return issues
+    }
+}
+
+/// Method-specific event quantities, all integers in base units. Which are needed depends on the method.
+public struct EventData: Sendable, Equatable {
+    /// Transit mode for `modes` tables (wire name `mode`).
+    public var mode: String?
+    /// Recycled material for `per_weight` (wire name `material`).
+    public var material: String?
+    /// Trip distance in metres (`distance_m`).
+    public var distanceMeters: Int64?
+    /// Weight in grams (`weight_g`).
+    public var weightGrams: Int64?
+    /// Units counted, e.g. steps (`count`).
+    public var count: Int64?
+    /// Electricity used over the period, Wh (`consumption_wh`).
+    public var consumptionWh: Int64?
+    /// The household's own daily baseline, Wh per day (`baseline_wh`), for `own_history` baselines.
+    public var baselineWh: Int64?
+    /// Days covered by a consumption reading (`days`).
+    public var days: Int64?
+
+    public init(
+        mode: String? = nil, material: String? = nil, distanceMeters: Int64? = nil, weightGrams: Int64? = nil, count: Int64? = nil,
+        consumptionWh: Int64? = nil, baselineWh: Int64? = nil, days: Int64? = nil
+    ) {
+        self.mode = mode
+        self.material = material
+        self.distanceMeters = distanceMeters
+        self.weightGrams = weightGrams
+        self.count = count
+        self.consumptionWh = consumptionWh
+        self.baselineWh = baselineWh
+        self.days = days
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Hummingbird
+import TanhuiPostgres
+
+/// An RFC 9457 problem document, the body of every error response.
+///
+/// Errors are translated here, once: domain errors keep their message, database errors
+/// become a generic 503 or 500 so clients never see SQL, SQLSTATEs or server internals.
+public struct Problem: HTTPResponseError, Encodable, Sendable {
+    public struct FieldError: Encodable, Sendable, Equatable {
+        public var path: String
+        public var line: Int?
+        public var column: Int?
+        public var code: String
+        public var message: String
+
+        public init(path: String, line: Int? = nil, column: Int? = nil, code: String, message: String) {
+            self.path = path
+            self.line = line
+            self.column = column
+            self.code = code
+            self.message = message
+        }
+    }
+
+    public var type: String
+    public var title: String
+    public var statusCode: Int
+    public var detail: String?
+    public var errors: [FieldError]?
+    /// Seconds a client should wait before retrying (sent as `Retry-After` too).
+    public var retryAfterSeconds: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case type, title, detail, errors
+        case statusCode = "status"
+    }
+
+    public init(_ status: HTTPResponse.Status, code: String, detail: String? = nil, errors: [FieldError]? = nil, retryAfterSeconds: Int? = nil) {
+        self.type = "https://tanhui.invalid/problems/\(code)"
+        self.title = status.reasonPhrase
+        self.statusCode = status.code
+        self.detail = detail
+        self.errors = errors
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var status: HTTPResponse.Status { .init(code: statusCode) }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = try encoder.encode(self)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The database is down or saturated: clients back off and retry.
+    public static let unavailable = Problem(.serviceUnavailable, code: "unavailable", detail: "the service is temporarily unavailable; retry later", retryAfterSeconds: 2)
+}
+
+/// Maps any error escaping a handler to a problem document.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            throw problem
+        } catch let error as PostgresError {
+            if error.isUnavailable { throw Problem.unavailable }
+            context.logger.error("database error", metadata: ["error": "\(error)"])
+            throw Problem(.internalServerError, code: "internal", detail: "internal error")
+        } catch let error as HTTPError {
+            throw Problem(error.status, code: error.status.code == 404 ? "not_found" : "http_error", detail: error.body)
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": "\(error)"])
+            throw Problem(.internalServerError, code: "internal", detail: "internal error")
+        }
+    }
+}

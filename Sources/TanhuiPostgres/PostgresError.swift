@@ -1,0 +1,68 @@
+/// The one error type of the PostgreSQL layer.
+///
+/// It carries what an operator needs to diagnose a failure (SQLSTATE, server message,
+/// detail, the operation that failed) but never the SQL text or parameter values, so it is
+/// safe to log. HTTP adapters still map it to a generic problem: clients see no internals.
+public struct PostgresError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// Could not open a connection (server down, bad URL, authentication).
+        case connectionFailed
+        /// The connection broke while in use (server restart, network).
+        case connectionLost
+        /// The server executed the statement and reported an error with a SQLSTATE.
+        case server
+        /// No pooled connection became free within the pool's acquire timeout.
+        case poolTimeout
+        /// The pool is shutting down.
+        case poolClosed
+        /// A value could not be encoded as a parameter or decoded from a column.
+        case invalidValue
+        /// libpq returned something this layer did not expect.
+        case unexpectedResult
+    }
+
+    public var kind: Kind
+    /// What this layer was doing: "connect", "query", "copy", "pipeline", "commit", …
+    public var operation: String
+    public var sqlState: String?
+    public var message: String
+    public var detail: String?
+
+    public init(kind: Kind, operation: String, sqlState: String? = nil, message: String, detail: String? = nil) {
+        self.kind = kind
+        self.operation = operation
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+    }
+
+    /// Serialization failure or deadlock: the whole transaction may be retried.
+    public var isTransactionRetryable: Bool {
+        sqlState == "40001" || sqlState == "40P01"
+    }
+
+    /// The database is unreachable or went away; callers answer "try again later".
+    public var isUnavailable: Bool {
+        switch kind {
+        case .connectionFailed, .connectionLost, .poolTimeout, .poolClosed:
+            return true
+        case .server:
+            // 08 connection exceptions, 57P0x operator intervention (shutdown, crash recovery).
+            guard let sqlState else { return false }
+            return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(sqlState)
+        case .invalidValue, .unexpectedResult:
+            return false
+        }
+    }
+
+    /// A unique-constraint violation (SQLSTATE 23505).
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+
+    public var description: String {
+        var text = "PostgreSQL \(operation) failed"
+        if let sqlState { text += " [\(sqlState)]" }
+        text += ": \(message)"
+        if let detail, !detail.isEmpty { text += " (\(detail))" }
+        return text
+    }
+}

@@ -1,0 +1,242 @@
+import Foundation
+
+/// A Swift value that can be sent as a query parameter.
+///
+/// Parameters travel in PostgreSQL's text format; the statement's SQL names the type
+/// where the server cannot infer it (`$1::uuid`). Values never become part of SQL text.
+public protocol PostgresEncodable: Sendable {
+    /// The text-format representation, or nil for SQL NULL.
+    var postgresText: String? { get }
+}
+
+/// A Swift value that can be read from a text-format result column.
+public protocol PostgresDecodable: Sendable {
+    init(postgresText: String) throws(PostgresError)
+}
+
+extension PostgresError {
+    static func invalidValue(_ message: String) -> PostgresError {
+        PostgresError(kind: .invalidValue, operation: "decode", message: message)
+    }
+}
+
+extension String: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { self }
+    public init(postgresText: String) { self = postgresText }
+}
+
+extension Int: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public init(postgresText: String) throws(PostgresError) {
+        guard let value = Int(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
+        self = value
+    }
+}
+
+extension Int64: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public init(postgresText: String) throws(PostgresError) {
+        guard let value = Int64(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
+        self = value
+    }
+}
+
+extension Int32: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public init(postgresText: String) throws(PostgresError) {
+        guard let value = Int32(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
+        self = value
+    }
+}
+
+extension Bool: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { self ? "t" : "f" }
+    public init(postgresText: String) throws(PostgresError) {
+        switch postgresText {
+        case "t", "true": self = true
+        case "f", "false": self = false
+        default: throw .invalidValue("not a boolean: \(postgresText.prefix(40))")
+        }
+    }
+}
+
+extension UUID: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { uuidString.lowercased() }
+    public init(postgresText: String) throws(PostgresError) {
+        guard let value = UUID(uuidString: postgresText) else { throw .invalidValue("not a uuid: \(postgresText.prefix(40))") }
+        self = value
+    }
+}
+
+/// Binary data, sent and read as bytea hex text (`\x0a1b…`).
+public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Equatable, Hashable {
+    public var bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var postgresText: String? {
+        var text = "\\x"
+        text.reserveCapacity(2 + bytes.count * 2)
+        for byte in bytes {
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 0x0f)])
+        }
+        return text
+    }
+
+    public init(postgresText: String) throws(PostgresError) {
+        let utf8 = Array(postgresText.utf8)
+        guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
+            throw .invalidValue("bytea not in hex format")
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity((utf8.count - 2) / 2)
+        var index = 2
+        while index < utf8.count {
+            guard let high = hexValue(utf8[index]), let low = hexValue(utf8[index + 1]) else {
+                throw .invalidValue("bytea has a non-hex digit")
+            }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        self.bytes = bytes
+    }
+}
+
+private let hexDigits: [Character] = Array("0123456789abcdef")
+
+private func hexValue(_ ascii: UInt8) -> UInt8? {
+    switch ascii {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return ascii - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return ascii - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return ascii - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
+
+/// Instants travel as UTC text with microsecond precision, PostgreSQL's own resolution.
+///
+/// Sessions run with `TimeZone=UTC` and `DateStyle=ISO`, so timestamptz columns come back
+/// as `2027-03-01 00:00:00.123456+00`; the parser below reads exactly that shape.
+extension Date: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? {
+        let totalMicros = (timeIntervalSince1970 * 1_000_000).rounded()
+        let micros = Int64(totalMicros)
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        let (days, secondOfDay) = seconds.floorDivided(by: 86_400)
+        let (year, month, day) = civilDate(daysSinceEpoch: days)
+        let text = String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+            Int(year), Int(month), Int(day),
+            Int(secondOfDay / 3600), Int(secondOfDay / 60 % 60), Int(secondOfDay % 60), Int(fraction)
+        )
+        return text
+    }
+
+    public init(postgresText: String) throws(PostgresError) {
+        guard let date = parsePostgresTimestamp(postgresText) else {
+            throw .invalidValue("not a timestamptz in ISO style: \(postgresText.prefix(40))")
+        }
+        self = date
+    }
+}
+
+extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+    public var postgresText: String? {
+        switch self {
+        case .none: return nil
+        case .some(let value): return value.postgresText
+        }
+    }
+}
+
+extension Int64 {
+    func floorDivided(by divisor: Int64) -> (quotient: Int64, remainder: Int64) {
+        var quotient = self / divisor
+        var remainder = self % divisor
+        if remainder < 0 { quotient -= 1; remainder += divisor }
+        return (quotient, remainder)
+    }
+}
+
+/// Howard Hinnant's days-from-civil algorithms: exact proleptic Gregorian conversion.
+func civilDate(daysSinceEpoch: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    let z = daysSinceEpoch + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+    let y = yoe + era * 400
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let d = doy - (153 * mp + 2) / 5 + 1
+    let m = mp < 10 ? mp + 3 : mp - 9
+    return (m <= 2 ? y + 1 : y, m, d)
+}
+
+func daysSinceEpoch(year: Int64, month: Int64, day: Int64) -> Int64 {
+    let y = month <= 2 ? year - 1 : year
+    let era = (y >= 0 ? y : y - 399) / 400
+    let yoe = y - era * 400
+    let mp = month > 2 ? month - 3 : month + 9
+    let doy = (153 * mp + 2) / 5 + day - 1
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+    return era * 146_097 + doe - 719_468
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.ffffff](+|-)HH[:MM[:SS]]`, PostgreSQL's ISO output.
+func parsePostgresTimestamp(_ text: String) -> Date? {
+    let bytes = Array(text.utf8)
+    var index = 0
+    func number(_ digits: Int) -> Int64? {
+        guard index + digits <= bytes.count else { return nil }
+        var value: Int64 = 0
+        for _ in 0..<digits {
+            let byte = bytes[index]
+            guard byte >= 48, byte <= 57 else { return nil }
+            value = value * 10 + Int64(byte - 48)
+            index += 1
+        }
+        return value
+    }
+    func expect(_ ascii: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == ascii else { return false }
+        index += 1
+        return true
+    }
+    guard let year = number(4), expect(45), let month = number(2), expect(45), let day = number(2) else { return nil }
+    guard index < bytes.count, bytes[index] == 32 || bytes[index] == 84 else { return nil }
+    index += 1
+    guard let hour = number(2), expect(58), let minute = number(2), expect(58), let second = number(2) else { return nil }
+    var micros: Int64 = 0
+    if expect(46) {
+        var scale: Int64 = 100_000
+        while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+            micros += Int64(bytes[index] - 48) * scale
+            scale /= 10
+            index += 1
+        }
+    }
+    var offsetSeconds: Int64 = 0
+    if index < bytes.count {
+        let sign: Int64
+        switch bytes[index] {
+        case 43: sign = 1
+        case 45: sign = -1
+        case 90: sign = 0
+        default: return nil
+        }
+        index += 1
+        if sign != 0 {
+            guard let offsetHours = number(2) else { return nil }
+            var offset = offsetHours * 3600
+            if expect(58) { guard let m = number(2) else { return nil }; offset += m * 60 }
+            if expect(58) { guard let s = number(2) else { return nil }; offset += s }
+            offsetSeconds = sign * offset
+        }
+    }
+    guard index == bytes.count else { return nil }
+    let days = daysSinceEpoch(year: year, month: month, day: day)
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+    return Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Synchronization
+
+/// A real `tanhui serve` process on 127.0.0.1 with an OS-chosen port.
+final class ServerProcess: Sendable {
+    let process: Process
+    let port: Int
+    private let stderrText: Mutex<String>
+
+    /// Starts the server and waits (bounded) for its "listening on" line.
+    static func start(databaseURL: String, environment: [String: String] = [:]) async throws -> ServerProcess {
+        var variables = ProcessInfo.processInfo.environment
+        variables["DATABASE_URL"] = databaseURL
+        variables["TANHUI_LOG_LEVEL"] = "warning"
+        for (key, value) in environment { variables[key] = value }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandRunner.tanhuiBinary)
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0"]
+        process.environment = variables
+        let outPipe = Pipe(), errPipe = Pipe()
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+
+        let port: Int? = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var buffer = Data()
+                let handle = outPipe.fileHandleForReading
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { continuation.resume(returning: nil); return }
+                    buffer.append(chunk)
+                    let text = String(decoding: buffer, as: UTF8.self)
+                    if let range = text.range(of: #"listening on http://[0-9.]+:([0-9]+)"#, options: .regularExpression) {
+                        let port = Int(text[range].split(separator: ":").last!)
+                        continuation.resume(returning: port)
+                        // Keep draining so the child never blocks on a full pipe.
+                        while !handle.availableData.isEmpty {}
+                        return
+                    }
+                }
+            }
+        }
+        let server = ServerProcess(process: process, port: port ?? 0)
+        Thread.detachNewThread {
+            let handle = errPipe.fileHandleForReading
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                server.stderrText.withLock { $0 += String(decoding: chunk, as: UTF8.self) }
+            }
+        }
+        guard let port, port > 0 else {
+            process.waitUntilExit()
+            throw ServerStartFailure(message: "server did not start (exit \(process.terminationStatus)): \(server.stderr)")
+        }
+        return server
+    }
+
+    private init(process: Process, port: Int) {
+        self.process = process
+        self.port = port
+        self.stderrText = Mutex("")
+    }
+
+    var stderr: String { stderrText.withLock { $0 } }
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Waits for exit, bounded; returns the exit status or nil if still running.
+    func waitForExit(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    func stop() async {
+        if process.isRunning {
+            signal(SIGTERM)
+            if await waitForExit(timeout: .seconds(10)) == nil { signal(SIGKILL) }
+        }
+    }
+}
+
+struct ServerStartFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// A bounded HTTP request through curl, a real client over loopback.
+struct HTTPReply: Sendable {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+}
+
+enum HTTPClient {
+    static func request(
+        _ method: String,
+        _ url: String,
+        headers: [String: String] = [:],
+        body: Data? = nil,
+        timeoutSeconds: Int = 30
+    ) async throws -> HTTPReply {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tanhui-http-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let headerFile = directory.appendingPathComponent("headers").path
+        let bodyFile = directory.appendingPathComponent("body").path
+        var arguments = ["-s", "-X", method, "--max-time", String(timeoutSeconds), "-D", headerFile, "-o", bodyFile, "-w", "%{http_code}"]
+        for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
+        if let body {
+            let requestFile = directory.appendingPathComponent("request").path
+            _ = FileManager.default.createFile(atPath: requestFile, contents: body)
+            arguments += ["--data-binary", "@" + requestFile]
+        }
+        arguments.append(url)
+        let result = try await CommandRunner.run("/usr/bin/curl", arguments, timeout: .seconds(timeoutSeconds + 5))
+        var parsedHeaders: [String: String] = [:]
+        if let text = try? String(contentsOfFile: headerFile, encoding: .utf8) {
+            for line in text.split(whereSeparator: \.isNewline) {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                parsedHeaders[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        let body = (try? String(contentsOfFile: bodyFile, encoding: .utf8)) ?? ""
+        return HTTPReply(status: Int(result.stdout) ?? 0, headers: parsedHeaders, body: body)
+    }
+}
