@@ -88,6 +88,8 @@ let package = Package(
                 "TanhuiPostgres",
                 "TanhuiService",
                 "TanhuiHTTP",
+                "TanhuiCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strictSettings

@@ -9,7 +9,7 @@ struct Tanhui: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tanhui",
         abstract: "Carbon-inclusion credits: sync API server, rule sets, ledger and audit.",
-        subcommands: [Serve.self, Migrate.self]
+        subcommands: [Serve.self, Migrate.self, Rules.self, Operators.self]
     )
 }
 
@@ -31,6 +31,33 @@ enum CommandEnvironment {
         }
         bootstrapLogging(level: config.logLevel)
         return TanhuiServices(config: config, logger: Logger(label: label))
+    }
+
+    /// Runs a command's work, then closes the pool. Expected failures print one line and
+    /// exit 1 (the command's check failed) or 2 (it could not run); nothing leaks a stack.
+    static func run(_ services: TanhuiServices, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+            await services.shutdown()
+        } catch {
+            await services.shutdown()
+            switch error {
+            case let exit as ExitCode: throw exit
+            case let error as ValidationError: throw error
+            case RuleSetLookupError.notFound(let province, let version):
+                printError("\(province) version \(version) is not published")
+                throw ExitStatus.checkFailed
+            case RuleSetLookupError.forbidden(let province):
+                printError("not allowed to act for \(province)")
+                throw ExitStatus.checkFailed
+            case let error as OperatorError:
+                printError(error.description)
+                throw ExitStatus.checkFailed
+            default:
+                printError("\(error)")
+                throw ExitStatus.couldNotRun
+            }
+        }
     }
 
     static func bootstrapLogging(level: String) {

@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
+import TanhuiCore
 import TanhuiPostgres
+import TanhuiService
 
 /// An RFC 9457 problem document, the body of every error response.
 ///
@@ -60,6 +62,12 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     public static let unavailable = Problem(.serviceUnavailable, code: "unavailable", detail: "the service is temporarily unavailable; retry later", retryAfterSeconds: 2)
 }
 
+extension Problem.FieldError {
+    init(_ issue: ValidationIssue) {
+        self.init(path: issue.path, line: issue.line, column: issue.column, code: issue.code.rawValue, message: issue.message)
+    }
+}
+
 /// Maps any error escaping a handler to a problem document.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -67,6 +75,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let problem as Problem {
             throw problem
+        } catch let rejected as RuleSetRejected {
+            throw Problem(.unprocessableContent, code: "invalid_rule_set", detail: "the rule set has \(rejected.issues.count) problem(s); nothing was stored", errors: rejected.issues.map { Problem.FieldError($0) })
+        } catch RuleSetLookupError.notFound(let province, let version) {
+            throw Problem(.notFound, code: "not_found", detail: "\(province) version \(version) is not published")
+        } catch RuleSetLookupError.forbidden(let province) {
+            throw Problem(.forbidden, code: "forbidden", detail: "this key may not act for \(province)")
         } catch let error as PostgresError {
             if error.isUnavailable { throw Problem.unavailable }
             context.logger.error("database error", metadata: ["error": "\(error)"])

@@ -36,6 +36,7 @@ public enum TanhuiApplication {
                 throw Problem(.serviceUnavailable, code: "not_ready", detail: reason, retryAfterSeconds: 2)
             }
         }
+        OperatorRoutes.add(to: router, services: services)
         return router
     }
 }

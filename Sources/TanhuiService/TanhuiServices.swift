@@ -6,11 +6,16 @@ public final class TanhuiServices: Sendable {
     public let config: TanhuiConfig
     public let pool: PostgresPool
     public let logger: Logger
+    public let ruleSets: RuleSetService
+    public let operators: OperatorService
 
     public init(config: TanhuiConfig, logger: Logger) {
         self.config = config
         self.logger = logger
-        self.pool = PostgresPool(configuration: config.poolConfiguration, logger: logger)
+        let pool = PostgresPool(configuration: config.poolConfiguration, logger: logger)
+        self.pool = pool
+        self.ruleSets = RuleSetService(pool: pool)
+        self.operators = OperatorService(pool: pool)
     }
 
     public var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

@@ -1,0 +1,110 @@
+import Crypto
+import Foundation
+import TanhuiCore
+import TanhuiPostgres
+
+/// A province operator, as authenticated by an API key.
+public struct OperatorIdentity: Sendable, Equatable, Codable {
+    public var id: UUID
+    public var name: String
+    public var provinces: [String]
+    public var createdAt: Date
+    public var revokedAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, provinces
+        case createdAt = "created_at"
+        case revokedAt = "revoked_at"
+    }
+}
+
+public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidName
+    case unknownProvince(String)
+    case notFound(UUID)
+
+    public var description: String {
+        switch self {
+        case .invalidName: return "operator name must be 1–200 characters"
+        case .unknownProvince(let code): return "unknown province \(code) (use ISO 3166-2:CN codes such as CN-GD)"
+        case .notFound(let id): return "no operator \(id.uuidString.lowercased())"
+        }
+    }
+}
+
+/// Operator API keys: shown once at creation, stored only as SHA-256, scoped to provinces.
+public final class OperatorService: Sendable {
+    let pool: PostgresPool
+
+    /// Keys look like `thk_` + 43 base64url characters (32 random bytes).
+    public static let keyPrefix = "thk_"
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    static func hash(key: String) -> String {
+        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Creates an operator; returns it with its key, which is not stored and cannot be shown again.
+    public func create(name: String, provinces: [String]) async throws -> (OperatorIdentity, key: String) {
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(trimmed.count) else { throw OperatorError.invalidName }
+        guard !provinces.isEmpty else { throw OperatorError.unknownProvince("(none)") }
+        for code in provinces where !Province.isKnown(code) { throw OperatorError.unknownProvince(code) }
+        var random = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &random) }
+        let key = Self.keyPrefix + Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let id = UUID()
+        let sortedProvinces = Array(Set(provinces)).sorted()
+        let provinceArray = "{" + sortedProvinces.joined(separator: ",") + "}"
+        let identity = try await pool.withConnection { connection in
+            let row = try connection.query("""
+                INSERT INTO operators (id, name, key_sha256, provinces) VALUES (\(id), \(trimmed), \(Self.hash(key: key)), \(provinceArray)::text[])
+                RETURNING created_at
+                """).rows[0]
+            return OperatorIdentity(id: id, name: trimmed, provinces: sortedProvinces, createdAt: try row.decode(0), revokedAt: nil)
+        }
+        return (identity, key)
+    }
+
+    /// The active operator holding `key`, or nil (unknown or revoked).
+    public func authenticate(key: String) async throws -> OperatorIdentity? {
+        guard key.hasPrefix(Self.keyPrefix), key.utf8.count < 100 else { return nil }
+        let hash = Self.hash(key: key)
+        return try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators
+                WHERE key_sha256 = \(hash) AND revoked_at IS NULL
+                """).first.map(Self.decode)
+        }
+    }
+
+    public func list() async throws -> [OperatorIdentity] {
+        try await pool.withConnection { connection in
+            try connection.query("SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators ORDER BY created_at, id").rows.map(Self.decode)
+        }
+    }
+
+    /// Revokes a key; revoking twice is harmless.
+    public func revoke(id: UUID) async throws -> OperatorIdentity {
+        let found = try await pool.withConnection { connection in
+            try connection.query("""
+                UPDATE operators SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
+                RETURNING id, name, array_to_string(provinces, ','), created_at, revoked_at
+                """).first.map(Self.decode)
+        }
+        guard let found else { throw OperatorError.notFound(id) }
+        return found
+    }
+
+    private static func decode(_ row: PostgresRow) throws -> OperatorIdentity {
+        OperatorIdentity(
+            id: try row.decode(0), name: try row.decode(1),
+            provinces: try row.decode(2, as: String.self).split(separator: ",").map(String.init),
+            createdAt: try row.decode(3), revokedAt: try row.decode(4, as: Date?.self)
+        )
+    }
+}

@@ -1,0 +1,268 @@
+import Crypto
+import Foundation
+import Synchronization
+import TanhuiCore
+import TanhuiPostgres
+
+/// A published version as listed: everything but the document itself.
+public struct RuleSetSummary: Sendable, Equatable, Codable {
+    public var province: String
+    public var version: Int
+    public var effectiveFrom: Date
+    public var methodology: String
+    public var contentSHA256: String
+    public var publishedAt: Date
+    public var publishedBy: String
+
+    enum CodingKeys: String, CodingKey {
+        case province, version, methodology
+        case effectiveFrom = "effective_from"
+        case contentSHA256 = "content_sha256"
+        case publishedAt = "published_at"
+        case publishedBy = "published_by"
+    }
+}
+
+/// A published version with its document exactly as it was published.
+public struct StoredRuleSet: Sendable {
+    public var summary: RuleSetSummary
+    public var document: String
+    public var format: String
+}
+
+/// The document has problems; nothing was stored. Every problem is listed.
+public struct RuleSetRejected: Error, Sendable {
+    public let issues: [ValidationIssue]
+
+    public init(issues: [ValidationIssue]) {
+        self.issues = issues
+    }
+}
+
+public enum RuleSetLookupError: Error, Sendable, Equatable {
+    case notFound(province: String, version: Int)
+    /// The caller may not act for this province (an operator key scoped elsewhere).
+    case forbidden(province: String)
+}
+
+/// What `publish` did.
+public enum PublishOutcome: Sendable {
+    case published(RuleSetSummary)
+    /// `ifAbsent` and the identical document was already published under that version.
+    case alreadyPublished(RuleSetSummary)
+
+    public var summary: RuleSetSummary {
+        switch self {
+        case .published(let summary), .alreadyPublished(let summary): return summary
+        }
+    }
+}
+
+/// Totals of a dry run.
+public struct SimulationReport: Sendable {
+    public struct Line: Sendable {
+        public let eventID: String
+        public let evaluation: Evaluation?
+        /// Set when the event itself is malformed (never evaluated).
+        public let invalid: [ValidationIssue]
+    }
+
+    public var lines: [Line] = []
+    public var accepted = 0
+    public var rejected = 0
+    public var invalid = 0
+    public var gramsCO2e: Int64 = 0
+    public var points: Int64 = 0
+    public var rejectionsByCode: [String: Int] = [:]
+}
+
+/// Province rule sets: validation with database facts, atomic publication, history lookup.
+///
+/// Versions are immutable once published (the table is append-only); the parsed history of
+/// each province is cached and refreshed only when a newer version appears.
+public final class RuleSetService: Sendable {
+    let pool: PostgresPool
+    private let cache = Mutex<[String: CachedHistory]>([:])
+
+    struct CachedHistory: Sendable {
+        let latestVersion: Int
+        let history: RuleSetHistory
+    }
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    /// SHA-256 of the document's UTF-8 bytes, lower-case hex.
+    public static func contentHash(of document: String) -> String {
+        SHA256.hash(data: Data(document.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func format(of document: String) -> String {
+        document.drop(while: { $0.isWhitespace }).first == "{" ? "json" : "yaml"
+    }
+
+    /// Parses and checks the document, including the checks that need the database
+    /// (version above the latest, no retroactive effective_from). Changes nothing.
+    public func validate(document: String) async throws -> RuleSet {
+        let ruleSet = try Self.parse(document)
+        try await pool.withConnection { connection in
+            let issues = try Self.publicationIssues(ruleSet, on: connection)
+            if !issues.isEmpty { throw RuleSetRejected(issues: issues) }
+        }
+        return ruleSet
+    }
+
+    static func parse(_ document: String) throws(RuleSetRejected) -> RuleSet {
+        do {
+            return try RuleSetParser.parse(document)
+        } catch {
+            throw RuleSetRejected(issues: error.issues)
+        }
+    }
+
+    private static func publicationIssues(_ ruleSet: RuleSet, on connection: PostgresConnection) throws -> [ValidationIssue] {
+        let row = try connection.query("""
+            SELECT (SELECT max(version) FROM rule_sets WHERE province = \(ruleSet.province)),
+                   tanhui_province_judged_through(\(ruleSet.province))
+            """).rows[0]
+        let latest = try row.decode(0, as: Int?.self)
+        // A verdict exists at `judged`, so the new version must start strictly after it:
+        // from the next whole second, an instant operators can write down.
+        let judged = try row.decode(1, as: Date?.self)
+        return RuleSetValidator.checkPublication(
+            ruleSet,
+            latestPublishedVersion: latest,
+            earliestAllowedEffectiveFrom: judged.map { Date(timeIntervalSince1970: ($0.timeIntervalSince1970 + 0.000_001).rounded(.down) + 1) }
+        )
+    }
+
+    /// Validates and stores the document atomically. `allowedProvinces` (nil: any) scopes
+    /// operators; `ifAbsent` makes republishing the identical version a no-op (start-up scripts).
+    public func publish(document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false) async throws -> PublishOutcome {
+        let ruleSet = try Self.parse(document)
+        if let allowedProvinces, !allowedProvinces.contains(ruleSet.province) {
+            throw RuleSetLookupError.forbidden(province: ruleSet.province)
+        }
+        let hash = Self.contentHash(of: document)
+        let format = Self.format(of: document)
+        let outcome = try await pool.withTransaction { connection -> PublishOutcome in
+            // One publisher per province at a time, so "latest version" cannot change under us.
+            try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.rules." + ruleSet.province)))")
+            if ifAbsent, let existing = try Self.summary(province: ruleSet.province, version: ruleSet.version, on: connection) {
+                guard existing.contentSHA256 == hash else {
+                    throw RuleSetRejected(issues: [ValidationIssue(
+                        path: "version", code: .versionNotIncreasing,
+                        message: "\(ruleSet.province) version \(ruleSet.version) is already published with different content")])
+                }
+                return .alreadyPublished(existing)
+            }
+            let issues = try Self.publicationIssues(ruleSet, on: connection)
+            if !issues.isEmpty { throw RuleSetRejected(issues: issues) }
+            try connection.query("""
+                INSERT INTO rule_sets (province, version, effective_from, document, document_format, content_sha256, methodology, published_by)
+                VALUES (\(ruleSet.province), \(ruleSet.version), \(ruleSet.effectiveFrom), \(document), \(format), \(hash), \(ruleSet.methodology), \(publishedBy))
+                """)
+            guard let stored = try Self.summary(province: ruleSet.province, version: ruleSet.version, on: connection) else {
+                throw PostgresError(kind: .unexpectedResult, operation: "publish", message: "published row not found")
+            }
+            return .published(stored)
+        }
+        return outcome
+    }
+
+    private static let summaryColumns = "province, version, effective_from, methodology, content_sha256, published_at, published_by"
+
+    private static func decodeSummary(_ row: PostgresRow) throws -> RuleSetSummary {
+        RuleSetSummary(
+            province: try row.decode(0), version: try row.decode(1), effectiveFrom: try row.decode(2),
+            methodology: try row.decode(3), contentSHA256: try row.decode(4), publishedAt: try row.decode(5), publishedBy: try row.decode(6)
+        )
+    }
+
+    private static func summary(province: String, version: Int, on connection: PostgresConnection) throws -> RuleSetSummary? {
+        try connection.query("""
+            SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
+            FROM rule_sets WHERE province = \(province) AND version = \(version)
+            """).first.map(decodeSummary)
+    }
+
+    public func list(province: String? = nil) async throws -> [RuleSetSummary] {
+        try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
+                FROM rule_sets WHERE \(province)::text IS NULL OR province = \(province)
+                ORDER BY province, version
+                """).rows.map(Self.decodeSummary)
+        }
+    }
+
+    public func show(province: String, version: Int) async throws -> StoredRuleSet {
+        let found = try await pool.withConnection { connection -> StoredRuleSet? in
+            guard let row = try connection.query("""
+                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document, document_format
+                FROM rule_sets WHERE province = \(province) AND version = \(version)
+                """).first else { return nil }
+            return StoredRuleSet(summary: try Self.decodeSummary(row), document: try row.decode(7), format: try row.decode(8))
+        }
+        guard let found else { throw RuleSetLookupError.notFound(province: province, version: version) }
+        return found
+    }
+
+    /// The parsed published version (documents are re-parsed from their stored bytes).
+    public func ruleSet(province: String, version: Int) async throws -> RuleSet {
+        let stored = try await show(province: province, version: version)
+        return try Self.parse(stored.document)
+    }
+
+    public func diff(province: String, from oldVersion: Int, to newVersion: Int) async throws -> [String] {
+        async let old = ruleSet(province: province, version: oldVersion)
+        async let new = ruleSet(province: province, version: newVersion)
+        return RuleSetDiff.diff(try await old, try await new)
+    }
+
+    /// Every published version of a province, parsed; cached until a newer version exists.
+    public func history(province: String) async throws -> RuleSetHistory {
+        let latest = try await pool.withConnection { connection in
+            try connection.query("SELECT coalesce(max(version), 0) FROM rule_sets WHERE province = \(province)").scalar(Int.self)
+        }
+        if let cached = cache.withLock({ $0[province] }), cached.latestVersion == latest {
+            return cached.history
+        }
+        let documents = try await pool.withConnection { connection in
+            try connection.query("SELECT document FROM rule_sets WHERE province = \(province) ORDER BY version").rows.map { try $0.decode(0, as: String.self) }
+        }
+        let history = RuleSetHistory(try documents.map { try Self.parse($0) })
+        cache.withLock { $0[province] = CachedHistory(latestVersion: latest, history: history) }
+        return history
+    }
+
+    /// A dry run: evaluates events in order against one rule set, with caps accumulating as
+    /// they would for one citizen. Pure; writes nothing.
+    public static func simulate(ruleSet: RuleSet, events: [Result<EventWire, EventInvalid>], receivedAt: Date?) -> SimulationReport {
+        var report = SimulationReport()
+        var usage = CapUsage()
+        for (index, decoded) in events.enumerated() {
+            switch decoded {
+            case .failure(let invalid):
+                report.invalid += 1
+                report.lines.append(.init(eventID: "line \(index + 1)", evaluation: nil, invalid: invalid.issues))
+            case .success(let wire):
+                // Without an explicit receipt time, each event counts as synced when it happened.
+                let evaluation = RuleEvaluator.evaluate(event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt)
+                switch evaluation {
+                case .accepted(let award):
+                    usage.add(award.consumption)
+                    report.accepted += 1
+                    report.gramsCO2e += award.gramsCO2e
+                    report.points += award.pointsAwarded
+                case .rejected(let rejection):
+                    report.rejected += 1
+                    report.rejectionsByCode[rejection.code.rawValue, default: 0] += 1
+                }
+                report.lines.append(.init(eventID: wire.event.id.uuidString.lowercased(), evaluation: evaluation, invalid: []))
+            }
+        }
+        return report
+    }
+}

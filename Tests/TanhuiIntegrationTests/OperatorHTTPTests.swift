@@ -1,0 +1,126 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import TanhuiHTTP
+import TanhuiPostgres
+import TanhuiService
+
+@Suite("Operator HTTP API for rule sets")
+struct OperatorHTTPTests {
+    static let gdDocument = (try? String(contentsOfFile: CommandRunner.repoRoot + "/Schema/rulesets/CN-GD.yaml", encoding: .utf8)) ?? ""
+
+    static func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
+    }
+
+    @Test("publish, list, show, validate, simulate; 401 without a key, 403 across provinces, invalid uploads change nothing")
+    func operatorFlow() async throws {
+        try await TestDatabase.withFresh { url in
+            let services = try TestDatabase.makeServices(url: url)
+            let (_, gdKey) = try await services.operators.create(name: "gd", provinces: ["CN-GD"])
+            let (revokedOperator, revokedKey) = try await services.operators.create(name: "old", provinces: ["CN-GD"])
+            _ = try await services.operators.revoke(id: revokedOperator.id)
+            let app = TanhuiApplication.build(services: services, host: "127.0.0.1", port: 0)
+            let yaml: HTTPFields = [.authorization: "Bearer \(gdKey)", .contentType: "application/yaml"]
+
+            try await app.test(.router) { client in
+                // Authentication and scope.
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .get) { response in
+                    #expect(response.status == .unauthorized)
+                    #expect(response.headers[.contentType] == "application/problem+json")
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .get, headers: [.authorization: "Bearer \(revokedKey)"]) { response in
+                    #expect(response.status == .unauthorized)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-BJ/rulesets", method: .get, headers: yaml) { response in
+                    #expect(response.status == .forbidden)
+                }
+                let bjDocument = try String(contentsOfFile: CommandRunner.repoRoot + "/Schema/rulesets/CN-BJ.yaml", encoding: .utf8)
+                try await client.execute(uri: "/v1/provinces/CN-BJ/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: bjDocument)) { response in
+                    #expect(response.status == .forbidden)
+                }
+                // A CN-BJ document sent to the CN-GD route is refused too.
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: bjDocument)) { response in
+                    #expect(response.status == .unprocessableContent)
+                    #expect(String(buffer: response.body).contains("province_mismatch"))
+                }
+
+                // An invalid upload: every problem listed with path and line, nothing stored.
+                let broken = Self.gdDocument.replacingOccurrences(of: "grams_per_km: 46.7", with: "grams_per_km: -46.7")
+                    .replacingOccurrences(of: "methodology:", with: "methodolgy:")
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: broken)) { response in
+                    #expect(response.status == .unprocessableContent)
+                    let body = try Self.json(response.body)
+                    let errors = try #require(body["errors"] as? [[String: Any]])
+                    let paths = Set(errors.compactMap { $0["path"] as? String })
+                    #expect(paths.contains("transit_trip") || paths.contains { $0.hasSuffix("modes.metro.grams_per_km") })
+                    #expect(paths.contains("methodolgy"))
+                    #expect(errors.allSatisfy { $0["line"] is Int })
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/validate", method: .post, headers: yaml, body: ByteBuffer(string: broken)) { response in
+                    #expect(response.status == .unprocessableContent)
+                }
+                #expect(try await services.ruleSets.list().isEmpty)
+
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: [.authorization: "Bearer \(gdKey)", .contentType: "image/png"], body: ByteBuffer(string: Self.gdDocument)) { response in
+                    #expect(response.status == .unsupportedMediaType)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: String(repeating: "# padding\n", count: 30_000))) { response in
+                    #expect(response.status == .contentTooLarge)
+                }
+
+                // Validate, then publish.
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/validate", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)) { response in
+                    #expect(response.status == .ok)
+                    let body = try Self.json(response.body)
+                    #expect(body["valid"] as? Bool == true)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)) { response in
+                    #expect(response.status == .created)
+                    let body = try Self.json(response.body)
+                    #expect(body["version"] as? Int == 1)
+                    #expect(body["content_sha256"] as? String == RuleSetService.contentHash(of: Self.gdDocument))
+                    #expect((body["published_by"] as? String)?.hasPrefix("operator gd") == true)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)) { response in
+                    #expect(response.status == .unprocessableContent)
+                    #expect(String(buffer: response.body).contains("version_not_increasing"))
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .get, headers: yaml) { response in
+                    let list = try #require(try Self.json(response.body)["rule_sets"] as? [[String: Any]])
+                    #expect(list.count == 1)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/1", method: .get, headers: yaml) { response in
+                    #expect(response.status == .ok)
+                    let body = try Self.json(response.body)
+                    #expect(body["document"] as? String == Self.gdDocument)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/7", method: .get, headers: yaml) { response in
+                    #expect(response.status == .notFound)
+                }
+
+                // Simulate against the published version.
+                let simulation = """
+                    {"ruleset_version": 1, "events": [
+                      {"id":"0192a000-0000-7000-8000-000000000001","kind":"transit_trip","province":"CN-GD","occurred_at":"2027-03-01T07:31:00+08:00","ended_at":"2027-03-01T07:52:00+08:00","data":{"mode":"metro","distance_m":12400}},
+                      {"id":"0192a000-0000-7000-8000-000000000002","kind":"transit_trip","province":"CN-GD","occurred_at":"2027-03-01T09:31:00+08:00","ended_at":"2027-03-01T09:32:00+08:00","data":{"mode":"metro","distance_m":100}},
+                      {"id":"0192a000-0000-7000-8000-000000000003","kind":"transit_trip","province":"CN-GD","occurred_at":"2027-03-01T10:31:00+08:00","data":{"mode":"metro","distance_m":-5}}
+                    ]}
+                    """
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/simulate", method: .post, headers: [.authorization: "Bearer \(gdKey)", .contentType: "application/json"], body: ByteBuffer(string: simulation)) { response in
+                    #expect(response.status == .ok)
+                    let body = try Self.json(response.body)
+                    let results = try #require(body["results"] as? [[String: Any]])
+                    #expect(results.count == 3)
+                    #expect((results[0]["award"] as? [String: Any])?["points"] as? Int == 57)
+                    #expect(results[1]["code"] as? String == "below_minimum")
+                    #expect(results[2]["code"] as? String == "invalid")
+                    #expect((body["totals"] as? [String: Any])?["grams_co2e"] as? Int == 579)
+                }
+            }
+            #expect(try await services.ruleSets.list().count == 1)
+            await services.shutdown()
+        }
+    }
+}
