@@ -43,4 +43,7 @@ for file in Schema/rulesets/*.yaml; do
   "$bin" rules publish --if-absent --by "Scripts/start.sh" "$file"
 done
 
-exec "$bin" serve --host 127.0.0.1 --port "$port"
+# The server runs as the least-privileged role the migrations create: it can append to
+# the ledger but never rewrite it.
+exec env DATABASE_URL="${TANHUI_SERVICE_DATABASE_URL:-${DATABASE_URL/tanhui@/tanhui_service@}}" \
+  "$bin" serve --host 127.0.0.1 --port "$port"

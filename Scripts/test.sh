@@ -32,4 +32,14 @@ python3 Scripts/check-ruleset-schema.py
 
 swift build --build-tests
 export TANHUI_BIN="$(swift build --show-bin-path)/tanhui"
+
+# Citus-readiness of the schema the binary migrates (fresh database each run).
+citus_url="${TANHUI_TEST_DATABASE_URL%/*}/tanhui_citus_check"
+PGOPTIONS='-c client_min_messages=warning' psql -X -q "${TANHUI_TEST_DATABASE_URL%/*}/postgres" \
+  -c "DROP DATABASE IF EXISTS tanhui_citus_check" -c "CREATE DATABASE tanhui_citus_check"
+DATABASE_URL="$citus_url" "$TANHUI_BIN" migrate >/dev/null
+python3 Scripts/citus-check.py "$citus_url"
+# Docker files, statically (no engine here): compose config, COPY sources, commands vs the CLI.
+Scripts/docker-check.sh
+
 swift test --skip-build "$@"

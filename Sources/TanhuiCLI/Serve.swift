@@ -44,7 +44,7 @@ struct Serve: AsyncParsableCommand {
             printLine("tanhui listening on http://\(host):\(boundPort)")
         }
         let group = ServiceGroup(configuration: .init(
-            services: [app],
+            services: [app, LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: services.logger
         ).withShutdownBound(seconds: services.config.shutdownTimeoutSeconds))

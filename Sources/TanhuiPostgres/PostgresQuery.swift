@@ -48,10 +48,25 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
             sql += "$\(parameters.count)"
         }
 
+        /// A constant SQL fragment (a shared column list): compile-time text, never a value.
+        public mutating func appendInterpolation(_ fragment: SQLFragment) {
+            sql += fragment.sql
+        }
+
         /// A quoted identifier: `"name"`, with embedded quotes doubled.
         public mutating func appendInterpolation(identifier: String) {
             sql += "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
+    }
+}
+
+/// SQL text that can only come from a string literal in the source, so it can be spliced
+/// into a statement without becoming a way to splice values.
+public struct SQLFragment: Sendable, ExpressibleByStringLiteral {
+    let sql: String
+
+    public init(stringLiteral value: StaticString) {
+        sql = value.description
     }
 }
 

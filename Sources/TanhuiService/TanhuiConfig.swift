@@ -22,6 +22,8 @@ public struct TanhuiConfig: Sendable {
     public var tokenSecret: [UInt8]?
     /// `TANHUI_CHECKPOINT_KEY`: Ed25519 private key (32 bytes, base64) for ledger checkpoints.
     public var checkpointKey: [UInt8]?
+    /// `TANHUI_SEAL_INTERVAL_MS` (100…60000, default 1000): how often `serve` seals the ledger chains.
+    public var sealIntervalMilliseconds: Int
     /// `TANHUI_LOG_LEVEL` (trace|debug|info|notice|warning|error|critical, default info).
     public var logLevel: String
 
@@ -77,6 +79,7 @@ public struct TanhuiConfig: Sendable {
             maximumBodyBytes: try integer("TANHUI_MAX_BODY_BYTES", default: 4 << 20, in: 1024...(64 << 20)),
             tokenSecret: try base64Key("TANHUI_TOKEN_SECRET", minimumBytes: 32),
             checkpointKey: try base64Key("TANHUI_CHECKPOINT_KEY", minimumBytes: 32, exactBytes: 32),
+            sealIntervalMilliseconds: try integer("TANHUI_SEAL_INTERVAL_MS", default: 1000, in: 100...60_000),
             logLevel: logLevel
         )
     }

@@ -8,6 +8,7 @@ public final class TanhuiServices: Sendable {
     public let logger: Logger
     public let ruleSets: RuleSetService
     public let operators: OperatorService
+    public let ledger: LedgerService
 
     public init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -16,6 +17,7 @@ public final class TanhuiServices: Sendable {
         self.pool = pool
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
+        self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger)
     }
 
     public var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

@@ -1,0 +1,60 @@
+-- Distributes the Tanhui schema over a Citus cluster. Run once, on the coordinator, as the
+-- schema owner, after `tanhui migrate` has created the tables (still empty, or small: existing
+-- rows are copied into the shards):
+--
+--   psql "$COORDINATOR_URL" -v ON_ERROR_STOP=1 -f Schema/citus/distribute.sql
+--
+-- Citus is not in Debian's repositories, so this file cannot be run in our CI. What CI does
+-- instead: Scripts/citus-check.py reads the two table lists below and checks the live
+-- (plain PostgreSQL) schema against the Citus rules — every table classified, `province` in
+-- every key, index, exclusion constraint and foreign key of a distributed table, one
+-- `province` type everywhere, no foreign key from a reference table to a distributed one.
+-- Keep one create_*_table call per line, with the table name as a quoted literal: the check
+-- parses them.
+--
+-- Layout: every large table is hash-distributed on `province` and colocated with
+-- citizen_accounts, so an award (event, transaction, entries, account, caps, chain link) is a
+-- single-shard transaction and the per-province audit and sealer never cross shards. Small
+-- tables read everywhere are reference tables (a full copy on every node; writes use 2PC).
+--
+-- Prerequisites on every node: the citus and btree_gist extensions (the events exclusion
+-- constraint uses gist; create btree_gist on the coordinator after the workers are added, or
+-- Citus copies it when a worker is added later).
+
+-- The append-only guards (tanhui_reject_change triggers on rule_sets, events, ledger_*) would
+-- make create_*_table refuse the tables; Citus 11+ lets triggers through with this setting and
+-- creates them on every shard. They touch no other table, which is what makes them safe.
+-- Immutability does not rest on them alone: tanhui_service has no UPDATE/DELETE/TRUNCATE on
+-- history tables, and the hash chain detects any rewrite.
+SET citus.enable_unsafe_triggers TO on;
+
+-- Reference tables first: distributed tables hold foreign keys to them
+-- (ledger_transactions → rule_sets), and Citus allows distributed → reference, never the
+-- reverse.
+SELECT create_reference_table('rule_sets');
+SELECT create_reference_table('operators');
+SELECT create_reference_table('tanhui_schema_migrations');
+
+-- Distributed tables, colocated on `province` (text everywhere; the type cannot change later).
+-- citizen_accounts anchors the colocation group; referenced tables before referencing ones.
+SELECT create_distributed_table('citizen_accounts', 'province');
+SELECT create_distributed_table('citizen_devices', 'province', colocate_with => 'citizen_accounts');
+-- events: the exclusion constraint events_no_overlapping_trips compares `province WITH =`
+-- first, which is what Citus requires of an exclusion constraint on a distributed table; the
+-- unique index events_evidence_credited_once starts with province too.
+SELECT create_distributed_table('events', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_transactions', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_entries', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('cap_usage', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_chain', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_checkpoints', 'province', colocate_with => 'citizen_accounts');
+
+-- Notes for operating on Citus:
+-- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but
+--   not commit-ordered, which nothing relies on (the chain sequence is assigned per province
+--   by the sealer).
+-- * Audits run per province (no cross-shard snapshot exists); global totals are sums of
+--   per-province verified results.
+-- * With only a handful of provinces, a hash on `province` gives at most that many busy
+--   shards: size citus.shard_count and node count accordingly, or isolate a large province
+--   onto its own shard with isolate_tenant_to_new_shard('events', 'CN-GD', 'CASCADE').

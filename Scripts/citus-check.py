@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Checks that a live, migrated Tanhui schema could be distributed with Citus.
+
+    Scripts/citus-check.py [DATABASE_URL] [--distribute-sql PATH] [--schema public]
+
+Citus is not packaged for Debian, so the schema is checked against Citus's rules on plain
+PostgreSQL instead. The table lists come from Schema/citus/distribute.sql (the script an
+operator would run on a Citus coordinator), so the check and the layout cannot drift apart.
+Violations:
+
+  * a table of the schema that distribute.sql neither distributes nor makes a reference table
+    (every table must be classified), or a listed table that does not exist;
+  * a distributed table without its distribution column, or distributed on another column
+    than the rest of its colocation group;
+  * a primary key, unique constraint or unique index of a distributed table whose key
+    columns do not include the distribution column (Citus cannot enforce it per shard);
+  * an exclusion constraint of a distributed table that does not compare the distribution
+    column with `=`;
+  * a foreign key between distributed tables that does not map distribution column to
+    distribution column, or that joins two colocation groups (as declared: a table without
+    colocate_with starts its own group; we colocate explicitly rather than rely on Citus's
+    implicit default);
+  * a foreign key from a reference table to a distributed table;
+  * a distribution column whose type differs between tables (colocated tables and foreign
+    keys need one type).
+
+Uses psql (installed with PostgreSQL). Exit 0: `citus-check: ok (…)`; 1: violations, one
+per line; 2: usage, parse or connection error.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQL = ROOT / "Schema" / "citus" / "distribute.sql"
+SEP = "\x1f"  # field separator for psql output: never part of an identifier we use
+
+
+def fail(message):
+    print(f"citus-check: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_distribute_sql(path):
+    """Returns (reference tables, {distributed table: (column, colocate_with or None)})."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot read {path}: {error}")
+    # Drop comments so examples in them are not taken for calls.
+    text = re.sub(r"--[^\n]*", "", text)
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+
+    reference = []
+    for match in re.finditer(r"create_reference_table\s*\(\s*'([^']+)'\s*\)", text, re.I):
+        reference.append(match.group(1))
+    distributed = {}
+    call = re.compile(r"create_distributed_table\s*\(([^;]*?)\)\s*;", re.I | re.S)
+    for match in call.finditer(text):
+        args = match.group(1)
+        literals = re.findall(r"'([^']*)'", args)
+        if len(literals) < 2:
+            fail(f"{path}: cannot parse create_distributed_table({args.strip()})")
+        colocate = re.search(r"colocate_with\s*=>\s*'([^']+)'", args, re.I)
+        table, column = literals[0], literals[1]
+        if table in distributed:
+            fail(f"{path}: {table} is distributed twice")
+        distributed[table] = (column, colocate.group(1) if colocate else None)
+    # Catch calls the patterns above did not understand (e.g. a name not quoted).
+    calls = len(re.findall(r"create_(?:reference|distributed)_table\s*\(", text, re.I))
+    if calls != len(reference) + len(distributed):
+        fail(f"{path}: {calls} create_*_table calls but only "
+             f"{len(reference) + len(distributed)} could be parsed (quote table names)")
+    if not distributed:
+        fail(f"{path}: no create_distributed_table calls found")
+    return reference, distributed
+
+
+class Database:
+    def __init__(self, url):
+        self.url = url
+
+    def rows(self, sql):
+        command = ["psql", "--no-psqlrc", "--quiet", "-At", "-F", SEP,
+                   "-v", "ON_ERROR_STOP=1", "-d", self.url, "-c", sql]
+        env = dict(os.environ)
+        env.setdefault("PGCONNECT_TIMEOUT", "10")
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        except FileNotFoundError:
+            fail("psql not found (apt-get install postgresql-client)")
+        except subprocess.TimeoutExpired:
+            fail("psql timed out")
+        if result.returncode != 0:
+            fail(f"psql failed: {result.stderr.strip()}")
+        return [line.split(SEP) for line in result.stdout.splitlines() if line != ""]
+
+
+def split_list(text):
+    return [item for item in text.split(",") if item != ""] if text else []
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("database_url", nargs="?", default=os.environ.get("DATABASE_URL"),
+                        help="libpq URL of a migrated database (default: $DATABASE_URL)")
+    parser.add_argument("--distribute-sql", type=Path, default=DEFAULT_SQL,
+                        help=f"Citus layout to check against (default: {DEFAULT_SQL.relative_to(ROOT)})")
+    parser.add_argument("--schema", default="public", help="schema to inspect (default: public)")
+    args = parser.parse_args()
+    if not args.database_url:
+        fail("no database: pass a URL or set DATABASE_URL")
+
+    reference, distributed = parse_distribute_sql(args.distribute_sql)
+    db = Database(args.database_url)
+    schema = args.schema.replace("'", "''")
+    violations = []
+
+    # --- Classification --------------------------------------------------------------
+    for table in set(reference) & set(distributed):
+        violations.append(f"{table}: listed both as reference and as distributed table")
+    for table in {t for t in reference if reference.count(t) > 1}:
+        violations.append(f"{table}: listed twice as reference table")
+
+    # Ordinary and partitioned tables, not partitions (they follow their parent) and not
+    # tables an extension owns.
+    tables = {name for (name,) in db.rows(f"""
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY 1""")}
+    for table in sorted(tables - set(reference) - set(distributed)):
+        violations.append(f"{table}: not classified in {args.distribute_sql.name} "
+                          "(add create_distributed_table or create_reference_table)")
+    for table in sorted((set(reference) | set(distributed)) - tables):
+        violations.append(f"{table}: listed in {args.distribute_sql.name} but not a table "
+                          f"of schema {args.schema}")
+
+    # --- Colocation groups and distribution columns -----------------------------------
+    def group_of(table, seen=()):
+        column, colocate = distributed[table]
+        if colocate is None:
+            return table
+        if colocate not in distributed or colocate in seen:
+            return None
+        return group_of(colocate, seen + (table,))
+
+    groups = {}
+    for table, (column, colocate) in distributed.items():
+        group = group_of(table)
+        if group is None:
+            violations.append(f"{table}: colocate_with '{colocate}' is not a distributed table "
+                              "(or colocation is circular)")
+            continue
+        groups[table] = group
+        anchor_column = distributed[group][0]
+        if column != anchor_column:
+            violations.append(f"{table}: distributed on '{column}' but its colocation group "
+                              f"({group}) on '{anchor_column}'")
+
+    columns = {}  # (table, column) -> type
+    for table, column, type_ in db.rows(f"""
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+               || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                       THEN ' COLLATE ' || quote_ident(co.collname) ELSE '' END
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_collation co ON co.oid = a.attcollation
+        WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'p') AND a.attnum > 0
+          AND NOT a.attisdropped"""):
+        columns[(table, column)] = type_
+
+    dist_column = {}  # distributed tables that exist and have their column
+    for table, (column, _) in sorted(distributed.items()):
+        if table not in tables:
+            continue
+        if (table, column) not in columns:
+            violations.append(f"{table}: distributed on '{column}' but has no such column")
+        else:
+            dist_column[table] = column
+
+    # One type per distribution column name, across every table that has such a column
+    # (reference tables too: distributed → reference foreign keys compare them).
+    for name in sorted({c for c, _ in distributed.values()}):
+        types = {}
+        for (table, column), type_ in columns.items():
+            if column == name and table in tables:
+                types.setdefault(type_, []).append(table)
+        if len(types) > 1:
+            detail = "; ".join(f"{t}: {', '.join(sorted(ts))}" for t, ts in sorted(types.items()))
+            violations.append(f"column '{name}' has different types across tables ({detail})")
+
+    # --- Unique indexes (primary keys and unique constraints are backed by one) -------
+    for table, index, constraint, keys in db.rows(f"""
+        SELECT c.relname, ic.relname, coalesce(con.conname, ''),
+               array_to_string(ARRAY(
+                   SELECT coalesce(a.attname, '<expression>')
+                   FROM generate_series(0, i.indnkeyatts - 1) AS g(k)
+                   LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.k]
+                   ORDER BY g.k), ',')
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u')
+        WHERE n.nspname = '{schema}' AND i.indisunique
+        ORDER BY 1, 2"""):
+        if table in dist_column and dist_column[table] not in split_list(keys):
+            what = f"constraint {constraint}" if constraint else f"unique index {index}"
+            violations.append(f"{table}: {what} ({keys}) does not include "
+                              f"distribution column '{dist_column[table]}'")
+
+    # --- Exclusion constraints ---------------------------------------------------------
+    for table, constraint, keys, operators in db.rows(f"""
+        SELECT c.relname, con.conname,
+               array_to_string(ARRAY(
+                   SELECT coalesce(a.attname, '<expression>')
+                   FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+                   LEFT JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                   ORDER BY k.ord), ','),
+               array_to_string(ARRAY(
+                   SELECT o.oprname FROM unnest(con.conexclop) WITH ORDINALITY AS x(opr, ord)
+                   JOIN pg_operator o ON o.oid = x.opr ORDER BY x.ord), ',')
+        FROM pg_constraint con
+        JOIN pg_class c ON c.oid = con.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = '{schema}' AND con.contype = 'x'
+        ORDER BY 1, 2"""):
+        if table not in dist_column:
+            continue
+        pairs = list(zip(split_list(keys), split_list(operators)))
+        if (dist_column[table], "=") not in pairs:
+            violations.append(f"{table}: exclusion constraint {constraint} does not compare "
+                              f"distribution column '{dist_column[table]}' WITH =")
+
+    # --- Foreign keys ------------------------------------------------------------------
+    for child, constraint, parent, child_keys, parent_keys in db.rows(f"""
+        SELECT c.relname, con.conname, p.relname,
+               array_to_string(ARRAY(
+                   SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                   ORDER BY k.ord), ','),
+               array_to_string(ARRAY(
+                   SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+                   ORDER BY k.ord), ',')
+        FROM pg_constraint con
+        JOIN pg_class c ON c.oid = con.conrelid
+        JOIN pg_class p ON p.oid = con.confrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = '{schema}' AND con.contype = 'f'
+        ORDER BY 1, 2"""):
+        label = f"{child}: foreign key {constraint} ({child_keys}) → {parent} ({parent_keys})"
+        if child in reference and parent in distributed:
+            violations.append(f"{label}: a reference table cannot reference a distributed table")
+        elif child in distributed and parent in distributed:
+            if child not in dist_column or parent not in dist_column:
+                continue  # already reported: missing distribution column
+            pairs = list(zip(split_list(child_keys), split_list(parent_keys)))
+            if (dist_column[child], dist_column[parent]) not in pairs:
+                violations.append(f"{label}: must map distribution column "
+                                  f"'{dist_column[child]}' to '{dist_column[parent]}'")
+            if groups.get(child) is not None and groups.get(child) != groups.get(parent):
+                violations.append(f"{label}: tables are not colocated "
+                                  f"({groups.get(child)} vs {groups.get(parent)})")
+
+    if violations:
+        print(f"citus-check: {len(violations)} violation(s) of the Citus rules "
+              f"({args.distribute_sql}):", file=sys.stderr)
+        for violation in violations:
+            print(f"  - {violation}", file=sys.stderr)
+        sys.exit(1)
+    print(f"citus-check: ok ({len(distributed)} distributed, {len(reference)} reference tables)")
+
+
+if __name__ == "__main__":
+    main()

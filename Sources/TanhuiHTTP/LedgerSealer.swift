@@ -1,0 +1,35 @@
+import Logging
+import ServiceLifecycle
+import TanhuiPostgres
+import TanhuiService
+
+/// Seals committed ledger transactions into the province hash chains every `interval`, so
+/// the unsealed backlog stays bounded without any award waiting on a chain lock.
+public struct LedgerSealer: Service {
+    let ledger: LedgerService
+    let interval: Duration
+    let logger: Logger
+
+    public init(ledger: LedgerService, interval: Duration, logger: Logger) {
+        self.ledger = ledger
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let sealed = try await ledger.seal()
+                let total = sealed.values.reduce(0, +)
+                if total > 0 { logger.debug("sealed ledger transactions", metadata: ["ledger.sealed": "\(total)"]) }
+                // A full round means more is waiting: go again at once.
+                if sealed.values.contains(where: { $0 >= LedgerChain.maximumPerSeal }) { continue }
+            } catch let error as PostgresError where error.isUnavailable {
+                logger.warning("sealer: database unavailable; retrying")
+            } catch {
+                logger.error("sealer failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Crypto
+import Foundation
+
+/// A signed statement of a province chain's head, for operators to keep outside the database.
+/// Anyone rewriting the chain later — even consistently — no longer matches it.
+///
+/// Text form (signed over every line before `signature`, each ending in a newline):
+/// ```
+/// tanhui-checkpoint v1
+/// province CN-GD
+/// sequence 42
+/// head 9f86d0…
+/// time 2027-03-01T00:00:00Z
+/// key <base64 Ed25519 public key>
+/// signature <base64 Ed25519 signature>
+/// ```
+public struct Checkpoint: Sendable, Equatable {
+    public var province: String
+    public var sequence: Int64
+    public var headHash: String
+    public var time: Date
+    public var publicKey: Data
+    public var signature: Data
+
+    public enum Invalid: Error, Sendable, Equatable, CustomStringConvertible {
+        case malformed(String)
+        case badSignature
+        case untrustedKey
+
+        public var description: String {
+            switch self {
+            case .malformed(let detail): return "malformed checkpoint: \(detail)"
+            case .badSignature: return "checkpoint signature is not valid"
+            case .untrustedKey: return "checkpoint is signed by a key other than the trusted one"
+            }
+        }
+    }
+
+    var signedText: String {
+        """
+        tanhui-checkpoint v1
+        province \(province)
+        sequence \(sequence)
+        head \(headHash)
+        time \(Int64(time.timeIntervalSince1970))
+        key \(publicKey.base64EncodedString())
+
+        """
+    }
+
+    public var note: String {
+        signedText + "signature \(signature.base64EncodedString())\n"
+    }
+
+    /// Signs a head with the checkpoint key (`TANHUI_CHECKPOINT_KEY`).
+    public static func sign(province: String, sequence: Int64, headHash: String, time: Date, privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
+        var checkpoint = Checkpoint(
+            province: province, sequence: sequence, headHash: headHash,
+            time: Date(timeIntervalSince1970: time.timeIntervalSince1970.rounded(.down)),
+            publicKey: privateKey.publicKey.rawRepresentation, signature: Data()
+        )
+        checkpoint.signature = try privateKey.signature(for: Data(checkpoint.signedText.utf8))
+        return checkpoint
+    }
+
+    /// Parses a note and checks its signature against `trustedKey` (the signer must be it).
+    public static func verify(note: String, trustedKey: Curve25519.Signing.PublicKey) throws(Invalid) -> Checkpoint {
+        var fields: [String: String] = [:]
+        let lines = note.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.first == "tanhui-checkpoint v1" else { throw .malformed("first line must be 'tanhui-checkpoint v1'") }
+        for line in lines.dropFirst() where !line.isEmpty {
+            guard let space = line.firstIndex(of: " ") else { throw .malformed("line without a value: \(line.prefix(40))") }
+            fields[String(line[..<space])] = String(line[line.index(after: space)...])
+        }
+        guard let province = fields["province"], let sequenceText = fields["sequence"], let sequence = Int64(sequenceText),
+              let head = fields["head"], head.count == 64, let timeText = fields["time"], let seconds = Int64(timeText),
+              let keyText = fields["key"], let key = Data(base64Encoded: keyText),
+              let signatureText = fields["signature"], let signature = Data(base64Encoded: signatureText)
+        else { throw .malformed("missing or unreadable field") }
+        let checkpoint = Checkpoint(province: province, sequence: sequence, headHash: head, time: Date(timeIntervalSince1970: TimeInterval(seconds)), publicKey: key, signature: signature)
+        guard key == trustedKey.rawRepresentation else { throw .untrustedKey }
+        guard trustedKey.isValidSignature(signature, for: Data(checkpoint.signedText.utf8)) else { throw .badSignature }
+        return checkpoint
+    }
+}

@@ -1,0 +1,103 @@
+import Crypto
+import Foundation
+import TanhuiPostgres
+
+/// The per-province hash chain over ledger transactions, and signed checkpoints of its head.
+///
+/// Sealing is asynchronous (a background task in `serve`, and before every checkpoint): it
+/// appends links for committed, not yet sealed transactions in transaction-id order, so no
+/// award waits on a chain lock and a transaction that commits late is simply sealed in the
+/// next round — nothing is skipped.
+public enum LedgerChain {
+    /// The link before the first: 64 zeros.
+    public static let genesisHash = String(repeating: "0", count: 64)
+    /// Most transactions sealed per round; the rest wait for the next round.
+    public static let maximumPerSeal = 20_000
+
+    /// Canonical bytes of a transaction and its entries: length-prefixed fields in a fixed order.
+    public static func canonical(_ row: SealedRow) -> String {
+        let fields: [String] = [
+            "tanhui-tx-v1", row.province, String(row.transactionID), row.kind, row.citizenID.uuidString.lowercased(),
+            String(row.citizenSeq), row.eventID.uuidString.lowercased(), String(row.points), String(row.gramsCO2e),
+            String(row.ruleSetVersion), row.methodology, row.reversesID.map(String.init) ?? "-",
+            String(row.createdAtMicroseconds), row.entries,
+        ]
+        return fields.map { "\($0.utf8.count):\($0);" }.joined()
+    }
+
+    public static func link(previous: String, row: SealedRow) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Data(previous.utf8))
+        hasher.update(data: Data(canonical(row).utf8))
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// A transaction as the chain sees it.
+    public struct SealedRow: Sendable {
+        public var province: String
+        public var transactionID: Int64
+        public var kind: String
+        public var citizenID: UUID
+        public var citizenSeq: Int64
+        public var eventID: UUID
+        public var points: Int64
+        public var gramsCO2e: Int64
+        public var ruleSetVersion: Int
+        public var methodology: String
+        public var reversesID: Int64?
+        public var createdAtMicroseconds: Int64
+        /// `account=points` pairs sorted by account, comma-separated.
+        public var entries: String
+    }
+
+    /// The SELECT list that produces a `SealedRow` (shared by the sealer and the audit).
+    public static let rowColumns: SQLFragment = """
+        t.province, t.transaction_id, t.kind, t.citizen_id, t.citizen_seq, t.event_id, t.points, t.grams_co2e,
+        t.rule_set_version, t.methodology, t.reverses_id, (extract(epoch FROM t.created_at) * 1000000)::bigint,
+        (SELECT coalesce(string_agg(e.account || '=' || e.points, ',' ORDER BY e.account), '')
+           FROM ledger_entries e WHERE e.province = t.province AND e.transaction_id = t.transaction_id)
+        """
+
+    public static func decodeRow(_ row: PostgresRow) throws -> SealedRow {
+        SealedRow(
+            province: try row.decode(0), transactionID: try row.decode(1), kind: try row.decode(2), citizenID: try row.decode(3),
+            citizenSeq: try row.decode(4), eventID: try row.decode(5), points: try row.decode(6), gramsCO2e: try row.decode(7),
+            ruleSetVersion: try row.decode(8), methodology: try row.decode(9), reversesID: try row.decode(10, as: Int64?.self),
+            createdAtMicroseconds: try row.decode(11), entries: try row.decode(12)
+        )
+    }
+
+    /// Seals one round for a province; returns how many transactions were sealed.
+    static func seal(province: String, on connection: PostgresConnection) throws -> Int {
+        try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.seal." + province)))")
+        let head = try connection.query("""
+            SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
+            """).first
+        var seq: Int64 = try head?.decode(0) ?? 0
+        var previous: String = try head?.decode(1) ?? genesisHash
+        let pending = try connection.query("""
+            SELECT \(rowColumns) FROM ledger_transactions t
+            WHERE t.province = \(province)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
+            ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
+            """)
+        guard !pending.rows.isEmpty else { return 0 }
+        var seqs: [Int64] = [], ids: [Int64] = [], previousHashes: [String] = [], hashes: [String] = []
+        for row in pending.rows {
+            let sealed = try decodeRow(row)
+            let hash = link(previous: previous, row: sealed)
+            seq += 1
+            seqs.append(seq)
+            ids.append(sealed.transactionID)
+            previousHashes.append(previous)
+            hashes.append(hash)
+            previous = hash
+        }
+        try connection.query("""
+            INSERT INTO ledger_chain (province, chain_seq, transaction_id, previous_hash, hash)
+            SELECT \(province), s, t, p, h FROM unnest(\(PostgresArray(seqs))::bigint[], \(PostgresArray(ids))::bigint[],
+                                                   \(PostgresArray(previousHashes))::text[], \(PostgresArray(hashes))::text[]) AS r(s, t, p, h)
+            """)
+        return pending.rows.count
+    }
+}

@@ -1,0 +1,252 @@
+import Crypto
+import Foundation
+import Logging
+import TanhuiCore
+import TanhuiPostgres
+
+/// Citizen actions and the carbon-credit ledger: exactly-once awards under caps, reversals,
+/// and the sealed per-province hash chain.
+///
+/// A batch is one database transaction of four round trips: BEGIN, a pipeline of reads
+/// (after locking the citizen's account row in each province, which serialises that
+/// citizen's batches), a pipeline of writes, COMMIT. The database enforces the guarantees
+/// (unique ids, evidence credited once, one award per event, no overlapping trips); a
+/// concurrent batch that loses such a race is rerun and then sees the winner's rows.
+public final class LedgerService: Sendable {
+    let pool: PostgresPool
+    let ruleSets: RuleSetService
+    let logger: Logger
+
+    /// Most events one submission may carry (HTTP advertises this limit).
+    public static let maximumBatchSize = 500
+    static let maximumRaceReruns = 4
+
+    public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger) {
+        self.pool = pool
+        self.ruleSets = ruleSets
+        self.logger = logger
+    }
+
+    // MARK: Submission
+
+    /// Judges and records a batch from one device of one citizen; returns one verdict per
+    /// item in order once everything is committed.
+    public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
+        precondition(items.count <= Self.maximumBatchSize, "callers enforce the batch limit")
+        let offset = ClockPolicy.offset(receivedAt: receivedAt, sentAt: sentAt)
+        var histories: [String: RuleSetHistory] = [:]
+        for case .event(let wire) in items where histories[wire.event.province] == nil {
+            histories[wire.event.province] = try await ruleSets.history(province: wire.event.province)
+        }
+        let plan = BatchPlan(items: items, citizen: citizen, device: device, receivedAt: receivedAt, offsetSeconds: offset, histories: histories)
+        var rerun = 0
+        while true {
+            do {
+                return try await pool.withTransaction { connection in
+                    try plan.execute(on: connection)
+                }
+            } catch let error as PostgresError where (error.isUniqueViolation || error.sqlState == "23P01") && rerun < Self.maximumRaceReruns {
+                // Another batch committed the same id, evidence or interval first: rerun to see it.
+                rerun += 1
+                logger.debug("batch lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"])
+            }
+        }
+    }
+
+    // MARK: Queries
+
+    /// The citizen's current balance in one province (0 when they have no account there).
+    public func balance(citizen: UUID, province: String) async throws -> (points: Int64, gramsCO2e: Int64) {
+        try await pool.withConnection { connection in
+            guard let row = try connection.query("""
+                SELECT balance_points, balance_grams FROM citizen_accounts WHERE province = \(province) AND citizen_id = \(citizen)
+                """).first else { return (0, 0) }
+            return (try row.decode(0), try row.decode(1))
+        }
+    }
+
+    // MARK: Chain
+
+    /// Seals every province's pending transactions (one round each); returns counts sealed.
+    @discardableResult
+    public func seal(province only: String? = nil) async throws -> [String: Int] {
+        let provinces = try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT DISTINCT province FROM citizen_accounts WHERE \(only)::text IS NULL OR province = \(only) ORDER BY province
+                """).rows.map { try $0.decode(0, as: String.self) }
+        }
+        var sealed: [String: Int] = [:]
+        for province in provinces {
+            sealed[province] = try await pool.withTransaction { connection in
+                try LedgerChain.seal(province: province, on: connection)
+            }
+        }
+        return sealed
+    }
+
+    public struct Backlog: Sendable {
+        public var province: String
+        public var unsealed: Int
+        public var oldestSeconds: Int64
+    }
+
+    /// Unsealed transactions per province and the age of the oldest: the sealer's backlog.
+    public func unsealedBacklog() async throws -> [Backlog] {
+        try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
+                FROM ledger_transactions t
+                WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
+                GROUP BY t.province ORDER BY t.province
+                """).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
+        }
+    }
+
+    /// Seals, then signs the province chain's head with the checkpoint key and records it.
+    public func checkpoint(province: String, privateKey: Curve25519.Signing.PrivateKey, at time: Date = Date()) async throws -> Checkpoint {
+        try await seal(province: province)
+        let head: (Int64, String) = try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
+                """).first.map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: String.self)) } ?? (0, LedgerChain.genesisHash)
+        }
+        let checkpoint = try Checkpoint.sign(province: province, sequence: head.0, headHash: head.1, time: time, privateKey: privateKey)
+        try await pool.withConnection { connection in
+            try connection.query("""
+                INSERT INTO ledger_checkpoints (province, chain_seq, head_hash, signed_at, note)
+                VALUES (\(province), \(checkpoint.sequence), \(checkpoint.headHash), \(checkpoint.time), \(checkpoint.note))
+                """)
+        }
+        return checkpoint
+    }
+
+    /// Whether the current chain still holds `checkpoint`'s head at its sequence.
+    public func chainExtends(_ checkpoint: Checkpoint) async throws -> Bool {
+        if checkpoint.sequence == 0 { return true }
+        return try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT hash FROM ledger_chain WHERE province = \(checkpoint.province) AND chain_seq = \(checkpoint.sequence)
+                """).first.map { try $0.decode(0, as: String.self) } == checkpoint.headHash
+        }
+    }
+
+    // MARK: Reversals
+
+    public enum ReversalError: Error, Sendable, Equatable, CustomStringConvertible {
+        case noAward(eventID: UUID)
+        case alreadyReversed(eventID: UUID)
+        case reasonRequired
+
+        public var description: String {
+            switch self {
+            case .noAward(let id): return "event \(id.uuidString.lowercased()) has no award to reverse"
+            case .alreadyReversed(let id): return "the award of event \(id.uuidString.lowercased()) is already reversed"
+            case .reasonRequired: return "a reversal needs a reason (1–500 characters)"
+            }
+        }
+    }
+
+    /// Reverses an award in full with a mirroring transaction (never an UPDATE). At most once.
+    /// `allowedProvinces` scopes operators (nil: any, for the admin CLI).
+    @discardableResult
+    public func reverse(event eventID: UUID, reason: String, actor: String, allowedProvinces: Set<String>? = nil) async throws -> LedgerTransactionRecord {
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...500).contains(reason.count) else { throw ReversalError.reasonRequired }
+        do {
+            return try await pool.withTransaction { connection in
+                guard let award = try connection.query("""
+                    SELECT province, transaction_id, citizen_id, points, grams_co2e, rule_set_version, methodology
+                    FROM ledger_transactions WHERE event_id = \(eventID) AND kind = 'award'
+                    """).first else { throw ReversalError.noAward(eventID: eventID) }
+                let province: String = try award.decode(0)
+                if let allowedProvinces, !allowedProvinces.contains(province) { throw RuleSetLookupError.forbidden(province: province) }
+                let awardID: Int64 = try award.decode(1)
+                let citizen: UUID = try award.decode(2)
+                let points: Int64 = try award.decode(3)
+                let grams: Int64 = try award.decode(4)
+                let account = try connection.query("""
+                    SELECT last_seq FROM citizen_accounts WHERE province = \(province) AND citizen_id = \(citizen) FOR UPDATE
+                    """).scalar(Int64.self)
+                let reversed = try connection.query("""
+                    SELECT 1 FROM ledger_transactions WHERE province = \(province) AND reverses_id = \(awardID) AND kind = 'reversal'
+                    """)
+                if !reversed.rows.isEmpty { throw ReversalError.alreadyReversed(eventID: eventID) }
+                let transactionID = try connection.query("SELECT nextval('ledger_transaction_ids')").scalar(Int64.self)
+                let seq = account + 1
+                let citizenAccount = "citizen:" + citizen.uuidString.lowercased()
+                _ = try connection.pipeline([
+                    """
+                    INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
+                        rule_set_version, methodology, reverses_id, reason, actor)
+                    VALUES (\(province), \(transactionID), 'reversal', \(citizen), \(seq), \(eventID), \(-points), \(-grams),
+                        \(try award.decode(5, as: Int.self)), \(try award.decode(6, as: String.self)), \(awardID), \(reason), \(actor))
+                    """,
+                    """
+                    INSERT INTO ledger_entries (province, transaction_id, account, points)
+                    VALUES (\(province), \(transactionID), 'issuance', \(points)), (\(province), \(transactionID), \(citizenAccount), \(-points))
+                    """,
+                    """
+                    UPDATE citizen_accounts SET balance_points = balance_points - \(points), balance_grams = balance_grams - \(grams), last_seq = \(seq)
+                    WHERE province = \(province) AND citizen_id = \(citizen)
+                    """,
+                ])
+                return LedgerTransactionRecord(province: province, transactionID: transactionID, kind: "reversal", citizenSeq: seq, eventID: eventID, points: -points, gramsCO2e: -grams, ruleSetVersion: try award.decode(5))
+            }
+        } catch let error as PostgresError where error.isUniqueViolation {
+            // A concurrent reversal of the same award won.
+            throw ReversalError.alreadyReversed(eventID: eventID)
+        }
+    }
+}
+
+/// A ledger transaction as reported to callers.
+public struct LedgerTransactionRecord: Sendable, Equatable {
+    public var province: String
+    public var transactionID: Int64
+    public var kind: String
+    public var citizenSeq: Int64
+    public var eventID: UUID
+    public var points: Int64
+    public var gramsCO2e: Int64
+    public var ruleSetVersion: Int
+}
+
+/// One line of a citizen's statement.
+public struct StatementLine: Sendable, Equatable {
+    public var province: String
+    public var citizenSeq: Int64
+    public var kind: String
+    public var eventID: UUID
+    public var points: Int64
+    public var gramsCO2e: Int64
+    public var ruleSetVersion: Int
+    public var createdAt: Date
+    public var reason: String?
+}
+
+extension LedgerService {
+    /// Most lines one statement or page returns.
+    public static let maximumPage = 1000
+
+    /// A citizen's ledger transactions in order, after `afterSeq` per province (for paging).
+    public func statement(citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage) async throws -> [StatementLine] {
+        let limit = min(max(limit, 1), Self.maximumPage)
+        let provinces = cursor.keys.sorted()
+        return try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT t.province, t.citizen_seq, t.kind, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.created_at, t.reason
+                FROM ledger_transactions t
+                LEFT JOIN unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(provinces.map { cursor[$0]! }))::bigint[]) AS c(province, seq)
+                  ON c.province = t.province
+                WHERE t.citizen_id = \(citizen) AND (\(province)::text IS NULL OR t.province = \(province))
+                  AND t.citizen_seq > coalesce(c.seq, 0)
+                ORDER BY t.province, t.citizen_seq
+                LIMIT \(limit)
+                """).rows.map { row in
+                StatementLine(province: try row.decode(0), citizenSeq: try row.decode(1), kind: try row.decode(2), eventID: try row.decode(3),
+                              points: try row.decode(4), gramsCO2e: try row.decode(5), ruleSetVersion: try row.decode(6),
+                              createdAt: try row.decode(7), reason: try row.decode(8, as: String?.self))
+            }
+        }
+    }
+}
