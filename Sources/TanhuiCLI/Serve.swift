@@ -22,6 +22,12 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let services = try CommandEnvironment.services(label: "tanhui.serve")
+        guard let secret = services.config.tokenSecret else {
+            printError("configuration error: TANHUI_TOKEN_SECRET is not set (base64 of 32 or more random bytes; Scripts/start.sh generates one)")
+            await services.shutdown()
+            throw ExitStatus.couldNotRun
+        }
+        let tokens = await DeviceTokens(secret: secret)
         // Refuse to serve a schema this binary does not match.
         do {
             let status = try await services.migrator.status()
@@ -40,7 +46,7 @@ struct Serve: AsyncParsableCommand {
         }
 
         let host = self.host
-        let app = TanhuiApplication.build(services: services, host: host, port: port) { boundPort in
+        let app = TanhuiApplication.build(services: services, tokens: tokens, host: host, port: port) { boundPort in
             printLine("tanhui listening on http://\(host):\(boundPort)")
         }
         let group = ServiceGroup(configuration: .init(

@@ -32,10 +32,25 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     public var errors: [FieldError]?
     /// Seconds a client should wait before retrying (sent as `Retry-After` too).
     public var retryAfterSeconds: Int?
+    /// For 413: the limits, so clients can split and resend.
+    public var limits: Limits?
+
+    public struct Limits: Encodable, Sendable {
+        public var maxEventsPerPush: Int
+        public var maxBodyBytes: Int
+        public var maxStatusIDs: Int
+
+        enum CodingKeys: String, CodingKey {
+            case maxEventsPerPush = "max_events_per_push"
+            case maxBodyBytes = "max_body_bytes"
+            case maxStatusIDs = "max_status_ids"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case type, title, detail, errors
+        case type, title, detail, errors, limits
         case statusCode = "status"
+        case retryAfterSeconds = "retry_after"
     }
 
     public init(_ status: HTTPResponse.Status, code: String, detail: String? = nil, errors: [FieldError]? = nil, retryAfterSeconds: Int? = nil) {

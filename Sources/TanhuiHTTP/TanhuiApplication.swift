@@ -7,11 +7,12 @@ import TanhuiService
 public enum TanhuiApplication {
     public static func build(
         services: TanhuiServices,
+        tokens: DeviceTokens,
         host: String,
         port: Int,
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = buildRouter(services: services)
+        let router = buildRouter(services: services, tokens: tokens)
         return Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "tanhui"),
@@ -20,8 +21,10 @@ public enum TanhuiApplication {
         )
     }
 
-    public static func buildRouter(services: TanhuiServices) -> Router<TanhuiRequestContext> {
+    public static func buildRouter(services: TanhuiServices, tokens: DeviceTokens) -> Router<TanhuiRequestContext> {
         let router = Router(context: TanhuiRequestContext.self)
+        let maximumBodyBytes = services.config.maximumBodyBytes
+        router.add(middleware: BodyLimitMiddleware(maximumBodyBytes: maximumBodyBytes))
         router.add(middleware: ProblemMiddleware())
 
         // Liveness: the process answers. Never touches the database.
@@ -37,7 +40,19 @@ public enum TanhuiApplication {
             }
         }
         OperatorRoutes.add(to: router, services: services)
+        SyncRoutes.add(to: router, services: services, tokens: tokens, cursorSecret: tokens.cursorSecret)
         return router
+    }
+}
+
+/// Carries the configured body limit into every request's context.
+struct BodyLimitMiddleware: RouterMiddleware {
+    let maximumBodyBytes: Int
+
+    func handle(_ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response) async throws -> Response {
+        var context = context
+        context.maximumBodyBytes = maximumBodyBytes
+        return try await next(request, context)
     }
 }
 

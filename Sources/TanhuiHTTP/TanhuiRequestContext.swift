@@ -7,6 +7,8 @@ public struct TanhuiRequestContext: RequestContext {
     public var maximumBodyBytes: Int
     /// Set by the operator-key middleware on `/v1/provinces/…` routes.
     public var operatorIdentity: OperatorIdentity?
+    /// Set by the device-token middleware on `/v1/sync/…` routes.
+    public var device: DeviceClaims?
 
     public init(source: Source) {
         coreContext = .init(source: source)

@@ -21,7 +21,7 @@ struct OperatorHTTPTests {
             let (_, gdKey) = try await services.operators.create(name: "gd", provinces: ["CN-GD"])
             let (revokedOperator, revokedKey) = try await services.operators.create(name: "old", provinces: ["CN-GD"])
             _ = try await services.operators.revoke(id: revokedOperator.id)
-            let app = TanhuiApplication.build(services: services, host: "127.0.0.1", port: 0)
+            let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
             let yaml: HTTPFields = [.authorization: "Bearer \(gdKey)", .contentType: "application/yaml"]
 
             try await app.test(.router) { client in

@@ -77,7 +77,7 @@ struct ServeAndMigrateTests {
     func readiness() async throws {
         try await TestDatabase.withFresh(migrated: false) { url in
             let services = try TestDatabase.makeServices(url: url)
-            let app = TanhuiApplication.build(services: services, host: "127.0.0.1", port: 0)
+            let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
             try await app.test(.router) { client in
                 try await client.execute(uri: "/healthz", method: .get) { response in
                     #expect(response.status == .ok)

@@ -12,6 +12,7 @@ final class ServerProcess: Sendable {
         var variables = ProcessInfo.processInfo.environment
         variables["DATABASE_URL"] = databaseURL
         variables["TANHUI_LOG_LEVEL"] = "warning"
+        variables["TANHUI_TOKEN_SECRET"] = TestDatabase.tokenSecretBase64
         for (key, value) in environment { variables[key] = value }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandRunner.tanhuiBinary)

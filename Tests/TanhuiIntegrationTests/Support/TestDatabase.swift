@@ -71,10 +71,18 @@ enum TestDatabase {
         )
     }
 
+    /// The token secret every test server and test token uses (≥ 32 bytes).
+    static let tokenSecretBase64 = Data((0..<32).map { UInt8($0 * 7 % 251) }).base64EncodedString()
+
+    static func tokens() async -> DeviceTokens {
+        await DeviceTokens(secret: Array(Data(base64Encoded: tokenSecretBase64)!))
+    }
+
     /// Services wired as `tanhui serve` wires them, against `url`.
     static func makeServices(url: String, environment: [String: String] = [:]) throws -> TanhuiServices {
         var variables = environment
         variables["DATABASE_URL"] = url
+        variables["TANHUI_TOKEN_SECRET"] = tokenSecretBase64
         variables["TANHUI_DB_POOL_SIZE"] = variables["TANHUI_DB_POOL_SIZE"] ?? "4"
         return TanhuiServices(config: try TanhuiConfig.fromEnvironment(variables), logger: logger)
     }

@@ -1,0 +1,276 @@
+import CompressNIO
+import Foundation
+import Hummingbird
+import NIOCore
+import TanhuiCore
+import TanhuiService
+
+/// The sync API for citizens' devices: push batches, pull ledger changes, reconcile verdicts.
+/// The citizen and device come only from the bearer token.
+enum SyncRoutes {
+    static let maximumStatusIDs = 500
+    static let defaultPullLimit = 200
+
+    static func add(to router: Router<TanhuiRequestContext>, services: TanhuiServices, tokens: DeviceTokens, cursorSecret: [UInt8]) {
+        let sync = router.group("v1/sync").add(middleware: DeviceTokenMiddleware(tokens: tokens))
+
+        sync.post("push") { request, context -> PushResponse in
+            let device = context.device!
+            let object = try await readJSONObject(request, context: context)
+            var sentAt: Date?
+            if let text = object["sent_at"], !(text is NSNull) {
+                guard let text = text as? String, let date = parseInstant(text) else {
+                    throw Problem(.badRequest, code: "malformed_request", detail: "sent_at must be an RFC 3339 timestamp with a UTC offset")
+                }
+                sentAt = date
+            }
+            guard let events = object["events"] as? [Any] else {
+                throw Problem(.badRequest, code: "malformed_request", detail: "events must be an array")
+            }
+            guard events.count <= LedgerService.maximumBatchSize else {
+                throw Problem.limits(.contentTooLarge, code: "too_many_events", detail: "at most \(LedgerService.maximumBatchSize) events per push; split the batch", maximumBodyBytes: context.maximumBodyBytes)
+            }
+            let items: [SubmissionItem] = events.map { raw in
+                switch EventWire.decode(raw) {
+                case .success(let wire): return .event(wire)
+                case .failure(let invalid): return .invalid(id: (raw as? [String: Any])?["id"] as? String, issues: invalid.issues)
+                }
+            }
+            let receivedAt = Date()
+            let verdicts = try await services.ledger.submit(items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
+            let head = try await services.ledger.balances(citizen: device.citizen)
+            // Echo each id exactly as the client sent it, so clients match results by string.
+            let sentIDs = events.map { ($0 as? [String: Any])?["id"] as? String }
+            var bodies = verdicts.map(VerdictBody.init)
+            for index in bodies.indices { if let sent = sentIDs[index] { bodies[index].id = sent } }
+            return PushResponse(
+                serverTime: receivedAt,
+                cursor: PullCursor(positions: Dictionary(uniqueKeysWithValues: head.map { ($0.province, $0.lastSeq) })).encode(secret: cursorSecret),
+                results: bodies
+            )
+        }
+
+        sync.get("pull") { request, context -> PullResponse in
+            let device = context.device!
+            let limitText = request.uri.queryParameters.get("limit")
+            let limit = limitText.map { Int($0) } ?? defaultPullLimit
+            guard let limit, (1...(LedgerService.maximumPage - 1)).contains(limit) else {
+                throw Problem(.badRequest, code: "bad_limit", detail: "limit must be an integer in 1…\(LedgerService.maximumPage - 1)")
+            }
+            var cursor: PullCursor?
+            var unknownCursor = false
+            if let text = request.uri.queryParameters.get("cursor"), !text.isEmpty {
+                cursor = PullCursor.decode(text, secret: cursorSecret)
+                unknownCursor = cursor == nil
+            }
+            var page = try await services.ledger.pull(citizen: device.citizen, cursor: cursor ?? (unknownCursor ? PullCursor(positions: ["CN-XX": Int64.max]) : nil), limit: limit)
+            if unknownCursor { page.reset = true }
+            return PullResponse(page: page, secret: cursorSecret)
+        }
+
+        sync.post("status") { request, context -> StatusResponse in
+            let device = context.device!
+            let object = try await readJSONObject(request, context: context)
+            guard let raw = object["ids"] as? [Any] else {
+                throw Problem(.badRequest, code: "malformed_request", detail: "ids must be an array of event ids")
+            }
+            guard raw.count <= maximumStatusIDs else {
+                throw Problem.limits(.contentTooLarge, code: "too_many_ids", detail: "at most \(maximumStatusIDs) ids per request", maximumBodyBytes: context.maximumBodyBytes)
+            }
+            let texts = raw.map { $0 as? String ?? "" }
+            let ids = texts.compactMap(UUID.init(uuidString:))
+            let found = try await services.ledger.verdicts(citizen: device.citizen, ids: ids)
+            return StatusResponse(results: texts.map { text in
+                if let id = UUID(uuidString: text), let verdict = found[id] { return VerdictBody(verdict) }
+                return VerdictBody(id: text, status: "unknown", code: nil, message: "no verdict stored for this id (never received, or malformed and so not stored)", award: nil, originalStatus: nil, errors: nil)
+            })
+        }
+    }
+
+    /// Reads a JSON object body: media type, gzip, size limits, then parsing.
+    static func readJSONObject(_ request: Request, context: TanhuiRequestContext) async throws -> [String: Any] {
+        let mediaType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard mediaType == "application/json" else {
+            throw Problem(.unsupportedMediaType, code: "unsupported_media_type", detail: "send application/json")
+        }
+        let limit = context.maximumBodyBytes
+        var body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw Problem.limits(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes; split the batch", maximumBodyBytes: limit)
+        }
+        switch request.headers[.contentEncoding]?.lowercased() {
+        case nil, "identity":
+            break
+        case "gzip":
+            do {
+                body = try body.decompress(with: .gzip(), maxSize: limit)
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                throw Problem.limits(.contentTooLarge, code: "body_too_large", detail: "the decompressed body is larger than \(limit) bytes; split the batch", maximumBodyBytes: limit)
+            } catch {
+                throw Problem(.badRequest, code: "malformed_request", detail: "the gzip body could not be decompressed")
+            }
+        default:
+            throw Problem(.unsupportedMediaType, code: "unsupported_encoding", detail: "Content-Encoding must be gzip or identity")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body), options: []) as? [String: Any] else {
+            throw Problem(.badRequest, code: "malformed_json", detail: "the body is not a JSON object")
+        }
+        return object
+    }
+
+    static func parseInstant(_ text: String) -> Date? {
+        guard case .success(let wire) = EventWire.decode(["id": "00000000-0000-0000-0000-000000000000", "kind": "x", "province": "x", "occurred_at": text]) else { return nil }
+        return wire.event.occurredAt
+    }
+}
+
+extension Problem {
+    /// A 413 that tells clients the limits, so they can split and resend.
+    static func limits(_ status: HTTPResponse.Status, code: String, detail: String, maximumBodyBytes: Int) -> Problem {
+        var problem = Problem(status, code: code, detail: detail)
+        problem.limits = Limits(maxEventsPerPush: LedgerService.maximumBatchSize, maxBodyBytes: maximumBodyBytes, maxStatusIDs: SyncRoutes.maximumStatusIDs)
+        return problem
+    }
+}
+
+/// Authenticates `Authorization: Bearer <device JWT>`.
+struct DeviceTokenMiddleware: RouterMiddleware {
+    let tokens: DeviceTokens
+
+    func handle(_ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response) async throws -> Response {
+        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
+              let claims = await tokens.verify(String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces))
+        else {
+            throw Problem(.unauthorized, code: "unauthorized", detail: "send a valid, unexpired device token as Authorization: Bearer …")
+        }
+        var context = context
+        context.device = claims
+        return try await next(request, context)
+    }
+}
+
+// MARK: Bodies
+
+struct AwardBody: Encodable {
+    let gramsCO2e: Int64
+    let points: Int64
+    let ruleset: RuleSetRef
+    let capped: Bool
+
+    struct RuleSetRef: Encodable {
+        let province: String
+        let version: Int
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case points, ruleset, capped
+        case gramsCO2e = "grams_co2e"
+    }
+}
+
+struct VerdictBody: Encodable {
+    var id: String
+    let status: String
+    let code: String?
+    let message: String?
+    let award: AwardBody?
+    let originalStatus: String?
+    let errors: [Problem.FieldError]?
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, code, message, award, errors
+        case originalStatus = "original_status"
+    }
+
+    init(id: String, status: String, code: String?, message: String?, award: AwardBody?, originalStatus: String?, errors: [Problem.FieldError]?) {
+        self.id = id
+        self.status = status
+        self.code = code
+        self.message = message
+        self.award = award
+        self.originalStatus = originalStatus
+        self.errors = errors
+    }
+
+    init(_ verdict: Verdict) {
+        self.init(
+            id: verdict.id, status: verdict.status.rawValue, code: verdict.code, message: verdict.message,
+            award: verdict.award.map { AwardBody(gramsCO2e: $0.gramsCO2e, points: $0.points, ruleset: .init(province: $0.province, version: $0.ruleSetVersion), capped: $0.capped) },
+            originalStatus: verdict.originalStatus?.rawValue,
+            errors: verdict.errors.isEmpty ? nil : verdict.errors.map { Problem.FieldError($0) }
+        )
+    }
+}
+
+struct PushResponse: ResponseEncodable {
+    let serverTime: Date
+    let cursor: String
+    let results: [VerdictBody]
+
+    enum CodingKeys: String, CodingKey {
+        case cursor, results
+        case serverTime = "server_time"
+    }
+}
+
+struct BalanceBody: Encodable {
+    let province: String
+    let points: Int64
+    let gramsCO2e: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case province, points
+        case gramsCO2e = "grams_co2e"
+    }
+}
+
+struct EntryBody: Encodable {
+    let province: String
+    let seq: Int64
+    let kind: String
+    let eventID: String
+    let points: Int64
+    let gramsCO2e: Int64
+    let rulesetVersion: Int
+    let createdAt: Date
+    let reason: String?
+
+    enum CodingKeys: String, CodingKey {
+        case province, seq, kind, points, reason
+        case eventID = "event_id"
+        case gramsCO2e = "grams_co2e"
+        case rulesetVersion = "ruleset_version"
+        case createdAt = "created_at"
+    }
+}
+
+struct PullResponse: ResponseEncodable {
+    let entries: [EntryBody]
+    let balances: [BalanceBody]
+    let nextCursor: String
+    let hasMore: Bool
+    let reset: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case entries, balances, reset
+        case nextCursor = "next_cursor"
+        case hasMore = "has_more"
+    }
+
+    init(page: PullPage, secret: [UInt8]) {
+        entries = page.lines.map {
+            EntryBody(province: $0.province, seq: $0.citizenSeq, kind: $0.kind, eventID: $0.eventID.uuidString.lowercased(), points: $0.points,
+                      gramsCO2e: $0.gramsCO2e, rulesetVersion: $0.ruleSetVersion, createdAt: $0.createdAt, reason: $0.reason)
+        }
+        balances = page.balances.map { BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e) }
+        nextCursor = page.next.encode(secret: secret)
+        hasMore = page.hasMore
+        reset = page.reset
+    }
+}
+
+struct StatusResponse: ResponseEncodable {
+    let results: [VerdictBody]
+}

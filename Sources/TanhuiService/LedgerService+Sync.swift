@@ -1,0 +1,127 @@
+import Crypto
+import Foundation
+import TanhuiCore
+import TanhuiPostgres
+
+/// A citizen's position in their ledger: per province, the last transaction number seen.
+///
+/// Opaque to clients (`v1.<base64url JSON>.<MAC>`), authenticated with the token secret so a
+/// forged or corrupted cursor is recognised and answered with a reset, never misread.
+/// Transaction numbers are assigned per citizen under a row lock held to commit, so a
+/// cursor never skips an entry however concurrent writers interleave.
+public struct PullCursor: Sendable, Equatable {
+    public var positions: [String: Int64]
+
+    public init(positions: [String: Int64] = [:]) {
+        self.positions = positions
+    }
+
+    public func encode(secret: [UInt8]) -> String {
+        let body = positions.keys.sorted().map { "\($0)=\(positions[$0]!)" }.joined(separator: ";")
+        let payload = Self.base64url(Data(body.utf8))
+        return "v1.\(payload).\(Self.mac(payload, secret: secret))"
+    }
+
+    public static func decode(_ text: String, secret: [UInt8]) -> PullCursor? {
+        guard text.utf8.count <= 2048 else { return nil }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "v1", mac(String(parts[1]), secret: secret) == parts[2] else { return nil }
+        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), let body = String(data: data, encoding: .utf8) else { return nil }
+        var positions: [String: Int64] = [:]
+        for pair in body.split(separator: ";") {
+            let fields = pair.split(separator: "=")
+            guard fields.count == 2, let seq = Int64(fields[1]), seq >= 0, Province.isKnown(String(fields[0])) else { return nil }
+            positions[String(fields[0])] = seq
+        }
+        return PullCursor(positions: positions)
+    }
+
+    static func base64url(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    static func mac(_ payload: String, secret: [UInt8]) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: Data(("tanhui-cursor:" + payload).utf8), using: SymmetricKey(data: secret))
+        return base64url(Data(code.prefix(16)))
+    }
+}
+
+public struct ProvinceBalance: Sendable, Equatable {
+    public var province: String
+    public var points: Int64
+    public var gramsCO2e: Int64
+    public var lastSeq: Int64
+}
+
+/// What a pull returns.
+public struct PullPage: Sendable {
+    public var lines: [StatementLine]
+    public var balances: [ProvinceBalance]
+    public var next: PullCursor
+    public var hasMore: Bool
+    /// The cursor was unknown (forged, corrupted, or ahead of this ledger): start over from `next`.
+    public var reset: Bool
+}
+
+extension LedgerService {
+    public func balances(citizen: UUID) async throws -> [ProvinceBalance] {
+        try await pool.withConnection { connection in
+            try connection.query("""
+                SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province
+                """).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
+        }
+    }
+
+    /// The citizen's ledger changes after `cursor` (nil: from the start), oldest first.
+    public func pull(citizen: UUID, cursor: PullCursor?, limit: Int) async throws -> PullPage {
+        let balances = try await balances(citizen: citizen)
+        let heads = Dictionary(uniqueKeysWithValues: balances.map { ($0.province, $0.lastSeq) })
+        var known = true
+        for (province, seq) in cursor?.positions ?? [:] where seq > (heads[province] ?? 0) {
+            known = false
+        }
+        guard let cursor, known else {
+            if cursor == nil {
+                return try await page(citizen: citizen, from: PullCursor(), limit: limit, balances: balances)
+            }
+            // Unknown position: say so, with a snapshot and the head to continue from.
+            return PullPage(lines: [], balances: balances, next: PullCursor(positions: heads), hasMore: false, reset: true)
+        }
+        return try await page(citizen: citizen, from: cursor, limit: limit, balances: balances)
+    }
+
+    private func page(citizen: UUID, from cursor: PullCursor, limit: Int, balances: [ProvinceBalance]) async throws -> PullPage {
+        let limit = min(max(limit, 1), Self.maximumPage - 1)
+        var lines = try await statement(citizen: citizen, after: cursor.positions, limit: limit + 1)
+        let hasMore = lines.count > limit
+        if hasMore { lines.removeLast() }
+        var next = cursor
+        for line in lines { next.positions[line.province] = max(next.positions[line.province] ?? 0, line.citizenSeq) }
+        return PullPage(lines: lines, balances: balances, next: next, hasMore: hasMore, reset: false)
+    }
+
+    /// Stored verdicts of the citizen's own events (ids of others' events read as unknown).
+    public func verdicts(citizen: UUID, ids: [UUID]) async throws -> [UUID: Verdict] {
+        try await pool.withConnection { connection in
+            var found: [UUID: Verdict] = [:]
+            for row in try connection.query("""
+                SELECT e.event_id, e.status, e.code, e.message, e.province, t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+                FROM events e LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+                WHERE e.event_id = ANY(\(PostgresArray(ids))::uuid[]) AND e.citizen_id = \(citizen)
+                """).rows {
+                let id: UUID = try row.decode(0)
+                let points = try row.decode(5, as: Int64?.self)
+                found[id] = Verdict(
+                    id: id.uuidString.lowercased(), status: Verdict.Status(rawValue: try row.decode(1)) ?? .rejected,
+                    code: try row.decode(2, as: String?.self), message: try row.decode(3, as: String?.self),
+                    award: try points.map { points in
+                        AwardSummary(gramsCO2e: try row.decode(6), points: points, province: try row.decode(4), ruleSetVersion: try row.decode(7),
+                                     capped: points < (try row.decode(8, as: Int64?.self) ?? points))
+                    })
+            }
+            return found
+        }
+    }
+}
