@@ -28,6 +28,8 @@ struct Serve: AsyncParsableCommand {
             throw ExitStatus.couldNotRun
         }
         let tokens = await DeviceTokens(secret: secret)
+        let metrics = TanhuiMetrics()
+        metrics.bootstrapProcessMetrics()
         // Refuse to serve a schema this binary does not match.
         do {
             let status = try await services.migrator.status()
@@ -46,7 +48,7 @@ struct Serve: AsyncParsableCommand {
         }
 
         let host = self.host
-        let app = TanhuiApplication.build(services: services, tokens: tokens, host: host, port: port) { boundPort in
+        let app = TanhuiApplication.build(services: services, tokens: tokens, metrics: metrics, host: host, port: port) { boundPort in
             printLine("tanhui listening on http://\(host):\(boundPort)")
         }
         let group = ServiceGroup(configuration: .init(

@@ -48,6 +48,25 @@ enum OperatorRoutes {
         province.post("rulesets/simulate") { request, context -> SimulationBody in
             try await simulate(request, context: context, services: services)
         }
+
+        // An operator corrects an award of their province with a full, mirroring reversal.
+        province.post("events/:event/reversal") { request, context -> EditedResponse<ReversalBody> in
+            guard let eventID = context.parameters.get("event").flatMap(UUID.init(uuidString:)) else {
+                throw Problem(.notFound, code: "not_found", detail: "event id must be a UUID")
+            }
+            let body = try await collect(request, limit: 16 * 1024)
+            guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any], let reason = object["reason"] as? String else {
+                throw Problem(.badRequest, code: "malformed_json", detail: "send {\"reason\": \"…\"}")
+            }
+            let identity = context.operatorIdentity!
+            let record = try await services.ledger.reverse(
+                event: eventID, reason: reason, actor: "operator \(identity.name) (\(identity.id.uuidString.lowercased()))",
+                allowedProvinces: [try context.province]
+            )
+            return EditedResponse(status: .created, response: ReversalBody(
+                province: record.province, transactionID: record.transactionID, eventID: record.eventID.uuidString.lowercased(),
+                points: record.points, gramsCO2e: record.gramsCO2e))
+        }
     }
 
     /// Reads a rule-set document body, checking media type and size, and that it is for the
@@ -146,6 +165,21 @@ extension TanhuiRequestContext {
             }
             return code
         }
+    }
+}
+
+struct ReversalBody: ResponseEncodable {
+    let province: String
+    let transactionID: Int64
+    let eventID: String
+    let points: Int64
+    let gramsCO2e: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case province, points
+        case transactionID = "transaction_id"
+        case eventID = "event_id"
+        case gramsCO2e = "grams_co2e"
     }
 }
 

@@ -96,6 +96,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw Problem(.notFound, code: "not_found", detail: "\(province) version \(version) is not published")
         } catch RuleSetLookupError.forbidden(let province) {
             throw Problem(.forbidden, code: "forbidden", detail: "this key may not act for \(province)")
+        } catch let error as LedgerService.ReversalError {
+            switch error {
+            case .noAward: throw Problem(.notFound, code: "no_award", detail: error.description)
+            case .alreadyReversed: throw Problem(.conflict, code: "already_reversed", detail: error.description)
+            case .reasonRequired: throw Problem(.badRequest, code: "reason_required", detail: error.description)
+            }
         } catch let error as PostgresError {
             if error.isUnavailable { throw Problem.unavailable }
             context.logger.error("database error", metadata: ["error": "\(error)"])

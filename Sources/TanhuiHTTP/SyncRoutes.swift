@@ -11,7 +11,7 @@ enum SyncRoutes {
     static let maximumStatusIDs = 500
     static let defaultPullLimit = 200
 
-    static func add(to router: Router<TanhuiRequestContext>, services: TanhuiServices, tokens: DeviceTokens, cursorSecret: [UInt8]) {
+    static func add(to router: Router<TanhuiRequestContext>, services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics, cursorSecret: [UInt8]) {
         let sync = router.group("v1/sync").add(middleware: DeviceTokenMiddleware(tokens: tokens))
 
         sync.post("push") { request, context -> PushResponse in
@@ -38,6 +38,7 @@ enum SyncRoutes {
             }
             let receivedAt = Date()
             let verdicts = try await services.ledger.submit(items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
+            verdicts.forEach(metrics.record)
             let head = try await services.ledger.balances(citizen: device.citizen)
             // Echo each id exactly as the client sent it, so clients match results by string.
             let sentIDs = events.map { ($0 as? [String: Any])?["id"] as? String }

@@ -8,11 +8,12 @@ public enum TanhuiApplication {
     public static func build(
         services: TanhuiServices,
         tokens: DeviceTokens,
+        metrics: TanhuiMetrics = TanhuiMetrics(),
         host: String,
         port: Int,
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = buildRouter(services: services, tokens: tokens)
+        let router = buildRouter(services: services, tokens: tokens, metrics: metrics)
         return Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "tanhui"),
@@ -21,8 +22,9 @@ public enum TanhuiApplication {
         )
     }
 
-    public static func buildRouter(services: TanhuiServices, tokens: DeviceTokens) -> Router<TanhuiRequestContext> {
+    public static func buildRouter(services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics = TanhuiMetrics()) -> Router<TanhuiRequestContext> {
         let router = Router(context: TanhuiRequestContext.self)
+        router.add(middleware: MetricsMiddleware())
         let maximumBodyBytes = services.config.maximumBodyBytes
         router.add(middleware: BodyLimitMiddleware(maximumBodyBytes: maximumBodyBytes))
         router.add(middleware: ProblemMiddleware())
@@ -39,8 +41,11 @@ public enum TanhuiApplication {
                 throw Problem(.serviceUnavailable, code: "not_ready", detail: reason, retryAfterSeconds: 2)
             }
         }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: metrics.render(pool: services.pool)))
+        }
         OperatorRoutes.add(to: router, services: services)
-        SyncRoutes.add(to: router, services: services, tokens: tokens, cursorSecret: tokens.cursorSecret)
+        SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         return router
     }
 }

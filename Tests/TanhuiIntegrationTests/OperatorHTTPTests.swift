@@ -123,4 +123,34 @@ struct OperatorHTTPTests {
             await services.shutdown()
         }
     }
+
+    @Test("an operator reverses an award of their province once; other provinces' keys are refused")
+    func operatorReversal() async throws {
+        try await LedgerFixtures.withLedger { services, url in
+            let (_, gdKey) = try await services.operators.create(name: "gd", provinces: ["CN-GD"])
+            let (_, bjKey) = try await services.operators.create(name: "bj", provinces: ["CN-BJ"])
+            let eventID = UUID()
+            _ = try await services.ledger.submit([LedgerFixtures.metro(id: eventID, at: LedgerFixtures.base)], citizen: UUID(), device: "d",
+                                                 receivedAt: LedgerFixtures.base.addingTimeInterval(3600), sentAt: nil)
+            let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
+            let body = ByteBuffer(string: #"{"reason": "card reported stolen"}"#)
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/v1/provinces/CN-BJ/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"], body: body) { response in
+                    #expect(response.status == .forbidden)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in
+                    #expect(response.status == .created)
+                    let json = try Self.json(response.body)
+                    #expect(json["points"] as? Int == -57)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in
+                    #expect(response.status == .conflict)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(UUID().uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in
+                    #expect(response.status == .notFound)
+                }
+            }
+            #expect(try await LedgerFixtures.count(url, "SELECT count(*) FROM ledger_transactions WHERE kind = 'reversal' AND actor LIKE 'operator gd%'") == 1)
+        }
+    }
 }

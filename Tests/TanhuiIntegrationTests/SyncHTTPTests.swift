@@ -281,6 +281,22 @@ struct SyncHTTPTests {
         }
     }
 
+    @Test("/metrics exposes requests by route and status, events by verdict and code, and pool usage")
+    func metrics() async throws {
+        try await Self.withServer { h in
+            _ = try await h.push([Self.event(kind: "waste_sorting", start: Date().addingTimeInterval(-60), data: [:]),
+                                  Self.event(kind: "teleport", start: Date().addingTimeInterval(-60), data: [:])])
+            let reply = try await HTTPClient.request("GET", h.server.baseURL + "/metrics")
+            #expect(reply.status == 200)
+            #expect(reply.headers["content-type"]?.hasPrefix("text/plain") == true)
+            #expect(reply.body.contains(#"tanhui_events_total{status="accepted",code="none"} 1"#), "\(reply.body)")
+            #expect(reply.body.contains(#"tanhui_events_total{status="rejected",code="kind_not_covered"} 1"#))
+            #expect(reply.body.contains(#"http_route="/v1/sync/push""#))
+            #expect(reply.body.contains("tanhui_db_pool_connections"))
+            #expect(reply.body.contains("http_server_request_duration"))
+        }
+    }
+
     @Test("`tanhui token issue` mints a token the server accepts")
     func tokenCLI() async throws {
         try await Self.withServer { h in

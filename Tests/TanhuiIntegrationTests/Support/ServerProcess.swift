@@ -130,6 +130,21 @@ enum HTTPClient {
             }
         }
         let body = (try? String(contentsOfFile: bodyFile, encoding: .utf8)) ?? ""
-        return HTTPReply(status: Int(result.stdout) ?? 0, headers: parsedHeaders, body: body)
+        let reply = HTTPReply(status: Int(result.stdout) ?? 0, headers: parsedHeaders, body: body)
+        capture(method: method, url: url, reply: reply)
+        return reply
+    }
+
+    /// With TANHUI_CONTRACT_DIR set (Scripts/test.sh), every JSON response is saved so
+    /// Scripts/check-openapi.py can check it against Schema/openapi.yaml.
+    static func capture(method: String, url: String, reply: HTTPReply) {
+        guard let directory = ProcessInfo.processInfo.environment["TANHUI_CONTRACT_DIR"], !directory.isEmpty,
+              reply.status > 0, let contentType = reply.headers["content-type"], contentType.contains("json"),
+              let parsed = try? JSONSerialization.jsonObject(with: Data(reply.body.utf8)),
+              let path = URLComponents(string: url)?.path else { return }
+        let record: [String: Any] = ["method": method, "path": path, "status": reply.status, "content_type": contentType, "body": parsed]
+        guard let data = try? JSONSerialization.data(withJSONObject: record) else { return }
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: directory + "/\(UUID().uuidString).json", contents: data)
     }
 }
