@@ -29,6 +29,10 @@ fi
 
 # Rule-set samples against the published JSON Schema (editors use the same file).
 python3 Scripts/check-ruleset-schema.py
+# The OpenAPI document is valid, and (after the suite) every captured response conforms to it.
+python3 Scripts/check-openapi.py
+export TANHUI_CONTRACT_DIR="$(mktemp -d)"
+trap 'rm -rf "$TANHUI_CONTRACT_DIR"' EXIT
 
 swift build --build-tests
 export TANHUI_BIN="$(swift build --show-bin-path)/tanhui"
@@ -43,3 +47,6 @@ python3 Scripts/citus-check.py "$citus_url"
 Scripts/docker-check.sh
 
 swift test --skip-build "$@"
+if [ -n "$(ls -A "$TANHUI_CONTRACT_DIR")" ]; then
+  python3 Scripts/check-openapi.py "$TANHUI_CONTRACT_DIR"
+fi

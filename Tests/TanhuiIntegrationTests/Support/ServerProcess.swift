@@ -8,7 +8,7 @@ final class ServerProcess: Sendable {
     private let stderrText: Mutex<String>
 
     /// Starts the server and waits (bounded) for its "listening on" line.
-    static func start(databaseURL: String, environment: [String: String] = [:]) async throws -> ServerProcess {
+    static func start(databaseURL: String, port requestedPort: Int = 0, environment: [String: String] = [:]) async throws -> ServerProcess {
         var variables = ProcessInfo.processInfo.environment
         variables["DATABASE_URL"] = databaseURL
         variables["TANHUI_LOG_LEVEL"] = "warning"
@@ -16,7 +16,7 @@ final class ServerProcess: Sendable {
         for (key, value) in environment { variables[key] = value }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandRunner.tanhuiBinary)
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0"]
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(requestedPort)]
         process.environment = variables
         let outPipe = Pipe(), errPipe = Pipe()
         process.standardOutput = outPipe
@@ -66,6 +66,22 @@ final class ServerProcess: Sendable {
     }
 
     var stderr: String { stderrText.withLock { $0 } }
+
+    /// A port that was free a moment ago, for servers restarted on the same address.
+    static func freePort() throws -> Int {
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socketFD) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, length) == 0 && getsockname(socketFD, $0, &length) == 0 }
+        }
+        guard bound else { throw ServerStartFailure(message: "no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }

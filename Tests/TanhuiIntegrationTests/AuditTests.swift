@@ -1,0 +1,327 @@
+import Crypto
+import Foundation
+import Testing
+import TanhuiCore
+import TanhuiPostgres
+import TanhuiService
+
+/// `tanhui audit` against a clean ledger built through the service, then against the same
+/// ledger corrupted directly in the database as a rogue superuser would.
+@Suite("Audit: the books are right, or the audit says exactly where they are not")
+struct AuditTests {
+    typealias F = LedgerFixtures
+
+    /// Rows of the clean ledger that tests corrupt and expect to be named.
+    struct Clean: Sendable {
+        var citizenA: UUID
+        var citizenB: UUID
+        var citizenC: UUID
+        /// Citizen C's metro trip (its award is a middle transaction of the chain).
+        var metroEvent: UUID
+        var metroTransaction: Int64
+        /// Citizen B's reversed trip.
+        var reversedEvent: UUID
+        var reversalTransaction: Int64
+    }
+
+    /// Three citizens, awards of several kinds, a day's bike cap reached, a reversal; sealed.
+    static func buildClean(_ services: TanhuiServices, url: String) async throws -> Clean {
+        let receivedAt = F.base.addingTimeInterval(86_400)
+        let a = UUID(), b = UUID(), c = UUID()
+        let hour: TimeInterval = 3600
+        // A: a metro trip and four bike rides; the bike cap (100 points a day) binds on the third.
+        _ = try await services.ledger.submit([
+            F.metro(at: F.base),
+            F.bike(at: F.base.addingTimeInterval(1 * hour)), F.bike(at: F.base.addingTimeInterval(2 * hour)),
+            F.bike(at: F.base.addingTimeInterval(3 * hour)),
+        ], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit([F.bike(at: F.base.addingTimeInterval(4 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
+        // B: waste check-ins and a metro trip with evidence, later reversed.
+        let reversed = UUID()
+        _ = try await services.ledger.submit([F.waste(at: F.base), F.metro(id: reversed, at: F.base.addingTimeInterval(hour), evidence: "TXN-1"),
+                                              F.waste(at: F.base.addingTimeInterval(3 * hour))], citizen: b, device: "b", receivedAt: receivedAt, sentAt: nil)
+        // C: a metro trip, then more awards for A and C after it.
+        let metro = UUID()
+        let verdicts = try await services.ledger.submit([F.metro(id: metro, at: F.base.addingTimeInterval(2 * hour), meters: 20_000)], citizen: c, device: "c", receivedAt: receivedAt, sentAt: nil)
+        #expect(verdicts.map(\.status) == [.accepted])
+        _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(5 * hour))], citizen: c, device: "c", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(6 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
+        let reversal = try await services.ledger.reverse(event: reversed, reason: "card reported stolen", actor: "admin:test")
+        try await services.ledger.seal()
+        #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions WHERE caps_applied <> '{}'") >= 1, "the bike cap must bind")
+        let metroTransaction = try await Self.scalar(url, "SELECT transaction_id FROM ledger_transactions WHERE event_id = \(metro) AND kind = 'award'", as: Int64.self)
+        return Clean(citizenA: a, citizenB: b, citizenC: c, metroEvent: metro, metroTransaction: metroTransaction,
+                     reversedEvent: reversed, reversalTransaction: reversal.transactionID)
+    }
+
+    static func scalar<Value: PostgresDecodable>(_ url: String, _ sql: PostgresQuery, as type: Value.Type) async throws -> Value {
+        let pool = TestDatabase.makePool(url: url, size: 1)
+        let value = try await pool.withConnection { try $0.query(sql).scalar(Value.self) }
+        await pool.shutdown()
+        return value
+    }
+
+    /// Runs statements as the database owner with the append-only triggers (and FKs) bypassed.
+    static func rogue(_ url: String, _ statements: [PostgresQuery]) async throws {
+        let pool = TestDatabase.makePool(url: url, size: 1)
+        try await pool.withTransaction { connection in
+            try connection.query("SET session_replication_role = replica")
+            for statement in statements { try connection.query(statement) }
+        }
+        await pool.shutdown()
+    }
+
+    /// `tanhui audit --json ARGS`; the parsed document and the raw result.
+    static func audit(_ url: String, _ arguments: [String] = [], environment: [String: String] = [:]) async throws -> (CommandResult, [String: Any]) {
+        let result = try await CommandRunner.tanhui(["audit", "--json"] + arguments, databaseURL: url, environment: environment)
+        let object = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any]
+        #expect(object != nil, "audit --json printed no JSON: \(result.stdout.prefix(500)) \(result.stderr.prefix(500))")
+        return (result, object ?? [:])
+    }
+
+    static func check(_ report: [String: Any], _ id: String) -> [String: Any] {
+        ((report["checks"] as? [[String: Any]]) ?? []).first { $0["id"] as? String == id } ?? [:]
+    }
+
+    /// Asserts exit 1, `id` violated, and `field` = `value` in its first, worst or last offender.
+    static func expectViolated(_ outcome: (CommandResult, [String: Any]), _ id: String, _ field: String, _ value: String,
+                               sourceLocation: SourceLocation = #_sourceLocation) {
+        let (result, report) = outcome
+        #expect(result.exitCode == 1, "exit \(result.exitCode): \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(report["ok"] as? Bool == false, sourceLocation: sourceLocation)
+        let check = Self.check(report, id)
+        #expect(check["status"] as? String == "violated", "\(id): \(check)", sourceLocation: sourceLocation)
+        #expect((check["count"] as? Int ?? 0) >= 1, sourceLocation: sourceLocation)
+        let offenders = ["first", "worst", "last"].compactMap { check[$0] as? [String: Any] }
+        let named = offenders.contains { offender in offender[field].map { "\($0)" } == value }
+        #expect(named, "\(id) does not name \(field)=\(value): \(offenders)", sourceLocation: sourceLocation)
+    }
+
+    static func checkpointFile() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("audit-cp-\(UUID().uuidString)").path
+    }
+
+    @Test("a clean ledger passes every check: exit 0, all ok, in text and JSON, with a checkpoint and in parallel")
+    func cleanLedger() async throws {
+        try await F.withLedger { services, url in
+            _ = try await Self.buildClean(services, url: url)
+            let key = Curve25519.Signing.PrivateKey()
+            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let file = Self.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let exported = try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
+            #expect(exported.exitCode == 0, "\(exported.stderr)")
+
+            let text = try await CommandRunner.tanhui(["audit", "--checkpoint", file], databaseURL: url, environment: environment)
+            #expect(text.exitCode == 0, "\(text.stdout)\n\(text.stderr)")
+            for id in AuditCheckID.allCases {
+                #expect(text.stdout.split(separator: "\n").contains { $0.hasPrefix("ok") && $0.contains(" \(id.rawValue) ") }, "\(id.rawValue) not ok:\n\(text.stdout)")
+            }
+            #expect(!text.stdout.contains("VIOLATED"))
+            #expect(text.stderr.isEmpty, "no progress output when stderr is not a terminal: \(text.stderr)")
+
+            let (result, report) = try await Self.audit(url, ["--checkpoint", file, "--jobs", "2"], environment: environment)
+            #expect(result.exitCode == 0)
+            #expect(report["ok"] as? Bool == true)
+            #expect(report["provinces"] as? [String] == ["CN-GD"])
+            #expect((report["rows_checked"] as? Int ?? 0) > 10)
+            let checks = report["checks"] as? [[String: Any]] ?? []
+            #expect(checks.map { $0["id"] as? String } == AuditCheckID.allCases.map(\.rawValue))
+            for check in checks {
+                #expect(check["status"] as? String == "ok")
+                #expect(check["count"] as? Int == 0)
+                #expect(check["first"] is NSNull && check["worst"] is NSNull && check["last"] is NSNull)
+                #expect(check["title"] is String)
+            }
+            #expect(Self.check(report, "checkpoints")["checked"] as? Int == 1)
+            #expect((Self.check(report, "replay")["checked"] as? Int ?? 0) >= 10)
+            #expect((Self.check(report, "hash_chain")["checked"] as? Int ?? 0) >= 11)
+        }
+    }
+
+    @Test("UPDATE of an entry amount: transactions_balance names the transaction")
+    func updatedEntry() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, ["UPDATE ledger_entries SET points = points + 100 WHERE transaction_id = \(clean.metroTransaction) AND account <> 'issuance'"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "transactions_balance", "transaction_id", "\(clean.metroTransaction)")
+            Self.expectViolated(outcome, "hash_chain", "transaction_id", "\(clean.metroTransaction)")
+            Self.expectViolated(outcome, "conservation", "account", "issuance")
+        }
+    }
+
+    @Test("DELETE of a middle entry: transactions_balance names the transaction")
+    func deletedEntry() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, ["DELETE FROM ledger_entries WHERE transaction_id = \(clean.metroTransaction) AND account = 'issuance'"])
+            Self.expectViolated(try await Self.audit(url), "transactions_balance", "transaction_id", "\(clean.metroTransaction)")
+        }
+    }
+
+    @Test("DELETE of a middle transaction: the chain link names it and its event is left without award")
+    func deletedTransaction() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, [
+                "DELETE FROM ledger_entries WHERE transaction_id = \(clean.metroTransaction)",
+                "DELETE FROM ledger_transactions WHERE transaction_id = \(clean.metroTransaction)",
+            ])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "hash_chain", "transaction_id", "\(clean.metroTransaction)")
+            Self.expectViolated(outcome, "completeness", "event_id", clean.metroEvent.uuidString.lowercased())
+            Self.expectViolated(outcome, "cached_balances", "account", "citizen:" + clean.citizenC.uuidString.lowercased())
+        }
+    }
+
+    @Test("INSERT of a forged award (balanced, but no event): completeness names the transaction")
+    func forgedAward() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            let forged = try await Self.scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
+            let citizen = clean.citizenC
+            try await Self.rogue(url, [
+                """
+                INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology)
+                SELECT 'CN-GD', \(forged), 'award', \(citizen), last_seq + 1, \(UUID()), 400, 4000, 1, 'forged' FROM citizen_accounts WHERE citizen_id = \(citizen)
+                """,
+                "INSERT INTO ledger_entries (province, transaction_id, account, points) VALUES ('CN-GD', \(forged), 'issuance', -400), ('CN-GD', \(forged), \("citizen:" + citizen.uuidString.lowercased()), 400)",
+                "UPDATE citizen_accounts SET balance_points = balance_points + 400, balance_grams = balance_grams + 4000, last_seq = last_seq + 1 WHERE citizen_id = \(citizen)",
+            ])
+            try await services.ledger.seal()
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "completeness", "transaction_id", "\(forged)")
+            #expect(Self.check(outcome.1, "transactions_balance")["status"] as? String == "ok")
+            #expect(Self.check(outcome.1, "hash_chain")["status"] as? String == "ok")
+        }
+    }
+
+    @Test("an event's quantity edited: replay names the event and its award")
+    func editedEvent() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, ["UPDATE events SET distance_m = distance_m * 2 WHERE event_id = \(clean.metroEvent)"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "replay", "event_id", clean.metroEvent.uuidString.lowercased())
+            Self.expectViolated(outcome, "replay", "transaction_id", "\(clean.metroTransaction)")
+            #expect(Self.check(outcome.1, "hash_chain")["status"] as? String == "ok")
+        }
+    }
+
+    @Test("a published rule-set document edited: replay names the version")
+    func editedRuleSet() async throws {
+        try await F.withLedger { services, url in
+            _ = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, ["UPDATE rule_sets SET document = replace(document, 'grams_per_km: 46.7', 'grams_per_km: 93.4') WHERE province = 'CN-GD' AND version = 1"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "replay", "rule_set_version", "1")
+            let first = Self.check(outcome.1, "replay")["first"] as? [String: Any]
+            #expect((first?["detail"] as? String)?.contains("content_sha256") == true)
+        }
+    }
+
+    @Test("the whole chain rewritten consistently: only an earlier checkpoint catches it (key from env or --public-key)")
+    func rewrittenChain() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            let key = Curve25519.Signing.PrivateKey()
+            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let file = Self.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let exported = try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
+            #expect(exported.exitCode == 0, "\(exported.stderr)")
+            let sequence = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
+
+            try await Self.rogue(url, [
+                "UPDATE ledger_entries SET points = points * 10 WHERE transaction_id = \(clean.metroTransaction)",
+                "UPDATE ledger_transactions SET points = points * 10 WHERE transaction_id = \(clean.metroTransaction)",
+                "UPDATE citizen_accounts SET balance_points = balance_points + 9 * (SELECT points / 10 FROM ledger_transactions WHERE transaction_id = \(clean.metroTransaction)) WHERE citizen_id = \(clean.citizenC)",
+                "DELETE FROM ledger_chain",
+            ])
+            try await services.ledger.seal()
+
+            let outcome = try await Self.audit(url, ["--checkpoint", file], environment: environment)
+            Self.expectViolated(outcome, "checkpoints", "file", file)
+            Self.expectViolated(outcome, "checkpoints", "chain_seq", "\(sequence)")
+            #expect(Self.check(outcome.1, "hash_chain")["status"] as? String == "ok", "the rewrite is internally consistent")
+            #expect(Self.check(outcome.1, "transactions_balance")["status"] as? String == "ok")
+
+            let publicKey = key.publicKey.rawRepresentation.base64EncodedString()
+            Self.expectViolated(try await Self.audit(url, ["--checkpoint", file, "--public-key", publicKey]), "checkpoints", "file", file)
+            // A checkpoint signed by another key is refused.
+            let other = Curve25519.Signing.PrivateKey().publicKey.rawRepresentation.base64EncodedString()
+            let (_, report) = try await Self.audit(url, ["--checkpoint", file, "--public-key", other])
+            #expect((Self.check(report, "checkpoints")["first"] as? [String: Any])?["detail"] as? String == Checkpoint.Invalid.untrustedKey.description)
+        }
+    }
+
+    @Test("a cached balance drifted: cached_balances names the account")
+    func driftedBalance() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, ["UPDATE citizen_accounts SET balance_points = balance_points + 1 WHERE citizen_id = \(clean.citizenA)"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "cached_balances", "account", "citizen:" + clean.citizenA.uuidString.lowercased())
+            #expect(Self.check(outcome.1, "conservation")["status"] as? String == "ok")
+            // The human report names it too, with first/worst/last lines.
+            let text = try await CommandRunner.tanhui(["audit"], databaseURL: url)
+            #expect(text.exitCode == 1)
+            #expect(text.stdout.contains("VIOLATED  cached_balances"))
+            #expect(text.stdout.contains("first/worst/last: province=CN-GD account=citizen:" + clean.citizenA.uuidString.lowercased()))
+        }
+    }
+
+    @Test("an append-only trigger disabled: guard_rails names it")
+    func disabledTrigger() async throws {
+        try await F.withLedger { services, url in
+            _ = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, ["ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only", "GRANT DELETE ON ledger_chain TO tanhui_service"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "guard_rails", "trigger", "ledger_entries_append_only")
+            Self.expectViolated(outcome, "guard_rails", "table", "ledger_chain")
+        }
+    }
+
+    @Test("a reversal that no longer mirrors its award; cap usage drifted; a stalled sealer")
+    func reversalsCapsBacklog() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, [
+                "UPDATE ledger_transactions SET grams_co2e = grams_co2e + 1 WHERE transaction_id = \(clean.reversalTransaction)",
+                "UPDATE cap_usage SET points = points + 1000 WHERE citizen_id = \(clean.citizenA) AND window_key LIKE 'bike_ride/%'",
+            ])
+            _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b",
+                                                 receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            let unsealed = try await Self.scalar(url, "SELECT max(transaction_id) FROM ledger_transactions", as: Int64.self)
+            let outcome = try await Self.audit(url, ["--seal-bound", "0"])
+            Self.expectViolated(outcome, "reversals", "transaction_id", "\(clean.reversalTransaction)")
+            Self.expectViolated(outcome, "caps_and_negative_balances", "account", "citizen:" + clean.citizenA.uuidString.lowercased())
+            Self.expectViolated(outcome, "unsealed_backlog", "transaction_id", "\(unsealed)")
+            // --from/--to restrict what is reported, not what is folded.
+            let (_, later) = try await Self.audit(url, ["--seal-bound", "0", "--from", "2999-01-01"])
+            #expect(Self.check(later, "reversals")["status"] as? String == "ok")
+            #expect(Self.check(later, "unsealed_backlog")["status"] as? String == "ok")
+        }
+    }
+
+    @Test("exit 2 when the audit cannot run: database unreachable, checkpoint file missing, bad argument")
+    func couldNotRun() async throws {
+        let unreachable = try await CommandRunner.tanhui(["audit"], databaseURL: "postgresql://tanhui@127.0.0.1:1/tanhui?connect_timeout=2")
+        #expect(unreachable.exitCode == 2, "\(unreachable.stderr)")
+        #expect(unreachable.stdout.isEmpty)
+        try await F.withLedger { _, url in
+            let missing = try await CommandRunner.tanhui(["audit", "--checkpoint", "/nonexistent/cp-\(UUID().uuidString)"], databaseURL: url,
+                                                         environment: ["TANHUI_CHECKPOINT_KEY": Curve25519.Signing.PrivateKey().rawRepresentation.base64EncodedString()])
+            #expect(missing.exitCode == 2)
+            #expect(missing.stderr.contains("cannot read checkpoint file"))
+            let jobs = try await CommandRunner.tanhui(["audit", "--jobs", "zero"], databaseURL: url)
+            #expect(jobs.exitCode == 2)
+            let from = try await CommandRunner.tanhui(["audit", "--from", "yesterday"], databaseURL: url)
+            #expect(from.exitCode == 2)
+            // An empty ledger (rule set published, nothing awarded) holds.
+            let empty = try await CommandRunner.tanhui(["audit"], databaseURL: url)
+            #expect(empty.exitCode == 0, "\(empty.stdout)\(empty.stderr)")
+        }
+    }
+}
