@@ -11,6 +11,26 @@ struct Tanhui: AsyncParsableCommand {
         abstract: "Carbon-inclusion credits: sync API server, rule sets, ledger and audit.",
         subcommands: [Serve.self, Migrate.self, Rules.self, Operators.self, Ledger.self, Token.self, Audit.self]
     )
+
+    /// Usage errors exit 2 like every other "could not run" (ArgumentParser's default is 64),
+    /// so scripts need to know only 0, 1 and 2.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || code.rawValue == 1 || code.rawValue == 2 {
+                exit(withError: error)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
 }
 
 /// Exit codes shared by the commands: 0 success, 1 the command's check failed, 2 could not run.
