@@ -50,3 +50,7 @@ swift test --skip-build "$@"
 if [ -n "$(ls -A "$TANHUI_CONTRACT_DIR")" ]; then
   python3 Scripts/check-openapi.py "$TANHUI_CONTRACT_DIR"
 fi
+if [ $# -eq 0 ]; then
+  # Contract fuzzing against a live server (bounded: fixed seed, 10 examples per operation).
+  Scripts/fuzz-api.sh 10
+fi

@@ -80,6 +80,7 @@ public struct EventWire: Sendable {
         if idText != nil, id == nil { bad("id", "id must be a UUID") }
         let kind = string(fields["kind"], "kind", required: true)
         let province = string(fields["province"], "province", required: true)
+        if let province, !Province.isKnown(province) { bad("province", "province must be an ISO 3166-2:CN code such as CN-GD") }
         let occurred = timestamp(fields["occurred_at"], "occurred_at", required: true)
         let ended = timestamp(fields["ended_at"], "ended_at", required: false)
 

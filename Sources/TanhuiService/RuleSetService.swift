@@ -198,6 +198,8 @@ public final class RuleSetService: Sendable {
     }
 
     public func show(province: String, version: Int) async throws -> StoredRuleSet {
+        // Versions are positive 32-bit integers; anything else cannot be published.
+        guard (1...Int(Int32.max)).contains(version) else { throw RuleSetLookupError.notFound(province: province, version: version) }
         let found = try await pool.withConnection { connection -> StoredRuleSet? in
             guard let row = try connection.query("""
                 SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document, document_format

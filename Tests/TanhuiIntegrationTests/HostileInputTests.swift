@@ -73,6 +73,8 @@ struct HostileInputTests {
                 (#"{"id": "0192a000-0000-7000-8000-0000000000a7", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "colour": "green"}"#, "colour"),
                 (#"{"id": "0192a000-0000-7000-8000-0000000000a8", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"count": true}}"#, "data.count"),
                 (#"{"id": 42, "kind": "waste_sorting"}"#, "id"),
+                // Found by schemathesis: an unknown province used to reach the database and 500.
+                (#"{"id": "0192a000-0000-7000-8000-0000000000a9", "kind": "0", "province": "0", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": null}"#, "province"),
             ]
             let metachar = try JSONSerialization.data(withJSONObject: [
                 "id": "0192a000-0000-7000-8000-0000000000b1", "kind": sql, "province": "CN-GD", "occurred_at": F.iso(now.addingTimeInterval(-60)),
@@ -117,6 +119,13 @@ struct HostileInputTests {
             let huge = "province: CN-GD\n" + String(repeating: "# filler line to make the document large\n", count: 7000)
             let before = try await Self.counts(url)
             try await app.test(.router) { client in
+                // Found by schemathesis: a version beyond 32 bits used to reach the database and 500.
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/-3087415329879", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
+                    #expect(response.status == .notFound)
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/99999999999", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
+                    #expect(response.status == .notFound)
+                }
                 for (name, document, status) in [("alias bomb", bomb, HTTPResponse.Status.unprocessableContent), ("huge", huge, .contentTooLarge)] {
                     try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post,
                                              headers: [.authorization: "Bearer \(key)", .contentType: "application/yaml"], body: ByteBuffer(string: document)) { response in

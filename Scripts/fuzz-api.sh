@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Contract fuzzing: schemathesis generates requests from Schema/openapi.yaml against a live
+# `tanhui serve` on 127.0.0.1 and checks there is no 5xx and every response conforms.
+# Bounded: a fixed seed, a fixed number of examples per operation, and a time limit.
+#   Scripts/fuzz-api.sh [EXAMPLES]      (needs TANHUI_BIN and TANHUI_TEST_DATABASE_URL, as set by Scripts/test.sh)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+examples="${1:-25}"
+: "${TANHUI_BIN:?run through Scripts/test.sh, or set TANHUI_BIN}"
+: "${TANHUI_TEST_DATABASE_URL:?run through Scripts/test.sh, or set TANHUI_TEST_DATABASE_URL}"
+command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesis >/dev/null 2>&1 || {
+  echo "fuzz-api: could not install schemathesis from PyPI" >&2; exit 1; }
+
+admin="${TANHUI_TEST_DATABASE_URL%/*}/postgres"
+database="tanhui_fuzz"
+url="${TANHUI_TEST_DATABASE_URL%/*}/$database"
+PGOPTIONS='-c client_min_messages=warning' psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
+export DATABASE_URL="$url"
+export TANHUI_TOKEN_SECRET="$(head -c 32 /dev/urandom | base64)"
+export TANHUI_LOG_LEVEL=error
+"$TANHUI_BIN" migrate >/dev/null
+"$TANHUI_BIN" rules publish --by fuzz Schema/rulesets/CN-GD.yaml >/dev/null
+operator_key="$("$TANHUI_BIN" operator create --province CN-GD --name fuzz 2>/dev/null | sed -n 's/^key //p')"
+device_token="$("$TANHUI_BIN" token issue --citizen "$(cat /proc/sys/kernel/random/uuid)" --device fuzz --ttl 1h)"
+
+log="$(mktemp)"
+DATABASE_URL="${url/tanhui@/tanhui_service@}" "$TANHUI_BIN" serve --host 127.0.0.1 --port 0 >"$log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do
+  port="$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log")"
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "fuzz-api: server did not start" >&2; cat "$log" >&2; exit 1; }
+base="http://127.0.0.1:$port"
+
+run() {
+  timeout 300 schemathesis run Schema/openapi.yaml --url "$base" --seed 20261129 -n "$examples" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --request-timeout 10 --no-color "$@"
+}
+run --include-path-regex '^/v1/sync/' -H "Authorization: Bearer $device_token"
+run --include-path-regex '^/v1/provinces/' -H "Authorization: Bearer $operator_key"
+run --include-path-regex '^/(healthz|readyz|metrics)$'
+echo "fuzz-api: ok"
