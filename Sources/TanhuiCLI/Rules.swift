@@ -159,10 +159,10 @@ struct Rules: AsyncParsableCommand {
         func run() async throws {
             var receipt: Date?
             if let receivedAt {
-                guard case .success(let wire) = EventWire.decode(["id": UUID().uuidString, "kind": "x", "province": "x", "occurred_at": receivedAt]) else {
+                guard let date = Timestamp.parse(receivedAt) else {
                     throw ValidationError("--received-at must be an RFC 3339 timestamp with a UTC offset")
                 }
-                receipt = wire.event.occurredAt
+                receipt = date
             }
             guard let data = FileManager.default.contents(atPath: events) else {
                 printError("cannot read \(events)")

@@ -124,10 +124,10 @@ enum OperatorRoutes {
         }
         var receivedAt: Date?
         if let text = object["received_at"] {
-            guard case .success(let wire) = EventWire.decode(["id": UUID().uuidString, "kind": "x", "province": "x", "occurred_at": text]) else {
+            guard let text = text as? String, let date = Timestamp.parse(text) else {
                 throw Problem(.badRequest, code: "malformed_json", detail: "received_at must be an RFC 3339 timestamp with a UTC offset")
             }
-            receivedAt = wire.event.occurredAt
+            receivedAt = date
         }
         let report = RuleSetService.simulate(ruleSet: ruleSet, events: events.map(EventWire.decode), receivedAt: receivedAt)
         return SimulationBody(report: report, ruleSet: ruleSet)

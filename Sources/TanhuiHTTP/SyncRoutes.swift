@@ -19,7 +19,7 @@ enum SyncRoutes {
             let object = try await readJSONObject(request, context: context)
             var sentAt: Date?
             if let text = object["sent_at"], !(text is NSNull) {
-                guard let text = text as? String, let date = parseInstant(text) else {
+                guard let text = text as? String, let date = Timestamp.parse(text) else {
                     throw Problem(.badRequest, code: "malformed_request", detail: "sent_at must be an RFC 3339 timestamp with a UTC offset")
                 }
                 sentAt = date
@@ -121,10 +121,6 @@ enum SyncRoutes {
         return object
     }
 
-    static func parseInstant(_ text: String) -> Date? {
-        guard case .success(let wire) = EventWire.decode(["id": "00000000-0000-0000-0000-000000000000", "kind": "x", "province": "x", "occurred_at": text]) else { return nil }
-        return wire.event.occurredAt
-    }
 }
 
 extension Problem {

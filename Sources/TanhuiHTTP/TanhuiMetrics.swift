@@ -10,6 +10,15 @@ import TanhuiService
 public final class TanhuiMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
+    // MetricNameDescriptor is not Sendable, so these are built on use rather than stored.
+    static var events: MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "tanhui", metricName: "events", unitName: "total", helpText: "Events judged, by verdict status and code")
+    }
+    static var poolConnections: MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "tanhui", subsystem: "db_pool", metricName: "connections", unitName: "count",
+                             helpText: "Database connections by state (open, in_use, waiting, maximum)")
+    }
+
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
     }
@@ -22,16 +31,15 @@ public final class TanhuiMetrics: Sendable {
 
     /// Counts one verdict.
     func record(_ verdict: Verdict) {
-        registry.makeCounter(name: "tanhui_events_total", labels: [("status", verdict.status.rawValue), ("code", verdict.code ?? "none")]).increment()
+        registry.makeCounter(descriptor: Self.events, labels: [("status", verdict.status.rawValue), ("code", verdict.code ?? "none")]).increment()
     }
 
     /// The text exposition, with pool gauges read at scrape time.
     func render(pool: PostgresPool) -> ByteBuffer {
         let usage = pool.usage
-        registry.makeGauge(name: "tanhui_db_pool_connections", labels: [("state", "open")]).set(Double(usage.open))
-        registry.makeGauge(name: "tanhui_db_pool_connections", labels: [("state", "in_use")]).set(Double(usage.inUse))
-        registry.makeGauge(name: "tanhui_db_pool_waiters", labels: []).set(Double(usage.waiting))
-        registry.makeGauge(name: "tanhui_db_pool_maximum", labels: []).set(Double(usage.maximum))
+        for (state, value) in [("open", usage.open), ("in_use", usage.inUse), ("waiting", usage.waiting), ("maximum", usage.maximum)] {
+            registry.makeGauge(descriptor: Self.poolConnections, labels: [("state", state)]).set(Double(value))
+        }
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         return ByteBuffer(bytes: bytes)

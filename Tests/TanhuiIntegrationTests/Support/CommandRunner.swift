@@ -30,6 +30,7 @@ enum CommandRunner {
         var variables = ProcessInfo.processInfo.environment
         variables["DATABASE_URL"] = databaseURL
         variables["TANHUI_LOG_LEVEL"] = "warning"
+        variables["TANHUI_TOKEN_SECRET"] = TestDatabase.tokenSecretBase64
         for (key, value) in environment { variables[key] = value }
         return try await run(tanhuiBinary, arguments, environment: variables, stdin: stdin, timeout: timeout)
     }

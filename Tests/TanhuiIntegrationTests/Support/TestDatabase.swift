@@ -19,9 +19,11 @@ enum TestDatabase {
         return logger
     }()
 
-    /// One small pool for CREATE/DROP DATABASE, shared by all tests of the process.
+    /// One small pool for CREATE/DROP DATABASE, shared by all tests of the process. Creating
+    /// databases is slow on a loaded 2-core machine, so callers queue here without a statement
+    /// timeout rather than fail; the suite's own bounds come from the tests' other timeouts.
     static let admin = PostgresPool(
-        configuration: .init(connection: .init(url: adminURL), maximumConnections: 2, acquireTimeout: .seconds(30)),
+        configuration: .init(connection: .init(url: adminURL, statementTimeoutMilliseconds: 0), maximumConnections: 2, acquireTimeout: .seconds(900)),
         logger: logger
     )
 
