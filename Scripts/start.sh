@@ -8,15 +8,7 @@ cd "$root"
 port=8080
 if [ "${1:-}" = "--port" ]; then port="$2"; fi
 
-if ! pkg-config --exists libpq 2>/dev/null || [ ! -f /usr/include/zlib.h ]; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq libpq-dev pkg-config zlib1g-dev
-  else
-    echo "start.sh: libpq-dev, pkg-config and zlib1g-dev are required (sudo apt-get install -y libpq-dev pkg-config zlib1g-dev)" >&2
-    exit 1
-  fi
-fi
+source Scripts/prerequisites.sh
 
 Scripts/db.sh start
 export DATABASE_URL="${DATABASE_URL:-$(Scripts/db.sh url)}"

@@ -6,16 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Build prerequisites on a fresh Debian machine: libpq headers and pkg-config.
-if ! pkg-config --exists libpq 2>/dev/null || [ ! -f /usr/include/zlib.h ]; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq libpq-dev pkg-config zlib1g-dev
-  else
-    echo "test.sh: libpq-dev, pkg-config and zlib1g-dev are required (sudo apt-get install -y libpq-dev pkg-config zlib1g-dev)" >&2
-    exit 1
-  fi
-fi
+source Scripts/prerequisites.sh
 
 Scripts/db.sh --name test start
 export TANHUI_TEST_DATABASE_URL="$(Scripts/db.sh --name test url)"

@@ -31,7 +31,7 @@ struct BatchPlan: Sendable {
             data.consumptionWh.map(String.init), data.baselineWh.map(String.init), data.days.map(String.init),
             wire.evidence?.source, wire.evidence?.ref,
         ].map(field).joined()
-        return SHA256.hash(data: Data(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hex(canonical)
     }
 
     /// A stored verdict found for an id, with its award.

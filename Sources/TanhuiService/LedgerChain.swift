@@ -29,7 +29,7 @@ public enum LedgerChain {
         var hasher = SHA256()
         hasher.update(data: Data(previous.utf8))
         hasher.update(data: Data(canonical(row).utf8))
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().hexString
     }
 
     /// A transaction as the chain sees it.

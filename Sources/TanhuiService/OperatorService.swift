@@ -44,7 +44,7 @@ public final class OperatorService: Sendable {
     }
 
     static func hash(key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hex(key)
     }
 
     /// Creates an operator; returns it with its key, which is not stored and cannot be shown again.

@@ -95,7 +95,7 @@ public final class RuleSetService: Sendable {
 
     /// SHA-256 of the document's UTF-8 bytes, lower-case hex.
     public static func contentHash(of document: String) -> String {
-        SHA256.hash(data: Data(document.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hex(document)
     }
 
     static func format(of document: String) -> String {
