@@ -36,6 +36,8 @@ DATABASE_URL="$citus_url" "$TANHUI_BIN" migrate >/dev/null
 python3 Scripts/citus-check.py "$citus_url"
 # Docker files, statically (no engine here): compose config, COPY sources, commands vs the CLI.
 Scripts/docker-check.sh
+# The benchmark harness in its tiny smoke mode (debug binaries, no timing asserted), so it never rots.
+Scripts/bench.sh --smoke
 
 swift test --skip-build "$@"
 if [ -n "$(ls -A "$TANHUI_CONTRACT_DIR")" ]; then
