@@ -12,7 +12,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let services = try CommandEnvironment.services(label: "tanhui.migrate")
-        do {
+        try await CommandEnvironment.run(services) {
             if status {
                 let report = try await services.migrator.status()
                 for applied in report.applied {
@@ -20,19 +20,11 @@ struct Migrate: AsyncParsableCommand {
                     printLine("\(mark)  \(applied.name)  \(applied.appliedAt)")
                 }
                 for name in report.pending { printLine("pending  \(name)") }
-                await services.shutdown()
                 if !report.isCurrent { throw ExitStatus.checkFailed }
                 return
             }
             let applied = try await services.migrator.migrate()
             printLine(applied.isEmpty ? "schema is current" : applied.map { "applied  \($0)" }.joined(separator: "\n"))
-            await services.shutdown()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            printError("\(error)")
-            await services.shutdown()
-            throw ExitStatus.couldNotRun
         }
     }
 }

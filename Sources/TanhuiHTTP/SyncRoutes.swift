@@ -58,14 +58,11 @@ enum SyncRoutes {
             guard let limit, (1...(LedgerService.maximumPage - 1)).contains(limit) else {
                 throw Problem(.badRequest, code: "bad_limit", detail: "limit must be an integer in 1…\(LedgerService.maximumPage - 1)")
             }
-            var cursor: PullCursor?
-            var unknownCursor = false
+            var start = LedgerService.PullStart.beginning
             if let text = request.uri.queryParameters.get("cursor"), !text.isEmpty {
-                cursor = PullCursor.decode(text, secret: cursorSecret)
-                unknownCursor = cursor == nil
+                start = PullCursor.decode(String(text), secret: cursorSecret).map(LedgerService.PullStart.cursor) ?? .unreadable
             }
-            var page = try await services.ledger.pull(citizen: device.citizen, cursor: cursor ?? (unknownCursor ? PullCursor(positions: ["CN-XX": Int64.max]) : nil), limit: limit)
-            if unknownCursor { page.reset = true }
+            let page = try await services.ledger.pull(citizen: device.citizen, from: start, limit: limit)
             return PullResponse(page: page, secret: cursorSecret)
         }
 

@@ -74,22 +74,27 @@ extension LedgerService {
         }
     }
 
-    /// The citizen's ledger changes after `cursor` (nil: from the start), oldest first.
-    public func pull(citizen: UUID, cursor: PullCursor?, limit: Int) async throws -> PullPage {
+    /// Where a pull starts: the beginning, a decoded cursor, or a cursor that could not be
+    /// read (forged or corrupted), which is answered like an unknown position: with a reset.
+    public enum PullStart: Sendable {
+        case beginning
+        case cursor(PullCursor)
+        case unreadable
+    }
+
+    /// The citizen's ledger changes after `start`, oldest first.
+    public func pull(citizen: UUID, from start: PullStart, limit: Int) async throws -> PullPage {
         let balances = try await balances(citizen: citizen)
         let heads = Dictionary(uniqueKeysWithValues: balances.map { ($0.province, $0.lastSeq) })
-        var known = true
-        for (province, seq) in cursor?.positions ?? [:] where seq > (heads[province] ?? 0) {
-            known = false
-        }
-        guard let cursor, known else {
-            if cursor == nil {
-                return try await page(citizen: citizen, from: PullCursor(), limit: limit, balances: balances)
-            }
+        switch start {
+        case .beginning:
+            return try await page(citizen: citizen, from: PullCursor(), limit: limit, balances: balances)
+        case .cursor(let cursor) where cursor.positions.allSatisfy({ $0.value <= heads[$0.key] ?? 0 }):
+            return try await page(citizen: citizen, from: cursor, limit: limit, balances: balances)
+        case .cursor, .unreadable:
             // Unknown position: say so, with a snapshot and the head to continue from.
             return PullPage(lines: [], balances: balances, next: PullCursor(positions: heads), hasMore: false, reset: true)
         }
-        return try await page(citizen: citizen, from: cursor, limit: limit, balances: balances)
     }
 
     private func page(citizen: UUID, from cursor: PullCursor, limit: Int, balances: [ProvinceBalance]) async throws -> PullPage {
