@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import TanhuiCore
 import TanhuiService
 
 /// `tanhui ledger …`: admin operations on the ledger.
@@ -21,15 +22,17 @@ struct Ledger: AsyncParsableCommand {
     struct Reverse: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Reverse an event's award in full with a mirroring transaction (at most once).")
         @Option(help: "Event id whose award to reverse.") var event: String
+        @Option(help: "The event's province (event ids are scoped per province), e.g. CN-GD.") var province: String
         @Option(help: "Why (recorded with the reversal).") var reason: String
         @Option(help: "Who (recorded with the reversal).") var actor = "admin:" + (ProcessInfo.processInfo.environment["USER"] ?? "cli")
 
         func run() async throws {
             guard let id = UUID(uuidString: event) else { throw ValidationError("--event must be a UUID") }
+            guard Province.isKnown(province) else { throw ValidationError("--province must be an ISO 3166-2:CN code such as CN-GD") }
             let services = try CommandEnvironment.services(label: "tanhui.ledger")
             try await CommandEnvironment.run(services) {
                 do {
-                    let record = try await services.ledger.reverse(event: id, reason: reason, actor: actor)
+                    let record = try await services.ledger.reverse(event: id, province: province, reason: reason, actor: actor)
                     printLine("reversed event \(id.uuidString.lowercased()) in \(record.province): transaction \(record.transactionID), \(record.points) points, \(record.gramsCO2e) g")
                 } catch let error as LedgerService.ReversalError {
                     printError(error.description)

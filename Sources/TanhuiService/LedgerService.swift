@@ -19,7 +19,6 @@ public final class LedgerService: Sendable {
 
     /// Most events one submission may carry (HTTP advertises this limit).
     public static let maximumBatchSize = 500
-    static let maximumRaceReruns = 4
 
     public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger) {
         self.pool = pool
@@ -27,30 +26,43 @@ public final class LedgerService: Sendable {
         self.logger = logger
     }
 
-    // MARK: Submission
+    /// What a push returns: one verdict per item in order, and the citizen's balances in the
+    /// batch's provinces as committed by it.
+    public struct Submission: Sendable {
+        public var verdicts: [Verdict]
+        public var balances: [ProvinceBalance]
+    }
 
-    /// Judges and records a batch from one device of one citizen; returns one verdict per
-    /// item in order once everything is committed.
-    public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
+    /// Judges and records a batch from one device of one citizen; returns once committed.
+    ///
+    /// One bounded retry policy: serialization failures, deadlocks, and lost races on the
+    /// database's guarantees (unique ids, evidence, overlap: 23505, 23P01) rerun the whole
+    /// batch, which then sees the winner's rows; at most 5 attempts in all.
+    public func push(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> Submission {
         precondition(items.count <= Self.maximumBatchSize, "callers enforce the batch limit")
-        let offset = ClockPolicy.offset(receivedAt: receivedAt, sentAt: sentAt)
-        var histories: [String: RuleSetHistory] = [:]
-        for case .event(let wire) in items where histories[wire.event.province] == nil {
-            histories[wire.event.province] = try await ruleSets.history(province: wire.event.province)
-        }
-        let plan = BatchPlan(items: items, citizen: citizen, device: device, receivedAt: receivedAt, offsetSeconds: offset, histories: histories)
-        var rerun = 0
-        while true {
-            do {
-                return try await pool.withTransaction { connection in
-                    try plan.execute(on: connection)
-                }
-            } catch let error as PostgresError where (error.isUniqueViolation || error.sqlState == "23P01") && rerun < Self.maximumRaceReruns {
-                // Another batch committed the same id, evidence or interval first: rerun to see it.
-                rerun += 1
-                logger.debug("batch lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"])
+        let inputs: [BatchJudge.Input] = items.map { item in
+            switch item {
+            case .event(let wire): return .event(BatchJudge.Item(wire: wire, contentSHA256: BatchPlan.contentHash(wire)))
+            case .invalid(let id, let issues): return .invalid(id: id, issues: issues)
             }
         }
+        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: device, receivedAtMs: Timestamp.milliseconds(of: receivedAt),
+                             sentAtMs: sentAt.map(Timestamp.milliseconds(of:)), ruleSets: ruleSets)
+        let logger = self.logger
+        let result = try await pool.withTransaction(alsoRetrying: { error in
+            let lostRace = error.isUniqueViolation || error.sqlState == "23P01"
+            if lostRace { logger.debug("batch lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"]) }
+            return lostRace
+        }) { connection in
+            try plan.execute(on: connection)
+        }
+        return Submission(verdicts: result.verdicts, balances: result.balances)
+    }
+
+    /// `push` when only the verdicts matter (CLI tools, tests).
+    @discardableResult
+    public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
+        try await push(items, citizen: citizen, device: device, receivedAt: receivedAt, sentAt: sentAt).verdicts
     }
 
     // MARK: Queries
@@ -70,15 +82,20 @@ public final class LedgerService: Sendable {
     /// Seals every province's pending transactions (one round each); returns counts sealed.
     @discardableResult
     public func seal(province only: String? = nil) async throws -> [String: Int] {
+        // Every ledger transaction references a rule set of its province, so the small
+        // rule_sets table names every province that can have something to seal.
         let provinces = try await pool.withConnection { connection in
             try connection.query("""
-                SELECT DISTINCT province FROM citizen_accounts WHERE \(only)::text IS NULL OR province = \(only) ORDER BY province
+                SELECT DISTINCT province FROM rule_sets WHERE \(only)::text IS NULL OR province = \(only) ORDER BY province
                 """).rows.map { try $0.decode(0, as: String.self) }
         }
         var sealed: [String: Int] = [:]
         for province in provinces {
+            let watermark = try await pool.withTransaction { connection in
+                try LedgerChain.watermark(province: province, on: connection)
+            }
             sealed[province] = try await pool.withTransaction { connection in
-                try LedgerChain.seal(province: province, on: connection)
+                try LedgerChain.seal(province: province, through: watermark, on: connection)
             }
         }
         return sealed
@@ -95,8 +112,9 @@ public final class LedgerService: Sendable {
         try await pool.withConnection { connection in
             try connection.query("""
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
-                FROM ledger_transactions t
-                WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
+                FROM (SELECT DISTINCT province FROM rule_sets) p
+                JOIN ledger_transactions t ON t.province = p.province
+                  AND t.transaction_id > (SELECT coalesce(max(c.transaction_id), 0) FROM ledger_chain c WHERE c.province = p.province)
                 GROUP BY t.province ORDER BY t.province
                 """).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
         }
@@ -149,17 +167,19 @@ public final class LedgerService: Sendable {
     /// Reverses an award in full with a mirroring transaction (never an UPDATE). At most once.
     /// `allowedProvinces` scopes operators (nil: any, for the admin CLI).
     @discardableResult
-    public func reverse(event eventID: UUID, reason: String, actor: String, allowedProvinces: Set<String>? = nil) async throws -> LedgerTransactionRecord {
+    /// The award is looked up in `province` only: an event of another province is simply not
+    /// found there (no oracle for other provinces' ids). Takes the publication lock shared,
+    /// like every ledger write, so the sealer's watermark holds.
+    public func reverse(event eventID: UUID, province: String, reason: String, actor: String) async throws -> LedgerTransactionRecord {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...500).contains(reason.count) else { throw ReversalError.reasonRequired }
         do {
             return try await pool.withTransaction { connection in
+                try connection.query("SELECT pg_advisory_xact_lock_shared(hashtext(\(RuleSetService.publicationLockKey(province))))")
                 guard let award = try connection.query("""
                     SELECT province, transaction_id, citizen_id, points, grams_co2e, rule_set_version, methodology
-                    FROM ledger_transactions WHERE event_id = \(eventID) AND kind = 'award'
+                    FROM ledger_transactions WHERE province = \(province) AND event_id = \(eventID) AND kind = 'award'
                     """).first else { throw ReversalError.noAward(eventID: eventID) }
-                let province: String = try award.decode(0)
-                if let allowedProvinces, !allowedProvinces.contains(province) { throw RuleSetLookupError.forbidden(province: province) }
                 let awardID: Int64 = try award.decode(1)
                 let citizen: UUID = try award.decode(2)
                 let points: Int64 = try award.decode(3)
@@ -233,13 +253,15 @@ extension LedgerService {
         let limit = min(max(limit, 1), Self.maximumPage)
         let provinces = cursor.keys.sorted()
         return try await pool.withConnection { connection in
+            // Province first: the citizen's accounts name the provinces, then each province's
+            // transactions are read by (province, citizen_id, citizen_seq).
             try connection.query("""
                 SELECT t.province, t.citizen_seq, t.kind, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.created_at, t.reason
-                FROM ledger_transactions t
+                FROM citizen_accounts a
                 LEFT JOIN unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(provinces.map { cursor[$0]! }))::bigint[]) AS c(province, seq)
-                  ON c.province = t.province
-                WHERE t.citizen_id = \(citizen) AND (\(province)::text IS NULL OR t.province = \(province))
-                  AND t.citizen_seq > coalesce(c.seq, 0)
+                  ON c.province = a.province
+                JOIN ledger_transactions t ON t.province = a.province AND t.citizen_id = a.citizen_id AND t.citizen_seq > coalesce(c.seq, 0)
+                WHERE a.citizen_id = \(citizen) AND (\(province)::text IS NULL OR a.province = \(province))
                 ORDER BY t.province, t.citizen_seq
                 LIMIT \(limit)
                 """).rows.map { row in
