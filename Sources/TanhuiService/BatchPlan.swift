@@ -55,25 +55,7 @@ struct BatchPlan: Sendable {
         var accounts: [String: BatchJudge.Account] = [:]
         var histories: [String: RuleSetHistory] = [:]
         if !provinces.isEmpty {
-            let locked = try connection.pipeline([
-                """
-                SELECT pg_advisory_xact_lock_shared(hashtext(k)) FROM unnest(\(PostgresArray(provinces.map(RuleSetService.publicationLockKey)))::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n
-                """,
-                """
-                INSERT INTO citizen_accounts (province, citizen_id)
-                SELECT p, \(citizen) FROM unnest(\(PostgresArray(provinces))::text[]) AS p
-                ON CONFLICT DO NOTHING
-                """,
-                """
-                SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts
-                WHERE province = ANY(\(PostgresArray(provinces))::text[]) AND citizen_id = \(citizen)
-                ORDER BY province FOR UPDATE
-                """,
-                """
-                SELECT p, coalesce((SELECT max(version) FROM rule_sets r WHERE r.province = p), 0)
-                FROM unnest(\(PostgresArray(provinces))::text[]) AS p
-                """,
-            ])
+            let locked = try connection.pipeline(lockStatements(provinces))
             for row in locked[2].rows {
                 accounts[try row.decode(0)] = BatchJudge.Account(points: try row.decode(1), gramsCO2e: try row.decode(2), lastSeq: try row.decode(3))
             }
@@ -89,41 +71,7 @@ struct BatchPlan: Sendable {
         facts.accounts = accounts
         var transactionIDs: [Int64] = []
         if !prepared.keys.isEmpty {
-            let span = prepared.tripSpan
-            var reads: [PostgresQuery] = [
-                """
-                SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
-                       t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
-                FROM unnest(\(PostgresArray(prepared.keys.map(\.province)))::text[], \(PostgresArray(prepared.keys.map(\.id)))::uuid[]) AS k(province, event_id)
-                JOIN events e ON e.province = k.province AND e.event_id = k.event_id
-                LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
-                """,
-                """
-                SELECT e.province, e.evidence_source, e.evidence_ref
-                FROM unnest(\(PostgresArray(prepared.evidence.map(\.province)))::text[], \(PostgresArray(prepared.evidence.map(\.source)))::text[],
-                            \(PostgresArray(prepared.evidence.map(\.ref)))::text[]) AS c(province, source, ref)
-                JOIN events e ON e.province = c.province AND e.evidence_source = c.source AND e.evidence_ref = c.ref AND e.status = 'accepted'
-                """,
-                """
-                SELECT province, (extract(epoch FROM occurred_at) * 1000)::bigint,
-                       (extract(epoch FROM coalesce(ended_at, occurred_at + interval '1 millisecond')) * 1000)::bigint
-                FROM events
-                WHERE province = ANY(\(PostgresArray(provinces))::text[]) AND citizen_id = \(citizen)
-                  AND status = 'accepted' AND occupies_interval AND \(span != nil)::boolean
-                  AND tanhui_trip_range(occurred_at, ended_at) && tstzrange('epoch'::timestamptz + \(span?.startMs ?? 0) * interval '1 millisecond',
-                                   'epoch'::timestamptz + \(span?.endMs ?? 1) * interval '1 millisecond', '[)')
-                """,
-                """
-                SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(prepared.keys.count))
-                """,
-            ]
-            for province in provinces {
-                reads.append("""
-                    SELECT window_key, points, events FROM cap_usage
-                    WHERE province = \(province) AND citizen_id = \(citizen) AND window_key = ANY(\(PostgresArray(prepared.windowKeys[province] ?? []))::text[])
-                    """)
-            }
-            let results = try connection.pipeline(reads)
+            let results = try connection.pipeline(readStatements(prepared, provinces: provinces))
             for row in results[0].rows {
                 let province: String = try row.decode(0)
                 let points = try row.decode(7, as: Int64?.self)
@@ -169,13 +117,7 @@ struct BatchPlan: Sendable {
             precondition(transactionIDs.count >= outcome.awards.count, "one transaction id was drawn per judged event")
             statements.append(contentsOf: awardInserts(outcome.awards, ids: Array(transactionIDs.prefix(outcome.awards.count))))
             if let upsert = usageUpsert(outcome.usageIncrements) { statements.append(upsert) }
-            let changed = balances.filter { $0.lastSeq != accounts[$0.province]?.lastSeq }
-            statements.append("""
-                UPDATE citizen_accounts a SET balance_points = d.points, balance_grams = d.grams, last_seq = d.seq
-                FROM unnest(\(PostgresArray(changed.map(\.province)))::text[], \(PostgresArray(changed.map(\.points)))::bigint[],
-                            \(PostgresArray(changed.map(\.gramsCO2e)))::bigint[], \(PostgresArray(changed.map(\.lastSeq)))::bigint[]) AS d(province, points, grams, seq)
-                WHERE a.province = d.province AND a.citizen_id = \(citizen)
-                """)
+            statements.append(accountUpdate(balances.filter { $0.lastSeq != accounts[$0.province]?.lastSeq }))
         }
         statements.append("""
             INSERT INTO citizen_devices (province, citizen_id, device_id)
@@ -184,6 +126,79 @@ struct BatchPlan: Sendable {
             """)
         _ = try connection.pipeline(statements)
         return Result(verdicts: outcome.verdicts, balances: balances)
+    }
+
+    /// Step 1: the publication locks shared and the account rows locked, in province order,
+    /// then the latest rule-set versions (read after the locks are held).
+    func lockStatements(_ provinces: [String]) -> [PostgresQuery] {
+        [
+            """
+            SELECT pg_advisory_xact_lock_shared(hashtext(k)) FROM unnest(\(PostgresArray(provinces.map(RuleSetService.publicationLockKey)))::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n
+            """,
+            """
+            INSERT INTO citizen_accounts (province, citizen_id)
+            SELECT p, \(citizen) FROM unnest(\(PostgresArray(provinces))::text[]) AS p
+            ON CONFLICT DO NOTHING
+            """,
+            """
+            SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts
+            WHERE province = ANY(\(PostgresArray(provinces))::text[]) AND citizen_id = \(citizen)
+            ORDER BY province FOR UPDATE
+            """,
+            """
+            SELECT p, coalesce((SELECT max(version) FROM rule_sets r WHERE r.province = p), 0)
+            FROM unnest(\(PostgresArray(provinces))::text[]) AS p
+            """,
+        ]
+    }
+
+    /// Step 2: the facts, keyed by province first.
+    func readStatements(_ prepared: BatchJudge.Prepared, provinces: [String]) -> [PostgresQuery] {
+        let span = prepared.tripSpan
+        var reads: [PostgresQuery] = [
+            """
+            SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
+                   t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+            FROM unnest(\(PostgresArray(prepared.keys.map(\.province)))::text[], \(PostgresArray(prepared.keys.map(\.id)))::uuid[]) AS k(province, event_id)
+            JOIN events e ON e.province = k.province AND e.event_id = k.event_id
+            LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+            """,
+            """
+            SELECT e.province, e.evidence_source, e.evidence_ref
+            FROM unnest(\(PostgresArray(prepared.evidence.map(\.province)))::text[], \(PostgresArray(prepared.evidence.map(\.source)))::text[],
+                        \(PostgresArray(prepared.evidence.map(\.ref)))::text[]) AS c(province, source, ref)
+            JOIN events e ON e.province = c.province AND e.evidence_source = c.source AND e.evidence_ref = c.ref AND e.status = 'accepted'
+            """,
+            """
+            SELECT province, (extract(epoch FROM occurred_at) * 1000)::bigint,
+                   (extract(epoch FROM coalesce(ended_at, occurred_at + interval '1 millisecond')) * 1000)::bigint
+            FROM events
+            WHERE province = ANY(\(PostgresArray(provinces))::text[]) AND citizen_id = \(citizen)
+              AND status = 'accepted' AND occupies_interval AND \(span != nil)::boolean
+              AND tanhui_trip_range(occurred_at, ended_at) && tstzrange('epoch'::timestamptz + \(span?.startMs ?? 0) * interval '1 millisecond',
+                               'epoch'::timestamptz + \(span?.endMs ?? 1) * interval '1 millisecond', '[)')
+            """,
+            """
+            SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(prepared.keys.count))
+            """,
+        ]
+        for province in provinces {
+            reads.append("""
+                SELECT window_key, points, events FROM cap_usage
+                WHERE province = \(province) AND citizen_id = \(citizen) AND window_key = ANY(\(PostgresArray(prepared.windowKeys[province] ?? []))::text[])
+                """)
+        }
+        return reads
+    }
+
+    /// The accounts after the batch (rows locked in step 1).
+    func accountUpdate(_ changed: [ProvinceBalance]) -> PostgresQuery {
+        """
+            UPDATE citizen_accounts a SET balance_points = d.points, balance_grams = d.grams, last_seq = d.seq
+            FROM unnest(\(PostgresArray(changed.map(\.province)))::text[], \(PostgresArray(changed.map(\.points)))::bigint[],
+                        \(PostgresArray(changed.map(\.gramsCO2e)))::bigint[], \(PostgresArray(changed.map(\.lastSeq)))::bigint[]) AS d(province, points, grams, seq)
+            WHERE a.province = d.province AND a.citizen_id = \(citizen)
+            """
     }
 
     /// Instants travel as epoch milliseconds (bigint) and become timestamptz in SQL by exact

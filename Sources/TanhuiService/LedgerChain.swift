@@ -75,6 +75,18 @@ public enum LedgerChain {
         return try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
     }
 
+    static func sealedThroughQuery(_ province: String) -> PostgresQuery {
+        "SELECT coalesce(max(transaction_id), 0) FROM ledger_chain WHERE province = \(province)"
+    }
+
+    static func pendingQuery(_ province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
+        """
+        SELECT \(rowColumns) FROM ledger_transactions t
+        WHERE t.province = \(province) AND t.transaction_id > \(sealedThrough) AND t.transaction_id <= \(watermark)
+        ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
+        """
+    }
+
     /// Seals one round for a province up to `watermark`; returns how many were sealed.
     /// The chain follows transaction-id order, so the next links start after the highest id
     /// sealed (a range scan of the primary key, no anti-join).
@@ -85,14 +97,8 @@ public enum LedgerChain {
             """).first
         var seq: Int64 = try head?.decode(0) ?? 0
         var previous: String = try head?.decode(1) ?? genesisHash
-        let sealedThrough = try connection.query("""
-            SELECT coalesce(max(transaction_id), 0) FROM ledger_chain WHERE province = \(province)
-            """).scalar(Int64.self)
-        let pending = try connection.query("""
-            SELECT \(rowColumns) FROM ledger_transactions t
-            WHERE t.province = \(province) AND t.transaction_id > \(sealedThrough) AND t.transaction_id <= \(watermark)
-            ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
-            """)
+        let sealedThrough = try connection.query(sealedThroughQuery(province)).scalar(Int64.self)
+        let pending = try connection.query(pendingQuery(province, after: sealedThrough, through: watermark))
         guard !pending.rows.isEmpty else { return 0 }
         var seqs: [Int64] = [], ids: [Int64] = [], previousHashes: [String] = [], hashes: [String] = []
         for row in pending.rows {

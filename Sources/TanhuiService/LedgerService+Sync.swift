@@ -68,11 +68,24 @@ public struct PullPage: Sendable {
 }
 
 extension LedgerService {
+    static func balancesQuery(_ citizen: UUID) -> PostgresQuery {
+        "SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province"
+    }
+
+    static func verdictsQuery(citizen: UUID, ids: [UUID]) -> PostgresQuery {
+        """
+        SELECT e.event_id, e.status, e.code, e.message, e.province, t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+        FROM citizen_accounts a
+        JOIN events e ON e.province = a.province AND e.event_id = ANY(\(PostgresArray(ids))::uuid[])
+        LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+        WHERE a.citizen_id = \(citizen) AND e.citizen_id = \(citizen)
+        ORDER BY e.province DESC
+        """
+    }
+
     public func balances(citizen: UUID) async throws -> [ProvinceBalance] {
         try await pool.withConnection { connection in
-            try connection.query("""
-                SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province
-                """).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
+            try connection.query(Self.balancesQuery(citizen)).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
         }
     }
 
@@ -115,14 +128,7 @@ extension LedgerService {
     public func verdicts(citizen: UUID, ids: [UUID]) async throws -> [UUID: Verdict] {
         try await pool.withConnection { connection in
             var found: [UUID: Verdict] = [:]
-            for row in try connection.query("""
-                SELECT e.event_id, e.status, e.code, e.message, e.province, t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
-                FROM citizen_accounts a
-                JOIN events e ON e.province = a.province AND e.event_id = ANY(\(PostgresArray(ids))::uuid[])
-                LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
-                WHERE a.citizen_id = \(citizen) AND e.citizen_id = \(citizen)
-                ORDER BY e.province DESC
-                """).rows {
+            for row in try connection.query(Self.verdictsQuery(citizen: citizen, ids: ids)).rows {
                 let id: UUID = try row.decode(0)
                 let points = try row.decode(5, as: Int64?.self)
                 found[id] = Verdict(

@@ -167,6 +167,13 @@ public final class LedgerService: Sendable {
     /// Reverses an award in full with a mirroring transaction (never an UPDATE). At most once.
     /// `allowedProvinces` scopes operators (nil: any, for the admin CLI).
     @discardableResult
+    static func awardLookup(event eventID: UUID, province: String) -> PostgresQuery {
+        """
+        SELECT province, transaction_id, citizen_id, points, grams_co2e, rule_set_version, methodology
+        FROM ledger_transactions WHERE province = \(province) AND event_id = \(eventID) AND kind = 'award'
+        """
+    }
+
     /// The award is looked up in `province` only: an event of another province is simply not
     /// found there (no oracle for other provinces' ids). Takes the publication lock shared,
     /// like every ledger write, so the sealer's watermark holds.
@@ -176,10 +183,9 @@ public final class LedgerService: Sendable {
         do {
             return try await pool.withTransaction { connection in
                 try connection.query("SELECT pg_advisory_xact_lock_shared(hashtext(\(RuleSetService.publicationLockKey(province))))")
-                guard let award = try connection.query("""
-                    SELECT province, transaction_id, citizen_id, points, grams_co2e, rule_set_version, methodology
-                    FROM ledger_transactions WHERE province = \(province) AND event_id = \(eventID) AND kind = 'award'
-                    """).first else { throw ReversalError.noAward(eventID: eventID) }
+                guard let award = try connection.query(Self.awardLookup(event: eventID, province: province)).first else {
+                    throw ReversalError.noAward(eventID: eventID)
+                }
                 let awardID: Int64 = try award.decode(1)
                 let citizen: UUID = try award.decode(2)
                 let points: Int64 = try award.decode(3)
@@ -248,26 +254,75 @@ extension LedgerService {
     /// Most lines one statement or page returns.
     public static let maximumPage = 1000
 
+    /// Province first: the citizen's accounts name the provinces, then each province's
+    /// transactions are read by (province, citizen_id, citizen_seq).
+    static func statementQuery(citizen: UUID, province: String?, provinces: [String], seqs: [Int64], limit: Int) -> PostgresQuery {
+        """
+        SELECT t.province, t.citizen_seq, t.kind, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.created_at, t.reason
+        FROM citizen_accounts a
+        LEFT JOIN unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(seqs))::bigint[]) AS c(province, seq)
+          ON c.province = a.province
+        JOIN ledger_transactions t ON t.province = a.province AND t.citizen_id = a.citizen_id AND t.citizen_seq > coalesce(c.seq, 0)
+        WHERE a.citizen_id = \(citizen) AND (\(province)::text IS NULL OR a.province = \(province))
+        ORDER BY t.province, t.citizen_seq
+        LIMIT \(limit)
+        """
+    }
+
     /// A citizen's ledger transactions in order, after `afterSeq` per province (for paging).
     public func statement(citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage) async throws -> [StatementLine] {
         let limit = min(max(limit, 1), Self.maximumPage)
         let provinces = cursor.keys.sorted()
         return try await pool.withConnection { connection in
-            // Province first: the citizen's accounts name the provinces, then each province's
-            // transactions are read by (province, citizen_id, citizen_seq).
-            try connection.query("""
-                SELECT t.province, t.citizen_seq, t.kind, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.created_at, t.reason
-                FROM citizen_accounts a
-                LEFT JOIN unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(provinces.map { cursor[$0]! }))::bigint[]) AS c(province, seq)
-                  ON c.province = a.province
-                JOIN ledger_transactions t ON t.province = a.province AND t.citizen_id = a.citizen_id AND t.citizen_seq > coalesce(c.seq, 0)
-                WHERE a.citizen_id = \(citizen) AND (\(province)::text IS NULL OR a.province = \(province))
-                ORDER BY t.province, t.citizen_seq
-                LIMIT \(limit)
-                """).rows.map { row in
+            try connection.query(Self.statementQuery(citizen: citizen, province: province, provinces: provinces, seqs: provinces.map { cursor[$0]! }, limit: limit)).rows.map { row in
                 StatementLine(province: try row.decode(0), citizenSeq: try row.decode(1), kind: try row.decode(2), eventID: try row.decode(3),
                               points: try row.decode(4), gramsCO2e: try row.decode(5), ruleSetVersion: try row.decode(6),
                               createdAt: try row.decode(7), reason: try row.decode(8, as: String?.self))
+            }
+        }
+    }
+}
+
+extension LedgerService {
+    /// One hot statement and the plan PostgreSQL chose for it now.
+    public struct StatementPlan: Sendable {
+        public var name: String
+        public var plan: String
+    }
+
+    /// EXPLAIN (plan only, nothing executed) of every statement on the push, pull, status,
+    /// reversal and seal paths, built by the same functions those paths use, for a sample
+    /// batch of `citizen` in `province`. Operators read it when a province grows; the test
+    /// suite fails on a sequential scan of a ledger table.
+    public func explainHotStatements(province: String, citizen: UUID) async throws -> [StatementPlan] {
+        let history = try await ruleSets.history(province: province)
+        let eventID = UUID()
+        let start = Date().addingTimeInterval(-3600)
+        let wire = EventWire.decode([
+            "id": eventID.uuidString, "kind": history.versions.first?.activities.first?.kind ?? "transit_trip", "province": province,
+            "occurred_at": start.formatted(.iso8601), "ended_at": start.addingTimeInterval(1200).formatted(.iso8601),
+            "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample"],
+        ] as [String: Any])
+        let inputs: [BatchJudge.Input] = (try? wire.get()).map { [.event(BatchJudge.Item(wire: $0, contentSHA256: BatchPlan.contentHash($0)))] } ?? []
+        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: "explain", receivedAtMs: Timestamp.milliseconds(of: Date()), sentAtMs: nil, ruleSets: ruleSets)
+        let prepared = BatchJudge.prepare(inputs, receivedAtMs: plan.receivedAtMs, sentAtMs: nil, histories: [province: history])
+        var statements: [(String, PostgresQuery)] = []
+        for (index, query) in plan.lockStatements([province]).enumerated() { statements.append(("push.lock.\(index)", query)) }
+        for (index, query) in plan.readStatements(prepared, provinces: [province]).enumerated() { statements.append(("push.read.\(index)", query)) }
+        statements.append(("push.accounts", plan.accountUpdate([ProvinceBalance(province: province, points: 1, gramsCO2e: 1, lastSeq: 1)])))
+        statements.append(("pull.balances", Self.balancesQuery(citizen)))
+        statements.append(("pull.statement", Self.statementQuery(citizen: citizen, province: nil, provinces: [province], seqs: [1], limit: 200)))
+        statements.append(("status.verdicts", Self.verdictsQuery(citizen: citizen, ids: [eventID])))
+        statements.append(("reversal.lookup", Self.awardLookup(event: eventID, province: province)))
+        statements.append(("seal.sealed_through", LedgerChain.sealedThroughQuery(province)))
+        statements.append(("seal.pending", LedgerChain.pendingQuery(province, after: 1, through: 1_000)))
+        statements.append(("publish.judged_through", """
+            SELECT occurred_at FROM events WHERE province = \(province) AND code IS DISTINCT FROM 'clock_skew' ORDER BY occurred_at DESC LIMIT 1
+            """))
+        let all = statements
+        return try await pool.withConnection { connection in
+            try all.map { name, query in
+                StatementPlan(name: name, plan: try connection.query(query.explained()).rows.map { $0.text(0) ?? "" }.joined(separator: "\n"))
             }
         }
     }

@@ -233,3 +233,66 @@ struct PushPathTests {
         }
     }
 }
+
+@Suite("Hot statements use province-first indexes")
+struct HotStatementPlanTests {
+    typealias F = LedgerFixtures
+
+    static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
+
+    @Test("EXPLAIN of every push, pull, status, reversal, seal and publication statement over 100k accounts: no sequential scan of a ledger table")
+    func noSequentialScans() async throws {
+        try await F.withLedger { services, url in
+            let pool = TestDatabase.makePool(url: url, size: 1)
+            try await pool.withConnection { connection in
+                // 100k citizens with one award, one event, one chain link and one cap row each
+                // (written directly: the plans, not the writes, are under test).
+                try connection.query("""
+                    INSERT INTO citizen_accounts (province, citizen_id, balance_points, balance_grams, last_seq)
+                    SELECT 'CN-GD', md5(i::text)::uuid, 10, 100, 1 FROM generate_series(1, 100000) i
+                    """)
+                try connection.query("""
+                    INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, device_occurred_at, clock_offset_ms,
+                        content_sha256, received_at, status, evidence_source, evidence_ref)
+                    SELECT 'CN-GD', md5('e' || i)::uuid, md5(i::text)::uuid, 'd', 'waste_sorting', timestamptz '2026-11-01' + i * interval '1 second', 'x', 0,
+                        repeat('0', 64), now(), 'accepted', 'card', 'ref-' || i FROM generate_series(1, 100000) i
+                    """)
+                try connection.query("""
+                    INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology)
+                    SELECT 'CN-GD', i, 'award', md5(i::text)::uuid, 1, md5('e' || i)::uuid, 10, 100, 1, 'm' FROM generate_series(1, 100000) i
+                    """)
+                try connection.query("""
+                    INSERT INTO ledger_entries (province, transaction_id, account, points)
+                    SELECT 'CN-GD', i, a, CASE a WHEN 'issuance' THEN -10 ELSE 10 END
+                    FROM generate_series(1, 100000) i, LATERAL (VALUES ('issuance'), ('citizen:' || md5(i::text)::uuid)) AS v(a)
+                    """)
+                try connection.query("""
+                    INSERT INTO ledger_chain (province, chain_seq, transaction_id, previous_hash, hash)
+                    SELECT 'CN-GD', i, i, repeat('0', 64), repeat('0', 64) FROM generate_series(1, 100000) i
+                    """)
+                try connection.query("""
+                    INSERT INTO cap_usage (province, citizen_id, window_key, points, events)
+                    SELECT 'CN-GD', md5(i::text)::uuid, '*/day/2026-11-01', 10, 1 FROM generate_series(1, 100000) i
+                    """)
+                try connection.query("SELECT setval('ledger_transaction_ids', 100000)")
+                try connection.query("ANALYZE")
+            }
+            await pool.shutdown()
+            let plans = try await services.ledger.explainHotStatements(province: "CN-GD", citizen: UUID())
+            #expect(plans.count >= 14)
+            for plan in plans {
+                for table in Self.ledgerTables {
+                    #expect(!plan.plan.contains("Seq Scan on \(table)"), "\(plan.name) scans \(table):\n\(plan.plan)")
+                }
+            }
+            // The oracle can fail: without the citizen index, pull and status scan the accounts.
+            let dropper = TestDatabase.makePool(url: url, size: 1)
+            try await dropper.withConnection { connection in
+                try connection.query("DROP INDEX citizen_accounts_by_citizen")
+            }
+            await dropper.shutdown()
+            let degraded = try await services.ledger.explainHotStatements(province: "CN-GD", citizen: UUID())
+            #expect(degraded.filter { $0.plan.contains("Seq Scan on citizen_accounts") }.map(\.name).contains("pull.balances"))
+        }
+    }
+}
