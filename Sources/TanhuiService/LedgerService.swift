@@ -7,11 +7,10 @@ import TanhuiPostgres
 /// Citizen actions and the carbon-credit ledger: exactly-once awards under caps, reversals,
 /// and the sealed per-province hash chain.
 ///
-/// A batch is one database transaction of four round trips: BEGIN, a pipeline of reads
-/// (after locking the citizen's account row in each province, which serialises that
-/// citizen's batches), a pipeline of writes, COMMIT. The database enforces the guarantees
-/// (unique ids, evidence credited once, one award per event, no overlapping trips); a
-/// concurrent batch that loses such a race is rerun and then sees the winner's rows.
+/// A batch is one database transaction (`BatchPlan`): locks and rule-set versions, reads,
+/// the pure `BatchJudge`, writes, COMMIT. The database enforces the guarantees (unique ids,
+/// evidence credited once, one award per event, no overlapping trips); a concurrent batch
+/// that loses such a race is rerun and then sees the winner's rows.
 public final class LedgerService: Sendable {
     let pool: PostgresPool
     let ruleSets: RuleSetService
