@@ -285,6 +285,10 @@ struct HotStatementPlanTests {
                     #expect(!plan.plan.contains("Seq Scan on \(table)"), "\(plan.name) scans \(table):\n\(plan.plan)")
                 }
             }
+            // Operators get the same report from the CLI.
+            let cli = try await CommandRunner.tanhui(["ledger", "explain", "--province", "CN-GD"], databaseURL: url)
+            #expect(cli.exitCode == 0, "\(cli.stderr)")
+            #expect(cli.stdout.contains("-- push.read.0") && cli.stdout.contains("-- seal.pending"))
             // The oracle can fail: without the citizen index, pull and status scan the accounts.
             let dropper = TestDatabase.makePool(url: url, size: 1)
             try await dropper.withConnection { connection in
@@ -293,6 +297,8 @@ struct HotStatementPlanTests {
             await dropper.shutdown()
             let degraded = try await services.ledger.explainHotStatements(province: "CN-GD", citizen: UUID())
             #expect(degraded.filter { $0.plan.contains("Seq Scan on citizen_accounts") }.map(\.name).contains("pull.balances"))
+            let degradedCLI = try await CommandRunner.tanhui(["ledger", "explain", "--province", "CN-GD"], databaseURL: url)
+            #expect(degradedCLI.exitCode == 1 && degradedCLI.stderr.contains("sequential scan"), "\(degradedCLI.stderr)")
         }
     }
 }
