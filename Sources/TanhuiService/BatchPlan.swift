@@ -3,20 +3,27 @@ import Foundation
 import TanhuiCore
 import TanhuiPostgres
 
-/// One batch inside its transaction: lock, load the facts, let the pure `BatchJudge` decide,
-/// write. Safe to rerun from the start.
-///
-/// Round trips: BEGIN; locks (publication lock shared per province, account rows) with the
-/// latest rule-set versions; reads; writes; COMMIT. The rule-set history is checked under
-/// the shared publication lock, so a version published meanwhile is either fully visible or
-/// waits for this batch to commit.
+/// One pushed batch of one citizen's device, ready to be judged.
 struct BatchPlan: Sendable {
     let inputs: [BatchJudge.Input]
     let citizen: UUID
     let device: String
     let receivedAtMs: Int64
     let sentAtMs: Int64?
-    let ruleSets: RuleSetService
+
+    struct Result: Sendable {
+        var verdicts: [Verdict]
+        var balances: [ProvinceBalance]
+    }
+
+    /// Provinces of the batch's events, sorted.
+    var provinces: [String] {
+        Array(Set(inputs.compactMap { input -> String? in
+            if case .event(let item) = input { return item.wire.event.province } else { return nil }
+        })).sorted()
+    }
+
+    var eventCount: Int { inputs.count }
 
     /// The canonical content of an event as the device sent it: a resubmission is a
     /// duplicate only if this matches exactly. Length-prefixed fields, instants in epoch ms.
@@ -39,43 +46,71 @@ struct BatchPlan: Sendable {
         ].map(field).joined()
         return SHA256.hex(canonical)
     }
+}
 
-    struct Result: Sendable {
-        var verdicts: [Verdict]
-        var balances: [ProvinceBalance]
+/// One database transaction for the batches of several citizens (group commit; a single
+/// batch is a round of one): lock, load every member's facts, let the pure `BatchJudge`
+/// decide member by member, write, and the caller commits. Safe to rerun from the start.
+///
+/// Round trips: BEGIN; locks (publication lock shared per province, then account rows in
+/// (province, citizen) order — a global order, so concurrent rounds cannot deadlock) with
+/// the latest rule-set versions; reads; writes; COMMIT. The rule-set history is checked
+/// under the shared publication lock, so a version published meanwhile is either fully
+/// visible or waits for this round to commit. Members are judged in order, each seeing the
+/// ids and evidence judged by the members before it; at most one member per citizen.
+struct BatchRound: Sendable {
+    let members: [BatchPlan]
+    let ruleSets: RuleSetService
+
+    /// A citizen's account in one province: the key of locks, caps and balances.
+    struct AccountKey: Hashable, Sendable, Comparable {
+        var province: String
+        var citizen: UUID
+        static func < (a: AccountKey, b: AccountKey) -> Bool {
+            (a.province, a.citizen.uuidString.lowercased()) < (b.province, b.citizen.uuidString.lowercased())
+        }
     }
 
-    func execute(on connection: PostgresConnection) throws -> Result {
-        let provinces = Array(Set(inputs.compactMap { input -> String? in
-            if case .event(let item) = input { return item.wire.event.province } else { return nil }
-        })).sorted()
+    var provinces: [String] { Array(Set(members.flatMap(\.provinces))).sorted() }
 
-        // 1. Locks in a global order (publication locks, then account rows, by province), and
-        //    the latest rule-set version of each province, read after the locks are held.
-        var accounts: [String: BatchJudge.Account] = [:]
+    var accountKeys: [AccountKey] {
+        members.flatMap { member in member.provinces.map { AccountKey(province: $0, citizen: member.citizen) } }.sorted()
+    }
+
+    func execute(on connection: PostgresConnection) throws -> [BatchPlan.Result] {
+        precondition(Set(members.map(\.citizen)).count == members.count, "one member per citizen per round")
+        let provinces = self.provinces
+        let keys = accountKeys
+
+        // 1. Locks in a global order, and the latest rule-set versions read after them.
+        var accounts: [AccountKey: BatchJudge.Account] = [:]
         var histories: [String: RuleSetHistory] = [:]
         if !provinces.isEmpty {
-            let locked = try connection.pipeline(lockStatements(provinces))
+            let locked = try connection.pipeline(lockStatements(provinces: provinces, accounts: keys))
             for row in locked[2].rows {
-                accounts[try row.decode(0)] = BatchJudge.Account(points: try row.decode(1), gramsCO2e: try row.decode(2), lastSeq: try row.decode(3))
+                accounts[AccountKey(province: try row.decode(0), citizen: try row.decode(1))] =
+                    BatchJudge.Account(points: try row.decode(2), gramsCO2e: try row.decode(3), lastSeq: try row.decode(4))
             }
             for row in locked[3].rows {
                 let province: String = try row.decode(0)
                 histories[province] = try ruleSets.history(province: province, latestVersion: try row.decode(1), on: connection)
             }
         }
-        let prepared = BatchJudge.prepare(inputs, receivedAtMs: receivedAtMs, sentAtMs: sentAtMs, histories: histories)
+        let prepared = members.map { BatchJudge.prepare($0.inputs, receivedAtMs: $0.receivedAtMs, sentAtMs: $0.sentAtMs, histories: histories) }
 
-        // 2. Every read in one round trip, each keyed by province first.
-        var facts = BatchJudge.Facts()
-        facts.accounts = accounts
+        // 2. Every member's facts in one round trip, each keyed by province first.
+        var existing: [BatchJudge.EventKey: BatchJudge.Stored] = [:]
+        var claimed = Set<BatchJudge.EvidenceKey>()
+        var trips: [AccountKey: [BatchJudge.Interval]] = [:]
+        var usage: [AccountKey: CapUsage] = [:]
         var transactionIDs: [Int64] = []
-        if !prepared.keys.isEmpty {
-            let results = try connection.pipeline(readStatements(prepared, provinces: provinces))
+        let keyCount = prepared.reduce(0) { $0 + $1.keys.count }
+        if keyCount > 0 {
+            let results = try connection.pipeline(readStatements(prepared))
             for row in results[0].rows {
                 let province: String = try row.decode(0)
                 let points = try row.decode(7, as: Int64?.self)
-                facts.existing[BatchJudge.EventKey(province: province, id: try row.decode(1))] = BatchJudge.Stored(
+                existing[BatchJudge.EventKey(province: province, id: try row.decode(1))] = BatchJudge.Stored(
                     citizen: try row.decode(2), contentSHA256: try row.decode(3),
                     status: Verdict.Status(rawValue: try row.decode(4)) ?? .rejected,
                     code: try row.decode(5, as: String?.self), message: try row.decode(6, as: String?.self),
@@ -85,65 +120,125 @@ struct BatchPlan: Sendable {
                     })
             }
             for row in results[1].rows {
-                facts.claimedEvidence.insert(BatchJudge.EvidenceKey(province: try row.decode(0), source: try row.decode(1), ref: try row.decode(2)))
+                claimed.insert(BatchJudge.EvidenceKey(province: try row.decode(0), source: try row.decode(1), ref: try row.decode(2)))
             }
             for row in results[2].rows {
-                facts.acceptedTrips[try row.decode(0), default: []].append(BatchJudge.Interval(startMs: try row.decode(1), endMs: try row.decode(2)))
+                trips[AccountKey(province: try row.decode(0), citizen: try row.decode(1)), default: []]
+                    .append(BatchJudge.Interval(startMs: try row.decode(2), endMs: try row.decode(3)))
             }
             transactionIDs = try results[3].rows.map { try $0.decode(0, as: Int64.self) }
-            for (index, province) in provinces.enumerated() {
-                var usage = CapUsage()
-                let windows = Dictionary(prepared.entries.flatMap { entry -> [(String, CapWindow)] in
-                    guard case .event(let item, _, _, _, let windows) = entry, item.wire.event.province == province else { return [] }
-                    return windows.map { ($0.key, $0) }
-                }, uniquingKeysWith: { first, _ in first })
-                for row in results[4 + index].rows {
-                    guard let window = windows[try row.decode(0, as: String.self)] else { continue }
-                    usage[window] = CapUsage.Counter(points: try row.decode(1), events: try row.decode(2))
+            var windows: [AccountKey: [String: CapWindow]] = [:]
+            for (member, plan) in zip(members, prepared) {
+                for entry in plan.entries {
+                    guard case .event(let item, _, _, _, let entryWindows) = entry else { continue }
+                    let key = AccountKey(province: item.wire.event.province, citizen: member.citizen)
+                    for window in entryWindows { windows[key, default: [:]][window.key] = window }
                 }
-                facts.usage[province] = usage
+            }
+            for row in results[4].rows {
+                let key = AccountKey(province: try row.decode(0), citizen: try row.decode(1))
+                guard let window = windows[key]?[try row.decode(2, as: String.self)] else { continue }
+                usage[key, default: CapUsage()][window] = CapUsage.Counter(points: try row.decode(3), events: try row.decode(4))
             }
         }
 
-        // 3. Judge (pure), 4. every write in one round trip.
-        let outcome = BatchJudge.judge(prepared, citizen: citizen, facts: facts)
-        let balances = provinces.map { province in
-            let account = outcome.accounts[province] ?? BatchJudge.Account()
-            return ProvinceBalance(province: province, points: account.points, gramsCO2e: account.gramsCO2e, lastSeq: account.lastSeq)
+        // 3. Judge (pure) member by member; later members see earlier members' ids and evidence.
+        var results: [BatchPlan.Result] = []
+        var writes = Writes()
+        var nextID = transactionIDs.makeIterator()
+        for (member, plan) in zip(members, prepared) {
+            var facts = BatchJudge.Facts()
+            facts.existing = existing
+            facts.claimedEvidence = claimed
+            for province in member.provinces {
+                let key = AccountKey(province: province, citizen: member.citizen)
+                facts.accounts[province] = accounts[key]
+                facts.acceptedTrips[province] = trips[key]
+                facts.usage[province] = usage[key]
+            }
+            let outcome = BatchJudge.judge(plan, citizen: member.citizen, facts: facts)
+            for row in outcome.events {
+                let event = row.item.wire.event
+                existing[BatchJudge.EventKey(province: event.province, id: event.id)] = BatchJudge.Stored(
+                    citizen: member.citizen, contentSHA256: row.item.contentSHA256, status: row.status, code: row.code, message: row.message, award: nil)
+                if row.status == .accepted, let evidence = row.item.wire.evidence {
+                    claimed.insert(BatchJudge.EvidenceKey(province: event.province, source: evidence.source, ref: evidence.ref))
+                }
+            }
+            let balances = member.provinces.map { province in
+                let account = outcome.accounts[province] ?? BatchJudge.Account()
+                return ProvinceBalance(province: province, points: account.points, gramsCO2e: account.gramsCO2e, lastSeq: account.lastSeq)
+            }
+            results.append(BatchPlan.Result(verdicts: outcome.verdicts, balances: balances))
+            writes.add(outcome, of: member, offsetMs: plan.offsetMs, before: accounts, transactionIDs: &nextID)
         }
-        guard !outcome.events.isEmpty else { return Result(verdicts: outcome.verdicts, balances: balances) }
-        var statements: [PostgresQuery] = [eventInsert(outcome.events, offsetMs: prepared.offsetMs)]
-        if !outcome.awards.isEmpty {
-            precondition(transactionIDs.count >= outcome.awards.count, "one transaction id was drawn per judged event")
-            statements.append(contentsOf: awardInserts(outcome.awards, ids: Array(transactionIDs.prefix(outcome.awards.count))))
-            if let upsert = usageUpsert(outcome.usageIncrements) { statements.append(upsert) }
-            statements.append(accountUpdate(balances.filter { $0.lastSeq != accounts[$0.province]?.lastSeq }))
-        }
-        statements.append("""
-            INSERT INTO citizen_devices (province, citizen_id, device_id)
-            SELECT p, \(citizen), \(device) FROM unnest(\(PostgresArray(provinces))::text[]) AS p
-            ON CONFLICT DO NOTHING
-            """)
-        _ = try connection.pipeline(statements)
-        return Result(verdicts: outcome.verdicts, balances: balances)
+
+        // 4. Every write in one round trip.
+        if !writes.events.isEmpty { _ = try connection.pipeline(writeStatements(writes)) }
+        return results
     }
 
-    /// Step 1: the publication locks shared and the account rows locked, in province order,
-    /// then the latest rule-set versions (read after the locks are held).
-    func lockStatements(_ provinces: [String]) -> [PostgresQuery] {
-        [
+    /// What a round writes, every row naming its citizen.
+    struct Writes {
+        struct EventRow {
+            var row: BatchJudge.EventRow
+            var citizen: UUID
+            var device: String
+            var offsetMs: Int64
+            var receivedAtMs: Int64
+        }
+        struct AwardRow {
+            var row: BatchJudge.AwardRow
+            var citizen: UUID
+            var transactionID: Int64
+        }
+        var events: [EventRow] = []
+        var awards: [AwardRow] = []
+        var usage: [(key: AccountKey, window: String, counter: CapUsage.Counter)] = []
+        var accounts: [(key: AccountKey, account: BatchJudge.Account)] = []
+        var devices: [(key: AccountKey, device: String)] = []
+
+        mutating func add(_ outcome: BatchJudge.Outcome, of member: BatchPlan, offsetMs: Int64, before: [AccountKey: BatchJudge.Account],
+                          transactionIDs: inout IndexingIterator<[Int64]>) {
+            guard !outcome.events.isEmpty else { return }
+            for row in outcome.events {
+                events.append(EventRow(row: row, citizen: member.citizen, device: member.device, offsetMs: offsetMs, receivedAtMs: member.receivedAtMs))
+            }
+            for row in outcome.awards {
+                // One id was drawn per judged event; awards are a subset.
+                awards.append(AwardRow(row: row, citizen: member.citizen, transactionID: transactionIDs.next()!))
+            }
+            for (province, windows) in outcome.usageIncrements {
+                for (window, counter) in windows { usage.append((AccountKey(province: province, citizen: member.citizen), window, counter)) }
+            }
+            for province in member.provinces {
+                let key = AccountKey(province: province, citizen: member.citizen)
+                if let account = outcome.accounts[province], account != before[key] { accounts.append((key, account)) }
+                devices.append((key, member.device))
+            }
+        }
+    }
+
+    /// Step 1: the publication locks shared, the account rows created and locked, in a global
+    /// order, then the latest rule-set versions (read after the locks are held).
+    func lockStatements(provinces: [String], accounts: [AccountKey]) -> [PostgresQuery] {
+        let accountProvinces = PostgresArray(accounts.map(\.province))
+        let accountCitizens = PostgresArray(accounts.map(\.citizen))
+        return [
             """
             SELECT pg_advisory_xact_lock_shared(hashtext(k)) FROM unnest(\(PostgresArray(provinces.map(RuleSetService.publicationLockKey)))::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n
             """,
             """
             INSERT INTO citizen_accounts (province, citizen_id)
-            SELECT p, \(citizen) FROM unnest(\(PostgresArray(provinces))::text[]) AS p
+            SELECT p, c FROM unnest(\(accountProvinces)::text[], \(accountCitizens)::uuid[]) AS k(p, c)
+            ORDER BY p, c
             ON CONFLICT DO NOTHING
             """,
             """
-            SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts
-            WHERE province = ANY(\(PostgresArray(provinces))::text[]) AND citizen_id = \(citizen)
-            ORDER BY province FOR UPDATE
+            SELECT a.province, a.citizen_id, a.balance_points, a.balance_grams, a.last_seq
+            FROM unnest(\(accountProvinces)::text[], \(accountCitizens)::uuid[]) AS k(p, c)
+            JOIN citizen_accounts a ON a.province = k.p AND a.citizen_id = k.c
+            ORDER BY a.province, a.citizen_id FOR UPDATE OF a
             """,
             """
             SELECT p, coalesce((SELECT max(version) FROM rule_sets r WHERE r.province = p), 0)
@@ -152,126 +247,154 @@ struct BatchPlan: Sendable {
         ]
     }
 
-    /// Step 2: the facts, keyed by province first.
-    func readStatements(_ prepared: BatchJudge.Prepared, provinces: [String]) -> [PostgresQuery] {
-        let span = prepared.tripSpan
-        var reads: [PostgresQuery] = [
+    /// Step 2: every member's facts, keyed by province first.
+    func readStatements(_ prepared: [BatchJudge.Prepared]) -> [PostgresQuery] {
+        let keys = prepared.flatMap(\.keys)
+        let evidence = prepared.flatMap(\.evidence)
+        var spans: [(key: AccountKey, span: BatchJudge.Interval)] = []
+        var windows: [(key: AccountKey, window: String)] = []
+        for (member, plan) in zip(members, prepared) {
+            for province in plan.provinces {
+                let key = AccountKey(province: province, citizen: member.citizen)
+                if let span = plan.tripSpan { spans.append((key, span)) }
+                for window in plan.windowKeys[province] ?? [] { windows.append((key, window)) }
+            }
+        }
+        return [
             """
             SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
                    t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
-            FROM unnest(\(PostgresArray(prepared.keys.map(\.province)))::text[], \(PostgresArray(prepared.keys.map(\.id)))::uuid[]) AS k(province, event_id)
+            FROM unnest(\(PostgresArray(keys.map(\.province)))::text[], \(PostgresArray(keys.map(\.id)))::uuid[]) AS k(province, event_id)
             JOIN events e ON e.province = k.province AND e.event_id = k.event_id
             LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
             """,
             """
             SELECT e.province, e.evidence_source, e.evidence_ref
-            FROM unnest(\(PostgresArray(prepared.evidence.map(\.province)))::text[], \(PostgresArray(prepared.evidence.map(\.source)))::text[],
-                        \(PostgresArray(prepared.evidence.map(\.ref)))::text[]) AS c(province, source, ref)
+            FROM unnest(\(PostgresArray(evidence.map(\.province)))::text[], \(PostgresArray(evidence.map(\.source)))::text[],
+                        \(PostgresArray(evidence.map(\.ref)))::text[]) AS c(province, source, ref)
             JOIN events e ON e.province = c.province AND e.evidence_source = c.source AND e.evidence_ref = c.ref AND e.status = 'accepted'
             """,
             """
-            SELECT province, (extract(epoch FROM occurred_at) * 1000)::bigint,
-                   (extract(epoch FROM coalesce(ended_at, occurred_at + interval '1 millisecond')) * 1000)::bigint
-            FROM events
-            WHERE province = ANY(\(PostgresArray(provinces))::text[]) AND citizen_id = \(citizen)
-              AND status = 'accepted' AND occupies_interval AND \(span != nil)::boolean
-              AND tanhui_trip_range(occurred_at, ended_at) && tstzrange('epoch'::timestamptz + \(span?.startMs ?? 0) * interval '1 millisecond',
-                               'epoch'::timestamptz + \(span?.endMs ?? 1) * interval '1 millisecond', '[)')
+            SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
+                   (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
+            FROM unnest(\(PostgresArray(spans.map(\.key.province)))::text[], \(PostgresArray(spans.map(\.key.citizen)))::uuid[],
+                        \(PostgresArray(spans.map(\.span.startMs)))::bigint[], \(PostgresArray(spans.map(\.span.endMs)))::bigint[]) AS s(province, citizen, start_ms, end_ms)
+            JOIN events e ON e.province = s.province AND e.citizen_id = s.citizen AND e.status = 'accepted' AND e.occupies_interval
+              AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange('epoch'::timestamptz + s.start_ms * interval '1 millisecond',
+                                                                   'epoch'::timestamptz + s.end_ms * interval '1 millisecond', '[)')
             """,
             """
-            SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(prepared.keys.count))
+            SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(keys.count))
+            """,
+            """
+            SELECT u.province, u.citizen_id, u.window_key, u.points, u.events
+            FROM unnest(\(PostgresArray(windows.map(\.key.province)))::text[], \(PostgresArray(windows.map(\.key.citizen)))::uuid[],
+                        \(PostgresArray(windows.map(\.window)))::text[]) AS w(province, citizen, window_key)
+            JOIN cap_usage u ON u.province = w.province AND u.citizen_id = w.citizen AND u.window_key = w.window_key
             """,
         ]
-        for province in provinces {
-            reads.append("""
-                SELECT window_key, points, events FROM cap_usage
-                WHERE province = \(province) AND citizen_id = \(citizen) AND window_key = ANY(\(PostgresArray(prepared.windowKeys[province] ?? []))::text[])
-                """)
-        }
-        return reads
     }
 
-    /// The accounts after the batch (rows locked in step 1).
-    func accountUpdate(_ changed: [ProvinceBalance]) -> PostgresQuery {
-        """
-            UPDATE citizen_accounts a SET balance_points = d.points, balance_grams = d.grams, last_seq = d.seq
-            FROM unnest(\(PostgresArray(changed.map(\.province)))::text[], \(PostgresArray(changed.map(\.points)))::bigint[],
-                        \(PostgresArray(changed.map(\.gramsCO2e)))::bigint[], \(PostgresArray(changed.map(\.lastSeq)))::bigint[]) AS d(province, points, grams, seq)
-            WHERE a.province = d.province AND a.citizen_id = \(citizen)
-            """
-    }
-
+    /// Step 4: events, awards (transactions and their entries), cap usage, accounts, devices.
     /// Instants travel as epoch milliseconds (bigint) and become timestamptz in SQL by exact
     /// interval arithmetic: no floating point between the judge and the table.
-    private func eventInsert(_ rows: [BatchJudge.EventRow], offsetMs: Int64) -> PostgresQuery {
-        let events = rows.map(\.item.wire.event)
-        let wires = rows.map(\.item.wire)
+    func writeStatements(_ writes: Writes) -> [PostgresQuery] {
+        var statements = [eventInsert(writes.events)]
+        if !writes.awards.isEmpty { statements += awardInserts(writes.awards) }
+        if !writes.usage.isEmpty { statements.append(usageUpsert(writes.usage)) }
+        if !writes.accounts.isEmpty { statements.append(accountUpdate(writes.accounts)) }
+        let devices = writes.devices.sorted { $0.key < $1.key }
+        statements.append("""
+            INSERT INTO citizen_devices (province, citizen_id, device_id)
+            SELECT * FROM unnest(\(PostgresArray(devices.map(\.key.province)))::text[], \(PostgresArray(devices.map(\.key.citizen)))::uuid[],
+                                 \(PostgresArray(devices.map(\.device)))::text[])
+            ON CONFLICT DO NOTHING
+            """)
+        return statements
+    }
+
+    /// The accounts after the round (rows locked in step 1).
+    func accountUpdate(_ changed: [(key: AccountKey, account: BatchJudge.Account)]) -> PostgresQuery {
+        """
+        UPDATE citizen_accounts a SET balance_points = d.points, balance_grams = d.grams, last_seq = d.seq
+        FROM unnest(\(PostgresArray(changed.map(\.key.province)))::text[], \(PostgresArray(changed.map(\.key.citizen)))::uuid[],
+                    \(PostgresArray(changed.map(\.account.points)))::bigint[], \(PostgresArray(changed.map(\.account.gramsCO2e)))::bigint[],
+                    \(PostgresArray(changed.map(\.account.lastSeq)))::bigint[]) AS d(province, citizen, points, grams, seq)
+        WHERE a.province = d.province AND a.citizen_id = d.citizen
+        """
+    }
+
+    private func eventInsert(_ rows: [Writes.EventRow]) -> PostgresQuery {
+        let events = rows.map(\.row.item.wire.event)
+        let wires = rows.map(\.row.item.wire)
         return """
             INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
                 evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message)
-            SELECT province, event_id, \(citizen), \(device), kind,
+            SELECT province, event_id, citizen_id, device_id, kind,
                 'epoch'::timestamptz + occurred_ms * interval '1 millisecond', 'epoch'::timestamptz + ended_ms * interval '1 millisecond',
                 device_occurred_at, device_ended_at,
-                \(offsetMs), mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
+                clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
                 evidence_source, evidence_ref, content_sha256, occupies_interval,
-                'epoch'::timestamptz + \(receivedAtMs) * interval '1 millisecond', status, code, message
+                'epoch'::timestamptz + received_ms * interval '1 millisecond', status, code, message
             FROM unnest(
-                \(PostgresArray(events.map(\.province)))::text[], \(PostgresArray(events.map(\.id)))::uuid[], \(PostgresArray(events.map(\.kind)))::text[],
-                \(PostgresArray(rows.map(\.occurredMs)))::bigint[], \(PostgresArray(rows.map(\.endedMs)))::bigint[],
+                \(PostgresArray(events.map(\.province)))::text[], \(PostgresArray(events.map(\.id)))::uuid[],
+                \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.device)))::text[], \(PostgresArray(events.map(\.kind)))::text[],
+                \(PostgresArray(rows.map(\.row.occurredMs)))::bigint[], \(PostgresArray(rows.map(\.row.endedMs)))::bigint[],
                 \(PostgresArray(wires.map(\.occurredAtText)))::text[], \(PostgresArray(wires.map(\.endedAtText)))::text[],
+                \(PostgresArray(rows.map(\.offsetMs)))::bigint[],
                 \(PostgresArray(events.map(\.data.mode)))::text[], \(PostgresArray(events.map(\.data.material)))::text[],
                 \(PostgresArray(events.map(\.data.distanceMeters)))::bigint[], \(PostgresArray(events.map(\.data.weightGrams)))::bigint[],
                 \(PostgresArray(events.map(\.data.count)))::bigint[], \(PostgresArray(events.map(\.data.consumptionWh)))::bigint[],
                 \(PostgresArray(events.map(\.data.baselineWh)))::bigint[], \(PostgresArray(events.map(\.data.days)))::bigint[],
                 \(PostgresArray(wires.map(\.evidence?.source)))::text[], \(PostgresArray(wires.map(\.evidence?.ref)))::text[],
-                \(PostgresArray(rows.map(\.item.contentSHA256)))::text[], \(PostgresArray(rows.map(\.occupiesInterval)))::boolean[],
-                \(PostgresArray(rows.map(\.status.rawValue)))::text[], \(PostgresArray(rows.map(\.code)))::text[], \(PostgresArray(rows.map(\.message)))::text[]
-            ) AS r(province, event_id, kind, occurred_ms, ended_ms, device_occurred_at, device_ended_at, mode, material,
-                   distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days, evidence_source, evidence_ref,
-                   content_sha256, occupies_interval, status, code, message)
+                \(PostgresArray(rows.map(\.row.item.contentSHA256)))::text[], \(PostgresArray(rows.map(\.row.occupiesInterval)))::boolean[],
+                \(PostgresArray(rows.map(\.receivedAtMs)))::bigint[],
+                \(PostgresArray(rows.map(\.row.status.rawValue)))::text[], \(PostgresArray(rows.map(\.row.code)))::text[], \(PostgresArray(rows.map(\.row.message)))::text[]
+            ) AS r(province, event_id, citizen_id, device_id, kind, occurred_ms, ended_ms, device_occurred_at, device_ended_at, clock_offset_ms,
+                   mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days, evidence_source, evidence_ref,
+                   content_sha256, occupies_interval, received_ms, status, code, message)
             """
     }
 
-    private func awardInserts(_ rows: [BatchJudge.AwardRow], ids: [Int64]) -> [PostgresQuery] {
-        let awards = rows.map(\.award)
-        let provinces = rows.map(\.province)
-        let citizenAccount = "citizen:" + citizen.uuidString.lowercased()
+    private func awardInserts(_ rows: [Writes.AwardRow]) -> [PostgresQuery] {
+        let awards = rows.map(\.row.award)
+        let provinces = rows.map(\.row.province)
+        let ids = rows.map(\.transactionID)
+        let citizenAccounts = rows.map { "citizen:" + $0.citizen.uuidString.lowercased() }
         return [
             """
             INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
                 rule_set_version, methodology, points_before_caps, multiplier, campaign, caps_applied)
-            SELECT province, transaction_id, 'award', \(citizen), citizen_seq, event_id, points, grams, version, methodology,
+            SELECT province, transaction_id, 'award', citizen_id, citizen_seq, event_id, points, grams, version, methodology,
                    points_before_caps, multiplier, campaign, string_to_array(caps_applied, ' ')
-            FROM unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(ids))::bigint[], \(PostgresArray(rows.map(\.citizenSeq)))::bigint[],
-                        \(PostgresArray(rows.map(\.eventID)))::uuid[], \(PostgresArray(awards.map(\.pointsAwarded)))::bigint[],
+            FROM unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(ids))::bigint[], \(PostgresArray(rows.map(\.citizen)))::uuid[],
+                        \(PostgresArray(rows.map(\.row.citizenSeq)))::bigint[],
+                        \(PostgresArray(rows.map(\.row.eventID)))::uuid[], \(PostgresArray(awards.map(\.pointsAwarded)))::bigint[],
                         \(PostgresArray(awards.map(\.gramsCO2e)))::bigint[], \(PostgresArray(awards.map(\.ruleSetVersion)))::integer[],
                         \(PostgresArray(awards.map(\.methodology)))::text[], \(PostgresArray(awards.map(\.pointsBeforeCaps)))::bigint[],
                         \(PostgresArray(awards.map(\.multiplier.description)))::text[], \(PostgresArray(awards.map(\.campaign)))::text[],
                         \(PostgresArray(awards.map { $0.capsApplied.map(\.key).joined(separator: " ") }))::text[])
-              AS r(province, transaction_id, citizen_seq, event_id, points, grams, version, methodology, points_before_caps, multiplier, campaign, caps_applied)
+              AS r(province, transaction_id, citizen_id, citizen_seq, event_id, points, grams, version, methodology, points_before_caps, multiplier, campaign, caps_applied)
             """,
             """
             INSERT INTO ledger_entries (province, transaction_id, account, points)
             SELECT province, transaction_id, account, points
             FROM unnest(\(PostgresArray(provinces + provinces))::text[], \(PostgresArray(ids + ids))::bigint[],
-                        \(PostgresArray(Array(repeating: "issuance", count: ids.count) + Array(repeating: citizenAccount, count: ids.count)))::text[],
+                        \(PostgresArray(Array(repeating: "issuance", count: ids.count) + citizenAccounts))::text[],
                         \(PostgresArray(awards.map { -$0.pointsAwarded } + awards.map(\.pointsAwarded)))::bigint[])
               AS r(province, transaction_id, account, points)
             """,
         ]
     }
 
-    private func usageUpsert(_ increments: [String: [String: CapUsage.Counter]]) -> PostgresQuery? {
-        let rows = increments.flatMap { province, windows in windows.map { (province: province, key: $0.key, counter: $0.value) } }
-            .sorted { ($0.province, $0.key) < ($1.province, $1.key) }
-        guard !rows.isEmpty else { return nil }
+    private func usageUpsert(_ rows: [(key: AccountKey, window: String, counter: CapUsage.Counter)]) -> PostgresQuery {
+        let sorted = rows.sorted { ($0.key, $0.window) < ($1.key, $1.window) }
         return """
             INSERT INTO cap_usage (province, citizen_id, window_key, points, events)
-            SELECT province, \(citizen), window_key, points, events
-            FROM unnest(\(PostgresArray(rows.map(\.province)))::text[], \(PostgresArray(rows.map(\.key)))::text[],
-                        \(PostgresArray(rows.map(\.counter.points)))::bigint[], \(PostgresArray(rows.map(\.counter.events)))::bigint[])
-              AS r(province, window_key, points, events)
+            SELECT * FROM unnest(\(PostgresArray(sorted.map(\.key.province)))::text[], \(PostgresArray(sorted.map(\.key.citizen)))::uuid[],
+                                 \(PostgresArray(sorted.map(\.window)))::text[],
+                                 \(PostgresArray(sorted.map(\.counter.points)))::bigint[], \(PostgresArray(sorted.map(\.counter.events)))::bigint[])
             ON CONFLICT (province, citizen_id, window_key)
             DO UPDATE SET points = cap_usage.points + excluded.points, events = cap_usage.events + excluded.events
             """

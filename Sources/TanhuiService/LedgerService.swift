@@ -19,10 +19,14 @@ public final class LedgerService: Sendable {
     /// Most events one submission may carry (HTTP advertises this limit).
     public static let maximumBatchSize = 500
 
-    public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger) {
+    let committer: GroupCommitter
+
+    /// `concurrentRounds`: group-commit rounds running at once (`TANHUI_GROUP_COMMIT_ROUNDS`).
+    public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger, concurrentRounds: Int = 4) {
         self.pool = pool
         self.ruleSets = ruleSets
         self.logger = logger
+        self.committer = GroupCommitter(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: concurrentRounds)
     }
 
     /// What a push returns: one verdict per item in order, and the citizen's balances in the
@@ -33,10 +37,7 @@ public final class LedgerService: Sendable {
     }
 
     /// Judges and records a batch from one device of one citizen; returns once committed.
-    ///
-    /// One bounded retry policy: serialization failures, deadlocks, and lost races on the
-    /// database's guarantees (unique ids, evidence, overlap: 23505, 23P01) rerun the whole
-    /// batch, which then sees the winner's rows; at most 5 attempts in all.
+    /// Concurrent pushes share transactions (`GroupCommitter`); retries are bounded there.
     public func push(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> Submission {
         precondition(items.count <= Self.maximumBatchSize, "callers enforce the batch limit")
         let inputs: [BatchJudge.Input] = items.map { item in
@@ -46,15 +47,8 @@ public final class LedgerService: Sendable {
             }
         }
         let plan = BatchPlan(inputs: inputs, citizen: citizen, device: device, receivedAtMs: Timestamp.milliseconds(of: receivedAt),
-                             sentAtMs: sentAt.map(Timestamp.milliseconds(of:)), ruleSets: ruleSets)
-        let logger = self.logger
-        let result = try await pool.withTransaction(alsoRetrying: { error in
-            let lostRace = error.isUniqueViolation || error.sqlState == "23P01"
-            if lostRace { logger.debug("batch lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"]) }
-            return lostRace
-        }) { connection in
-            try plan.execute(on: connection)
-        }
+                             sentAtMs: sentAt.map(Timestamp.milliseconds(of:)))
+        let result = try await committer.submit(plan)
         return Submission(verdicts: result.verdicts, balances: result.balances)
     }
 
@@ -303,12 +297,13 @@ extension LedgerService {
             "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample"],
         ] as [String: Any])
         let inputs: [BatchJudge.Input] = (try? wire.get()).map { [.event(BatchJudge.Item(wire: $0, contentSHA256: BatchPlan.contentHash($0)))] } ?? []
-        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: "explain", receivedAtMs: Timestamp.milliseconds(of: Date()), sentAtMs: nil, ruleSets: ruleSets)
+        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: "explain", receivedAtMs: Timestamp.milliseconds(of: Date()), sentAtMs: nil)
+        let round = BatchRound(members: [plan], ruleSets: ruleSets)
         let prepared = BatchJudge.prepare(inputs, receivedAtMs: plan.receivedAtMs, sentAtMs: nil, histories: [province: history])
         var statements: [(String, PostgresQuery)] = []
-        for (index, query) in plan.lockStatements([province]).enumerated() { statements.append(("push.lock.\(index)", query)) }
-        for (index, query) in plan.readStatements(prepared, provinces: [province]).enumerated() { statements.append(("push.read.\(index)", query)) }
-        statements.append(("push.accounts", plan.accountUpdate([ProvinceBalance(province: province, points: 1, gramsCO2e: 1, lastSeq: 1)])))
+        for (index, query) in round.lockStatements(provinces: [province], accounts: round.accountKeys).enumerated() { statements.append(("push.lock.\(index)", query)) }
+        for (index, query) in round.readStatements([prepared]).enumerated() { statements.append(("push.read.\(index)", query)) }
+        statements.append(("push.accounts", round.accountUpdate([(BatchRound.AccountKey(province: province, citizen: citizen), BatchJudge.Account(points: 1, gramsCO2e: 1, lastSeq: 1))])))
         statements.append(("pull.balances", Self.balancesQuery(citizen)))
         statements.append(("pull.statement", Self.statementQuery(citizen: citizen, province: nil, provinces: [province], seqs: [1], limit: 200)))
         statements.append(("status.verdicts", Self.verdictsQuery(citizen: citizen, ids: [eventID])))
