@@ -30,6 +30,8 @@ final class GroupCommitter: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Rounds rerun because the database decided a race against another transaction.
+    let racesLost = Atomic<Int>(0)
 
     init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger, concurrentRounds: Int) {
         precondition(concurrentRounds >= 1)
@@ -104,10 +106,12 @@ final class GroupCommitter: Sendable {
     /// most 5 attempts in all.
     private func execute(_ members: [BatchPlan]) async throws -> [BatchPlan.Result] {
         let round = BatchRound(members: members, ruleSets: ruleSets)
-        let logger = self.logger
-        return try await pool.withTransaction(alsoRetrying: { error in
+        return try await pool.withTransaction(alsoRetrying: { [self] error in
             let lostRace = error.isUniqueViolation || error.sqlState == "23P01"
-            if lostRace { logger.debug("round lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"]) }
+            if lostRace {
+                racesLost.add(1, ordering: .relaxed)
+                logger.debug("round lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"])
+            }
             return lostRace
         }) { connection in
             try round.execute(on: connection)

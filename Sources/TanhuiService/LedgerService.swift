@@ -52,6 +52,11 @@ public final class LedgerService: Sendable {
         return Submission(verdicts: result.verdicts, balances: result.balances)
     }
 
+    /// How many push rounds lost a race the database decided (a unique or exclusion
+    /// violation against another transaction) and were rerun: evidence the constraints, not
+    /// application checks, hold the line between processes.
+    public var racesLost: Int { committer.racesLost.load(ordering: .relaxed) }
+
     /// `push` when only the verdicts matter (CLI tools, tests).
     @discardableResult
     public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
