@@ -286,6 +286,13 @@ $$;
 -- Pull and status start from the citizen's accounts (the token names no province).
 CREATE INDEX citizen_accounts_by_citizen ON citizen_accounts (citizen_id);
 
+-- Entries and chain links are written by the same transaction as (or, for the chain, only
+-- after) the ledger transaction they belong to; a per-row foreign-key trigger on every entry
+-- costs more than the insert it guards. `tanhui audit` checks both relations (no entry
+-- without its transaction, no link to a missing transaction), as it checks the balances.
+ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_province_transaction_id_fkey;
+ALTER TABLE ledger_chain DROP CONSTRAINT ledger_chain_province_transaction_id_fkey;
+
 """#),
     ]
 }
