@@ -13,6 +13,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT tstzrange(occurred, coalesce(ended, occurred + interval '1 millisecond'), '[)') $$;
 
 ALTER TABLE events DROP CONSTRAINT events_no_overlapping_trips;
+-- The push reads a citizen's accepted trips through the exclusion constraint's own GiST
+-- index (province, citizen, range), so the separate per-citizen btree is one write too many.
+DROP INDEX events_by_citizen;
 ALTER TABLE events ADD CONSTRAINT events_no_overlapping_trips EXCLUDE USING gist (
     province WITH =, citizen_id WITH =, tanhui_trip_range(occurred_at, ended_at) WITH &&
 ) WHERE (status = 'accepted' AND occupies_interval);

@@ -374,3 +374,19 @@ struct CrossProcessRaceTests {
         }
     }
 }
+
+@Suite("Device tokens")
+struct DeviceTokenCacheTests {
+    @Test("a verified token is served from the cache only until it expires; forged tokens are never cached as valid")
+    func cacheHonoursExpiry() async throws {
+        let tokens = await TestDatabase.tokens()
+        let now = Date()
+        let token = try await tokens.issue(citizen: UUID(), device: "d", ttl: 60, now: now)
+        #expect(await tokens.verify(token, now: now) != nil)
+        #expect(await tokens.verify(token, now: now.addingTimeInterval(30)) != nil)
+        #expect(await tokens.verify(token, now: now.addingTimeInterval(61)) == nil, "expired while cached")
+        #expect(await tokens.verify(token + "x", now: now) == nil)
+        let other = await DeviceTokens(secret: Array(repeating: 7, count: 32))
+        #expect(await other.verify(token, now: now) == nil, "another key's cache never answers for this one")
+    }
+}
