@@ -34,45 +34,50 @@ public struct EventWire: Sendable {
     /// Longest string accepted in any field; identifiers and evidence refs are short.
     public static let maximumStringLength = 200
 
-    /// Decodes one JSON object (as produced by `JSONSerialization`).
+    /// Decodes one event from what `JSONSerialization` produced (tests, fixtures).
     public static func decode(_ object: Any) -> Result<EventWire, EventInvalid> {
+        guard let value = JSONValue(any: object) else {
+            return .failure(EventInvalid(issues: [ValidationIssue(path: "", code: .invalid, message: "an event must be a JSON object")]))
+        }
+        return decode(value)
+    }
+
+    /// Decodes one event from a parsed JSON value (the push path).
+    public static func decode(_ object: JSONValue) -> Result<EventWire, EventInvalid> {
         var issues: [ValidationIssue] = []
         func bad(_ path: String, _ message: String) {
             issues.append(ValidationIssue(path: path, code: .invalid, message: message))
         }
-        guard let fields = object as? [String: Any] else {
+        guard case .object(let fields) = object else {
             return .failure(EventInvalid(issues: [ValidationIssue(path: "", code: .invalid, message: "an event must be a JSON object")]))
         }
         for key in fields.keys.sorted() where !topKeys.contains(key) { bad(key, "unknown field \(key)") }
 
-        func string(_ value: Any?, _ path: String, required: Bool) -> String? {
-            guard let value, !(value is NSNull) else {
+        func string(_ value: JSONValue?, _ path: String, required: Bool) -> String? {
+            guard let value, value != .null else {
                 if required { bad(path, "\(path) is required") }
                 return nil
             }
-            guard let text = value as? String else { bad(path, "\(path) must be a string"); return nil }
+            guard case .string(let text) = value else { bad(path, "\(path) must be a string"); return nil }
             if text.utf8.count > maximumStringLength { bad(path, "\(path) is longer than \(maximumStringLength) bytes"); return nil }
             if text.unicodeScalars.contains(where: { $0.value < 0x20 }) { bad(path, "\(path) contains control characters"); return nil }
             return text
         }
-        func timestamp(_ value: Any?, _ path: String, required: Bool) -> (Date, String)? {
+        func timestamp(_ value: JSONValue?, _ path: String, required: Bool) -> (Date, String)? {
             guard let text = string(value, path, required: required) else { return nil }
             switch Instant.parseRFC3339(text) {
             case .success(let milliseconds): return (Instant.date(milliseconds), text)
             case .failure: bad(path, "\(path) must be an RFC 3339 timestamp with a UTC offset, e.g. 2027-03-01T07:31:00+08:00"); return nil
             }
         }
-        func quantity(_ value: Any?, _ path: String) -> Int64? {
-            guard let value, !(value is NSNull) else { return nil }
-            // JSONSerialization yields NSNumber, and `true` is an NSNumber too (a CFBoolean).
-            guard let number = value as? NSNumber, !String(describing: type(of: value)).contains("Boolean") else {
-                bad(path, "\(path) must be an integer"); return nil
-            }
-            let double = number.doubleValue
-            guard double.isFinite, double == double.rounded(), abs(double) <= 9.0e15 else {
+        func quantity(_ value: JSONValue?, _ path: String) -> Int64? {
+            guard let value, value != .null else { return nil }
+            guard case .number(let text) = value else { bad(path, "\(path) must be an integer"); return nil }
+            if let exact = Int64(text), exact.magnitude <= 9_000_000_000_000_000 { return exact }
+            guard let double = Double(text), double.isFinite, double == double.rounded(), abs(double) <= 9.0e15 else {
                 bad(path, "\(path) must be a whole number in base units"); return nil
             }
-            return number.int64Value
+            return Int64(double)
         }
 
         let idText = string(fields["id"], "id", required: true)
@@ -85,8 +90,8 @@ public struct EventWire: Sendable {
         let ended = timestamp(fields["ended_at"], "ended_at", required: false)
 
         var data = EventData()
-        if let raw = fields["data"], !(raw is NSNull) {
-            if let dataFields = raw as? [String: Any] {
+        if let raw = fields["data"], raw != .null {
+            if case .object(let dataFields) = raw {
                 for key in dataFields.keys.sorted() where !dataKeys.contains(key) { bad("data.\(key)", "unknown field data.\(key)") }
                 data.mode = string(dataFields["mode"], "data.mode", required: false)
                 data.material = string(dataFields["material"], "data.material", required: false)
@@ -102,8 +107,8 @@ public struct EventWire: Sendable {
         }
 
         var evidence: Evidence?
-        if let raw = fields["evidence"], !(raw is NSNull) {
-            if let evidenceFields = raw as? [String: Any] {
+        if let raw = fields["evidence"], raw != .null {
+            if case .object(let evidenceFields) = raw {
                 for key in evidenceFields.keys.sorted() where key != "source" && key != "ref" { bad("evidence.\(key)", "unknown field evidence.\(key)") }
                 let source = string(evidenceFields["source"], "evidence.source", required: true)
                 let ref = string(evidenceFields["ref"], "evidence.ref", required: true)
@@ -125,9 +130,9 @@ public struct EventWire: Sendable {
 
     /// Decodes one JSON document holding a single event.
     public static func decode(json: Data) -> Result<EventWire, EventInvalid> {
-        guard let object = try? JSONSerialization.jsonObject(with: json, options: []) else {
+        guard let value = try? JSONValue.parse(json) else {
             return .failure(EventInvalid(issues: [ValidationIssue(path: "", code: .invalid, message: "not valid JSON")]))
         }
-        return decode(object)
+        return decode(value)
     }
 }

@@ -16,15 +16,15 @@ enum SyncRoutes {
 
         sync.post("push") { request, context -> PushResponse in
             let device = context.device!
-            let object = try await readJSONObject(request, context: context)
+            let object = try await readJSON(request, context: context)
             var sentAt: Date?
-            if let text = object["sent_at"], !(text is NSNull) {
-                guard let text = text as? String, let date = Timestamp.parse(text) else {
+            if let value = object["sent_at"], value != .null {
+                guard case .string(let text) = value, let date = Timestamp.parse(text) else {
                     throw Problem(.badRequest, code: "malformed_request", detail: "sent_at must be an RFC 3339 timestamp with a UTC offset")
                 }
                 sentAt = date
             }
-            guard let events = object["events"] as? [Any] else {
+            guard case .array(let events) = object["events"] else {
                 throw Problem(.badRequest, code: "malformed_request", detail: "events must be an array")
             }
             guard events.count <= LedgerService.maximumBatchSize else {
@@ -33,14 +33,14 @@ enum SyncRoutes {
             let items: [SubmissionItem] = events.map { raw in
                 switch EventWire.decode(raw) {
                 case .success(let wire): return .event(wire)
-                case .failure(let invalid): return .invalid(id: (raw as? [String: Any])?["id"] as? String, issues: invalid.issues)
+                case .failure(let invalid): return .invalid(id: Self.idText(raw), issues: invalid.issues)
                 }
             }
             let receivedAt = Date()
             let submission = try await services.ledger.push(items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
             submission.verdicts.forEach(metrics.record)
             // Echo each id exactly as the client sent it, so clients match results by string.
-            let sentIDs = events.map { ($0 as? [String: Any])?["id"] as? String }
+            let sentIDs = events.map(Self.idText)
             var bodies = submission.verdicts.map(VerdictBody.init)
             for index in bodies.indices { if let sent = sentIDs[index] { bodies[index].id = sent } }
             // No cursor here: entries of the citizen's other devices may lie between the
@@ -69,14 +69,14 @@ enum SyncRoutes {
 
         sync.post("status") { request, context -> StatusResponse in
             let device = context.device!
-            let object = try await readJSONObject(request, context: context)
-            guard let raw = object["ids"] as? [Any] else {
+            let object = try await readJSON(request, context: context)
+            guard case .array(let raw) = object["ids"] else {
                 throw Problem(.badRequest, code: "malformed_request", detail: "ids must be an array of event ids")
             }
             guard raw.count <= maximumStatusIDs else {
                 throw Problem.limits(.contentTooLarge, code: "too_many_ids", detail: "at most \(maximumStatusIDs) ids per request", maximumBodyBytes: context.maximumBodyBytes)
             }
-            let texts = raw.map { $0 as? String ?? "" }
+            let texts = raw.map { value -> String in if case .string(let text) = value { text } else { "" } }
             let ids = texts.compactMap(UUID.init(uuidString:))
             let found = try await services.ledger.verdicts(citizen: device.citizen, ids: ids)
             return StatusResponse(results: texts.map { text in
@@ -86,8 +86,14 @@ enum SyncRoutes {
         }
     }
 
-    /// Reads a JSON object body: media type, gzip, size limits, then parsing.
-    static func readJSONObject(_ request: Request, context: TanhuiRequestContext) async throws -> [String: Any] {
+    /// The `id` member of an item, exactly as sent, when it is a string.
+    static func idText(_ value: JSONValue) -> String? {
+        if case .string(let text)? = value["id"] { text } else { nil }
+    }
+
+    /// Reads a JSON object body: media type, gzip, size limits, then parsing (straight from
+    /// the bytes into `JSONValue`, no `Any`).
+    static func readJSON(_ request: Request, context: TanhuiRequestContext) async throws -> JSONValue {
         let mediaType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard mediaType == "application/json" else {
             throw Problem(.unsupportedMediaType, code: "unsupported_media_type", detail: "send application/json")
@@ -113,7 +119,7 @@ enum SyncRoutes {
         default:
             throw Problem(.unsupportedMediaType, code: "unsupported_encoding", detail: "Content-Encoding must be gzip or identity")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body), options: []) as? [String: Any] else {
+        guard let object = try? body.withUnsafeReadableBytes({ try JSONValue.parse($0) }), case .object = object else {
             throw Problem(.badRequest, code: "malformed_json", detail: "the body is not a JSON object")
         }
         return object
