@@ -42,3 +42,7 @@ CREATE INDEX citizen_accounts_by_citizen ON citizen_accounts (citizen_id);
 -- without its transaction, no link to a missing transaction), as it checks the balances.
 ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_province_transaction_id_fkey;
 ALTER TABLE ledger_chain DROP CONSTRAINT ledger_chain_province_transaction_id_fkey;
+
+-- The sealer's watermark reads the transaction-id sequence's last value (`serve` seals as
+-- tanhui_service).
+GRANT SELECT ON SEQUENCE ledger_transaction_ids TO tanhui_service;

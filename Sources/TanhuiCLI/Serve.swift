@@ -52,7 +52,8 @@ struct Serve: AsyncParsableCommand {
             printLine("tanhui listening on http://\(host):\(boundPort)")
         }
         let group = ServiceGroup(configuration: .init(
-            services: [app, LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger)],
+            // Shut down in reverse order: the HTTP server drains first, then the sealer seals what it committed.
+            services: [LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger), app],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: services.logger
         ).withShutdownBound(seconds: services.config.shutdownTimeoutSeconds))

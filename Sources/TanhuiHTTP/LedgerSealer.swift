@@ -16,20 +16,29 @@ public struct LedgerSealer: Service {
         self.logger = logger
     }
 
+    /// Listed before the HTTP server in the service group, so on SIGTERM the server drains
+    /// first; the sealer's wait ends at graceful shutdown, and one last round seals what the
+    /// drained requests committed.
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do {
-                let sealed = try await ledger.seal()
-                let total = sealed.values.reduce(0, +)
-                if total > 0 { logger.debug("sealed ledger transactions", metadata: ["ledger.sealed": "\(total)"]) }
-                // A full round means more is waiting: go again at once.
-                if sealed.values.contains(where: { $0 >= LedgerChain.maximumPerSeal }) { continue }
-            } catch let error as PostgresError where error.isUnavailable {
-                logger.warning("sealer: database unavailable; retrying")
-            } catch {
-                logger.error("sealer failed", metadata: ["error": "\(error)"])
-            }
-            try? await Task.sleep(for: interval)
+            if await sealRound() { continue }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
+        _ = await sealRound()
+    }
+
+    /// One round; true when a full round means more is waiting.
+    private func sealRound() async -> Bool {
+        do {
+            let sealed = try await ledger.seal()
+            let total = sealed.values.reduce(0, +)
+            if total > 0 { logger.debug("sealed ledger transactions", metadata: ["ledger.sealed": "\(total)"]) }
+            return sealed.values.contains(where: { $0 >= LedgerChain.maximumPerSeal })
+        } catch let error as PostgresError where error.isUnavailable {
+            logger.warning("sealer: database unavailable; retrying")
+        } catch {
+            logger.error("sealer failed", metadata: ["error": "\(error)"])
+        }
+        return false
     }
 }
