@@ -299,16 +299,16 @@ struct LedgerPropertyTests {
             let today = Model.shanghaiDay(Date())
             func dayStart(_ day: Int) -> Date { Date(timeIntervalSince1970: Double(day) * 86_400 - 8 * 3600) }
             let days = [today - 20, today - 19, today - 18]
-            let replies = try await withThrowingTaskGroup(of: [[String: Any]].self) { group in
+            let replies = try await withThrowingTaskGroup(of: [Outcome].self) { group in
                 for (device, token) in tokens.enumerated() {
                     group.addTask {
-                        var all: [[String: Any]] = []
+                        var all: [Outcome] = []
                         for day in days {
                             let rides = (0..<2).map { ride in
                                 Event(id: UUID().uuidString.lowercased(), kind: .bike_ride,
                                       start: dayStart(day).addingTimeInterval(3600 + Double(device * 2 + ride) * 4500), minutes: 40, meters: 10_000).json
                             }
-                            all += try S.results(try await h.push(rides, token: token))
+                            all += try S.results(try await h.push(rides, token: token)).map(Outcome.init)
                         }
                         return all
                     }
@@ -316,10 +316,12 @@ struct LedgerPropertyTests {
                 return try await group.reduce(into: []) { $0 += $1 }
             }
             #expect(replies.count == 24)
-            #expect(replies.allSatisfy { $0["status"] as? String == "accepted" })
-            let awarded = replies.compactMap { ($0["award"] as? [String: Any])?["points"] as? Int }
-            #expect(awarded.allSatisfy { (0...43).contains($0) })
-            #expect(awarded.reduce(0, +) == 3 * min(100, 8 * 43))
+            #expect(replies.allSatisfy { $0.status == "accepted" })
+            let awarded: [Int] = replies.compactMap(\.points)
+            #expect(awarded.count == 24 && awarded.allSatisfy { (0...43).contains($0) })
+            let total: Int = awarded.reduce(0, +)
+            let expectedTotal: Int = 3 * min(100, 8 * 43)
+            #expect(total == expectedTotal)
             // Per day, from the ledger itself (not from cap_usage).
             for day in days {
                 let from = dayStart(day), to = dayStart(day + 1)

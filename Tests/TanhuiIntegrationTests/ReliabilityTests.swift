@@ -210,10 +210,10 @@ struct ReliabilityTests {
     @Test("server killed with SIGKILL and restarted 10 times mid-load: every 200 durable, retries duplicate, batches whole")
     func serverCrashes() async throws {
         try await F.withLedger { _, url in
-            let current = Mutex(try await ServerProcess.start(databaseURL: url))
+            let current = Locked(try await ServerProcess.start(databaseURL: url))
             let baseURL: @Sendable () -> String = { current.withLock { $0.baseURL } }
             let book = Book()
-            let killing = Atomic<Bool>(true)
+            let killingDone = StopFlag()
             let tokens = try await Self.tokens(4) { index in try await TestDatabase.tokens().issue(citizen: UUID(), device: "crash-\(index)", ttl: 3600) }
             let clients = Task {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -229,7 +229,7 @@ struct ReliabilityTests {
                     // A fourth client sends each batch once and never retries: a batch cut by a
                     // crash stays cut, so whole-or-none is observable in what is stored.
                     group.addTask {
-                        for batch in Self.batches(client: 3, count: 200) where killing.load(ordering: .sequentiallyConsistent) {
+                        for batch in Self.batches(client: 3, count: 200) where !killingDone.isSet {
                             let reply = try await Self.push(baseURL(), token: tokens[3], body: batch.body, book: book)
                             if let results = Self.results(of: reply) {
                                 book.acknowledged(.init(batch: batch.name, ids: batch.ids, deliberateRetry: false, results: results))
@@ -246,16 +246,17 @@ struct ReliabilityTests {
                 // Kill while a push is under way: a client is waiting and the service has a
                 // transaction open (event-driven; bounded).
                 _ = try await Poll.holds(timeout: .seconds(30), interval: .milliseconds(2)) {
-                    try await book.inFlight.load(ordering: .sequentiallyConsistent) > 0 && Self.serviceTransactions(observer) > 0
+                    guard book.inFlight.load(ordering: .sequentiallyConsistent) > 0 else { return false }
+                    return try await Self.serviceTransactions(observer) > 0
                 }
-                let server = current.withLock { $0 }
+                let server = current.value
                 server.signal(SIGKILL)
                 #expect(await server.waitForExit(timeout: .seconds(60)) != nil, "a SIGKILLed server did not exit")
                 // A new OS-chosen port each time: never reuse one another suite may have taken.
                 let restarted = try await ServerProcess.start(databaseURL: url)
                 current.withLock { $0 = restarted }
             }
-            killing.store(false, ordering: .sequentiallyConsistent)
+            killingDone.set()
             try await clients.value
 
             #expect(book.lostInFlight >= 1, "no kill hit a push in flight (statuses \(Set(book.statuses)))")
@@ -265,7 +266,7 @@ struct ReliabilityTests {
             #expect(book.acks.filter(\.deliberateRetry).count == 3 * 12)
             // The background sealer of the running server seals everything (no hand sealing).
             try await Poll.until("the sealer of `serve` seals every transaction") { try await Self.unsealed(url) == 0 }
-            await current.withLock { $0 }.stop()
+            await current.value.stop()
             await observer.shutdown()
             try await Self.checkOracle(url: url, book: book)
         }
@@ -278,9 +279,9 @@ struct ReliabilityTests {
             let server = try await ServerProcess.start(databaseURL: url, environment: ["TANHUI_SHUTDOWN_TIMEOUT_S": "10", "TANHUI_SEAL_INTERVAL_MS": "60000"])
             let book = Book()
             let base = server.baseURL
-            let signalled = Atomic<Bool>(false)
+            let signalled = StopFlag()
             // Requests by number; which were in flight when SIGTERM was sent; what each got.
-            let requests = Mutex<(next: Int, open: Set<Int>, atSignal: Set<Int>, outcome: [Int: HTTPReply], batches: [Int: [String]])>((0, [], [], [:], [:]))
+            let requests = Locked<(next: Int, open: Set<Int>, atSignal: Set<Int>, outcome: [Int: HTTPReply], batches: [Int: [String]])>((0, [], [], [:], [:]))
             let tokens = try await Self.tokens(4) { index in try await TestDatabase.tokens().issue(citizen: UUID(), device: "term-\(index)", ttl: 3600) }
             let load = Task {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -304,7 +305,7 @@ struct ReliabilityTests {
                                     book.abandoned(batch.ids)
                                     break
                                 }
-                                if signalled.load(ordering: .sequentiallyConsistent) && reply.status != 200 { break }
+                                if signalled.isSet && reply.status != 200 { break }
                             }
                         }
                     }
@@ -320,18 +321,29 @@ struct ReliabilityTests {
             #expect(caught, "never saw a push in flight to interrupt")
             requests.withLock { $0.atSignal = $0.open }
             server.signal(SIGTERM)
-            signalled.store(true, ordering: .sequentiallyConsistent)
+            signalled.set()
             let status = await server.waitForExit(timeout: .seconds(60))
             #expect(status == 0, "exit \(status.map(String.init) ?? "none (still running)"): \(server.stderr)")
             if status == nil { server.signal(SIGKILL) }
             try await load.value
 
             let (atSignal, outcome) = requests.withLock { ($0.atSignal, $0.outcome) }
-            // Nothing that reached the server was cut or failed: a request gets 200, or it
-            // was refused before it was sent (the listener had closed).
-            for (number, reply) in outcome.sorted(by: { $0.key < $1.key }) {
-                #expect(reply.status == 200 || reply.refused, "request \(number): status \(reply.status), curl exit \(reply.curlExit): \(reply.body.prefix(300))")
+            let batches = requests.value.batches
+            let pool = TestDatabase.makePool(url: url, size: 1)
+            // Every HTTP response is a 200 (a 503 or 500 while draining fails). A request that
+            // got no response at all (refused by the closed listener, or its connection closed
+            // unanswered) must have stored nothing: work the server took in is finished and
+            // answered, work it did not take in leaves no trace.
+            for (number, reply) in outcome.sorted(by: { $0.key < $1.key }) where reply.status != 200 {
+                let unanswered = reply.status == 0 && [7, 52, 56].contains(reply.curlExit)
+                #expect(unanswered, "request \(number)\(atSignal.contains(number) ? " (in flight at SIGTERM)" : ""): status \(reply.status), curl exit \(reply.curlExit): \(reply.body.prefix(300))")
+                let ids = (batches[number] ?? []).compactMap { UUID(uuidString: $0) }
+                let stored = try await pool.withConnection { connection in
+                    try connection.query("SELECT count(*) FROM events WHERE event_id = ANY(\(PostgresArray(ids))::uuid[])").scalar(Int.self)
+                }
+                #expect(stored == 0, "request \(number) (curl exit \(reply.curlExit)) got no response, yet \(stored) of its events were stored")
             }
+            await pool.shutdown()
             // In-flight batches finish: at least one request in flight at the signal got its 200
             // (and the oracle below finds its events stored).
             let finished = atSignal.filter { outcome[$0]?.status == 200 }

@@ -187,7 +187,8 @@ struct ServeAndMigrateTests {
                 let transactions = (round + 1) * 8
                 try await Poll.until("round \(round): every transaction sealed") {
                     let total = try await h.count("SELECT count(*) FROM ledger_transactions")
-                    return try await total == transactions && h.unsealed() == 0
+                    let unsealed = try await h.unsealed()
+                    return total == transactions && unsealed == 0
                 }
                 #expect(try await h.count("SELECT count(*) FROM ledger_chain") == transactions)
             }

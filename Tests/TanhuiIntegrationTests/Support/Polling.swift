@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// Event-driven waits: poll a condition until it holds or a deadline passes. The deadline is
@@ -35,4 +36,12 @@ enum Poll {
             try? await Task.sleep(for: interval)
         }
     }
+}
+
+/// Shared mutable state for concurrent test tasks (a class, so closures capture a reference).
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
+    var value: Value { mutex.withLock { $0 } }
 }
