@@ -99,6 +99,23 @@ expect 0 "citus-check passes on the migrated schema" python3 Scripts/citus-check
 psql -X -q "$citus_bad" -c "CREATE UNIQUE INDEX selftest_events_id_unique ON events (event_id)"
 expect 1 "citus-check fails on a unique index without province" python3 Scripts/citus-check.py "$citus_bad"
 PGOPTIONS='-c client_min_messages=warning' psql -X -q "$admin" -c "DROP DATABASE IF EXISTS tanhui_citus_selftest WITH (FORCE)"
+# --queries: a lookup by id alone spans every shard; one fixed to a province does not.
+mkdir -p "$work/queries-bad" "$work/queries-good"
+cat >"$work/queries-bad/Lookup.swift" <<'SWIFT'
+let sql: PostgresQuery = """
+    SELECT e.status, t.points FROM events e JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id
+    WHERE e.event_id = \(id)
+    """
+SWIFT
+cat >"$work/queries-good/Lookup.swift" <<'SWIFT'
+let sql: PostgresQuery = """
+    SELECT e.status, t.points FROM events e JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id
+    WHERE e.province = \(province) AND e.event_id = \(id)
+    """
+let across: PostgresQuery = "SELECT province FROM events WHERE event_id = \(id) -- citus: multi-shard (ids are checked across provinces)"
+SWIFT
+expect 1 "citus-check --queries fails on a lookup by id without province" python3 Scripts/citus-check.py --queries "$work/queries-bad"
+expect 0 "citus-check --queries passes a lookup fixed to a province" python3 Scripts/citus-check.py --queries "$work/queries-good"
 
 if [ "$failures" -gt 0 ]; then
   echo "check-selftest: $failures self-test(s) failed" >&2

@@ -431,6 +431,20 @@ struct AuditTests {
         }
     }
 
+    @Test("an award naming a version not in force at its event: replay names the transaction")
+    func versionNotInForce() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            let later = try F.ruleSetDocument().replacingOccurrences(of: "version: 1", with: "version: 2")
+                .replacingOccurrences(of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: 2099-01-01T00:00:00+08:00")
+            _ = try await services.ruleSets.publish(document: later, publishedBy: "test")
+            // Version 2 computes the same award (same factors), so only "in force" can catch it.
+            try await Self.rogue(url, ["UPDATE ledger_transactions SET rule_set_version = 2 WHERE transaction_id = \(clean.metroTransaction)"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "replay", "transaction_id", "\(clean.metroTransaction)")
+        }
+    }
+
     @Test("the chain truncated after a checkpoint: checkpoints catches it although the shorter chain replays")
     func truncatedChain() async throws {
         try await F.withLedger { services, url in
