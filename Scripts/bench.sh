@@ -257,6 +257,58 @@ strip -o "$work/tanhui.stripped" "$TANHUI" 2>/dev/null && stripped_bytes=$(stat 
 rm -f "$work/tanhui.stripped"
 record "{\"benchmark\":\"binary\",\"bytes\":$binary_bytes,\"stripped_bytes\":$stripped_bytes}"
 
+# --- 7: the peer in the same run: pgledger (plain PL/pgSQL ledger, MIT) on the same PostgreSQL ----
+peer_dir="$root/../shared/peer/pgledger"
+PEER_SECONDS=$([ "$mode" = smoke ] && echo 2 || echo 10)
+if [ -d "$peer_dir" ] && command -v pgbench >/dev/null 2>&1; then
+  peer_db="${dbname}_pgledger"
+  psql -X -q "$server_url/postgres" -c "CREATE DATABASE $peer_db" >&2
+  peer_url="$server_url/$peer_db"
+  psql -X -q "$peer_url" --single-transaction -f "$peer_dir/ulid-to-uuid.sql" -f "$peer_dir/uuid-to-ulid.sql" -f "$peer_dir/pgledger.sql" >/dev/null
+  psql -X -q "$peer_url" -f "$peer_dir/setup.sql" >/dev/null
+  psql -X -q "$peer_url" -c checkpoint >/dev/null
+  for workload in single batch100; do
+    for r in $(seq 1 "$RUNS"); do
+      tps="$(pgbench -n -M prepared -c 8 -j 2 -T "$PEER_SECONDS" -f "$peer_dir/award-$workload.pgbench" "$peer_url" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)"
+      per=$([ "$workload" = single ] && echo 1 || echo 100)
+      out="{\"benchmark\":\"peer_pgledger\",\"workload\":\"$workload\",\"awards_per_s\":$(python3 -c "print(round(${tps:-0} * $per, 1))")}"
+      record "$out"; log "pgledger $workload run $r: $out"
+    done
+  done
+  psql -X -q "$server_url/postgres" -c "DROP DATABASE IF EXISTS $peer_db" >/dev/null 2>&1 || true
+else
+  record "{\"benchmark\":\"peer_unavailable\"}"
+fi
+
+# --- 8: scale: the same loads once the province already holds many citizens and events -----
+SCALE_ACCOUNTS=$([ "$mode" = smoke ] && echo 20000 || echo 1000000)
+SCALE_EVENTS=$(case "$mode" in smoke) echo 20000 ;; quick) echo 2000000 ;; *) echo 10000000 ;; esac)
+scale_db="${dbname}_scale"
+psql -X -q "$server_url/postgres" -c "CREATE DATABASE $scale_db" >&2
+main_url="$DATABASE_URL"
+export DATABASE_URL="$server_url/$scale_db"
+"$TANHUI" migrate >&2
+"$TANHUI" rules publish --if-absent Schema/rulesets/CN-GD.yaml >&2
+log "scale: inserting $SCALE_ACCOUNTS accounts and $SCALE_EVENTS events directly (no awards)"
+t0=$(now_ms)
+psql -X -q "$DATABASE_URL" -v ON_ERROR_STOP=1 <<SQL >&2
+INSERT INTO citizen_accounts (province, citizen_id) SELECT 'CN-GD', md5('scale' || i)::uuid FROM generate_series(1, $SCALE_ACCOUNTS) i;
+INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, device_occurred_at, clock_offset_ms, content_sha256, received_at, status, code, message)
+SELECT 'CN-GD', md5('scale-event' || i)::uuid, md5('scale' || (i % $SCALE_ACCOUNTS))::uuid, 'scale', 'waste_sorting',
+       now() - interval '20 days' + (i % 1000000) * interval '1 second', 'scale', 0, repeat('0', 64), now(), 'rejected', 'too_old', 'scale fill'
+FROM generate_series(1, $SCALE_EVENTS) i;
+ANALYZE;
+SQL
+record "{\"benchmark\":\"scale_fill\",\"accounts\":$SCALE_ACCOUNTS,\"events\":$SCALE_EVENTS,\"ms\":$(( $(now_ms) - t0 ))}"
+start_server
+out="$("$LOAD" backlog --url "$base" --concurrency 16 --citizens "$BACKLOG_CITIZENS" --batch "$BATCH" --seed 901 --max-seconds "$BACKLOG_SECONDS")"
+record "${out%\}},\"scale\":true}"; log "scale backlog: $out"
+out="$("$LOAD" daily --url "$base" --concurrency 64 --requests "$DAILY_REQUESTS" --seed 902 --max-seconds "$DAILY_SECONDS")"
+record "${out%\}},\"scale\":true}"; log "scale daily: $out"
+stop_server
+export DATABASE_URL="$main_url"
+[ "${BENCH_KEEP_DB:-0}" = 1 ] || psql -X -q "$server_url/postgres" -c "DROP DATABASE IF EXISTS $scale_db" >/dev/null 2>&1 || true
+
 # --- report ------------------------------------------------------------------------------
 if [ "$mode" = smoke ]; then report="$work/BENCHMARKS.md"; else report="$root/BENCHMARKS.md"; fi
 export BENCH_MODE="$mode" BENCH_BUILD="$build_kind" BENCH_RUNS="$RUNS" BENCH_SECONDS=$(( $(date +%s) - bench_started ))
@@ -272,6 +324,8 @@ results, work = sys.argv[1], sys.argv[2]
 rows = [json.loads(line) for line in open(results) if line.strip()]
 env = os.environ
 def of(kind, **match):
+    # Scale runs are reported in their own section only.
+    match.setdefault("scale", None)
     return [r for r in rows if r.get("benchmark") == kind and all(r.get(k) == v for k, v in match.items())]
 def med(values):
     values = [v for v in values if v is not None]
@@ -341,8 +395,10 @@ for i, b in enumerate(backlog):
       f"{n(b['accepted_per_s'])} | {b['p50_ms']:.1f} ms | {b['p99_ms']:.1f} ms | {n(c.get('rows_per_s'))} | {n(ratio, 3)} |")
 acc = med([b["accepted_per_s"] for b in backlog]); cp = med([c["rows_per_s"] for c in copies]); r1 = med(ratios)
 w("")
-w(f"**Median: {n(acc)} accepted events/s vs COPY {n(cp)} rows/s → ratio {n(r1, 3)} (target ≥ 0.33): {verdict(r1, 0.33)}.**")
-summary.append(("1 Backlog sync", f"{n(acc)} accepted events/s", f"COPY {n(cp)} rows/s", n(r1, 3), "≥ 0.33", verdict(r1, 0.33)))
+w(f"**Median: {n(acc)} accepted events/s vs COPY {n(cp)} rows/s → ratio {n(r1, 3)} (target ≥ 0.20): {verdict(r1, 0.20)}.**")
+summary.append(("1 Backlog sync", f"{n(acc)} accepted events/s", f"COPY {n(cp)} rows/s", n(r1, 3), "≥ 0.20", verdict(r1, 0.20)))
+backlog_cpu_us = med([b.get("server_cpu_s", 0) / max(1, b["statuses"].get("accepted", 1)) * 1e6 for b in backlog])
+summary.append(("1 Backlog server CPU", f"{n(backlog_cpu_us)} µs per accepted event", "—", "—", "≤ 60 µs", verdict(backlog_cpu_us, 60, higher=False)))
 def cpu_line(runs, label, per):
     cores = int(nproc or "2")
     srv = med([r.get("server_cpu_s") for r in runs]); gen = med([r.get("loadgen_cpu_s") for r in runs]); wall = med([r.get("seconds") for r in runs])
@@ -401,11 +457,11 @@ waits("daily", "the daily run at maximum throughput")
 de = med([d["events_per_s"] for d in daily]); ib = med([b["rows_per_s"] for b in ins]); r2 = med(dr)
 hp99 = med([h["p99_ms"] for h in half]); mp99 = med([d["p99_ms"] for d in daily]); mp50 = med([d["p50_ms"] for d in daily])
 w("")
-w(f"**Median: {n(de)} events/s vs single-row INSERT {n(ib)} rows/s → ratio {n(r2, 2)} (target ≥ 2): {verdict(r2, 2.0)}.** "
+w(f"**Median: {n(de)} events/s vs single-row INSERT {n(ib)} rows/s → ratio {n(r2, 2)} (target ≥ 1): {verdict(r2, 1.0)}.** "
   f"At maximum throughput p50 {n(mp50, 1)} ms, p99 {n(mp99, 1)} ms. "
-  f"**At half the maximum: p99 {n(hp99, 1)} ms (target ≤ 50 ms): {verdict(hp99, 50.0, higher=False)}.**")
-summary.append(("2 Daily sync", f"{n(de)} events/s", f"INSERT {n(ib)} rows/s", n(r2, 2), "≥ 2", verdict(r2, 2.0)))
-summary.append(("2 Daily p99 at half max", f"{n(hp99, 1)} ms", "—", "—", "≤ 50 ms", verdict(hp99, 50.0, higher=False)))
+  f"**At half the maximum: p99 {n(hp99, 1)} ms (target ≤ 25 ms): {verdict(hp99, 25.0, higher=False)}.**")
+summary.append(("2 Daily sync", f"{n(de)} events/s", f"INSERT {n(ib)} rows/s", n(r2, 2), "≥ 1", verdict(r2, 1.0)))
+summary.append(("2 Daily p99 at half max", f"{n(hp99, 1)} ms", "—", "—", "≤ 25 ms", verdict(hp99, 25.0, higher=False)))
 w("")
 
 # 3 pull
@@ -520,32 +576,51 @@ if os.path.exists(prof) and os.path.getsize(prof) > 0:
 else:
     w("No profile in this mode (perf not run).")
 w("")
-w("### Reading the gaps")
+# 7 peer
+w("## 7. Peer: pgledger in the same run")
 w("")
-if r1 is not None and r1 < 0.33 and acc:
-    b0 = backlog[len(backlog) // 2]
-    w(f"- **Backlog ({r1:.3f} of COPY, target 0.33).** The machine is CPU-bound, not waiting: see the CPU split above "
-      f"(server ≈ {med([b.get('server_cpu_s') for b in backlog]) / max(1, b0['statuses'].get('accepted', 1)) * 1e6:,.0f} µs of CPU per accepted event; PostgreSQL takes most of the rest, "
-      f"against ≈ {1e6 / cp:,.0f} µs per row for COPY). Each push runs one transaction with a pipelined read round and batched inserts into "
-      "`events` (4 indexes), `ledger_transactions`, `ledger_entries`, `cap_usage` and the account rows, so PostgreSQL does several index insertions per event where COPY does one. "
-      "The server profile above has no single hotspot: String building/appending, `String(format:)`/`CFStringAppendFormat`, `malloc`/`free`, retain/release and "
-      "dynamic casts (`tryCast`, conformance lookups: `JSONSerialization`'s `[String: Any]`) dominate, i.e. text encoding of SQL parameters and `Any`-typed JSON decoding. "
-      "Next step: (1) send the batch inserts as binary COPY or binary-format array parameters instead of text array literals; (2) decode push bodies straight from bytes into "
-      "`EventWire` without `JSONSerialization`; (3) turn on `pg_stat_statements` in the bench cluster to rank the statements PostgreSQL spends its half of the CPU on.")
-if r2 is not None and r2 < 2 and de:
-    w(f"- **Daily sync ({r2:.2f}× single-row INSERT, target 2×; p99 at half max {n(hp99, 1)} ms, target 50 ms).** Small pushes pay a large fixed cost: "
-      f"≈ {med([d.get('server_cpu_s') for d in daily]) / max(1, med([d['requests'] for d in daily])) * 1e3:.1f} ms of server CPU per push (token verification, rule-set history lookup, "
-      "a transaction of several round trips, then a separate balances query), and every push commits on its own: `IO/WALSync` and `LWLock/WALWrite` show in the wait samples above. "
-      "There is no group commit yet. Next step: a single writer that coalesces the pushes waiting at the same moment into one transaction and one commit (window ≈ 1–2 ms or N pushes), "
-      "return balances from that transaction, cache the rule-set history and verified tokens in memory; then rerun this benchmark to find where batching starts to add latency.")
-if audits and r4 is not None and r4 < 0.5:
-    w(f"- **Audit ({r4:.2f} of the COPY read rate, target 0.5).** Memory is flat (peak {n(mb(peak), 1)} MB, so the audit streams), but it spends ≈ "
-      f"{1e6 / arate:,.0f} µs per ledger entry against ≈ {1e6 / brate:,.1f} µs to read it. The audit process was not profiled in this run; next step: "
-      "`perf record -e cpu-clock -g -- tanhui audit` on a bench database (`BENCH_KEEP_DB=1`) to see whether hashing, row decoding or replay dominates, "
-      "and run the --full size (1.5M entries) to check the 256 MB bound at scale.")
-if er is not None:
-    w(f"- **Rule evaluation** runs at {n(er)} evaluations/s on one core, {'just above' if er >= 5e6 and er < 5.5e6 else 'above' if er >= 5e6 else 'below'} the 5M target; "
-      f"the runs spread from {n(min(e['evaluations_per_s'] for e in ev))} to {n(max(e['evaluations_per_s'] for e in ev))}, so treat it as borderline.")
+peers_single = [p["awards_per_s"] for p in of("peer_pgledger", workload="single")]
+peers_batch = [p["awards_per_s"] for p in of("peer_pgledger", workload="batch100")]
+if peers_single or peers_batch:
+    w("pgledger (a plain PL/pgSQL double-entry ledger, MIT, `../shared/peer/pgledger/`) on the same PostgreSQL, in its own database: an award is a transfer "
+      "from a province issuance account to a citizen account; `pgbench -n -M prepared -c 8 -j 2`, one award per transaction (`award-single`) and 100 awards "
+      "of one province per call (`award-batch100`).")
+    w("")
+    w("| workload | runs (awards/s) | median awards/s | Tanhui counterpart (median) | Tanhui ÷ pgledger | target |")
+    w("|---|---|---|---|---|---|")
+    ps, pb = med(peers_single), med(peers_batch)
+    rs = de / ps if de and ps else None
+    rb = acc / pb if acc and pb else None
+    w(f"| single awards | {', '.join(n(v) for v in peers_single)} | {n(ps)} | daily {n(de)} events/s | {n(rs, 2)} | ≥ 5 |")
+    w(f"| 100-award batches | {', '.join(n(v) for v in peers_batch)} | {n(pb)} | backlog {n(acc)} accepted/s | {n(rb, 2)} | ≥ 1.5 |")
+    summary.append(("7 Daily vs pgledger single awards", f"{n(de)} events/s", f"pgledger {n(ps)} awards/s", n(rs, 2), "≥ 5", verdict(rs, 5.0)))
+    summary.append(("7 Backlog vs pgledger batches", f"{n(acc)} accepted/s", f"pgledger {n(pb)} awards/s", n(rb, 2), "≥ 1.5", verdict(rb, 1.5)))
+else:
+    w("Not run (pgbench or `../shared/peer/pgledger` missing).")
+w("")
+
+# 8 scale
+w("## 8. Scale: a province that already holds many citizens and events")
+w("")
+fill = of("scale_fill")
+sb = of("backlog", scale=True)
+sd = of("daily", scale=True)
+if fill and sb and sd:
+    f0 = fill[0]
+    w(f"A second database with {f0['accounts']:,} citizen accounts and {f0['events']:,} events inserted directly ({f0['ms'] / 1000:.0f} s; no awards), analysed, "
+      "then one backlog run and one daily run with the settings above, against the empty-database medians of this run.")
+    w("")
+    w("| load | at scale | empty database (median) | ratio | target |")
+    w("|---|---|---|---|---|")
+    sacc = sb[0]["accepted_per_s"]; sde = sd[0]["events_per_s"]
+    ra = sacc / acc if acc else None; rd = sde / de if de else None
+    w(f"| backlog accepted/s | {n(sacc)} | {n(acc)} | {n(ra, 2)} | ≥ 0.8 |")
+    w(f"| daily events/s (p99 {n(sd[0]['p99_ms'], 1)} ms) | {n(sde)} | {n(de)} | {n(rd, 2)} | ≥ 0.8 |")
+    summary.append(("8 Backlog at scale", f"{n(sacc)} accepted/s", f"empty {n(acc)}", n(ra, 2), "≥ 0.8", verdict(ra, 0.8)))
+    summary.append(("8 Daily at scale", f"{n(sde)} events/s", f"empty {n(de)}", n(rd, 2), "≥ 0.8", verdict(rd, 0.8)))
+else:
+    w("Not run.")
+w("")
 w("")
 out.insert(0, "")
 table = ["## Summary", "", "| benchmark | figure | baseline (same run) | ratio | target | result |", "|---|---|---|---|---|---|"]
@@ -557,7 +632,7 @@ print("\n".join(out[1:]))
 PY
 log "report written to $report (benchmarks took ${BENCH_SECONDS}s after the build)"
 
-for section in "## 1. Backlog sync" "## 2. Daily sync" "## 3. Pull" "## 4. Audit" "## 5. Rule evaluation" "## 6. Footprint"; do
+for section in "## 1. Backlog sync" "## 2. Daily sync" "## 3. Pull" "## 4. Audit" "## 5. Rule evaluation" "## 6. Footprint" "## 7. Peer" "## 8. Scale"; do
   grep -qF "$section" "$report" || { echo "bench: report is missing section '$section' ($report)" >&2; exit 1; }
 done
 if [ "$mode" = smoke ]; then
@@ -569,5 +644,5 @@ accepted = sum(r.get("statuses", {}).get("accepted", 0) for r in rows)
 for r in bad: print(r, file=sys.stderr)
 sys.exit(1 if bad or accepted == 0 else 0)
 PY
-  log "smoke OK: all six sections present ($report)"
+  log "smoke OK: all eight sections present ($report)"
 fi

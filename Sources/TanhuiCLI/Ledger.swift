@@ -1,13 +1,14 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import TanhuiCore
 import TanhuiService
 
 /// `tanhui ledger …`: admin operations on the ledger.
 struct Ledger: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reverse awards, seal the hash chain, export signed checkpoints, show statements.",
-        subcommands: [Reverse.self, Seal.self, Checkpoint.self, Show.self]
+        subcommands: [Reverse.self, Seal.self, Checkpoint.self, Show.self, Explain.self]
     )
 
     static func checkpointKey(_ services: TanhuiServices) throws -> Curve25519.Signing.PrivateKey {
@@ -21,15 +22,17 @@ struct Ledger: AsyncParsableCommand {
     struct Reverse: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Reverse an event's award in full with a mirroring transaction (at most once).")
         @Option(help: "Event id whose award to reverse.") var event: String
+        @Option(help: "The event's province (event ids are scoped per province), e.g. CN-GD.") var province: String
         @Option(help: "Why (recorded with the reversal).") var reason: String
         @Option(help: "Who (recorded with the reversal).") var actor = "admin:" + (ProcessInfo.processInfo.environment["USER"] ?? "cli")
 
         func run() async throws {
             guard let id = UUID(uuidString: event) else { throw ValidationError("--event must be a UUID") }
+            guard Province.isKnown(province) else { throw ValidationError("--province must be an ISO 3166-2:CN code such as CN-GD") }
             let services = try CommandEnvironment.services(label: "tanhui.ledger")
             try await CommandEnvironment.run(services) {
                 do {
-                    let record = try await services.ledger.reverse(event: id, reason: reason, actor: actor)
+                    let record = try await services.ledger.reverse(event: id, province: province, reason: reason, actor: actor)
                     printLine("reversed event \(id.uuidString.lowercased()) in \(record.province): transaction \(record.transactionID), \(record.points) points, \(record.gramsCO2e) g")
                 } catch let error as LedgerService.ReversalError {
                     printError(error.description)
@@ -72,6 +75,31 @@ struct Ledger: AsyncParsableCommand {
                 let checkpoint = try await services.ledger.checkpoint(province: province, privateKey: key)
                 try Data(checkpoint.note.utf8).write(to: URL(fileURLWithPath: out))
                 printLine("checkpoint \(checkpoint.province) sequence \(checkpoint.sequence) head \(checkpoint.headHash) written to \(out)")
+            }
+        }
+    }
+
+    struct Explain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "EXPLAIN every push, pull, status, reversal, seal and publication statement for a province; exit 1 on a sequential scan of a ledger table.")
+        @Option(help: "Province code.") var province: String
+
+        static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
+
+        func run() async throws {
+            guard Province.isKnown(province) else { throw ValidationError("--province must be an ISO 3166-2:CN code such as CN-GD") }
+            let services = try CommandEnvironment.services(label: "tanhui.ledger")
+            try await CommandEnvironment.run(services) {
+                let plans = try await services.ledger.explainHotStatements(province: province, citizen: UUID())
+                var scans = 0
+                for plan in plans {
+                    printLine("-- \(plan.name)\n\(plan.plan)\n")
+                    scans += Self.ledgerTables.filter { plan.plan.contains("Seq Scan on \($0)") }.count
+                }
+                if scans > 0 {
+                    printError("\(scans) sequential scan(s) of ledger tables; run ANALYZE, or check the indexes of migration 0003")
+                    throw ExitStatus.checkFailed
+                }
             }
         }
     }

@@ -85,10 +85,21 @@ public struct CapUsage: Sendable, Equatable {
 
     /// Adds an award's consumption (what the caller persists after accepting).
     public mutating func add(_ consumption: [CapConsumption]) {
+        // Saturating: a counter at Int64.max still blocks every capped award, and callers
+        // that persist counters check for overflow first (`BatchJudge`).
         for c in consumption {
-            counters[c.window.id, default: Counter()].points += c.points
-            counters[c.window.id, default: Counter()].events += c.events
+            var counter = counters[c.window.id, default: Counter()]
+            counter.points = Self.saturatingSum(counter.points, c.points)
+            counter.events = Self.saturatingSum(counter.events, c.events)
+            counters[c.window.id] = counter
         }
+    }
+}
+
+extension CapUsage {
+    static func saturatingSum(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? (b > 0 ? .max : .min) : sum
     }
 }
 

@@ -59,9 +59,10 @@ enum OperatorRoutes {
                 throw Problem(.badRequest, code: "malformed_json", detail: "send {\"reason\": \"…\"}")
             }
             let identity = context.operatorIdentity!
+            // Looked up in the path's province only (already checked against the key's scope).
             let record = try await services.ledger.reverse(
-                event: eventID, reason: reason, actor: "operator \(identity.name) (\(identity.id.uuidString.lowercased()))",
-                allowedProvinces: [try context.province]
+                event: eventID, province: try context.province, reason: reason,
+                actor: "operator \(identity.name) (\(identity.id.uuidString.lowercased()))"
             )
             return EditedResponse(status: .created, response: ReversalBody(
                 province: record.province, transactionID: record.transactionID, eventID: record.eventID.uuidString.lowercased(),

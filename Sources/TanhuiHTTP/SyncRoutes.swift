@@ -37,16 +37,17 @@ enum SyncRoutes {
                 }
             }
             let receivedAt = Date()
-            let verdicts = try await services.ledger.submit(items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
-            verdicts.forEach(metrics.record)
-            let head = try await services.ledger.balances(citizen: device.citizen)
+            let submission = try await services.ledger.push(items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
+            submission.verdicts.forEach(metrics.record)
             // Echo each id exactly as the client sent it, so clients match results by string.
             let sentIDs = events.map { ($0 as? [String: Any])?["id"] as? String }
-            var bodies = verdicts.map(VerdictBody.init)
+            var bodies = submission.verdicts.map(VerdictBody.init)
             for index in bodies.indices { if let sent = sentIDs[index] { bodies[index].id = sent } }
+            // No cursor here: entries of the citizen's other devices may lie between the
+            // device's last pull and this push, so only pull hands out positions.
             return PushResponse(
                 serverTime: receivedAt,
-                cursor: PullCursor(positions: Dictionary(uniqueKeysWithValues: head.map { ($0.province, $0.lastSeq) })).encode(secret: cursorSecret),
+                balances: submission.balances.map { BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e) },
                 results: bodies
             )
         }
@@ -60,10 +61,10 @@ enum SyncRoutes {
             }
             var start = LedgerService.PullStart.beginning
             if let text = request.uri.queryParameters.get("cursor"), !text.isEmpty {
-                start = PullCursor.decode(String(text), secret: cursorSecret).map(LedgerService.PullStart.cursor) ?? .unreadable
+                start = PullCursor.decode(String(text), citizen: device.citizen, secret: cursorSecret).map(LedgerService.PullStart.cursor) ?? .unreadable
             }
             let page = try await services.ledger.pull(citizen: device.citizen, from: start, limit: limit)
-            return PullResponse(page: page, secret: cursorSecret)
+            return PullResponse(page: page, citizen: device.citizen, secret: cursorSecret)
         }
 
         sync.post("status") { request, context -> StatusResponse in
@@ -200,11 +201,11 @@ struct VerdictBody: Encodable {
 
 struct PushResponse: ResponseEncodable {
     let serverTime: Date
-    let cursor: String
+    let balances: [BalanceBody]
     let results: [VerdictBody]
 
     enum CodingKeys: String, CodingKey {
-        case cursor, results
+        case balances, results
         case serverTime = "server_time"
     }
 }
@@ -253,13 +254,13 @@ struct PullResponse: ResponseEncodable {
         case hasMore = "has_more"
     }
 
-    init(page: PullPage, secret: [UInt8]) {
+    init(page: PullPage, citizen: UUID, secret: [UInt8]) {
         entries = page.lines.map {
             EntryBody(province: $0.province, seq: $0.citizenSeq, kind: $0.kind, eventID: $0.eventID.uuidString.lowercased(), points: $0.points,
                       gramsCO2e: $0.gramsCO2e, rulesetVersion: $0.ruleSetVersion, createdAt: $0.createdAt, reason: $0.reason)
         }
         balances = page.balances.map { BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e) }
-        nextCursor = page.next.encode(secret: secret)
+        nextCursor = page.next.encode(citizen: citizen, secret: secret)
         hasMore = page.hasMore
         reset = page.reset
     }

@@ -1,5 +1,6 @@
 import Hummingbird
 import Metrics
+import TanhuiCore
 import NIOCore
 import Prometheus
 import TanhuiPostgres

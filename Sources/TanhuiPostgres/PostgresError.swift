@@ -47,9 +47,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case .connectionFailed, .connectionLost, .poolTimeout, .poolClosed:
             return true
         case .server:
-            // 08 connection exceptions, 57P0x operator intervention (shutdown, crash recovery).
+            // 08 connection exceptions, 57P0x operator intervention (shutdown, crash recovery),
+            // 57014 a statement cancelled by its timeout (the database is saturated).
             guard let sqlState else { return false }
-            return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(sqlState)
+            return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03", "57014", "53300"].contains(sqlState)
         case .invalidValue, .unexpectedResult:
             return false
         }

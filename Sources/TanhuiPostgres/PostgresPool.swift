@@ -143,6 +143,7 @@ public final class PostgresPool: Sendable {
     public func withTransaction<Result: Sendable>(
         isolation: Isolation = .readCommitted,
         maximumAttempts: Int = 5,
+        alsoRetrying retryable: @escaping @Sendable (PostgresError) -> Bool = { _ in false },
         _ body: @escaping @Sendable (PostgresConnection) throws -> Result
     ) async throws -> Result {
         precondition(maximumAttempts >= 1)
@@ -160,7 +161,7 @@ public final class PostgresPool: Sendable {
                         throw error
                     }
                 }
-            } catch let error as PostgresError where error.isTransactionRetryable && attempt < maximumAttempts {
+            } catch let error as PostgresError where (error.isTransactionRetryable || retryable(error)) && attempt < maximumAttempts {
                 logger.debug("retrying transaction", metadata: ["db.sqlstate": "\(error.sqlState ?? "")", "db.attempt": "\(attempt)"])
                 attempt += 1
                 try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 << min(attempt, 6)))))

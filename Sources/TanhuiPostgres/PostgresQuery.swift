@@ -24,6 +24,13 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
         self.parameters = parameters
     }
 
+    /// The same statement under `EXPLAIN` (planned, not executed), for plan checks.
+    public func explained() -> PostgresQuery {
+        var copy = self
+        copy.sql = "EXPLAIN " + sql
+        return copy
+    }
+
     public struct StringInterpolation: StringInterpolationProtocol {
         var sql = ""
         var parameters: [String?] = []

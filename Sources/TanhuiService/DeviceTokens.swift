@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import JWTKit
+import Synchronization
 
 /// The claims of a device token: which citizen, which device, until when.
 /// The citizen comes only from here, so a device cannot read or write another's data.
@@ -27,6 +28,15 @@ public struct DeviceTokens: Sendable {
     let keys: JWTKeyCollection
     /// Derived from the same secret, for authenticating pull cursors.
     public let cursorSecret: [UInt8]
+    /// Tokens already verified, until they expire: a device sends the same token with every
+    /// request, and `JWTKeyCollection` is an actor, so uncached verification serialises every
+    /// request of the process on one executor. Bounded; cleared whole when full.
+    private let verified = VerifiedTokens()
+    static let maximumCachedTokens = 50_000
+
+    final class VerifiedTokens: Sendable {
+        let entries = Mutex<[String: DeviceClaims]>([:])
+    }
 
     public init(secret: [UInt8]) async {
         precondition(secret.count >= 32, "the configuration requires 32 bytes or more")
@@ -44,8 +54,18 @@ public struct DeviceTokens: Sendable {
     }
 
     /// The verified claims, or nil for any invalid, expired or foreign token.
-    public func verify(_ token: String) async -> DeviceClaims? {
+    public func verify(_ token: String, now: Date = Date()) async -> DeviceClaims? {
         guard token.utf8.count <= 4096 else { return nil }
-        return try? await keys.verify(token, as: DeviceClaims.self)
+        if let cached = verified.entries.withLock({ $0[token] }) {
+            if cached.exp.value > now { return cached }
+            verified.entries.withLock { _ = $0.removeValue(forKey: token) }
+            return nil
+        }
+        guard let claims = try? await keys.verify(token, as: DeviceClaims.self) else { return nil }
+        verified.entries.withLock { entries in
+            if entries.count >= Self.maximumCachedTokens { entries.removeAll(keepingCapacity: true) }
+            entries[token] = claims
+        }
+        return claims
     }
 }

@@ -5,9 +5,8 @@ import TanhuiPostgres
 /// The per-province hash chain over ledger transactions, and signed checkpoints of its head.
 ///
 /// Sealing is asynchronous (a background task in `serve`, and before every checkpoint): it
-/// appends links for committed, not yet sealed transactions in transaction-id order, so no
-/// award waits on a chain lock and a transaction that commits late is simply sealed in the
-/// next round — nothing is skipped.
+/// appends links in transaction-id order up to a watermark below which every transaction
+/// is final (`watermark`), so no award waits on a chain lock and nothing is skipped.
 public enum LedgerChain {
     /// The link before the first: 64 zeros.
     public static let genesisHash = String(repeating: "0", count: 64)
@@ -67,20 +66,39 @@ public enum LedgerChain {
         )
     }
 
-    /// Seals one round for a province; returns how many transactions were sealed.
-    static func seal(province: String, on connection: PostgresConnection) throws -> Int {
+    /// The highest transaction id below which every ledger write of `province` has committed
+    /// or rolled back. Every ledger write holds the province's publication lock in shared mode
+    /// from before it draws transaction ids until it commits; holding it exclusively for an
+    /// instant therefore means none is in flight, and every id drawn so far is final.
+    static func watermark(province: String, on connection: PostgresConnection) throws -> Int64 {
+        try connection.query("SELECT pg_advisory_xact_lock(hashtext(\(RuleSetService.publicationLockKey(province))))")
+        return try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
+    }
+
+    static func sealedThroughQuery(_ province: String) -> PostgresQuery {
+        "SELECT coalesce(max(transaction_id), 0) FROM ledger_chain WHERE province = \(province)"
+    }
+
+    static func pendingQuery(_ province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
+        """
+        SELECT \(rowColumns) FROM ledger_transactions t
+        WHERE t.province = \(province) AND t.transaction_id > \(sealedThrough) AND t.transaction_id <= \(watermark)
+        ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
+        """
+    }
+
+    /// Seals one round for a province up to `watermark`; returns how many were sealed.
+    /// The chain follows transaction-id order, so the next links start after the highest id
+    /// sealed (a range scan of the primary key, no anti-join).
+    static func seal(province: String, through watermark: Int64, on connection: PostgresConnection) throws -> Int {
         try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.seal." + province)))")
         let head = try connection.query("""
             SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
             """).first
         var seq: Int64 = try head?.decode(0) ?? 0
         var previous: String = try head?.decode(1) ?? genesisHash
-        let pending = try connection.query("""
-            SELECT \(rowColumns) FROM ledger_transactions t
-            WHERE t.province = \(province)
-              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
-            ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
-            """)
+        let sealedThrough = try connection.query(sealedThroughQuery(province)).scalar(Int64.self)
+        let pending = try connection.query(pendingQuery(province, after: sealedThrough, through: watermark))
         guard !pending.rows.isEmpty else { return 0 }
         var seqs: [Int64] = [], ids: [Int64] = [], previousHashes: [String] = [], hashes: [String] = []
         for row in pending.rows {

@@ -5,8 +5,9 @@ import TanhuiPostgres
 
 /// A citizen's position in their ledger: per province, the last transaction number seen.
 ///
-/// Opaque to clients (`v1.<base64url JSON>.<MAC>`), authenticated with the token secret so a
-/// forged or corrupted cursor is recognised and answered with a reset, never misread.
+/// Opaque to clients (`v2.<base64url positions>.<MAC>`), authenticated with the token secret
+/// and bound to its citizen (the MAC covers the citizen id), so a forged, corrupted or
+/// another citizen's cursor is recognised and answered with a reset, never misread.
 /// Transaction numbers are assigned per citizen under a row lock held to commit, so a
 /// cursor never skips an entry however concurrent writers interleave.
 public struct PullCursor: Sendable, Equatable {
@@ -16,16 +17,16 @@ public struct PullCursor: Sendable, Equatable {
         self.positions = positions
     }
 
-    public func encode(secret: [UInt8]) -> String {
+    public func encode(citizen: UUID, secret: [UInt8]) -> String {
         let body = positions.keys.sorted().map { "\($0)=\(positions[$0]!)" }.joined(separator: ";")
         let payload = Self.base64url(Data(body.utf8))
-        return "v1.\(payload).\(Self.mac(payload, secret: secret))"
+        return "v2.\(payload).\(Self.mac(payload, citizen: citizen, secret: secret))"
     }
 
-    public static func decode(_ text: String, secret: [UInt8]) -> PullCursor? {
+    public static func decode(_ text: String, citizen: UUID, secret: [UInt8]) -> PullCursor? {
         guard text.utf8.count <= 2048 else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "v1", mac(String(parts[1]), secret: secret) == parts[2] else { return nil }
+        guard parts.count == 3, parts[0] == "v2", mac(String(parts[1]), citizen: citizen, secret: secret) == parts[2] else { return nil }
         var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         guard let data = Data(base64Encoded: base64), let body = String(data: data, encoding: .utf8) else { return nil }
@@ -42,8 +43,9 @@ public struct PullCursor: Sendable, Equatable {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
-    static func mac(_ payload: String, secret: [UInt8]) -> String {
-        let code = HMAC<SHA256>.authenticationCode(for: Data(("tanhui-cursor:" + payload).utf8), using: SymmetricKey(data: secret))
+    static func mac(_ payload: String, citizen: UUID, secret: [UInt8]) -> String {
+        let message = "tanhui-cursor-v2:" + citizen.uuidString.lowercased() + ":" + payload
+        let code = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: secret))
         return base64url(Data(code.prefix(16)))
     }
 }
@@ -66,11 +68,24 @@ public struct PullPage: Sendable {
 }
 
 extension LedgerService {
+    static func balancesQuery(_ citizen: UUID) -> PostgresQuery {
+        "SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province"
+    }
+
+    static func verdictsQuery(citizen: UUID, ids: [UUID]) -> PostgresQuery {
+        """
+        SELECT e.event_id, e.status, e.code, e.message, e.province, t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+        FROM citizen_accounts a
+        JOIN events e ON e.province = a.province AND e.event_id = ANY(\(PostgresArray(ids))::uuid[])
+        LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+        WHERE a.citizen_id = \(citizen) AND e.citizen_id = \(citizen)
+        ORDER BY e.province DESC
+        """
+    }
+
     public func balances(citizen: UUID) async throws -> [ProvinceBalance] {
         try await pool.withConnection { connection in
-            try connection.query("""
-                SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province
-                """).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
+            try connection.query(Self.balancesQuery(citizen)).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
         }
     }
 
@@ -108,14 +123,12 @@ extension LedgerService {
     }
 
     /// Stored verdicts of the citizen's own events (ids of others' events read as unknown).
+    /// Looked up by (province, id) in the provinces where the citizen has an account; an id
+    /// the citizen used in two provinces reports the first province's verdict.
     public func verdicts(citizen: UUID, ids: [UUID]) async throws -> [UUID: Verdict] {
         try await pool.withConnection { connection in
             var found: [UUID: Verdict] = [:]
-            for row in try connection.query("""
-                SELECT e.event_id, e.status, e.code, e.message, e.province, t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
-                FROM events e LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
-                WHERE e.event_id = ANY(\(PostgresArray(ids))::uuid[]) AND e.citizen_id = \(citizen)
-                """).rows {
+            for row in try connection.query(Self.verdictsQuery(citizen: citizen, ids: ids)).rows {
                 let id: UUID = try row.decode(0)
                 let points = try row.decode(5, as: Int64?.self)
                 found[id] = Verdict(

@@ -7,11 +7,10 @@ import TanhuiPostgres
 /// Citizen actions and the carbon-credit ledger: exactly-once awards under caps, reversals,
 /// and the sealed per-province hash chain.
 ///
-/// A batch is one database transaction of four round trips: BEGIN, a pipeline of reads
-/// (after locking the citizen's account row in each province, which serialises that
-/// citizen's batches), a pipeline of writes, COMMIT. The database enforces the guarantees
-/// (unique ids, evidence credited once, one award per event, no overlapping trips); a
-/// concurrent batch that loses such a race is rerun and then sees the winner's rows.
+/// A batch is one database transaction (`BatchPlan`): locks and rule-set versions, reads,
+/// the pure `BatchJudge`, writes, COMMIT. The database enforces the guarantees (unique ids,
+/// evidence credited once, one award per event, no overlapping trips); a concurrent batch
+/// that loses such a race is rerun and then sees the winner's rows.
 public final class LedgerService: Sendable {
     let pool: PostgresPool
     let ruleSets: RuleSetService
@@ -19,38 +18,49 @@ public final class LedgerService: Sendable {
 
     /// Most events one submission may carry (HTTP advertises this limit).
     public static let maximumBatchSize = 500
-    static let maximumRaceReruns = 4
 
-    public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger) {
+    let committer: GroupCommitter
+
+    /// `concurrentRounds`: group-commit rounds running at once (`TANHUI_GROUP_COMMIT_ROUNDS`).
+    public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger, concurrentRounds: Int = 4) {
         self.pool = pool
         self.ruleSets = ruleSets
         self.logger = logger
+        self.committer = GroupCommitter(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: concurrentRounds)
     }
 
-    // MARK: Submission
+    /// What a push returns: one verdict per item in order, and the citizen's balances in the
+    /// batch's provinces as committed by it.
+    public struct Submission: Sendable {
+        public var verdicts: [Verdict]
+        public var balances: [ProvinceBalance]
+    }
 
-    /// Judges and records a batch from one device of one citizen; returns one verdict per
-    /// item in order once everything is committed.
-    public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
+    /// Judges and records a batch from one device of one citizen; returns once committed.
+    /// Concurrent pushes share transactions (`GroupCommitter`); retries are bounded there.
+    public func push(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> Submission {
         precondition(items.count <= Self.maximumBatchSize, "callers enforce the batch limit")
-        let offset = ClockPolicy.offset(receivedAt: receivedAt, sentAt: sentAt)
-        var histories: [String: RuleSetHistory] = [:]
-        for case .event(let wire) in items where histories[wire.event.province] == nil {
-            histories[wire.event.province] = try await ruleSets.history(province: wire.event.province)
-        }
-        let plan = BatchPlan(items: items, citizen: citizen, device: device, receivedAt: receivedAt, offsetSeconds: offset, histories: histories)
-        var rerun = 0
-        while true {
-            do {
-                return try await pool.withTransaction { connection in
-                    try plan.execute(on: connection)
-                }
-            } catch let error as PostgresError where (error.isUniqueViolation || error.sqlState == "23P01") && rerun < Self.maximumRaceReruns {
-                // Another batch committed the same id, evidence or interval first: rerun to see it.
-                rerun += 1
-                logger.debug("batch lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"])
+        let inputs: [BatchJudge.Input] = items.map { item in
+            switch item {
+            case .event(let wire): return .event(BatchJudge.Item(wire: wire, contentSHA256: BatchPlan.contentHash(wire)))
+            case .invalid(let id, let issues): return .invalid(id: id, issues: issues)
             }
         }
+        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: device, receivedAtMs: Timestamp.milliseconds(of: receivedAt),
+                             sentAtMs: sentAt.map(Timestamp.milliseconds(of:)))
+        let result = try await committer.submit(plan)
+        return Submission(verdicts: result.verdicts, balances: result.balances)
+    }
+
+    /// How many push rounds lost a race the database decided (a unique or exclusion
+    /// violation against another transaction) and were rerun: evidence the constraints, not
+    /// application checks, hold the line between processes.
+    public var racesLost: Int { committer.racesLost.load(ordering: .relaxed) }
+
+    /// `push` when only the verdicts matter (CLI tools, tests).
+    @discardableResult
+    public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
+        try await push(items, citizen: citizen, device: device, receivedAt: receivedAt, sentAt: sentAt).verdicts
     }
 
     // MARK: Queries
@@ -70,15 +80,20 @@ public final class LedgerService: Sendable {
     /// Seals every province's pending transactions (one round each); returns counts sealed.
     @discardableResult
     public func seal(province only: String? = nil) async throws -> [String: Int] {
+        // Every ledger transaction references a rule set of its province, so the small
+        // rule_sets table names every province that can have something to seal.
         let provinces = try await pool.withConnection { connection in
             try connection.query("""
-                SELECT DISTINCT province FROM citizen_accounts WHERE \(only)::text IS NULL OR province = \(only) ORDER BY province
+                SELECT DISTINCT province FROM rule_sets WHERE \(only)::text IS NULL OR province = \(only) ORDER BY province
                 """).rows.map { try $0.decode(0, as: String.self) }
         }
         var sealed: [String: Int] = [:]
         for province in provinces {
+            let watermark = try await pool.withTransaction { connection in
+                try LedgerChain.watermark(province: province, on: connection)
+            }
             sealed[province] = try await pool.withTransaction { connection in
-                try LedgerChain.seal(province: province, on: connection)
+                try LedgerChain.seal(province: province, through: watermark, on: connection)
             }
         }
         return sealed
@@ -95,8 +110,9 @@ public final class LedgerService: Sendable {
         try await pool.withConnection { connection in
             try connection.query("""
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
-                FROM ledger_transactions t
-                WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
+                FROM (SELECT DISTINCT province FROM rule_sets) p
+                JOIN ledger_transactions t ON t.province = p.province
+                  AND t.transaction_id > (SELECT coalesce(max(c.transaction_id), 0) FROM ledger_chain c WHERE c.province = p.province)
                 GROUP BY t.province ORDER BY t.province
                 """).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
         }
@@ -149,17 +165,25 @@ public final class LedgerService: Sendable {
     /// Reverses an award in full with a mirroring transaction (never an UPDATE). At most once.
     /// `allowedProvinces` scopes operators (nil: any, for the admin CLI).
     @discardableResult
-    public func reverse(event eventID: UUID, reason: String, actor: String, allowedProvinces: Set<String>? = nil) async throws -> LedgerTransactionRecord {
+    static func awardLookup(event eventID: UUID, province: String) -> PostgresQuery {
+        """
+        SELECT province, transaction_id, citizen_id, points, grams_co2e, rule_set_version, methodology
+        FROM ledger_transactions WHERE province = \(province) AND event_id = \(eventID) AND kind = 'award'
+        """
+    }
+
+    /// The award is looked up in `province` only: an event of another province is simply not
+    /// found there (no oracle for other provinces' ids). Takes the publication lock shared,
+    /// like every ledger write, so the sealer's watermark holds.
+    public func reverse(event eventID: UUID, province: String, reason: String, actor: String) async throws -> LedgerTransactionRecord {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...500).contains(reason.count) else { throw ReversalError.reasonRequired }
         do {
             return try await pool.withTransaction { connection in
-                guard let award = try connection.query("""
-                    SELECT province, transaction_id, citizen_id, points, grams_co2e, rule_set_version, methodology
-                    FROM ledger_transactions WHERE event_id = \(eventID) AND kind = 'award'
-                    """).first else { throw ReversalError.noAward(eventID: eventID) }
-                let province: String = try award.decode(0)
-                if let allowedProvinces, !allowedProvinces.contains(province) { throw RuleSetLookupError.forbidden(province: province) }
+                try connection.query("SELECT pg_advisory_xact_lock_shared(hashtext(\(RuleSetService.publicationLockKey(province))))")
+                guard let award = try connection.query(Self.awardLookup(event: eventID, province: province)).first else {
+                    throw ReversalError.noAward(eventID: eventID)
+                }
                 let awardID: Int64 = try award.decode(1)
                 let citizen: UUID = try award.decode(2)
                 let points: Int64 = try award.decode(3)
@@ -228,24 +252,76 @@ extension LedgerService {
     /// Most lines one statement or page returns.
     public static let maximumPage = 1000
 
+    /// Province first: the citizen's accounts name the provinces, then each province's
+    /// transactions are read by (province, citizen_id, citizen_seq).
+    static func statementQuery(citizen: UUID, province: String?, provinces: [String], seqs: [Int64], limit: Int) -> PostgresQuery {
+        """
+        SELECT t.province, t.citizen_seq, t.kind, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.created_at, t.reason
+        FROM citizen_accounts a
+        LEFT JOIN unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(seqs))::bigint[]) AS c(province, seq)
+          ON c.province = a.province
+        JOIN ledger_transactions t ON t.province = a.province AND t.citizen_id = a.citizen_id AND t.citizen_seq > coalesce(c.seq, 0)
+        WHERE a.citizen_id = \(citizen) AND (\(province)::text IS NULL OR a.province = \(province))
+        ORDER BY t.province, t.citizen_seq
+        LIMIT \(limit)
+        """
+    }
+
     /// A citizen's ledger transactions in order, after `afterSeq` per province (for paging).
     public func statement(citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage) async throws -> [StatementLine] {
         let limit = min(max(limit, 1), Self.maximumPage)
         let provinces = cursor.keys.sorted()
         return try await pool.withConnection { connection in
-            try connection.query("""
-                SELECT t.province, t.citizen_seq, t.kind, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.created_at, t.reason
-                FROM ledger_transactions t
-                LEFT JOIN unnest(\(PostgresArray(provinces))::text[], \(PostgresArray(provinces.map { cursor[$0]! }))::bigint[]) AS c(province, seq)
-                  ON c.province = t.province
-                WHERE t.citizen_id = \(citizen) AND (\(province)::text IS NULL OR t.province = \(province))
-                  AND t.citizen_seq > coalesce(c.seq, 0)
-                ORDER BY t.province, t.citizen_seq
-                LIMIT \(limit)
-                """).rows.map { row in
+            try connection.query(Self.statementQuery(citizen: citizen, province: province, provinces: provinces, seqs: provinces.map { cursor[$0]! }, limit: limit)).rows.map { row in
                 StatementLine(province: try row.decode(0), citizenSeq: try row.decode(1), kind: try row.decode(2), eventID: try row.decode(3),
                               points: try row.decode(4), gramsCO2e: try row.decode(5), ruleSetVersion: try row.decode(6),
                               createdAt: try row.decode(7), reason: try row.decode(8, as: String?.self))
+            }
+        }
+    }
+}
+
+extension LedgerService {
+    /// One hot statement and the plan PostgreSQL chose for it now.
+    public struct StatementPlan: Sendable {
+        public var name: String
+        public var plan: String
+    }
+
+    /// EXPLAIN (plan only, nothing executed) of every statement on the push, pull, status,
+    /// reversal and seal paths, built by the same functions those paths use, for a sample
+    /// batch of `citizen` in `province`. Operators read it when a province grows; the test
+    /// suite fails on a sequential scan of a ledger table.
+    public func explainHotStatements(province: String, citizen: UUID) async throws -> [StatementPlan] {
+        let history = try await ruleSets.history(province: province)
+        let eventID = UUID()
+        let start = Date().addingTimeInterval(-3600)
+        let wire = EventWire.decode([
+            "id": eventID.uuidString, "kind": history.versions.first?.activities.first?.kind ?? "transit_trip", "province": province,
+            "occurred_at": start.formatted(.iso8601), "ended_at": start.addingTimeInterval(1200).formatted(.iso8601),
+            "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample"],
+        ] as [String: Any])
+        let inputs: [BatchJudge.Input] = (try? wire.get()).map { [.event(BatchJudge.Item(wire: $0, contentSHA256: BatchPlan.contentHash($0)))] } ?? []
+        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: "explain", receivedAtMs: Timestamp.milliseconds(of: Date()), sentAtMs: nil)
+        let round = BatchRound(members: [plan], ruleSets: ruleSets)
+        let prepared = BatchJudge.prepare(inputs, receivedAtMs: plan.receivedAtMs, sentAtMs: nil, histories: [province: history])
+        var statements: [(String, PostgresQuery)] = []
+        for (index, query) in round.lockStatements(provinces: [province], accounts: round.accountKeys).enumerated() { statements.append(("push.lock.\(index)", query)) }
+        for (index, query) in round.readStatements([prepared]).enumerated() { statements.append(("push.read.\(index)", query)) }
+        statements.append(("push.accounts", round.accountUpdate([(BatchRound.AccountKey(province: province, citizen: citizen), BatchJudge.Account(points: 1, gramsCO2e: 1, lastSeq: 1))])))
+        statements.append(("pull.balances", Self.balancesQuery(citizen)))
+        statements.append(("pull.statement", Self.statementQuery(citizen: citizen, province: nil, provinces: [province], seqs: [1], limit: 200)))
+        statements.append(("status.verdicts", Self.verdictsQuery(citizen: citizen, ids: [eventID])))
+        statements.append(("reversal.lookup", Self.awardLookup(event: eventID, province: province)))
+        statements.append(("seal.sealed_through", LedgerChain.sealedThroughQuery(province)))
+        statements.append(("seal.pending", LedgerChain.pendingQuery(province, after: 1, through: 1_000)))
+        statements.append(("publish.judged_through", """
+            SELECT occurred_at FROM events WHERE province = \(province) AND code IS DISTINCT FROM 'clock_skew' ORDER BY occurred_at DESC LIMIT 1
+            """))
+        let all = statements
+        return try await pool.withConnection { connection in
+            try all.map { name, query in
+                StatementPlan(name: name, plan: try connection.query(query.explained()).rows.map { $0.text(0) ?? "" }.joined(separator: "\n"))
             }
         }
     }

@@ -148,7 +148,7 @@ public final class RuleSetService: Sendable {
         let format = Self.format(of: document)
         let outcome = try await pool.withTransaction { connection -> PublishOutcome in
             // One publisher per province at a time, so "latest version" cannot change under us.
-            try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.rules." + ruleSet.province)))")
+            try connection.query("SELECT pg_advisory_xact_lock(hashtext(\(Self.publicationLockKey(ruleSet.province))))")
             if ifAbsent, let existing = try Self.summary(province: ruleSet.province, version: ruleSet.version, on: connection) {
                 guard existing.contentSHA256 == hash else {
                     throw RuleSetRejected(issues: [ValidationIssue(
@@ -225,19 +225,29 @@ public final class RuleSetService: Sendable {
 
     /// Every published version of a province, parsed; cached until a newer version exists.
     public func history(province: String) async throws -> RuleSetHistory {
-        let latest = try await pool.withConnection { connection in
-            try connection.query("SELECT coalesce(max(version), 0) FROM rule_sets WHERE province = \(province)").scalar(Int.self)
+        try await pool.withConnection { connection in
+            let latest = try connection.query("SELECT coalesce(max(version), 0) FROM rule_sets WHERE province = \(province)").scalar(Int.self)
+            return try self.history(province: province, latestVersion: latest, on: connection)
         }
-        if let cached = cache.withLock({ $0[province] }), cached.latestVersion == latest {
+    }
+
+    /// The history when `latestVersion` was just read on `connection` (inside a push's
+    /// transaction, under the shared publication lock): reloads on that connection if stale.
+    func history(province: String, latestVersion: Int, on connection: PostgresConnection) throws -> RuleSetHistory {
+        if let cached = cache.withLock({ $0[province] }), cached.latestVersion == latestVersion {
             return cached.history
         }
-        let documents = try await pool.withConnection { connection in
-            try connection.query("SELECT document FROM rule_sets WHERE province = \(province) ORDER BY version").rows.map { try $0.decode(0, as: String.self) }
-        }
+        let documents = try connection.query("""
+            SELECT document FROM rule_sets WHERE province = \(province) AND version <= \(latestVersion) ORDER BY version
+            """).rows.map { try $0.decode(0, as: String.self) }
         let history = RuleSetHistory(try documents.map { try Self.parse($0) })
-        cache.withLock { $0[province] = CachedHistory(latestVersion: latest, history: history) }
+        cache.withLock { $0[province] = CachedHistory(latestVersion: latestVersion, history: history) }
         return history
     }
+
+    /// The advisory lock publication takes exclusively and every ledger write shares, so no
+    /// verdict is judged under a version replaced while it was in flight.
+    static func publicationLockKey(_ province: String) -> String { "tanhui.rules." + province }
 
     /// A dry run: evaluates events in order against one rule set, with caps accumulating as
     /// they would for one citizen. Pure; writes nothing.

@@ -26,6 +26,9 @@ public struct TanhuiConfig: Sendable {
     public var sealIntervalMilliseconds: Int
     /// `TANHUI_LOG_LEVEL` (trace|debug|info|notice|warning|error|critical, default info).
     public var logLevel: String
+    /// `TANHUI_GROUP_COMMIT_ROUNDS` (1…64, default 4): group-commit rounds (shared push
+    /// transactions) running at once; more rounds, more parallel database work, fewer shares.
+    public var groupCommitRounds: Int = 4
 
     public struct Invalid: Error, CustomStringConvertible, Sendable {
         public let variable: String
@@ -80,7 +83,8 @@ public struct TanhuiConfig: Sendable {
             tokenSecret: try base64Key("TANHUI_TOKEN_SECRET", minimumBytes: 32),
             checkpointKey: try base64Key("TANHUI_CHECKPOINT_KEY", minimumBytes: 32, exactBytes: 32),
             sealIntervalMilliseconds: try integer("TANHUI_SEAL_INTERVAL_MS", default: 1000, in: 100...60_000),
-            logLevel: logLevel
+            logLevel: logLevel,
+            groupCommitRounds: try integer("TANHUI_GROUP_COMMIT_ROUNDS", default: 4, in: 1...64)
         )
     }
 

@@ -17,7 +17,7 @@ public final class TanhuiServices: Sendable {
         self.pool = pool
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
-        self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger)
+        self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
     }
 
     public var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

@@ -47,7 +47,7 @@ struct AuditTests {
         #expect(verdicts.map(\.status) == [.accepted])
         _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(5 * hour))], citizen: c, device: "c", receivedAt: receivedAt, sentAt: nil)
         _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(6 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
-        let reversal = try await services.ledger.reverse(event: reversed, reason: "card reported stolen", actor: "admin:test")
+        let reversal = try await services.ledger.reverse(event: reversed, province: "CN-GD", reason: "card reported stolen", actor: "admin:test")
         try await services.ledger.seal()
         #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions WHERE caps_applied <> '{}'") >= 1, "the bike cap must bind")
         let metroTransaction = try await Self.scalar(url, "SELECT transaction_id FROM ledger_transactions WHERE event_id = \(metro) AND kind = 'award'", as: Int64.self)

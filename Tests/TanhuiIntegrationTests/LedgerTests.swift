@@ -145,25 +145,25 @@ struct LedgerTests {
             let citizen = UUID()
             let id = UUID()
             _ = try await services.ledger.submit([F.metro(id: id, at: F.base)], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
-            let record = try await services.ledger.reverse(event: id, reason: "fraudulent card", actor: "admin:test")
+            let record = try await services.ledger.reverse(event: id, province: "CN-GD", reason: "fraudulent card", actor: "admin:test")
             #expect(record.points == -57)
             #expect(record.gramsCO2e == -579)
             #expect(try await services.ledger.balance(citizen: citizen, province: "CN-GD") == (0, 0))
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_entries e JOIN ledger_transactions t USING (province, transaction_id) WHERE t.kind = 'reversal'") == 2)
             #expect(try await F.count(url, "SELECT sum(points)::int FROM ledger_entries") == 0)
             await #expect(throws: LedgerService.ReversalError.alreadyReversed(eventID: id)) {
-                try await services.ledger.reverse(event: id, reason: "again", actor: "admin:test")
+                try await services.ledger.reverse(event: id, province: "CN-GD", reason: "again", actor: "admin:test")
             }
             await #expect(throws: LedgerService.ReversalError.noAward(eventID: UUID(uuidString: "00000000-0000-7000-8000-000000000000")!)) {
-                try await services.ledger.reverse(event: UUID(uuidString: "00000000-0000-7000-8000-000000000000")!, reason: "x", actor: "admin")
+                try await services.ledger.reverse(event: UUID(uuidString: "00000000-0000-7000-8000-000000000000")!, province: "CN-GD", reason: "x", actor: "admin")
             }
             // The CLI path.
             let cliID = UUID()
             _ = try await services.ledger.submit([F.metro(id: cliID, at: F.base.addingTimeInterval(7200))], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(9000), sentAt: nil)
-            let cli = try await CommandRunner.tanhui(["ledger", "reverse", "--event", cliID.uuidString, "--reason", "duplicate card tap"], databaseURL: url)
+            let cli = try await CommandRunner.tanhui(["ledger", "reverse", "--event", cliID.uuidString, "--province", "CN-GD", "--reason", "duplicate card tap"], databaseURL: url)
             #expect(cli.exitCode == 0, "\(cli.stderr)")
             #expect(cli.stdout.contains("-57 points"))
-            let twice = try await CommandRunner.tanhui(["ledger", "reverse", "--event", cliID.uuidString, "--reason", "again"], databaseURL: url)
+            let twice = try await CommandRunner.tanhui(["ledger", "reverse", "--event", cliID.uuidString, "--province", "CN-GD", "--reason", "again"], databaseURL: url)
             #expect(twice.exitCode == 1)
             #expect(twice.stderr.contains("already reversed"))
             let statement = try await CommandRunner.tanhui(["ledger", "show", "--citizen", citizen.uuidString], databaseURL: url)

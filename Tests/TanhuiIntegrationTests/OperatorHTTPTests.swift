@@ -135,7 +135,14 @@ struct OperatorHTTPTests {
             let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
             let body = ByteBuffer(string: #"{"reason": "card reported stolen"}"#)
             try await app.test(.router) { client in
+                // A CN-BJ key asking about a CN-GD event in its own province learns nothing:
+                // the event is looked up in CN-BJ only (it used to answer 403 naming CN-GD).
                 try await client.execute(uri: "/v1/provinces/CN-BJ/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"], body: body) { response in
+                    #expect(response.status == .notFound)
+                    let text = String(buffer: response.body)
+                    #expect(text.contains("no_award") && !text.contains("CN-GD"), "\(text)")
+                }
+                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"], body: body) { response in
                     #expect(response.status == .forbidden)
                 }
                 try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in

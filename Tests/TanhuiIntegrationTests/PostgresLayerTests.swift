@@ -42,6 +42,24 @@ struct PostgresLayerTests {
         }
     }
 
+    @Test("a statement cancelled by its timeout (57014) counts as unavailable: 503 with Retry-After, never a 500")
+    func statementTimeoutIsUnavailable() async throws {
+        try await TestDatabase.withFresh(migrated: false) { url in
+            let pool = TestDatabase.makePool(url: url, size: 1)
+            do {
+                try await pool.withConnection { connection in
+                    try connection.query("SET statement_timeout = 50")
+                    try connection.query("SELECT pg_sleep(5)")
+                }
+                Issue.record("expected the statement timeout")
+            } catch let error as PostgresError {
+                #expect(error.sqlState == "57014")
+                #expect(error.isUnavailable)
+            }
+            await pool.shutdown()
+        }
+    }
+
     @Test("withTransaction rolls back everything when the body throws")
     func rollbackOnThrow() async throws {
         struct Boom: Error {}

@@ -34,6 +34,8 @@ enum LedgerFixtures {
         }
     }
 
+    static func event(_ wire: EventWire) -> SubmissionItem { .event(wire) }
+
     static func iso(_ date: Date) -> String {
         date.formatted(.iso8601)
     }

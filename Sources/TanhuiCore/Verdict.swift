@@ -1,5 +1,5 @@
 import Foundation
-import TanhuiCore
+
 
 /// The final answer for one submitted event, in request order.
 public struct Verdict: Sendable, Equatable {
@@ -64,19 +64,24 @@ public enum SubmissionItem: Sendable {
     case invalid(id: String?, issues: [ValidationIssue])
 }
 
-/// How device clocks are treated.
+/// How device clocks are treated, in integer milliseconds.
 ///
-/// The offset is `receivedAt − sentAt`. Within ±`trustedSkew` the device clock is trusted
+/// The offset is `receivedAt − sentAt`. Within ±`trustedSkewMs` the device clock is trusted
 /// (network latency alone explains the difference) and the offset is 0; beyond it every
 /// device instant of the batch is shifted by the offset. An event whose corrected time is
-/// more than `futureTolerance` after receipt is rejected `clock_skew`.
+/// more than `futureToleranceMs` after receipt is answered `clock_skew` and not stored, so the
+/// device can resend it once its clock is right. Corrected instants outside
+/// `saneRangeMs` (2000-01-01 to 2100-01-01 UTC) are `invalid`, never stored.
 public enum ClockPolicy {
-    public static let trustedSkew: TimeInterval = 120
-    public static let futureTolerance: TimeInterval = 300
+    public static let trustedSkewMs: Int64 = 120_000
+    public static let futureToleranceMs: Int64 = 300_000
+    /// [2000-01-01T00:00:00Z, 2100-01-01T00:00:00Z)
+    public static let saneRangeMs: Range<Int64> = 946_684_800_000..<4_102_444_800_000
 
-    public static func offset(receivedAt: Date, sentAt: Date?) -> TimeInterval {
-        guard let sentAt else { return 0 }
-        let offset = (receivedAt.timeIntervalSince(sentAt) * 1000).rounded() / 1000
-        return abs(offset) <= trustedSkew ? 0 : offset
+    public static func offsetMs(receivedAtMs: Int64, sentAtMs: Int64?) -> Int64 {
+        guard let sentAtMs else { return 0 }
+        // Both come from RFC 3339 text (years 0000–9999), so the difference fits easily.
+        let offset = receivedAtMs - sentAtMs
+        return abs(offset) <= trustedSkewMs ? 0 : offset
     }
 }

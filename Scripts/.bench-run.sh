@@ -1,0 +1,573 @@
+#!/usr/bin/env bash
+# Benchmarks against this machine's own PostgreSQL limits (issue 7).
+#
+#   Scripts/bench.sh [--smoke|--quick|--full]     (default --quick)
+#
+# Provisions the `bench` cluster (Scripts/db.sh --name bench) and a fresh database per run,
+# builds release binaries into .build-bench (the one-time release build is NOT counted in the
+# time budgets: --quick < 5 min, --full < 30 min after it), starts `tanhui serve` on
+# 127.0.0.1, runs the six benchmarks with `tanhui-load`, and writes BENCHMARKS.md.
+# --smoke uses the existing debug binaries (swift build --show-bin-path), tiny counts, one
+# run each, writes the report to a temp file and only checks it has all six sections; it
+# never touches BENCHMARKS.md. Everything is loopback; every loop is bounded.
+# BENCH_KEEP_DB=1 keeps the run's database afterwards.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+mode=quick
+case "${1:-}" in
+  ""|--quick) mode=quick ;;
+  --full) mode=full ;;
+  --smoke) mode=smoke ;;
+  *) echo "usage: Scripts/bench.sh [--smoke|--quick|--full]" >&2; exit 2 ;;
+esac
+
+# Sizes per mode. RUNS: repetitions (median reported). Each load run is also time-bounded.
+case "$mode" in
+  smoke)
+    RUNS=1; BACKLOG_CITIZENS=8; BATCH=100; DAILY_REQUESTS=200; DAILY_SECONDS=10; INSERT_ROWS=2000
+    HALF_SECONDS=2; PULL_CITIZENS=8; EVAL_SECONDS=0.3; AUDIT_MIN_ENTRIES=0; STARTS=1; PROFILE=0 ;;
+  quick)
+    RUNS=3; BACKLOG_CITIZENS=320; BATCH=100; DAILY_REQUESTS=12000; DAILY_SECONDS=8; INSERT_ROWS=60000
+    HALF_SECONDS=6; PULL_CITIZENS=320; EVAL_SECONDS=2; AUDIT_MIN_ENTRIES=150000; STARTS=3; PROFILE=1 ;;
+  full)
+    RUNS=5; BACKLOG_CITIZENS=1200; BATCH=100; DAILY_REQUESTS=60000; DAILY_SECONDS=30; INSERT_ROWS=300000
+    HALF_SECONDS=20; PULL_CITIZENS=1200; EVAL_SECONDS=5; AUDIT_MIN_ENTRIES=1500000; STARTS=5; PROFILE=1 ;;
+esac
+BACKLOG_SECONDS=60
+AUDIT_TIMEOUT=$([ "$mode" = full ] && echo 900 || echo 90)   # per audit run; later runs are skipped once one run takes > 1/3 of it
+TOPUP_SECONDS_BUDGET=$([ "$mode" = full ] && echo 900 || echo 90)
+
+started_at=$(date +%s)
+work="$(mktemp -d /tmp/tanhui-bench.XXXXXX)"
+results="$work/results.jsonl"
+: >"$results"
+log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - started_at ))" "$*" >&2; }
+record() { printf '%s\n' "$1" >>"$results"; }   # one JSON object per line
+
+# --- binaries -------------------------------------------------------------------------
+if [ "$mode" = smoke ]; then
+  bin="$(swift build --show-bin-path)"
+  if [ ! -x "$bin/tanhui" ] || [ ! -x "$bin/tanhui-load" ]; then
+    log "building debug binaries (smoke)"
+    swift build --product tanhui >&2
+    swift build --product tanhui-load >&2
+  fi
+  build_kind=debug
+else
+  log "building release binaries into .build-bench (not counted in the time budget)"
+  nice -n 10 swift build -c release --scratch-path .build-bench --product tanhui >&2
+  nice -n 10 swift build -c release --scratch-path .build-bench --product tanhui-load >&2
+  bin="$(swift build -c release --scratch-path .build-bench --show-bin-path)"
+  build_kind=release
+fi
+TANHUI="$bin/tanhui"
+LOAD="$bin/tanhui-load"
+bench_started=$(date +%s)
+export BENCH_LOADAVG="$(cut -d" " -f1-3 /proc/loadavg)"
+
+# --- database -------------------------------------------------------------------------
+Scripts/db.sh --name bench start >&2
+base_url="$(Scripts/db.sh --name bench url)"
+server_url="${base_url%/*}"
+dbname="tanhui_bench_$(date +%Y%m%d_%H%M%S)_$$"
+export DATABASE_URL="$server_url/$dbname"
+psql -X -q "$server_url/postgres" -c "CREATE DATABASE $dbname" >&2
+export TANHUI_TOKEN_SECRET="$(head -c 32 /dev/urandom | base64 -w0)"
+export TANHUI_LOG_LEVEL=warning
+"$TANHUI" migrate >&2
+"$TANHUI" rules publish --if-absent Schema/rulesets/CN-GD.yaml >&2
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+cleanup() {
+  stop_server
+  if [ "${BENCH_KEEP_DB:-0}" != 1 ]; then
+    psql -X -q "$server_url/postgres" -c "DROP DATABASE IF EXISTS $dbname" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# Starts the server; sets server_pid, base (http://127.0.0.1:PORT) and startup_ms.
+start_server() {
+  local t0 t1 port=""
+  t0=$(now_ms)
+  "$TANHUI" serve --host 127.0.0.1 --port 0 >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 2000); do   # ≤ 20 s
+    if [ -z "$port" ]; then
+      port="$(sed -n 's#^tanhui listening on http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$work/server.log" | head -n 1)"
+    fi
+    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/readyz"; then
+      t1=$(now_ms); base="http://127.0.0.1:$port"; startup_ms=$(( t1 - t0 )); return 0
+    fi
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "bench: server exited" >&2; exit 1; }
+    sleep 0.01
+  done
+  echo "bench: server not ready after 20 s" >&2; exit 1
+}
+rss_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$server_pid/status"; }
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+# Appends the server's CPU seconds since tick count $1 to the JSON object $2.
+idle_ticks() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }   # idle + iowait, all cores
+with_server_cpu() {
+  local t i; t=$(cpu_ticks); i=$(idle_ticks)
+  printf '%s' "${3%\}},\"server_cpu_s\":$(python3 -c "print(round(($t - $1) / $clk_tck, 2))"),\"idle_cpu_s\":$(python3 -c "print(round(($i - $2) / $clk_tck, 2))")}"
+}
+# Samples what active PostgreSQL sessions of this database wait on, every 0.2 s, ≤ $1 samples.
+sample_waits() {
+  for _ in $(seq 1 "$1"); do
+    psql -X -tA -F ' ' "$DATABASE_URL" -c "SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, 'running') FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()" 2>/dev/null || true
+    sleep 0.2
+  done
+}
+entries() { psql -X -tA "$DATABASE_URL" -c "SELECT count(*) FROM ledger_entries"; }
+
+# --- 6a: start-up time (warm database) ------------------------------------------------------
+for i in $(seq 1 "$STARTS"); do
+  start_server
+  log "start-up $i: ${startup_ms} ms to /readyz 200"
+  record "{\"benchmark\":\"startup\",\"ms\":$startup_ms}"
+  if [ "$i" -lt "$STARTS" ]; then stop_server; fi
+done
+sleep 1
+record "{\"benchmark\":\"idle_rss\",\"vmrss_kb\":$(rss_kb VmRSS),\"vmhwm_kb\":$(rss_kb VmHWM)}"
+
+# --- 1: backlog sync, with the COPY baseline in the same run --------------------------------
+for r in $(seq 1 "$RUNS"); do
+  log "backlog run $r: $BACKLOG_CITIZENS citizens × $BATCH events, 16 connections"
+  ticks=$(cpu_ticks); idle0=$(idle_ticks)
+  if [ "$r" = 1 ]; then sample_waits 40 >"$work/waits-backlog.txt" & sampler=$!; else sampler=""; fi
+  out="$("$LOAD" backlog --url "$base" --concurrency 16 --citizens "$BACKLOG_CITIZENS" --batch "$BATCH" --seed $((100 + r)) --max-seconds "$BACKLOG_SECONDS")"
+  out="$(with_server_cpu "$ticks" "$idle0" "$out")"
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
+  record "$out"; log "  $out"
+  record "{\"benchmark\":\"backlog_rss\",\"vmrss_kb\":$(rss_kb VmRSS),\"vmhwm_kb\":$(rss_kb VmHWM)}"
+  out="$("$LOAD" copy-baseline --database-url "$DATABASE_URL" --rows $((BACKLOG_CITIZENS * BATCH)) --seed $((500 + r)))"
+  record "$out"; log "  $out"
+done
+
+# --- 2: daily sync at maximum throughput, the INSERT baseline, then at half the maximum ------
+for r in $(seq 1 "$RUNS"); do
+  log "daily run $r: up to $DAILY_REQUESTS pushes of 1–5 events, 64 connections, ≤ ${DAILY_SECONDS}s"
+  ticks=$(cpu_ticks); idle0=$(idle_ticks)
+  if [ "$r" = 1 ]; then sample_waits 40 >"$work/waits-daily.txt" & sampler=$!; else sampler=""; fi
+  out="$("$LOAD" daily --url "$base" --concurrency 64 --requests "$DAILY_REQUESTS" --seed $((200 + r)) --max-seconds "$DAILY_SECONDS")"
+  out="$(with_server_cpu "$ticks" "$idle0" "$out")"
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
+  record "$out"; log "  $out"
+  out="$("$LOAD" insert-baseline --database-url "$DATABASE_URL" --concurrency 64 --rows "$INSERT_ROWS" --max-seconds "$DAILY_SECONDS" --seed $((600 + r)))"
+  record "$out"; log "  $out"
+done
+max_rps="$(python3 - "$results" <<'PY'
+import json, sys, statistics
+v = [json.loads(l)["requests_per_s"] for l in open(sys.argv[1]) if '"benchmark": "daily"' in l or '"benchmark":"daily"' in l]
+print(statistics.median(v) if v else 0)
+PY
+)"
+half_rate="$(python3 -c "print(round(max(1.0, $max_rps / 2), 1))")"
+half_requests="$(python3 -c "print(max(10, int($half_rate * $HALF_SECONDS)))")"
+for r in $(seq 1 "$RUNS"); do
+  log "daily run $r at half the maximum: $half_rate pushes/s × ${HALF_SECONDS}s"
+  out="$("$LOAD" daily --url "$base" --concurrency 64 --requests "$half_requests" --rate "$half_rate" --seed $((300 + r)) --max-seconds $((HALF_SECONDS + 10)))"
+  record "${out%\}},\"half\":true}"; log "  $out"
+done
+
+# --- 3: pull -------------------------------------------------------------------------------
+for r in $(seq 1 "$RUNS"); do
+  log "pull run $r: $BACKLOG_CITIZENS histories, limit 200, 16 connections"
+  out="$("$LOAD" pull --url "$base" --concurrency 16 --citizens "$PULL_CITIZENS" --limit 200 --seed $((100 + r)) --max-seconds 30)"
+  record "$out"; log "  $out"
+done
+
+# --- profile of the server under benchmark 1 (perf, software clock; VMs lack HW counters) ---
+if [ "$PROFILE" = 1 ] && command -v perf >/dev/null 2>&1 && perf record -q -e cpu-clock -o "$work/probe.data" -- true >/dev/null 2>&1; then
+  log "profiling the server during one more backlog run"
+  perf record -q -e cpu-clock -F 499 -p "$server_pid" -o "$work/perf.data" -- sleep 8 >/dev/null 2>&1 &
+  perf_pid=$!
+  "$LOAD" backlog --url "$base" --concurrency 16 --citizens "$BACKLOG_CITIZENS" --batch "$BATCH" --seed 150 --max-seconds 8 >"$work/profile-run.json" || true
+  wait "$perf_pid" || true
+  perf report -i "$work/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 25 |
+    { if command -v swift >/dev/null; then swift demangle --simplified; else cat; fi; } | cut -c1-160 >"$work/profile.txt" || true
+fi
+
+# --- 4: audit over the ledger the service built (topped up with more backlog pushes) ---------
+topup_deadline=$(( $(date +%s) + TOPUP_SECONDS_BUDGET ))
+seed=1000
+while [ "$(entries)" -lt "$AUDIT_MIN_ENTRIES" ] && [ "$(date +%s)" -lt "$topup_deadline" ]; do
+  seed=$((seed + 1))
+  log "topping up the ledger: $(entries) entries so far"
+  "$LOAD" backlog --url "$base" --concurrency 16 --citizens 400 --batch 100 --seed "$seed" --max-seconds 30 >/dev/null
+done
+sleep 2   # let the sealer seal the last transactions
+ledger_entries="$(entries)"
+ledger_transactions="$(psql -X -tA "$DATABASE_URL" -c "SELECT count(*) FROM ledger_transactions")"
+awards_missing="$(psql -X -tA "$DATABASE_URL" -c "SELECT count(*) FROM events e WHERE e.status = 'accepted' AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')")"
+record "{\"benchmark\":\"ledger\",\"entries\":$ledger_entries,\"transactions\":$ledger_transactions,\"accepted_without_award\":$awards_missing}"
+audit_last_ms() { python3 -c "import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if '\"audit\"' in l][-1]['ms'])" "$results"; }
+if "$TANHUI" audit --help >/dev/null 2>&1; then
+  for r in $(seq 1 "$RUNS"); do
+    t0=$(now_ms); rc=0
+    if [ -x /usr/bin/time ]; then
+      timeout "$AUDIT_TIMEOUT" /usr/bin/time -v -o "$work/audit-time.txt" "$TANHUI" audit --seal-bound 3600 >"$work/audit.txt" 2>"$work/audit.err" || rc=$?
+      peak_kb="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/audit-time.txt" 2>/dev/null || true)"
+    else
+      timeout "$AUDIT_TIMEOUT" "$TANHUI" audit --seal-bound 3600 >"$work/audit.txt" 2>"$work/audit.err" || rc=$?
+      peak_kb=0
+    fi
+    t1=$(now_ms)
+    record "{\"benchmark\":\"audit\",\"ms\":$((t1 - t0)),\"exit\":$rc,\"peak_rss_kb\":${peak_kb:-0},\"timeout_s\":$AUDIT_TIMEOUT}"
+    log "audit run $r: $((t1 - t0)) ms, exit $rc (124 = timed out), peak RSS ${peak_kb:-?} kB"
+    t0=$(now_ms)
+    psql -X -q "$DATABASE_URL" -c "COPY (SELECT * FROM ledger_transactions) TO STDOUT" -c "COPY (SELECT * FROM ledger_entries) TO STDOUT" -c "COPY (SELECT * FROM ledger_chain) TO STDOUT" >/dev/null
+    t1=$(now_ms)
+    record "{\"benchmark\":\"audit_baseline\",\"ms\":$((t1 - t0))}"
+    log "  COPY … TO STDOUT of the ledger tables: $((t1 - t0)) ms"
+    if [ "$rc" = 124 ] || [ $(( $(audit_last_ms) * 3 )) -gt $(( AUDIT_TIMEOUT * 1000 )) ]; then
+      log "  one audit run takes > 1/3 of its ${AUDIT_TIMEOUT}s bound: no further audit runs"; break
+    fi
+  done
+  head -c 4000 "$work/audit.txt" >"$work/audit-last.txt"
+else
+  record "{\"benchmark\":\"audit_unavailable\"}"
+fi
+
+# --- 5: rule evaluation --------------------------------------------------------------------
+for r in $(seq 1 "$RUNS"); do
+  out="$("$LOAD" evaluate --rule-set Schema/rulesets/CN-GD.yaml --max-seconds "$EVAL_SECONDS")"
+  record "$out"; log "evaluate run $r: $out"
+done
+
+# --- 6b: footprint after everything --------------------------------------------------------
+record "{\"benchmark\":\"final_rss\",\"vmrss_kb\":$(rss_kb VmRSS),\"vmhwm_kb\":$(rss_kb VmHWM)}"
+stop_server
+binary_bytes=$(stat -c %s "$TANHUI")
+strip -o "$work/tanhui.stripped" "$TANHUI" 2>/dev/null && stripped_bytes=$(stat -c %s "$work/tanhui.stripped") || stripped_bytes=0
+rm -f "$work/tanhui.stripped"
+record "{\"benchmark\":\"binary\",\"bytes\":$binary_bytes,\"stripped_bytes\":$stripped_bytes}"
+
+# --- report ------------------------------------------------------------------------------
+if [ "$mode" = smoke ]; then report="$work/BENCHMARKS.md"; else report="$root/BENCHMARKS.md"; fi
+export BENCH_MODE="$mode" BENCH_BUILD="$build_kind" BENCH_RUNS="$RUNS" BENCH_SECONDS=$(( $(date +%s) - bench_started ))
+export BENCH_SETTINGS="backlog: $BACKLOG_CITIZENS citizens × $BATCH events per run, 16 connections, every 20th batch retried whole; daily: ≤ $DAILY_REQUESTS pushes or ${DAILY_SECONDS} s per run, 64 connections; half-rate runs ${HALF_SECONDS} s; INSERT baseline ≤ $INSERT_ROWS rows or ${DAILY_SECONDS} s, 64 connections; pull: $PULL_CITIZENS citizens, limit 200, 16 connections; evaluation ${EVAL_SECONDS} s per run"
+export BENCH_PG="$(psql -X -tA "$DATABASE_URL" -c 'SHOW server_version')"
+export BENCH_PG_SETTINGS="$(psql -X -tA "$DATABASE_URL" -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','synchronous_commit','fsync','max_connections','wal_level','max_wal_size')")"
+export BENCH_SWIFT="$(swift --version 2>/dev/null | head -n 1)"
+export BENCH_POOL="${TANHUI_DB_POOL_SIZE:-16 (default)}"
+python3 - "$results" "$work" >"$report" <<'PY'
+import json, os, statistics, subprocess, sys, datetime
+
+results, work = sys.argv[1], sys.argv[2]
+rows = [json.loads(line) for line in open(results) if line.strip()]
+env = os.environ
+def of(kind, **match):
+    return [r for r in rows if r.get("benchmark") == kind and all(r.get(k) == v for k, v in match.items())]
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+def n(x, digits=0):
+    if x is None: return "n/a"
+    return f"{x:,.{digits}f}"
+def mb(kb): return None if kb is None else kb / 1024
+def verdict(value, target, higher=True):
+    if value is None: return "not measured"
+    ok = value >= target if higher else value <= target
+    if ok: return "met"
+    if higher: return f"missed: {value / target:.2f}× of target ({(1 - value / target) * 100:.0f} % short)"
+    return f"missed: {value / target:.2f}× the limit ({(value / target - 1) * 100:.0f} % over)"
+
+def sh(cmd):
+    try: return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception: return ""
+cpu = sh("awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo") or "unknown"
+mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
+nproc = sh("nproc")
+kernel = sh("uname -r")
+disk = sh("df -T . | awk 'NR==2 {print $2}'")
+runs = int(env.get("BENCH_RUNS", "1"))
+mode = env.get("BENCH_MODE", "?")
+
+out = []
+w = out.append
+w("# Tanhui benchmarks")
+w("")
+w(f"Generated by `Scripts/bench.sh --{mode}` on {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+  f"{env.get('BENCH_BUILD', '?')} binaries; the benchmarks took {env.get('BENCH_SECONDS', '?')} s after the build "
+  "(the one-time release build into `.build-bench` is not counted). "
+  f"Each figure is the median of {runs} run{'s' if runs != 1 else ''}; every ratio is against a baseline measured in the same run on the same PostgreSQL. "
+  "Load generator (`tanhui-load`), server and PostgreSQL share the machine, all on 127.0.0.1.")
+w("")
+w("## Machine and versions")
+w("")
+w(f"- CPU: {cpu}, {nproc} cores; memory {mem}; kernel {kernel}; filesystem {disk}")
+w(f"- {env.get('BENCH_SWIFT', 'swift ?')}")
+w(f"- PostgreSQL {env.get('BENCH_PG', '?')} (`Scripts/db.sh --name bench`, fresh database per run): {env.get('BENCH_PG_SETTINGS', '')}")
+w(f"- Server: `tanhui serve`, TANHUI_DB_POOL_SIZE={env.get('BENCH_POOL', '16')}, TANHUI_LOG_LEVEL=warning, rule set Schema/rulesets/CN-GD.yaml")
+w(f"- Settings: {env.get('BENCH_SETTINGS', '')}")
+w(f"- Load average when the benchmarks started (after the build): {env.get('BENCH_LOADAVG', '?')}; other processes on the machine were not stopped, so their CPU use competes too.")
+w("- Caveat: this virtual disk acknowledges fsync in ~60 µs (see research/measured-limits.md), so commit-bound figures are optimistic against production storage.")
+w("")
+
+summary = []
+
+# 1 backlog
+w("## 1. Backlog sync")
+w("")
+backlog = of("backlog"); copies = of("copy_baseline")
+w("Batches of 100 events from one citizen each (a week offline), 16 connections; mix: 40 % transit (evidence ref), 25 % bike (evidence ref), "
+  "15 % waste sorting, 15 % recycling, 5 % power saving; one overlapping ride per batch (≈ 1 % conflicts); every 20th batch sent twice (≈ 5 % duplicates). "
+  "Baseline: `COPY … FROM STDIN` of the same number of event rows into a bare table with the `events` columns and primary key (`tanhui-load copy-baseline`).")
+w("")
+w("| run | pushes | events sent | accepted | duplicate | conflict | rejected | failures | accepted/s | p50 push | p99 push | COPY rows/s | ratio |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+ratios = []
+for i, b in enumerate(backlog):
+    c = copies[i] if i < len(copies) else {}
+    st = b.get("statuses", {})
+    ratio = b["accepted_per_s"] / c["rows_per_s"] if c.get("rows_per_s") else None
+    ratios.append(ratio)
+    w(f"| {i+1} | {b['requests']} | {b['events_sent']:,} | {st.get('accepted', 0):,} | {st.get('duplicate', 0):,} | {st.get('conflict', 0):,} | {st.get('rejected', 0):,} | {b['failures']} | "
+      f"{n(b['accepted_per_s'])} | {b['p50_ms']:.1f} ms | {b['p99_ms']:.1f} ms | {n(c.get('rows_per_s'))} | {n(ratio, 3)} |")
+acc = med([b["accepted_per_s"] for b in backlog]); cp = med([c["rows_per_s"] for c in copies]); r1 = med(ratios)
+w("")
+w(f"**Median: {n(acc)} accepted events/s vs COPY {n(cp)} rows/s → ratio {n(r1, 3)} (target ≥ 0.33): {verdict(r1, 0.33)}.**")
+summary.append(("1 Backlog sync", f"{n(acc)} accepted events/s", f"COPY {n(cp)} rows/s", n(r1, 3), "≥ 0.33", verdict(r1, 0.33)))
+def cpu_line(runs, label, per):
+    cores = int(nproc or "2")
+    srv = med([r.get("server_cpu_s") for r in runs]); gen = med([r.get("loadgen_cpu_s") for r in runs]); wall = med([r.get("seconds") for r in runs])
+    count = med([r.get("statuses", {}).get("accepted", 0) for r in runs])
+    if not (srv and gen and wall and count): return
+    idle = med([r.get("idle_cpu_s") for r in runs])
+    rest = max(0.0, cores * wall - srv - gen - (idle or 0))
+    w("")
+    w(f"Where the CPU goes ({label}, medians; {cores} cores × {wall:.1f} s wall = {cores * wall:.1f} CPU-s; the idle figure includes the load generator's "
+      f"set-up before the timed phase, so it is an upper bound): "
+      f"server {srv:.1f} CPU-s ({srv / count * 1e6:,.0f} µs per accepted {per}), load generator {gen:.1f} CPU-s, idle ≤ {idle or 0:.1f} CPU-s, "
+      f"the rest ≈ {rest:.1f} CPU-s is PostgreSQL and the kernel.")
+def waits(name, label):
+    path = os.path.join(work, f"waits-{name}.txt")
+    if not os.path.exists(path): return
+    lines = [l.strip() for l in open(path) if l.strip()]
+    if not lines: return
+    counts = {}
+    for l in lines: counts[l] = counts.get(l, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:6]
+    w("")
+    w(f"What active PostgreSQL sessions were doing during {label} (run 1, `pg_stat_activity` sampled every 0.2 s, {len(lines)} session-samples): "
+      + ", ".join(f"{k.replace(' ', '/')} {v * 100 / len(lines):.0f} %" for k, v in top) + ".")
+cpu_line(backlog, "backlog", "event")
+waits("backlog", "the backlog run")
+led = of("ledger")
+if led:
+    w("")
+    w(f"Ledger check after all pushes: {led[0]['accepted_without_award']} accepted events without an award transaction (expected 0).")
+w("")
+
+# 2 daily
+w("## 2. Daily sync")
+w("")
+daily = of("daily", rate=0.0); half = [r for r in of("daily") if r.get("half")]; ins = of("insert_baseline")
+w("Pushes of 1–5 events, each from a new citizen (a new device token), 64 connections, closed loop at maximum throughput; "
+  "then an open-loop schedule at half that rate (latency counted from each push's scheduled instant, so queueing is included). "
+  "Baseline: single-row autocommit `INSERT` into the bare table from 64 connections (`tanhui-load insert-baseline`, one thread and libpq connection each).")
+w("")
+w("| run | pushes | events | failures | events/s | pushes/s | p50 | p99 | INSERT rows/s (64 conns) | INSERT p99 | ratio |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
+dr = []
+for i, d in enumerate(daily):
+    b = ins[i] if i < len(ins) else {}
+    ratio = d["events_per_s"] / b["rows_per_s"] if b.get("rows_per_s") else None
+    dr.append(ratio)
+    w(f"| {i+1} | {d['requests']:,} | {d['events_sent']:,} | {d['failures']} | {n(d['events_per_s'])} | {n(d['requests_per_s'])} | {d['p50_ms']:.1f} ms | {d['p99_ms']:.1f} ms | "
+      f"{n(b.get('rows_per_s'))} | {b.get('p99_ms', 0):.1f} ms | {n(ratio, 2)} |")
+w("")
+w("| half-rate run | target pushes/s | achieved pushes/s | events/s | failures | p50 | p90 | p99 |")
+w("|---|---|---|---|---|---|---|---|")
+for i, h in enumerate(half):
+    w(f"| {i+1} | {h['rate']:.1f} | {n(h['requests_per_s'], 1)} | {n(h['events_per_s'])} | {h['failures']} | {h['p50_ms']:.1f} ms | {h['p90_ms']:.1f} ms | {h['p99_ms']:.1f} ms |")
+cpu_line(daily, "daily at maximum throughput", "event")
+waits("daily", "the daily run at maximum throughput")
+de = med([d["events_per_s"] for d in daily]); ib = med([b["rows_per_s"] for b in ins]); r2 = med(dr)
+hp99 = med([h["p99_ms"] for h in half]); mp99 = med([d["p99_ms"] for d in daily]); mp50 = med([d["p50_ms"] for d in daily])
+w("")
+w(f"**Median: {n(de)} events/s vs single-row INSERT {n(ib)} rows/s → ratio {n(r2, 2)} (target ≥ 2): {verdict(r2, 2.0)}.** "
+  f"At maximum throughput p50 {n(mp50, 1)} ms, p99 {n(mp99, 1)} ms. "
+  f"**At half the maximum: p99 {n(hp99, 1)} ms (target ≤ 50 ms): {verdict(hp99, 50.0, higher=False)}.**")
+summary.append(("2 Daily sync", f"{n(de)} events/s", f"INSERT {n(ib)} rows/s", n(r2, 2), "≥ 2", verdict(r2, 2.0)))
+summary.append(("2 Daily p99 at half max", f"{n(hp99, 1)} ms", "—", "—", "≤ 50 ms", verdict(hp99, 50.0, higher=False)))
+w("")
+
+# 3 pull
+w("## 3. Pull")
+w("")
+pull = of("pull")
+w("Each worker pages through one backlog citizen's whole history (`GET /v1/sync/pull?limit=200`, following `next_cursor` while `has_more`), 16 connections. No baseline is defined for this benchmark.")
+w("")
+w("| run | pages | entries | failures | entries/s | pages/s | entries/page | p50 page | p99 page |")
+w("|---|---|---|---|---|---|---|---|---|")
+for i, p in enumerate(pull):
+    w(f"| {i+1} | {p['requests']:,} | {p['entries']:,} | {p['failures']} | {n(p['entries_per_s'])} | {n(p['pages_per_s'])} | {p['entries'] / max(1, p['requests']):.0f} | {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms |")
+pe = med([p["entries_per_s"] for p in pull]); pp99 = med([p["p99_ms"] for p in pull])
+w("")
+w(f"**Median: {n(pe)} entries/s, p99 page latency {n(pp99, 1)} ms.**")
+summary.append(("3 Pull", f"{n(pe)} entries/s, p99 {n(pp99, 1)} ms", "—", "—", "—", "reported"))
+w("")
+
+# 4 audit
+w("## 4. Audit")
+w("")
+audits = of("audit"); abase = of("audit_baseline")
+if of("audit_unavailable"):
+    w("`tanhui audit` is **not available** in this build (`tanhui audit --help` failed); not measured.")
+    summary.append(("4 Audit", "not available", "—", "—", "≥ 0.5", "not measured"))
+elif audits:
+    entries = led[0]["entries"] if led else 0
+    tx = led[0]["transactions"] if led else 0
+    w(f"`tanhui audit --seal-bound 3600` over the ledger the service built in this run: **{entries:,} ledger entries** ({tx:,} transactions) — "
+      f"{'the issue asks for 1M (quick) / 10M (full); this run used what fits its time budget' if entries < 1_000_000 else 'as the issue asks'}. "
+      "Baseline: `psql` `COPY (SELECT * FROM ledger_transactions|ledger_entries|ledger_chain) TO STDOUT` to /dev/null, the same rows. "
+      "Peak RSS from `/usr/bin/time -v`.")
+    w("")
+    w("| run | audit time | exit | entries/s | peak RSS | baseline COPY time | baseline entries/s | ratio |")
+    w("|---|---|---|---|---|---|---|---|")
+    ar = []
+    for i, a in enumerate(audits):
+        b = abase[i] if i < len(abase) else {}
+        rate = entries / (a["ms"] / 1000) if a["ms"] and a["exit"] != 124 else None
+        brate = entries / (b["ms"] / 1000) if b.get("ms") else None
+        ratio = rate / brate if rate and brate else None
+        ar.append((rate, brate, ratio, a["peak_rss_kb"]))
+        w(f"| {i+1} | {a['ms'] / 1000:.2f} s{' (timed out)' if a['exit'] == 124 else ''} | {a['exit']} | {n(rate) if rate else '< ' + n(entries / (a['ms'] / 1000))} | {n(mb(a['peak_rss_kb']), 1)} MB | {b.get('ms', 0) / 1000:.2f} s | {n(brate)} | {n(ratio, 2)} |")
+    arate = med([x[0] for x in ar]); brate = med([x[1] for x in ar]); r4 = med([x[2] for x in ar]); peak = max(x[3] for x in ar)
+    if arate is None:
+        arate = max(entries / (a["ms"] / 1000) for a in audits); r4 = arate / brate if brate else None
+        w("")
+        w(f"Every audit run hit its {audits[0].get('timeout_s', '?')} s bound: the rate below is an upper bound.")
+    clean = all(a["exit"] == 0 for a in audits)
+    w("")
+    w(f"**Median: {n(arate)} entries/s vs COPY read {n(brate)} entries/s → ratio {n(r4, 2)} (target ≥ 0.5): {verdict(r4, 0.5)}. "
+      f"Peak RSS {n(mb(peak), 1)} MB at {entries:,} entries (target ≤ 256 MB at 10M; not measured at 10M here). Audit {'clean (exit 0)' if clean else 'NOT clean (see below)'}.**")
+    summary.append(("4 Audit", f"{n(arate)} entries/s ({entries:,} entries)", f"COPY {n(brate)} entries/s", n(r4, 2), "≥ 0.5", verdict(r4, 0.5)))
+    last = os.path.join(work, "audit-last.txt")
+    if os.path.exists(last):
+        text = open(last).read().strip().splitlines()
+        w("")
+        w("Last audit's report (first lines):")
+        w("")
+        w("```")
+        out.extend(text[:15])
+        w("```")
+w("")
+
+# 5 evaluation
+w("## 5. Rule evaluation")
+w("")
+ev = of("evaluate")
+w("`RuleEvaluator.evaluate(event:ruleSet:usage:receivedAt:)` over 1,000 decoded events of the same mix against CN-GD v1, one thread, empty cap usage (`tanhui-load evaluate`).")
+w("")
+w("| run | evaluations | awarded | rejected | evaluations/s |")
+w("|---|---|---|---|---|")
+for i, e in enumerate(ev):
+    w(f"| {i+1} | {e['evaluations']:,} | {e['awarded']:,} | {e['rejected']:,} | {n(e['evaluations_per_s'])} |")
+er = med([e["evaluations_per_s"] for e in ev])
+w("")
+w(f"**Median: {n(er)} evaluations/s on one core (target ≥ 5,000,000): {verdict(er, 5e6)}.**")
+summary.append(("5 Rule evaluation", f"{n(er)} evals/s", "—", "—", "≥ 5M/s", verdict(er, 5e6)))
+w("")
+
+# 6 footprint
+w("## 6. Footprint")
+w("")
+starts = [s["ms"] for s in of("startup")]
+idle = of("idle_rss"); brss = of("backlog_rss"); final = of("final_rss"); binary = of("binary")
+idle_kb = idle[0]["vmrss_kb"] if idle else None
+load_kb = max([r["vmhwm_kb"] for r in brss], default=None)
+final_kb = final[0]["vmhwm_kb"] if final else None
+st = med(starts)
+w(f"- Server RSS idle (after /readyz, 1 s settle): **{n(mb(idle_kb), 1)} MB** (VmRSS).")
+w(f"- Server peak RSS under benchmark 1 (VmHWM after the backlog runs): **{n(mb(load_kb), 1)} MB** (target ≤ 150 MB): {verdict(mb(load_kb), 150, higher=False)}. "
+  f"Peak over the whole run (all benchmarks): {n(mb(final_kb), 1)} MB.")
+w(f"- Start to `/readyz` 200 with a warm database: **{n(st)} ms** median of {len(starts)} ({', '.join(str(s) for s in starts)} ms; target ≤ 1000 ms): {verdict(st, 1000, higher=False)}. "
+  "Measured by the script: launch, then curl /readyz every 10 ms.")
+if binary:
+    w(f"- `tanhui` {env.get('BENCH_BUILD', '')} binary: {binary[0]['bytes'] / 1048576:.1f} MiB ({binary[0]['stripped_bytes'] / 1048576:.1f} MiB stripped).")
+summary.append(("6 RSS under load", f"{n(mb(load_kb), 1)} MB", "—", "—", "≤ 150 MB", verdict(mb(load_kb), 150, higher=False)))
+summary.append(("6 Start-up", f"{n(st)} ms", "—", "—", "≤ 1000 ms", verdict(st, 1000, higher=False)))
+w("")
+
+# profile
+prof = os.path.join(work, "profile.txt")
+w("## Profile and next steps")
+w("")
+if os.path.exists(prof) and os.path.getsize(prof) > 0:
+    w("`perf record -e cpu-clock -F 499 -p <server>` for 8 s during one more backlog run (hardware counters are not available in this VM), "
+      "`perf report --no-children --sort dso,symbol`, top entries:")
+    w("")
+    w("```")
+    out.extend(line.rstrip() for line in open(prof).read().splitlines()[:25])
+    w("```")
+else:
+    w("No profile in this mode (perf not run).")
+w("")
+w("### Reading the gaps")
+w("")
+if r1 is not None and r1 < 0.33 and acc:
+    b0 = backlog[len(backlog) // 2]
+    w(f"- **Backlog ({r1:.3f} of COPY, target 0.33).** The machine is CPU-bound, not waiting: see the CPU split above "
+      f"(server ≈ {med([b.get('server_cpu_s') for b in backlog]) / max(1, b0['statuses'].get('accepted', 1)) * 1e6:,.0f} µs of CPU per accepted event; PostgreSQL takes most of the rest, "
+      f"against ≈ {1e6 / cp:,.0f} µs per row for COPY). Each push runs one transaction with a pipelined read round and batched inserts into "
+      "`events` (4 indexes), `ledger_transactions`, `ledger_entries`, `cap_usage` and the account rows, so PostgreSQL does several index insertions per event where COPY does one. "
+      "The server profile above has no single hotspot: String building/appending, `String(format:)`/`CFStringAppendFormat`, `malloc`/`free`, retain/release and "
+      "dynamic casts (`tryCast`, conformance lookups: `JSONSerialization`'s `[String: Any]`) dominate, i.e. text encoding of SQL parameters and `Any`-typed JSON decoding. "
+      "Next step: (1) send the batch inserts as binary COPY or binary-format array parameters instead of text array literals; (2) decode push bodies straight from bytes into "
+      "`EventWire` without `JSONSerialization`; (3) turn on `pg_stat_statements` in the bench cluster to rank the statements PostgreSQL spends its half of the CPU on.")
+if r2 is not None and r2 < 2 and de:
+    w(f"- **Daily sync ({r2:.2f}× single-row INSERT, target 2×; p99 at half max {n(hp99, 1)} ms, target 50 ms).** Small pushes pay a large fixed cost: "
+      f"≈ {med([d.get('server_cpu_s') for d in daily]) / max(1, med([d['requests'] for d in daily])) * 1e3:.1f} ms of server CPU per push (token verification, rule-set history lookup, "
+      "a transaction of several round trips, then a separate balances query), and every push commits on its own: `IO/WALSync` and `LWLock/WALWrite` show in the wait samples above. "
+      "There is no group commit yet. Next step: a single writer that coalesces the pushes waiting at the same moment into one transaction and one commit (window ≈ 1–2 ms or N pushes), "
+      "return balances from that transaction, cache the rule-set history and verified tokens in memory; then rerun this benchmark to find where batching starts to add latency.")
+if audits and r4 is not None and r4 < 0.5:
+    w(f"- **Audit ({r4:.2f} of the COPY read rate, target 0.5).** Memory is flat (peak {n(mb(peak), 1)} MB, so the audit streams), but it spends ≈ "
+      f"{1e6 / arate:,.0f} µs per ledger entry against ≈ {1e6 / brate:,.1f} µs to read it. The audit process was not profiled in this run; next step: "
+      "`perf record -e cpu-clock -g -- tanhui audit` on a bench database (`BENCH_KEEP_DB=1`) to see whether hashing, row decoding or replay dominates, "
+      "and run the --full size (1.5M entries) to check the 256 MB bound at scale.")
+if er is not None:
+    w(f"- **Rule evaluation** runs at {n(er)} evaluations/s on one core, {'just above' if er >= 5e6 and er < 5.5e6 else 'above' if er >= 5e6 else 'below'} the 5M target; "
+      f"the runs spread from {n(min(e['evaluations_per_s'] for e in ev))} to {n(max(e['evaluations_per_s'] for e in ev))}, so treat it as borderline.")
+w("")
+out.insert(0, "")
+table = ["## Summary", "", "| benchmark | figure | baseline (same run) | ratio | target | result |", "|---|---|---|---|---|---|"]
+table += [f"| {a} | {b} | {c} | {d} | {e} | {'**' + f + '**' if f.startswith(('met', 'missed')) else f} |" for a, b, c, d, e, f in summary]
+table.append("")
+idx = out.index("## 1. Backlog sync")
+out[idx:idx] = table
+print("\n".join(out[1:]))
+PY
+log "report written to $report (benchmarks took ${BENCH_SECONDS}s after the build)"
+
+for section in "## 1. Backlog sync" "## 2. Daily sync" "## 3. Pull" "## 4. Audit" "## 5. Rule evaluation" "## 6. Footprint"; do
+  grep -qF "$section" "$report" || { echo "bench: report is missing section '$section' ($report)" >&2; exit 1; }
+done
+if [ "$mode" = smoke ]; then
+  python3 - "$results" <<'PY' || { echo "bench: smoke run saw failed requests or nothing accepted ($results)" >&2; exit 1; }
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+bad = [r for r in rows if r.get("failures", 0) > 0]
+accepted = sum(r.get("statuses", {}).get("accepted", 0) for r in rows)
+for r in bad: print(r, file=sys.stderr)
+sys.exit(1 if bad or accepted == 0 else 0)
+PY
+  log "smoke OK: all six sections present ($report)"
+fi

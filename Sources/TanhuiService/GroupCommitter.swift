@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import Synchronization
+import TanhuiPostgres
+
+/// Group commit: concurrent pushes share one database transaction per round.
+///
+/// A push joins the queue; if fewer than `concurrentRounds` rounds are running, it leads one.
+/// A leader takes queued batches in arrival order — at most one per citizen (the others
+/// wait for a later round, so a citizen's batches still serialise) and at most
+/// `maximumEventsPerRound` events — runs them as one `BatchRound` (one lock pipeline, one
+/// read pipeline, one write pipeline, one COMMIT) and answers every member only after the
+/// COMMIT. A round that fails for a reason other than the database being unavailable is
+/// rerun member by member, so one batch can never fail another's.
+final class GroupCommitter: Sendable {
+    let pool: PostgresPool
+    let ruleSets: RuleSetService
+    let logger: Logger
+    let concurrentRounds: Int
+    static let maximumEventsPerRound = 2_000
+
+    private struct Waiter: Sendable {
+        let plan: BatchPlan
+        let continuation: CheckedContinuation<BatchPlan.Result, any Error>
+    }
+
+    private struct State {
+        var queue: [Waiter] = []
+        var runningRounds = 0
+    }
+
+    private let state = Mutex(State())
+    /// Rounds rerun because the database decided a race against another transaction.
+    let racesLost = Atomic<Int>(0)
+
+    init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger, concurrentRounds: Int) {
+        precondition(concurrentRounds >= 1)
+        self.pool = pool
+        self.ruleSets = ruleSets
+        self.logger = logger
+        self.concurrentRounds = concurrentRounds
+    }
+
+    func submit(_ plan: BatchPlan) async throws -> BatchPlan.Result {
+        try await withCheckedThrowingContinuation { continuation in
+            let leads = state.withLock { state -> Bool in
+                state.queue.append(Waiter(plan: plan, continuation: continuation))
+                guard state.runningRounds < concurrentRounds else { return false }
+                state.runningRounds += 1
+                return true
+            }
+            if leads { Task { await self.lead() } }
+        }
+    }
+
+    /// Runs rounds until the queue is empty.
+    private func lead() async {
+        while let round = nextRound() {
+            await run(round)
+        }
+    }
+
+    private func nextRound() -> [Waiter]? {
+        state.withLock { state in
+            var taken: [Waiter] = []
+            var remaining: [Waiter] = []
+            var citizens = Set<UUID>()
+            var events = 0
+            for waiter in state.queue {
+                let fits = taken.isEmpty || events + waiter.plan.eventCount <= Self.maximumEventsPerRound
+                if fits && !citizens.contains(waiter.plan.citizen) {
+                    taken.append(waiter)
+                    citizens.insert(waiter.plan.citizen)
+                    events += waiter.plan.eventCount
+                } else {
+                    remaining.append(waiter)
+                }
+            }
+            state.queue = remaining
+            if taken.isEmpty { state.runningRounds -= 1; return nil }
+            return taken
+        }
+    }
+
+    private func run(_ waiters: [Waiter]) async {
+        do {
+            let results = try await execute(waiters.map(\.plan))
+            for (waiter, result) in zip(waiters, results) { waiter.continuation.resume(returning: result) }
+        } catch let error as PostgresError where waiters.count > 1 && !error.isUnavailable {
+            logger.debug("round failed; rerunning its members alone", metadata: ["db.sqlstate": "\(error.sqlState ?? "")", "members": "\(waiters.count)"])
+            for waiter in waiters {
+                do {
+                    waiter.continuation.resume(returning: try await execute([waiter.plan])[0])
+                } catch {
+                    waiter.continuation.resume(throwing: error)
+                }
+            }
+        } catch {
+            for waiter in waiters { waiter.continuation.resume(throwing: error) }
+        }
+    }
+
+    /// One bounded retry policy: serialization failures, deadlocks, and lost races on the
+    /// database's guarantees (unique ids, evidence, overlap: 23505, 23P01, e.g. against
+    /// another `serve` process) rerun the whole round, which then sees the winner's rows; at
+    /// most 5 attempts in all.
+    private func execute(_ members: [BatchPlan]) async throws -> [BatchPlan.Result] {
+        let round = BatchRound(members: members, ruleSets: ruleSets)
+        return try await pool.withTransaction(alsoRetrying: { [self] error in
+            let lostRace = error.isUniqueViolation || error.sqlState == "23P01"
+            if lostRace {
+                racesLost.add(1, ordering: .relaxed)
+                logger.debug("round lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"])
+            }
+            return lostRace
+        }) { connection in
+            try round.execute(on: connection)
+        }
+    }
+}
