@@ -24,6 +24,11 @@ Violations:
   * a distribution column whose type differs between tables (colocated tables and foreign
     keys need one type).
 
+With `--queries DIR` it checks the SQL in the Swift sources under DIR instead (no database):
+every SELECT, UPDATE or DELETE that reads a distributed table must fix `province` to a value
+(`province = $1`, `province = ANY($1)`) in its conditions, so Citus routes it to its shards. A query meant to span shards
+says so with the comment `-- citus: multi-shard (reason)` inside its SQL.
+
 Uses psql (installed with PostgreSQL). Exit 0: `citus-check: ok (…)`; 1: violations, one
 per line; 2: usage, parse or connection error.
 """
@@ -104,6 +109,51 @@ def split_list(text):
     return [item for item in text.split(",") if item != ""] if text else []
 
 
+SQL_START = re.compile(r"\b(SELECT|UPDATE|DELETE|WITH)\b")
+
+
+def sql_literals(text):
+    """(line, text) of Swift string literals that look like SQL: multi-line and one-line."""
+    found = []
+    for match in re.finditer(r'"""(.*?)"""', text, re.S):
+        found.append((text.count("\n", 0, match.start()) + 1, match.group(1)))
+    stripped = re.sub(r'"""(.*?)"""', lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    for number, line in enumerate(stripped.splitlines(), 1):
+        for match in re.finditer(r'"((?:[^"\\]|\\.)*)"', line):
+            found.append((number, match.group(1)))
+    return [(line, sql) for line, sql in found if SQL_START.search(sql)]
+
+
+def check_queries(directory, distributed):
+    """Violations: statements reading a distributed table without `province` in a condition."""
+    violations = []
+    tables = "|".join(re.escape(t) for t in sorted(distributed, key=len, reverse=True))
+    reads = re.compile(r"\b(?:FROM|JOIN|UPDATE)\s+(" + tables + r")\b", re.I)
+    for path in sorted(Path(directory).rglob("*.swift")):
+        if "Generated" in path.parts:
+            continue  # embedded migrations: DDL, checked against the live schema instead
+        text = path.read_text(encoding="utf-8")
+        for line, sql in sql_literals(text):
+            if "citus: multi-shard" in sql:
+                continue
+            # Interpolations are parameters: `\(x)` stands for a value, never for a column.
+            plain = re.sub(r"\\\((?:[^()]|\([^()]*\))*\)", "$", sql)
+            plain = re.sub(r"--[^\n]*", "", plain)
+            if re.match(r"\s*INSERT\b", plain, re.I) and not re.search(r"\bSELECT\b", plain, re.I):
+                continue
+            named = sorted({m.group(1) for m in reads.finditer(plain)})
+            if not named:
+                continue
+            conditions = " ".join(re.findall(r"\b(?:WHERE|ON)\b(.*?)(?=\b(?:GROUP|ORDER|LIMIT|RETURNING|UNION|FOR|WINDOW)\b|$)", plain, re.I | re.S))
+            # Routed to one shard only by a condition fixing province to a value (a join on
+            # t.province = e.province colocates, but does not route).
+            if not re.search(r"\bprovince\s*=\s*(?:ANY\s*\(\s*)?\$", conditions, re.I):
+                shown = " ".join(plain.split())[:120]
+                violations.append(f"{path.relative_to(directory) if path.is_relative_to(directory) else path}:{line}: "
+                                  f"reads {', '.join(named)} without province in its conditions (multi-shard on Citus): {shown}")
+    return violations
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("database_url", nargs="?", default=os.environ.get("DATABASE_URL"),
@@ -111,7 +161,21 @@ def main():
     parser.add_argument("--distribute-sql", type=Path, default=DEFAULT_SQL,
                         help=f"Citus layout to check against (default: {DEFAULT_SQL.relative_to(ROOT)})")
     parser.add_argument("--schema", default="public", help="schema to inspect (default: public)")
+    parser.add_argument("--queries", type=Path, metavar="DIR",
+                        help="check the SQL in the Swift sources under DIR instead of a database")
     args = parser.parse_args()
+    if args.queries is not None:
+        reference, distributed = parse_distribute_sql(args.distribute_sql)
+        if not args.queries.is_dir():
+            fail(f"{args.queries} is not a directory")
+        violations = check_queries(args.queries, distributed)
+        if violations:
+            print(f"citus-check: {len(violations)} quer(y/ies) would span shards:", file=sys.stderr)
+            for violation in violations:
+                print(f"  - {violation}", file=sys.stderr)
+            sys.exit(1)
+        print(f"citus-check: queries ok (every read of {len(distributed)} distributed tables names province)")
+        return
     if not args.database_url:
         fail("no database: pass a URL or set DATABASE_URL")
 

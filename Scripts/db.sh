@@ -5,7 +5,8 @@
 #
 # Each NAME is its own cluster in .tanhui/pg-NAME/ of this checkout (git-ignored), on a
 # loopback port: dev = 54329 (Scripts/start.sh), test = 54330 (Scripts/test.sh), others
-# derived from the name. TANHUI_DB_PORT overrides the port. Installs Debian's postgresql and
+# derived from the name (and TANHUI_DB_NAMESPACE, so a second checkout's clusters do not
+# collide with the first's). TANHUI_DB_PORT overrides the port. Installs Debian's postgresql and
 # libpq-dev when initdb is missing. As root, the server runs as the unprivileged `postgres`
 # user. `start` is idempotent; `url` prints the DATABASE_URL.
 set -euo pipefail
@@ -19,9 +20,10 @@ case "$name" in (*[!a-zA-Z0-9_-]*|"") echo "db.sh: bad cluster name '$name'" >&2
 case "$name" in
   dev) default_port=54329 ;;
   test) default_port=54330 ;;
-  *) default_port=$((54340 + $(printf '%s' "$name" | cksum | cut -d' ' -f1) % 200)) ;;
+  *) default_port=$((54340 + $(printf '%s' "${TANHUI_DB_NAMESPACE:-}$name" | cksum | cut -d' ' -f1) % 200)) ;;
 esac
-port="${TANHUI_DB_PORT:-$default_port}"
+port="${TANHUI_DB_PORT:-}"
+port="${port:-$default_port}"
 cluster="$root/.tanhui/pg-$name"
 data="$cluster/data"
 log="$cluster/server.log"

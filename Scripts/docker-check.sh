@@ -4,7 +4,8 @@
 #   1. `docker-compose -f Docker/compose.yaml config` (Debian's docker-compose 1.29, which
 #      validates a file offline) passes, with the required variables set to dummy values;
 #   2. every COPY/ADD source of the Dockerfile exists in the build context compose uses, and
-#      every COPY --from names an earlier stage;
+#      every COPY --from names an earlier stage that produces its source (a path written by
+#      one of that stage's RUN commands, or under one of its COPY destinations);
 #   3. the image's ENTRYPOINT is `tanhui` and the binary is copied onto PATH;
 #   4. the image's CMD and every `tanhui …` a compose service runs (its command, or the
 #      `tanhui` lines of a shell script) are real CLI subcommands with real options: when
@@ -13,11 +14,14 @@
 #      checked container port.
 #
 #   Scripts/docker-check.sh            (TANHUI_BIN=path/to/tanhui to check the CLI as well)
+#   TANHUI_DOCKER_CHECK_ROOT=DIR Scripts/docker-check.sh   checks DIR/Docker/… instead (the
+#                                      negative self-tests in Scripts/check-selftest.sh use it)
 #
 # Installs docker-compose with apt-get when missing and running as root. Exit 0 and a last
 # line `docker-check: ok` on success; 1 with a message per problem otherwise.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "${TANHUI_DOCKER_CHECK_ROOT:-$root}" && pwd)"
 cd "$root"
 compose_file=Docker/compose.yaml
 
@@ -128,27 +132,51 @@ def copy_parts(rest):
     return flags, words[:-1], words[-1]
 
 
+def produces(stage, source):
+    """Whether `stage` writes the absolute path `source`: a RUN names it, or it lies under a
+    COPY/ADD destination or the WORKDIR-relative destination of that stage."""
+    source = os.path.normpath(source)
+    for destination in stage["outputs"]:
+        if source == destination or source.startswith(destination.rstrip("/") + "/"):
+            return True
+    return re.search(r"(?<![\w./-])" + re.escape(source) + r"(?![\w.-])", stage["runs"]) is not None
+
+
 def check_dockerfile(dockerfile, context):
     rel = os.path.relpath(dockerfile, root)
-    stages = []  # names (lower-case) and indexes of stages seen so far
+    stages = []  # per stage: name (lower-case or None), RUN text, paths its COPY/ADD wrote
     final = {}
     for keyword, rest in instructions(dockerfile):
         if keyword == "FROM":
             parts = rest.split()
             name = parts[2].lower() if len(parts) >= 3 and parts[1].upper() == "AS" else None
-            stages.append(name)
+            stages.append({"name": name, "runs": "", "outputs": [], "workdir": "/"})
             final = {"copies": []}
+        elif keyword == "WORKDIR" and stages:
+            stages[-1]["workdir"] = os.path.normpath(os.path.join(stages[-1]["workdir"], rest.strip()))
+        elif keyword == "RUN" and stages:
+            stages[-1]["runs"] += rest + "\n"
         elif keyword in ("COPY", "ADD"):
             flags, sources, dest = copy_parts(rest)
             if dest is None:
                 problem(f"{rel}: cannot parse `{keyword} {rest}`")
                 continue
             final["copies"].append((flags, sources, dest))
+            if stages:
+                stages[-1]["outputs"].append(os.path.normpath(os.path.join(stages[-1]["workdir"], dest)))
             source_stage = flags.get("from")
             if source_stage is not None:
-                known = [s for s in stages[:-1] if s] + [str(i) for i in range(len(stages) - 1)]
-                if source_stage.lower() not in known:
+                earlier = stages[:-1]
+                match = next((s for s in earlier if s["name"] == source_stage.lower()), None)
+                if match is None and source_stage.isdigit() and int(source_stage) < len(earlier):
+                    match = earlier[int(source_stage)]
+                if match is None:
                     problem(f"{rel}: `{keyword} --from={source_stage}` names no earlier stage")
+                    continue
+                for source in sources:
+                    path = source if source.startswith("/") else os.path.join(match["workdir"], source)
+                    if not produces(match, path):
+                        problem(f"{rel}: `{keyword} --from={source_stage} {source}`: stage {source_stage} never writes {path}")
                 continue
             for source in sources:
                 if keyword == "ADD" and re.match(r"^[a-z]+://", source):

@@ -3,14 +3,14 @@
 # `tanhui serve` on 127.0.0.1 and checks there is no 5xx and every response conforms.
 # Bounded: a fixed seed, a fixed number of examples per operation, and a time limit.
 #   Scripts/fuzz-api.sh [EXAMPLES]      (needs TANHUI_BIN and TANHUI_TEST_DATABASE_URL, as set by Scripts/test.sh)
+# It refuses to run without a real operator key and device token. TANHUI_FUZZ_CREDENTIALS_ONLY=1
+# stops after that check (for Scripts/check-selftest.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 examples="${1:-25}"
 : "${TANHUI_BIN:?run through Scripts/test.sh, or set TANHUI_BIN}"
 : "${TANHUI_TEST_DATABASE_URL:?run through Scripts/test.sh, or set TANHUI_TEST_DATABASE_URL}"
-command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesis >/dev/null 2>&1 || {
-  echo "fuzz-api: could not install schemathesis from PyPI" >&2; exit 1; }
 
 admin="${TANHUI_TEST_DATABASE_URL%/*}/postgres"
 database="tanhui_fuzz"
@@ -23,6 +23,14 @@ export TANHUI_LOG_LEVEL=error
 "$TANHUI_BIN" rules publish --by fuzz Schema/rulesets/CN-GD.yaml >/dev/null
 operator_key="$("$TANHUI_BIN" operator create --province CN-GD --name fuzz 2>/dev/null | sed -n 's/^key //p')"
 device_token="$("$TANHUI_BIN" token issue --citizen "$(cat /proc/sys/kernel/random/uuid)" --device fuzz --ttl 1h)"
+# Without credentials every authenticated operation would only ever see 401s and "pass".
+case "$operator_key" in (thk_?*) ;; (*) echo "fuzz-api: no operator key from \`tanhui operator create\` (got '${operator_key:0:12}')" >&2; exit 1;; esac
+[ "$(printf '%s' "$device_token" | tr -cd . | wc -c)" = 2 ] || {
+  echo "fuzz-api: no device token from \`tanhui token issue\` (got '${device_token:0:12}')" >&2; exit 1; }
+[ -z "${TANHUI_FUZZ_CREDENTIALS_ONLY:-}" ] || { echo "fuzz-api: credentials ok"; exit 0; }
+
+command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesis >/dev/null 2>&1 || {
+  echo "fuzz-api: could not install schemathesis from PyPI" >&2; exit 1; }
 
 log="$(mktemp)"
 DATABASE_URL="${url/tanhui@/tanhui_service@}" "$TANHUI_BIN" serve --host 127.0.0.1 --port 0 >"$log" 2>&1 &

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 import Testing
 import TanhuiCore
 import TanhuiPostgres
@@ -324,4 +325,173 @@ struct AuditTests {
             #expect(empty.exitCode == 0, "\(empty.stdout)\(empty.stderr)")
         }
     }
+
+    /// The clean ledger plus a Beijing ledger (rule set published, two citizens' check-ins), sealed.
+    static func buildTwoProvinces(_ services: TanhuiServices, url: String) async throws -> (Clean, beijingCitizen: UUID) {
+        let clean = try await Self.buildClean(services, url: url)
+        _ = try await services.ruleSets.publish(document: try F.ruleSetDocument("CN-BJ"), publishedBy: "test")
+        let beijing = UUID()
+        let items: [SubmissionItem] = (0..<3).map { slot in
+            .event(F.wire(["id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-BJ", "occurred_at": F.iso(F.base.addingTimeInterval(Double(slot) * 3600))]))
+        }
+        let verdicts = try await services.ledger.submit(items, citizen: beijing, device: "bj", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+        #expect(verdicts.map(\.status) == [.accepted, .accepted, .accepted])
+        _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(9 * 3600))], citizen: UUID(), device: "x", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+        try await services.ledger.seal()
+        return (clean, beijing)
+    }
+
+    @Test("--province audits only the named provinces; --jobs N gives the same report as one job")
+    func provincesAndJobs() async throws {
+        try await F.withLedger { services, url in
+            let (clean, _) = try await Self.buildTwoProvinces(services, url: url)
+            try await Self.rogue(url, ["UPDATE citizen_accounts SET balance_points = balance_points + 1 WHERE province = 'CN-GD' AND citizen_id = \(clean.citizenA)"])
+
+            let (beijingResult, beijing) = try await Self.audit(url, ["--province", "CN-BJ"])
+            #expect(beijingResult.exitCode == 0, "\(beijingResult.stdout)")
+            #expect(beijing["provinces"] as? [String] == ["CN-BJ"])
+            let beijingReplayed = Self.check(beijing, "replay")["checked"] as? Int ?? 0
+            let guangdong = try await Self.audit(url, ["--province", "CN-GD"])
+            #expect(guangdong.1["provinces"] as? [String] == ["CN-GD"])
+            Self.expectViolated(guangdong, "cached_balances", "account", "citizen:" + clean.citizenA.uuidString.lowercased())
+
+            let (oneJob, serial) = try await Self.audit(url, ["--jobs", "1"])
+            let (twoJobs, parallel) = try await Self.audit(url, ["--jobs", "2"])
+            #expect(oneJob.exitCode == 1 && twoJobs.exitCode == 1)
+            #expect(Set(parallel["provinces"] as? [String] ?? []) == ["CN-BJ", "CN-GD"])
+            let offender = Self.check(parallel, "cached_balances")["first"] as? [String: Any]
+            #expect(offender?["province"] as? String == "CN-GD")
+            // The same instant, the same findings, whatever the parallelism.
+            let serialChecks = try JSONSerialization.data(withJSONObject: serial["checks"] ?? [], options: [.sortedKeys])
+            let parallelChecks = try JSONSerialization.data(withJSONObject: parallel["checks"] ?? [], options: [.sortedKeys])
+            #expect(serialChecks == parallelChecks)
+            #expect(serial["rows_checked"] as? Int == parallel["rows_checked"] as? Int)
+            // Province by province adds up to the whole: nothing of one province leaks into another's.
+            let guangdongReplayed = Self.check(guangdong.1, "replay")["checked"] as? Int ?? 0
+            #expect(beijingReplayed >= 3 && guangdongReplayed >= 10)
+            #expect(Self.check(parallel, "replay")["checked"] as? Int == beijingReplayed + guangdongReplayed)
+            #expect(Self.check(parallel, "conservation")["checked"] as? Int == 2)
+            #expect(Self.check(beijing, "conservation")["checked"] as? Int == 1)
+        }
+    }
+
+    @Test("evidence credited twice (its unique index dropped): completeness names the event")
+    func evidenceCreditedTwice() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            try await Self.rogue(url, [
+                "DROP INDEX events_evidence_credited_once",
+                "UPDATE events SET evidence_source = 'sz_metro_card', evidence_ref = 'TXN-1' WHERE event_id = \(clean.metroEvent)",
+            ])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "completeness", "evidence_ref", "TXN-1")
+            let offender = Self.check(outcome.1, "completeness")["first"] as? [String: Any] ?? [:]
+            let named = Set(["event_id", "first_event_id"].compactMap { offender[$0] as? String })
+            #expect(named.contains(clean.metroEvent.uuidString.lowercased()) && named.contains(clean.reversedEvent.uuidString.lowercased()), "\(offender)")
+        }
+    }
+
+    @Test("a second reversal of one award (its unique index dropped): reversals names it")
+    func secondReversal() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            let second = try await Self.scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
+            try await Self.rogue(url, [
+                "DROP INDEX ledger_one_reversal_per_award",
+                """
+                INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, reverses_id, reason, actor)
+                SELECT t.province, \(second), 'reversal', t.citizen_id, a.last_seq + 1, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.methodology, t.reverses_id, 'again', 'rogue'
+                FROM ledger_transactions t JOIN citizen_accounts a ON a.province = t.province AND a.citizen_id = t.citizen_id
+                WHERE t.transaction_id = \(clean.reversalTransaction)
+                """,
+                "INSERT INTO ledger_entries (province, transaction_id, account, points) SELECT province, \(second), account, points FROM ledger_entries WHERE transaction_id = \(clean.reversalTransaction)",
+                """
+                UPDATE citizen_accounts a SET last_seq = last_seq + 1, balance_points = balance_points + t.points, balance_grams = balance_grams + t.grams_co2e
+                FROM ledger_transactions t WHERE t.transaction_id = \(clean.reversalTransaction) AND a.province = t.province AND a.citizen_id = t.citizen_id
+                """,
+            ])
+            try await services.ledger.seal()
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "reversals", "transaction_id", "\(second)")
+        }
+    }
+
+    @Test("a reversal inflated past the balance: the history goes negative and caps_and_negative_balances names the account")
+    func negativeBalanceInHistory() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            let account = "citizen:" + clean.citizenB.uuidString.lowercased()
+            try await Self.rogue(url, [
+                "UPDATE ledger_entries SET points = -5000 WHERE transaction_id = \(clean.reversalTransaction) AND account = \(account)",
+                "UPDATE ledger_entries SET points = 5000 WHERE transaction_id = \(clean.reversalTransaction) AND account = 'issuance'",
+            ])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "caps_and_negative_balances", "transaction_id", "\(clean.reversalTransaction)")
+            Self.expectViolated(outcome, "caps_and_negative_balances", "citizen_id", clean.citizenB.uuidString.lowercased())
+        }
+    }
+
+    @Test("an award naming a version not in force at its event: replay names the transaction")
+    func versionNotInForce() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await Self.buildClean(services, url: url)
+            let later = try F.ruleSetDocument().replacingOccurrences(of: "version: 1", with: "version: 2")
+                .replacingOccurrences(of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: 2099-01-01T00:00:00+08:00")
+            _ = try await services.ruleSets.publish(document: later, publishedBy: "test")
+            // Version 2 computes the same award (same factors), so only "in force" can catch it.
+            try await Self.rogue(url, ["UPDATE ledger_transactions SET rule_set_version = 2 WHERE transaction_id = \(clean.metroTransaction)"])
+            let outcome = try await Self.audit(url)
+            Self.expectViolated(outcome, "replay", "transaction_id", "\(clean.metroTransaction)")
+        }
+    }
+
+    @Test("the chain truncated after a checkpoint: checkpoints catches it although the shorter chain replays")
+    func truncatedChain() async throws {
+        try await F.withLedger { services, url in
+            _ = try await Self.buildClean(services, url: url)
+            let key = Curve25519.Signing.PrivateKey()
+            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let file = Self.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            #expect(try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment).exitCode == 0)
+            let head = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
+            try await Self.rogue(url, ["DELETE FROM ledger_chain WHERE chain_seq > \(head - 2)"])
+            let outcome = try await Self.audit(url, ["--checkpoint", file], environment: environment)
+            Self.expectViolated(outcome, "checkpoints", "file", file)
+            #expect(Self.check(outcome.1, "hash_chain")["status"] as? String == "ok", "the remaining prefix is a valid chain")
+        }
+    }
+
+    @Test("an audit while a real server keeps writing: every run is clean (one snapshot), as the service role writes")
+    func auditWhileServing() async throws {
+        try await ServedLedger.with { h in
+            let stop = StopFlag()
+            let writer = Task {
+                for batch in 0..<2_000 where !stop.isSet {
+                    let token = try await ServedLedger.token(UUID())
+                    let events = (0..<10).map { slot in ServedLedger.event(start: Date().addingTimeInterval(-Double((batch * 10 + slot) * 600 + 60))) }
+                    #expect(try await h.push(events, token: token).status == 200)
+                }
+            }
+            // Audits run while the writer is active (at least one batch landed before each).
+            var audits = 0
+            while audits < 3 {
+                let before = try await h.count("SELECT count(*) FROM events")
+                try await Poll.until("the writer lands another batch") { try await h.count("SELECT count(*) FROM events") > before }
+                let (result, report) = try await Self.audit(h.url, ["--jobs", "2"])
+                #expect(result.exitCode == 0, "\(result.stdout.prefix(2000))")
+                #expect(report["snapshot"] as? String == "shared")
+                audits += 1
+            }
+            stop.set()
+            try await writer.value
+        }
+    }
+}
+
+/// A flag one task sets and others read.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .sequentiallyConsistent) }
+    func set() { flag.store(true, ordering: .sequentiallyConsistent) }
 }

@@ -8,12 +8,17 @@ struct PostgresLayerTests {
     func poolExhaustionTimesOut() async throws {
         try await TestDatabase.withFresh(migrated: false) { url in
             let pool = TestDatabase.makePool(url: url, size: 1, acquireTimeout: .milliseconds(300))
+            // The holder keeps the only connection until the test releases it (bounded), so
+            // nothing depends on how fast this machine is.
+            let release = StopFlag()
             let holder = Task {
                 try await pool.withConnection { connection in
-                    try connection.query("SELECT pg_sleep(3)")
+                    try connection.query("SELECT 1")
+                    let deadline = ContinuousClock.now + .seconds(120)
+                    while !release.isSet && ContinuousClock.now < deadline { usleep(1_000) }
                 }
             }
-            try await Task.sleep(for: .milliseconds(300))
+            try await Poll.until("the holder has the only connection") { pool.usage.inUse == 1 }
             await #expect(throws: PostgresError.self) {
                 try await pool.withConnection { connection in try connection.query("SELECT 1") }
             }
@@ -27,6 +32,7 @@ struct PostgresLayerTests {
             }
             // The waiters gave up while the holder still had the only connection.
             #expect(pool.usage.inUse == 1)
+            release.set()
             _ = try await holder.value
             // Once the holder is done, the slot is usable again.
             let one = try await pool.withConnection { try $0.query("SELECT 1").scalar(Int.self) }

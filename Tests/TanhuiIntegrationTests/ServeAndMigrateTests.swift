@@ -112,4 +112,91 @@ struct ServeAndMigrateTests {
             #expect(exit == 0, "stderr: \(server.stderr)")
         }
     }
+
+    /// Sessions of `role` on `url`'s database (seen from the owner).
+    static func sessions(_ url: String, role: String) async throws -> Int {
+        try await LedgerFixtures.count(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = \(role)")
+    }
+
+    @Test("a server running as tanhui_service does its whole job: push, pull, status, operator publish and reversal, sealing")
+    func serviceRoleDoesItsJob() async throws {
+        try await ServedLedger.with { h in
+            // The server's sessions are the service role's (the owner only migrated).
+            try await Poll.until("the server holds a tanhui_service session") { try await Self.sessions(h.url, role: "tanhui_service") >= 1 }
+            let citizen = UUID()
+            let token = try await ServedLedger.token(citizen)
+            let trip = UUID()
+            let events = [
+                ServedLedger.event(trip, kind: "transit_trip", start: Date().addingTimeInterval(-7200), data: ["mode": "metro", "distance_m": 12_400], evidence: "TXN-SVC"),
+                ServedLedger.event(start: Date().addingTimeInterval(-600)),
+                ServedLedger.event(kind: "teleport", start: Date().addingTimeInterval(-600)),
+            ]
+            // Appends events, awards, entries, cap usage and the citizen's account.
+            let pushed = try await h.push(events, token: token)
+            #expect(pushed.status == 200, "\(pushed.body.prefix(300))")
+            #expect(try ServedLedger.results(pushed).map { $0["status"] as? String } == ["accepted", "accepted", "rejected"])
+            #expect(try await h.count("SELECT count(*) FROM events WHERE citizen_id = \(citizen)") == 3)
+            #expect(try await h.count("SELECT count(*) FROM ledger_entries") == 4)
+            #expect(try await h.count("SELECT count(*) FROM cap_usage WHERE citizen_id = \(citizen)") >= 1)
+            // Reads: pull and status.
+            let page = try await h.pull(token: token)
+            #expect((page["entries"] as? [[String: Any]])?.count == 2)
+            #expect(try await h.status([trip.uuidString], token: token).first?["status"] as? String == "accepted")
+            // Operator writes: publish a rule set (INSERT rule_sets) and reverse an award.
+            let key = try await h.operatorKey()
+            var document = try LedgerFixtures.ruleSetDocument()
+            document = document.replacingOccurrences(of: "version: 1", with: "version: 2")
+                .replacingOccurrences(of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: 2099-01-01T00:00:00+08:00")
+            let published = try await HTTPClient.request("POST", h.server.baseURL + "/v1/provinces/CN-GD/rulesets",
+                                                         headers: ["Content-Type": "application/yaml", "Authorization": "Bearer \(key)"], body: Data(document.utf8))
+            #expect(published.status == 201, "\(published.body.prefix(300))")
+            let reversed = try await HTTPClient.request("POST", h.server.baseURL + "/v1/provinces/CN-GD/events/\(trip.uuidString)/reversal",
+                                                        headers: ["Content-Type": "application/json", "Authorization": "Bearer \(key)"], body: Data(#"{"reason": "card reported stolen"}"#.utf8))
+            #expect(reversed.status == 201, "\(reversed.body.prefix(300))")
+            // The background sealer appends to the chain as the service role.
+            try await Poll.until("the sealer seals every transaction") { try await h.unsealed() == 0 }
+            #expect(try await h.count("SELECT count(*) FROM ledger_chain") == 3)
+            let audit = try await CommandRunner.tanhui(["audit"], databaseURL: h.url)
+            #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
+        }
+    }
+
+    @Test("mutation: with one grant of the service role revoked, a push fails with a problem document and stores nothing")
+    func missingGrantIsDetected() async throws {
+        try await ServedLedger.with { h in
+            let pool = TestDatabase.makePool(url: h.url, size: 1)
+            try await pool.withConnection { try $0.query("REVOKE INSERT ON ledger_entries FROM tanhui_service") }
+            await pool.shutdown()
+            let token = try await ServedLedger.token(UUID())
+            let reply = try await h.push([ServedLedger.event(start: Date().addingTimeInterval(-600))], token: token)
+            #expect(reply.status >= 500, "a push without INSERT on ledger_entries answered \(reply.status)")
+            #expect(reply.headers["content-type"] == "application/problem+json")
+            #expect(try await h.count("SELECT count(*) FROM events") == 0)
+        }
+    }
+
+    @Test("the background sealer of `serve` seals every commit, late ones in a later round, without any hand sealing")
+    func backgroundSealer() async throws {
+        try await ServedLedger.with(environment: ["TANHUI_SEAL_INTERVAL_MS": "200"]) { h in
+            let tokens = [try await ServedLedger.token(UUID()), try await ServedLedger.token(UUID())]
+            for round in 0..<3 {
+                for (index, token) in tokens.enumerated() {
+                    let events = (0..<4).map { slot in ServedLedger.event(start: Date().addingTimeInterval(-Double((round * 8 + index * 4 + slot) * 600 + 60))) }
+                    #expect(try await h.push(events, token: token).status == 200)
+                }
+                let transactions = (round + 1) * 8
+                try await Poll.until("round \(round): every transaction sealed") {
+                    let total = try await h.count("SELECT count(*) FROM ledger_transactions")
+                    let unsealed = try await h.unsealed()
+                    return total == transactions && unsealed == 0
+                }
+                #expect(try await h.count("SELECT count(*) FROM ledger_chain") == transactions)
+            }
+            // The chain the sealer built is contiguous and replays: the audit checks it with no
+            // tolerance for an unsealed backlog.
+            #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 24") == 0)
+            let audit = try await CommandRunner.tanhui(["audit", "--seal-bound", "0"], databaseURL: h.url)
+            #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
+        }
+    }
 }

@@ -1,10 +1,13 @@
 import Foundation
+import Testing
 
 /// Runs the real `tanhui` binary (built by Scripts/test.sh) and other programs, bounded in time.
 struct CommandResult: Sendable {
     var exitCode: Int32
     var stdout: String
     var stderr: String
+    /// The command outran its bound and was stopped (also recorded as a test issue).
+    var timedOut = false
 }
 
 enum CommandRunner {
@@ -57,17 +60,22 @@ enum CommandRunner {
         async let out = readAll(outPipe.fileHandleForReading)
         async let err = readAll(errPipe.fileHandleForReading)
         let deadline = ContinuousClock.now + timeout
+        var timedOut = false
         while process.isRunning {
             if ContinuousClock.now > deadline {
+                // A command that outlives its bound is a failure, never a silent exit code.
+                timedOut = true
+                Issue.record("\(executable) \(arguments.prefix(3).joined(separator: " ")) … did not finish within \(timeout); stopped")
                 process.terminate()
-                try await Task.sleep(for: .milliseconds(500))
+                let grace = ContinuousClock.now + .seconds(5)
+                while process.isRunning && ContinuousClock.now < grace { try await Task.sleep(for: .milliseconds(20)) }
                 if process.isRunning { kill(process.processIdentifier, SIGKILL) }
                 break
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         process.waitUntilExit()
-        return CommandResult(exitCode: process.terminationStatus, stdout: await out, stderr: await err)
+        return CommandResult(exitCode: process.terminationStatus, stdout: await out, stderr: await err, timedOut: timedOut)
     }
 
     private static func readAll(_ handle: FileHandle) async -> String {

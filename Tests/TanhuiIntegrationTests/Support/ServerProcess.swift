@@ -7,16 +7,34 @@ final class ServerProcess: Sendable {
     let port: Int
     private let stderrText: Mutex<String>
 
-    /// Starts the server and waits (bounded) for its "listening on" line.
-    static func start(databaseURL: String, port requestedPort: Int = 0, environment: [String: String] = [:]) async throws -> ServerProcess {
+    /// The role a test server connects as. Production serves as `tanhui_service` (created by
+    /// migration 0002); the owner only migrates, so every server of the suite does the same.
+    enum Role: String, Sendable {
+        case service = "tanhui_service"
+        case owner
+    }
+
+    /// `url` with its user replaced by `tanhui_service` (trust authentication on 127.0.0.1 in
+    /// the test clusters, see Scripts/db.sh).
+    static func serviceURL(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return url }
+        components.user = Role.service.rawValue
+        components.password = nil
+        return components.string ?? url
+    }
+
+    /// Starts the server on an OS-chosen port (`--port 0`; a restart gets a new one) as
+    /// `role`, and waits at most `startTimeout` for its "listening on" line.
+    static func start(databaseURL: String, role: Role = .service, environment: [String: String] = [:],
+                      startTimeout: Duration = .seconds(60)) async throws -> ServerProcess {
         var variables = ProcessInfo.processInfo.environment
-        variables["DATABASE_URL"] = databaseURL
+        variables["DATABASE_URL"] = role == .service ? serviceURL(databaseURL) : databaseURL
         variables["TANHUI_LOG_LEVEL"] = "warning"
         variables["TANHUI_TOKEN_SECRET"] = TestDatabase.tokenSecretBase64
         for (key, value) in environment { variables[key] = value }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandRunner.tanhuiBinary)
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(requestedPort)]
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0"]
         process.environment = variables
         let outPipe = Pipe(), errPipe = Pipe()
         process.standardOutput = outPipe
@@ -24,23 +42,33 @@ final class ServerProcess: Sendable {
         process.standardInput = FileHandle.nullDevice
         try process.run()
 
-        let port: Int? = await withCheckedContinuation { continuation in
+        // The reader thread reports the port (or end of output); a timer reports the deadline.
+        // Whichever comes first decides, exactly once.
+        let outcome = FirstOutcome()
+        let port: Int? = await withCheckedContinuation { (continuation: CheckedContinuation<Int?, Never>) in
+            outcome.onDecision { continuation.resume(returning: $0) }
             Thread.detachNewThread {
                 var buffer = Data()
                 let handle = outPipe.fileHandleForReading
+                var reported = false
                 while true {
                     let chunk = handle.availableData
-                    if chunk.isEmpty { continuation.resume(returning: nil); return }
+                    if chunk.isEmpty {
+                        if !reported { outcome.decide(.exited, port: nil) }
+                        return
+                    }
+                    if reported { continue }  // keep draining so the child never blocks on a full pipe
                     buffer.append(chunk)
                     let text = String(decoding: buffer, as: UTF8.self)
                     if let range = text.range(of: #"listening on http://[0-9.]+:([0-9]+)"#, options: .regularExpression) {
-                        let port = Int(text[range].split(separator: ":").last!)
-                        continuation.resume(returning: port)
-                        // Keep draining so the child never blocks on a full pipe.
-                        while !handle.availableData.isEmpty {}
-                        return
+                        reported = true
+                        outcome.decide(.listening, port: Int(text[range].split(separator: ":").last!))
                     }
                 }
+            }
+            Task {
+                try? await Task.sleep(for: startTimeout)
+                outcome.decide(.timedOut, port: nil)
             }
         }
         let server = ServerProcess(process: process, port: port ?? 0)
@@ -53,10 +81,41 @@ final class ServerProcess: Sendable {
             }
         }
         guard let port, port > 0 else {
-            process.waitUntilExit()
-            throw ServerStartFailure(message: "server did not start (exit \(process.terminationStatus)): \(server.stderr)")
+            let reason = outcome.decided
+            if reason == .timedOut { server.signal(SIGKILL) }
+            _ = await server.waitForExit(timeout: .seconds(30))
+            throw ServerStartFailure(message: "server did not start (\(reason.map { "\($0)" } ?? "?"), exit \(process.isRunning ? -1 : process.terminationStatus)): \(server.stderr)")
         }
         return server
+    }
+
+    enum StartOutcome: Sendable { case listening, exited, timedOut }
+
+    /// The first of several racing outcomes; later ones are ignored.
+    final class FirstOutcome: Sendable {
+        private let state = Mutex<(decided: StartOutcome?, port: Int?, waiter: (@Sendable (Int?) -> Void)?)>((nil, nil, nil))
+
+        func onDecision(_ waiter: @escaping @Sendable (Int?) -> Void) {
+            let ready: Int?? = state.withLock { state in
+                if state.decided != nil { return .some(state.port) }
+                state.waiter = waiter
+                return .none
+            }
+            if let ready { waiter(ready) }
+        }
+
+        func decide(_ outcome: StartOutcome, port: Int?) {
+            let waiter: (@Sendable (Int?) -> Void)? = state.withLock { state in
+                guard state.decided == nil else { return nil }
+                state.decided = outcome
+                state.port = port
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?(port)
+        }
+
+        var decided: StartOutcome? { state.withLock { $0.decided } }
     }
 
     private init(process: Process, port: Int) {
@@ -67,21 +126,6 @@ final class ServerProcess: Sendable {
 
     var stderr: String { stderrText.withLock { $0 } }
 
-    /// A port that was free a moment ago, for servers restarted on the same address.
-    static func freePort() throws -> Int {
-        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socketFD) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, length) == 0 && getsockname(socketFD, $0, &length) == 0 }
-        }
-        guard bound else { throw ServerStartFailure(message: "no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
@@ -114,6 +158,14 @@ struct HTTPReply: Sendable {
     var status: Int
     var headers: [String: String]
     var body: String
+    /// curl's exit code: 0 with a response; 7 could not connect (nothing was sent); 28 timed
+    /// out; 52 empty reply and 56 receive failure (the connection died with the request sent).
+    var curlExit: Int32 = 0
+
+    /// The request was sent but no response came back (the server died or dropped it).
+    var lostInFlight: Bool { status == 0 && (curlExit == 52 || curlExit == 56) }
+    /// The connection was refused: the request never reached a server.
+    var refused: Bool { status == 0 && curlExit == 7 }
 }
 
 enum HTTPClient {
@@ -124,6 +176,8 @@ enum HTTPClient {
         body: Data? = nil,
         timeoutSeconds: Int = 30
     ) async throws -> HTTPReply {
+        // curl's --max-time 0 means "no limit": a request is always bounded here.
+        guard timeoutSeconds >= 1 else { throw ServerStartFailure(message: "HTTPClient.request needs a timeout of at least 1 s (curl's 0 means none)") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tanhui-http-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -146,7 +200,7 @@ enum HTTPClient {
             }
         }
         let body = (try? String(contentsOfFile: bodyFile, encoding: .utf8)) ?? ""
-        let reply = HTTPReply(status: Int(result.stdout) ?? 0, headers: parsedHeaders, body: body)
+        let reply = HTTPReply(status: Int(result.stdout) ?? 0, headers: parsedHeaders, body: body, curlExit: result.exitCode)
         capture(method: method, url: url, reply: reply)
         return reply
     }
@@ -162,5 +216,45 @@ enum HTTPClient {
         guard let data = try? JSONSerialization.data(withJSONObject: record) else { return }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: directory + "/\(UUID().uuidString).json", contents: data)
+    }
+}
+
+/// A raw HTTP/1.1 request over a plain socket whose response the client never reads: it sends
+/// the request, lets the caller wait for whatever it needs (e.g. the commit to be visible in
+/// the database), then resets the connection. This is a response lost after commit, made
+/// deterministic (curl's timeouts cannot express "after the commit, before the response").
+final class AbandonedRequest: Sendable {
+    private let descriptor: Int32
+
+    init(port: Int, method: String, path: String, headers: [String: String], body: Data) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ServerStartFailure(message: "socket() failed: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { close(fd); throw ServerStartFailure(message: "connect to 127.0.0.1:\(port) failed: errno \(errno)") }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: \(body.count)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        var bytes = Data(head.utf8)
+        bytes.append(body)
+        var sent = 0
+        while sent < bytes.count {
+            let written = bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { close(fd); throw ServerStartFailure(message: "send failed: errno \(errno)") }
+            sent += written
+        }
+        descriptor = fd
+    }
+
+    /// Resets the connection (SO_LINGER 0): whatever the server wrote is discarded unread.
+    func abandon() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(descriptor)
     }
 }

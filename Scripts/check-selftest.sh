@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Negative self-tests of the static checks: each check is run on a fixture that must make it
+# fail (and, where cheap, on a positive control that must pass), so a check that silently
+# stopped checking fails here. Run by Scripts/test.sh after the build.
+#   Scripts/check-selftest.sh      (needs TANHUI_BIN and TANHUI_TEST_DATABASE_URL, as test.sh sets)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+: "${TANHUI_BIN:?run through Scripts/test.sh, or set TANHUI_BIN}"
+: "${TANHUI_TEST_DATABASE_URL:?run through Scripts/test.sh, or set TANHUI_TEST_DATABASE_URL}"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+failures=0
+log="$work/log"
+
+# expect STATUS DESCRIPTION COMMAND…: the command must exit with STATUS ("nonzero" = any failure).
+expect() {
+  local want="$1" what="$2"; shift 2
+  local got=0
+  "$@" >"$log" 2>&1 || got=$?
+  if { [ "$want" = nonzero ] && [ "$got" -ne 0 ]; } || [ "$want" = "$got" ]; then
+    echo "check-selftest: ok: $what (exit $got)"
+  else
+    echo "check-selftest: FAIL: $what: exit $got, expected $want" >&2
+    sed 's/^/    /' "$log" >&2
+    failures=$((failures + 1))
+  fi
+}
+
+# ---------------------------------------------------------------- check-openapi.py
+captures="$work/captures"
+mkdir -p "$captures/empty" "$captures/good" "$captures/bad-body" "$captures/bad-status"
+cat >"$captures/good/healthz.json" <<'JSON'
+{"method": "GET", "path": "/healthz", "status": 200, "content_type": "application/json", "body": {"status": "ok"}}
+JSON
+cp "$captures/good/healthz.json" "$captures/bad-body/"
+cat >"$captures/bad-body/push.json" <<'JSON'
+{"method": "POST", "path": "/v1/sync/push", "status": 200, "content_type": "application/json",
+ "body": {"server_time": "2027-03-01T08:00:05Z", "results": [{"id": "x", "status": "awarded"}]}}
+JSON
+cat >"$captures/bad-status/teapot.json" <<'JSON'
+{"method": "GET", "path": "/healthz", "status": 418, "content_type": "application/json", "body": {"status": "ok"}}
+JSON
+expect 0 "check-openapi accepts a conforming capture" python3 Scripts/check-openapi.py "$captures/good"
+expect 1 "check-openapi fails when nothing was captured" python3 Scripts/check-openapi.py "$captures/empty"
+expect 1 "check-openapi fails on a body that violates the schema" python3 Scripts/check-openapi.py "$captures/bad-body"
+expect 1 "check-openapi fails on an undocumented status" python3 Scripts/check-openapi.py "$captures/bad-status"
+
+# ---------------------------------------------------------------- docker-check.sh
+# A copy of the tree docker-check reads (Docker/ copied, build inputs linked), then broken.
+make_docker_tree() {
+  local tree="$1"
+  mkdir -p "$tree"
+  cp -r Docker "$tree/Docker"
+  for input in Package.swift Sources Tests Schema Scripts; do ln -s "$root/$input" "$tree/$input"; done
+}
+make_docker_tree "$work/docker-good"
+expect 0 "docker-check passes on an unchanged copy" env TANHUI_DOCKER_CHECK_ROOT="$work/docker-good" Scripts/docker-check.sh
+make_docker_tree "$work/docker-from"
+sed -i 's#^COPY --from=build /staging/tanhui /usr/local/bin/tanhui#COPY --from=build /staging/tanhui-missing /usr/local/bin/tanhui#' "$work/docker-from/Docker/Dockerfile"
+grep -q 'tanhui-missing' "$work/docker-from/Docker/Dockerfile" || { echo "check-selftest: fixture edit did not apply (Dockerfile changed?)" >&2; exit 1; }
+expect 1 "docker-check fails on a COPY --from source the stage never writes" env TANHUI_DOCKER_CHECK_ROOT="$work/docker-from" Scripts/docker-check.sh
+make_docker_tree "$work/docker-stage"
+sed -i 's#^COPY --from=build /staging/tanhui #COPY --from=builder /staging/tanhui #' "$work/docker-stage/Docker/Dockerfile"
+expect 1 "docker-check fails on a COPY --from of an unknown stage" env TANHUI_DOCKER_CHECK_ROOT="$work/docker-stage" Scripts/docker-check.sh
+make_docker_tree "$work/docker-source"
+sed -i 's#^COPY Schema/rulesets /app/rulesets#COPY Schema/no-such-dir /app/rulesets#' "$work/docker-source/Docker/Dockerfile"
+expect 1 "docker-check fails on a missing COPY source" env TANHUI_DOCKER_CHECK_ROOT="$work/docker-source" Scripts/docker-check.sh
+
+# ---------------------------------------------------------------- fuzz-api.sh credentials
+# A tanhui that does everything but prints no operator key (or no token).
+fake_tanhui() {
+  local path="$1" key="$2" token="$3"
+  cat >"$path" <<SH
+#!/usr/bin/env bash
+case "\$1 \${2:-}" in
+  "operator create") [ -n "$key" ] && echo "key $key"; exit 0 ;;
+  "token issue") echo "$token"; exit 0 ;;
+  *) exit 0 ;;
+esac
+SH
+  chmod +x "$path"
+}
+fake_tanhui "$work/tanhui-nokey" "" "aaa.bbb.ccc"
+expect 1 "fuzz-api refuses an empty operator key" env TANHUI_BIN="$work/tanhui-nokey" TANHUI_FUZZ_CREDENTIALS_ONLY=1 Scripts/fuzz-api.sh 1
+fake_tanhui "$work/tanhui-notoken" "thk_selftest" ""
+expect 1 "fuzz-api refuses an empty device token" env TANHUI_BIN="$work/tanhui-notoken" TANHUI_FUZZ_CREDENTIALS_ONLY=1 Scripts/fuzz-api.sh 1
+expect 0 "fuzz-api gets real credentials from the real binary" env TANHUI_FUZZ_CREDENTIALS_ONLY=1 Scripts/fuzz-api.sh 1
+
+# ---------------------------------------------------------------- citus-check.py
+admin="${TANHUI_TEST_DATABASE_URL%/*}/postgres"
+citus_bad="${TANHUI_TEST_DATABASE_URL%/*}/tanhui_citus_selftest"
+PGOPTIONS='-c client_min_messages=warning' psql -X -q "$admin" \
+  -c "DROP DATABASE IF EXISTS tanhui_citus_selftest WITH (FORCE)" -c "CREATE DATABASE tanhui_citus_selftest"
+DATABASE_URL="$citus_bad" "$TANHUI_BIN" migrate >/dev/null
+expect 0 "citus-check passes on the migrated schema" python3 Scripts/citus-check.py "$citus_bad"
+# A unique index without the distribution column cannot be enforced per shard.
+psql -X -q "$citus_bad" -c "CREATE UNIQUE INDEX selftest_events_id_unique ON events (event_id)"
+expect 1 "citus-check fails on a unique index without province" python3 Scripts/citus-check.py "$citus_bad"
+PGOPTIONS='-c client_min_messages=warning' psql -X -q "$admin" -c "DROP DATABASE IF EXISTS tanhui_citus_selftest WITH (FORCE)"
+# --queries: a lookup by id alone spans every shard; one fixed to a province does not.
+mkdir -p "$work/queries-bad" "$work/queries-good"
+cat >"$work/queries-bad/Lookup.swift" <<'SWIFT'
+let sql: PostgresQuery = """
+    SELECT e.status, t.points FROM events e JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id
+    WHERE e.event_id = \(id)
+    """
+SWIFT
+cat >"$work/queries-good/Lookup.swift" <<'SWIFT'
+let sql: PostgresQuery = """
+    SELECT e.status, t.points FROM events e JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id
+    WHERE e.province = \(province) AND e.event_id = \(id)
+    """
+let across: PostgresQuery = "SELECT province FROM events WHERE event_id = \(id) -- citus: multi-shard (ids are checked across provinces)"
+SWIFT
+expect 1 "citus-check --queries fails on a lookup by id without province" python3 Scripts/citus-check.py --queries "$work/queries-bad"
+expect 0 "citus-check --queries passes a lookup fixed to a province" python3 Scripts/citus-check.py --queries "$work/queries-good"
+
+if [ "$failures" -gt 0 ]; then
+  echo "check-selftest: $failures self-test(s) failed" >&2
+  exit 1
+fi
+echo "check-selftest: ok"
