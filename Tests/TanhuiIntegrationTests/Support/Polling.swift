@@ -46,13 +46,3 @@ final class Locked<Value: Sendable>: Sendable {
     var value: Value { mutex.withLock { $0 } }
 }
 
-/// A guarantee this suite checks and the code under test is known to break sometimes (reported,
-/// awaiting a fix in Sources/): the failure is shown as a known issue instead of failing the
-/// run. `TANHUI_STRICT_KNOWN_DEFECTS=1` turns it into an ordinary failure, to check a fix.
-func knownDefect(_ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation, _ body: () -> Void) {
-    if ProcessInfo.processInfo.environment["TANHUI_STRICT_KNOWN_DEFECTS"] == "1" {
-        body()
-    } else {
-        withKnownIssue(comment, isIntermittent: true, sourceLocation: sourceLocation) { body() }
-    }
-}
