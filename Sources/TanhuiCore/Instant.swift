@@ -141,6 +141,7 @@ enum Instant {
         let off = abs(offsetSeconds) / 60
         func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let zone = offsetSeconds == 0 ? "Z" : "\(sign)\(two(Int64(off / 60))):\(two(Int64(off % 60)))"
-        return "\(y)-\(two(m))-\(two(d))T\(two(secs / 3600)):\(two(secs / 60 % 60)):\(two(secs % 60))\(zone)"
+        let year = (0...999).contains(y) ? String(String(y + 10_000).dropFirst()) : "\(y)"
+        return "\(year)-\(two(m))-\(two(d))T\(two(secs / 3600)):\(two(secs / 60 % 60)):\(two(secs % 60))\(zone)"
     }
 }

@@ -21,6 +21,16 @@ extension Timestamp {
 
     public static func date(milliseconds: Int64) -> Date { Instant.date(milliseconds) }
 
+    /// RFC 3339 text in UTC with milliseconds (`2027-03-01T00:00:00.123Z`), built from the
+    /// integer alone: how instants travel to PostgreSQL, which parses it into integer
+    /// microseconds, so no floating point sits between the judge and the table.
+    public static func textUTC(milliseconds: Int64) -> String {
+        let seconds = Instant.format(Instant.floorDiv(milliseconds, 1000) * 1000, offsetSeconds: 0)
+        let fraction = milliseconds - Instant.floorDiv(milliseconds, 1000) * 1000
+        let digits = fraction < 10 ? "00\(fraction)" : fraction < 100 ? "0\(fraction)" : "\(fraction)"
+        return seconds.dropLast() + "." + digits + "Z"
+    }
+
     /// RFC 3339 text in UTC, for messages.
     public static func format(milliseconds: Int64) -> String { Instant.format(milliseconds, offsetSeconds: 0) }
 }

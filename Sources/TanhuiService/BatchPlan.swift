@@ -278,10 +278,10 @@ struct BatchRound: Sendable {
             SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
                    (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
             FROM unnest(\(PostgresArray(spans.map(\.key.province)))::text[], \(PostgresArray(spans.map(\.key.citizen)))::uuid[],
-                        \(PostgresArray(spans.map(\.span.startMs)))::bigint[], \(PostgresArray(spans.map(\.span.endMs)))::bigint[]) AS s(province, citizen, start_ms, end_ms)
+                        \(PostgresArray(spans.map { Timestamp.textUTC(milliseconds: $0.span.startMs) }))::timestamptz[],
+                        \(PostgresArray(spans.map { Timestamp.textUTC(milliseconds: $0.span.endMs) }))::timestamptz[]) AS s(province, citizen, start_at, end_at)
             JOIN events e ON e.province = s.province AND e.citizen_id = s.citizen AND e.status = 'accepted' AND e.occupies_interval
-              AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange('epoch'::timestamptz + s.start_ms * interval '1 millisecond',
-                                                                   'epoch'::timestamptz + s.end_ms * interval '1 millisecond', '[)')
+              AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange(s.start_at, s.end_at, '[)')
             """,
             """
             SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(keys.count))
@@ -296,8 +296,9 @@ struct BatchRound: Sendable {
     }
 
     /// Step 4: events, awards (transactions and their entries), cap usage, accounts, devices.
-    /// Instants travel as epoch milliseconds (bigint) and become timestamptz in SQL by exact
-    /// interval arithmetic: no floating point between the judge and the table.
+    /// Instants travel as RFC 3339 text built from integer milliseconds (`Timestamp.textUTC`),
+    /// which PostgreSQL parses into integer microseconds: no floating point between the judge
+    /// and the table (interval arithmetic on a bigint would go through double precision).
     func writeStatements(_ writes: Writes) -> [PostgresQuery] {
         var statements = [eventInsert(writes.events)]
         if !writes.awards.isEmpty { statements += awardInserts(writes.awards) }
@@ -331,16 +332,14 @@ struct BatchRound: Sendable {
             INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
                 evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message)
-            SELECT province, event_id, citizen_id, device_id, kind,
-                'epoch'::timestamptz + occurred_ms * interval '1 millisecond', 'epoch'::timestamptz + ended_ms * interval '1 millisecond',
-                device_occurred_at, device_ended_at,
+            SELECT province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
-                evidence_source, evidence_ref, content_sha256, occupies_interval,
-                'epoch'::timestamptz + received_ms * interval '1 millisecond', status, code, message
+                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message
             FROM unnest(
                 \(PostgresArray(events.map(\.province)))::text[], \(PostgresArray(events.map(\.id)))::uuid[],
                 \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.device)))::text[], \(PostgresArray(events.map(\.kind)))::text[],
-                \(PostgresArray(rows.map(\.row.occurredMs)))::bigint[], \(PostgresArray(rows.map(\.row.endedMs)))::bigint[],
+                \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.row.occurredMs) }))::timestamptz[],
+                \(PostgresArray(rows.map { $0.row.endedMs.map { Timestamp.textUTC(milliseconds: $0) } }))::timestamptz[],
                 \(PostgresArray(wires.map(\.occurredAtText)))::text[], \(PostgresArray(wires.map(\.endedAtText)))::text[],
                 \(PostgresArray(rows.map(\.offsetMs)))::bigint[],
                 \(PostgresArray(events.map(\.data.mode)))::text[], \(PostgresArray(events.map(\.data.material)))::text[],
@@ -349,11 +348,11 @@ struct BatchRound: Sendable {
                 \(PostgresArray(events.map(\.data.baselineWh)))::bigint[], \(PostgresArray(events.map(\.data.days)))::bigint[],
                 \(PostgresArray(wires.map(\.evidence?.source)))::text[], \(PostgresArray(wires.map(\.evidence?.ref)))::text[],
                 \(PostgresArray(rows.map(\.row.item.contentSHA256)))::text[], \(PostgresArray(rows.map(\.row.occupiesInterval)))::boolean[],
-                \(PostgresArray(rows.map(\.receivedAtMs)))::bigint[],
+                \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.receivedAtMs) }))::timestamptz[],
                 \(PostgresArray(rows.map(\.row.status.rawValue)))::text[], \(PostgresArray(rows.map(\.row.code)))::text[], \(PostgresArray(rows.map(\.row.message)))::text[]
-            ) AS r(province, event_id, citizen_id, device_id, kind, occurred_ms, ended_ms, device_occurred_at, device_ended_at, clock_offset_ms,
+            ) AS r(province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at, clock_offset_ms,
                    mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days, evidence_source, evidence_ref,
-                   content_sha256, occupies_interval, received_ms, status, code, message)
+                   content_sha256, occupies_interval, received_at, status, code, message)
             """
     }
 

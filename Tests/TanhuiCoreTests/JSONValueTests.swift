@@ -44,3 +44,22 @@ struct JSONValueTests {
         }
     }
 }
+
+@Suite("Timestamp.textUTC: instants to PostgreSQL from integers alone")
+struct TimestampTextTests {
+    @Test("formats milliseconds exactly and round-trips through the parser", arguments: [
+        Int64(0), 1, -1, 999, 1_795_000_000_123, 946_684_800_000, 4_102_444_799_999, -62_135_596_800_000,
+    ])
+    func roundTrips(milliseconds: Int64) {
+        let text = Timestamp.textUTC(milliseconds: milliseconds)
+        #expect(text.hasSuffix("Z") && text.contains("."))
+        #expect(Timestamp.milliseconds(text) == milliseconds, "\(text)")
+    }
+
+    @Test("known values")
+    func knownValues() {
+        #expect(Timestamp.textUTC(milliseconds: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(Timestamp.textUTC(milliseconds: -1) == "1969-12-31T23:59:59.999Z")
+        #expect(Timestamp.textUTC(milliseconds: 1_795_000_000_007) == "2026-11-18T11:06:40.007Z")
+    }
+}

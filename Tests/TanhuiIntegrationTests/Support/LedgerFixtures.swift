@@ -5,7 +5,7 @@ import TanhuiService
 
 /// Builds events and a ledger-ready database for ledger and sync tests.
 enum LedgerFixtures {
-    static let base = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-18T06:46:40Z
+    static let base = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-18T11:06:40Z
 
     static func ruleSetDocument(_ province: String = "CN-GD") throws -> String {
         try String(contentsOfFile: CommandRunner.repoRoot + "/Schema/rulesets/\(province).yaml", encoding: .utf8)
