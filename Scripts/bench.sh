@@ -69,6 +69,13 @@ export BENCH_LOADAVG="$(cut -d" " -f1-3 /proc/loadavg)"
 
 # --- database -------------------------------------------------------------------------
 Scripts/db.sh --name bench start >&2
+# pg_stat_statements on the bench cluster, so the report says where PostgreSQL's time goes.
+bench_conf="$root/.tanhui/pg-bench/data/postgresql.conf"
+if [ -f "$bench_conf" ] && ! grep -q "^shared_preload_libraries = 'pg_stat_statements'" "$bench_conf"; then
+  echo "shared_preload_libraries = 'pg_stat_statements'" >>"$bench_conf"
+  Scripts/db.sh --name bench stop >&2
+  Scripts/db.sh --name bench start >&2
+fi
 base_url="$(Scripts/db.sh --name bench url)"
 server_url="${base_url%/*}"
 dbname="tanhui_bench_$(date +%Y%m%d_%H%M%S)_$$"
@@ -78,6 +85,14 @@ export TANHUI_TOKEN_SECRET="$(head -c 32 /dev/urandom | base64 -w0)"
 export TANHUI_LOG_LEVEL=warning
 "$TANHUI" migrate >&2
 "$TANHUI" rules publish --if-absent Schema/rulesets/CN-GD.yaml >&2
+psql -X -q "$DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >&2 2>/dev/null || true
+# Top statements of this database since the last reset, as a JSON record named $1; then reset.
+statements() {
+  local rows
+  rows="$(psql -X -tA "$DATABASE_URL" -c "SELECT replace(coalesce(json_agg(s)::text, '[]'), chr(10), ' ') FROM (SELECT calls, rows, round(total_exec_time::numeric, 1) AS ms, left(regexp_replace(query, '\s+', ' ', 'g'), 70) AS query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 8) s" 2>/dev/null || echo '[]')"
+  record "{\"benchmark\":\"statements\",\"phase\":\"$1\",\"top\":${rows:-[]}}"
+  psql -X -q "$DATABASE_URL" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1 || true
+}
 
 server_pid=""
 stop_server() {
@@ -149,7 +164,9 @@ for r in $(seq 1 "$RUNS"); do
   log "backlog run $r: $BACKLOG_CITIZENS citizens × $BATCH events, 16 connections"
   ticks=$(cpu_ticks); idle0=$(idle_ticks)
   if [ "$r" = 1 ]; then sample_waits 40 >"$work/waits-backlog.txt" & sampler=$!; else sampler=""; fi
+  [ "$r" = 1 ] && statements "before"
   out="$("$LOAD" backlog --url "$base" --concurrency 16 --citizens "$BACKLOG_CITIZENS" --batch "$BATCH" --seed $((100 + r)) --max-seconds "$BACKLOG_SECONDS")"
+  [ "$r" = 1 ] && statements "backlog"
   out="$(with_server_cpu "$ticks" "$idle0" "$out")"
   if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
   record "$out"; log "  $out"
@@ -163,7 +180,9 @@ for r in $(seq 1 "$RUNS"); do
   log "daily run $r: up to $DAILY_REQUESTS pushes of 1–5 events, 64 connections, ≤ ${DAILY_SECONDS}s"
   ticks=$(cpu_ticks); idle0=$(idle_ticks)
   if [ "$r" = 1 ]; then sample_waits 40 >"$work/waits-daily.txt" & sampler=$!; else sampler=""; fi
+  [ "$r" = 1 ] && statements "before"
   out="$("$LOAD" daily --url "$base" --concurrency 64 --requests "$DAILY_REQUESTS" --seed $((200 + r)) --max-seconds "$DAILY_SECONDS")"
+  [ "$r" = 1 ] && statements "daily"
   out="$(with_server_cpu "$ticks" "$idle0" "$out")"
   if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
   record "$out"; log "  $out"
@@ -289,6 +308,7 @@ main_url="$DATABASE_URL"
 export DATABASE_URL="$server_url/$scale_db"
 "$TANHUI" migrate >&2
 "$TANHUI" rules publish --if-absent Schema/rulesets/CN-GD.yaml >&2
+psql -X -q "$DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >&2 2>/dev/null || true
 log "scale: inserting $SCALE_ACCOUNTS accounts and $SCALE_EVENTS events directly (no awards)"
 t0=$(now_ms)
 psql -X -q "$DATABASE_URL" -v ON_ERROR_STOP=1 <<SQL >&2
@@ -303,7 +323,9 @@ record "{\"benchmark\":\"scale_fill\",\"accounts\":$SCALE_ACCOUNTS,\"events\":$S
 start_server
 out="$("$LOAD" backlog --url "$base" --concurrency 16 --citizens "$BACKLOG_CITIZENS" --batch "$BATCH" --seed 901 --max-seconds "$BACKLOG_SECONDS")"
 record "${out%\}},\"scale\":true}"; log "scale backlog: $out"
+statements "before"
 out="$("$LOAD" daily --url "$base" --concurrency 64 --requests "$DAILY_REQUESTS" --seed 902 --max-seconds "$DAILY_SECONDS")"
+statements "scale_daily"
 record "${out%\}},\"scale\":true}"; log "scale daily: $out"
 stop_server
 export DATABASE_URL="$main_url"
@@ -561,6 +583,26 @@ if binary:
 summary.append(("6 RSS under load", f"{n(mb(load_kb), 1)} MB", "—", "—", "≤ 150 MB", verdict(mb(load_kb), 150, higher=False)))
 summary.append(("6 Start-up", f"{n(st)} ms", "—", "—", "≤ 1000 ms", verdict(st, 1000, higher=False)))
 w("")
+
+# PostgreSQL's side
+stmts = {r["phase"]: r["top"] for r in rows if r.get("benchmark") == "statements" and r.get("phase") != "before"}
+if stmts:
+    w("## Where PostgreSQL's time goes")
+    w("")
+    w("`pg_stat_statements` (preloaded in the bench cluster) over the first run of each load; execution time includes waiting for a CPU, "
+      "since server, load generator and PostgreSQL share 2 cores.")
+    for phase, title in [("backlog", "backlog run 1"), ("daily", "daily run 1"), ("scale_daily", "daily at scale")]:
+        top = stmts.get(phase) or []
+        if not top: continue
+        total = sum(t["ms"] for t in top) or 1
+        w("")
+        w(f"{title}:")
+        w("")
+        w("| statement | calls | rows | ms | share of top 8 |")
+        w("|---|---|---|---|---|")
+        for t in top:
+            w(f"| `{t['query'].replace('|', '/')}` | {t['calls']:,} | {t['rows']:,} | {t['ms']:,.0f} | {t['ms'] / total * 100:.0f} % |")
+    w("")
 
 # profile
 prof = os.path.join(work, "profile.txt")
