@@ -98,6 +98,32 @@ struct PushPathTests {
         }
     }
 
+    @Test("one push across provinces: each event judged by its own province's rules, balances and entries per province, provinces never mix")
+    func multiProvinceBatch() async throws {
+        try await H.withServer { h in
+            let services = try TestDatabase.makeServices(url: h.url)
+            _ = try await services.ruleSets.publish(document: try F.ruleSetDocument("CN-SH"), publishedBy: "test")
+            await services.shutdown()
+            let now = Date()
+            func waste(_ province: String, _ minutesAgo: Double) -> [String: Any] {
+                var event = H.event(kind: "waste_sorting", start: now.addingTimeInterval(-minutesAgo * 60), data: [:])
+                event["province"] = province
+                return event
+            }
+            let reply = try await h.push([waste("CN-GD", 30), waste("CN-SH", 40), waste("CN-BJ", 50), H.event(start: now.addingTimeInterval(-7200))])
+            #expect(reply.status == 200, "\(reply.body)")
+            let results = try H.results(reply)
+            #expect(results.map { $0["code"] as? String ?? $0["status"] as? String } == ["accepted", "accepted", "no_ruleset", "accepted"])
+            #expect(results.compactMap { ($0["award"] as? [String: Any])?["ruleset"] as? [String: Any] }.map { $0["province"] as? String } == ["CN-GD", "CN-SH", "CN-GD"])
+            let balances = try #require(try H.json(reply.body)["balances"] as? [[String: Any]])
+            #expect(balances.map { $0["province"] as? String } == ["CN-BJ", "CN-GD", "CN-SH"])
+            #expect(balances.map { $0["points"] as? Int } == [0, 58, 1], "GD: 1 + 57 points; SH: one 10 g check-in at its own rate; BJ: nothing")
+            let page = try await h.pull(cursor: nil)
+            let entries = try #require(page["entries"] as? [[String: Any]])
+            #expect(entries.map { "\($0["province"] as? String ?? "?")#\($0["seq"] as? Int ?? 0)" } == ["CN-GD#1", "CN-GD#2", "CN-SH#1"])
+        }
+    }
+
     @Test("a device pulling after its push misses no entry of the citizen's other devices")
     func pushHandsOutNoSkippingCursor() async throws {
         try await H.withServer { h in
