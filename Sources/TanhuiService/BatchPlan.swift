@@ -247,7 +247,10 @@ struct BatchRound: Sendable {
         ]
     }
 
-    /// Step 2: every member's facts, keyed by province first.
+    /// Step 2: every member's facts, keyed by province first. Each lookup is a LATERAL
+    /// subquery (kept from being flattened by LIMIT/OFFSET), so it is one index probe per key
+    /// whatever the statistics say: a province whose partial indexes were empty at the last
+    /// ANALYZE would otherwise get hash joins that scan the whole index on every push.
     func readStatements(_ prepared: [BatchJudge.Prepared]) -> [PostgresQuery] {
         let keys = prepared.flatMap(\.keys)
         let evidence = prepared.flatMap(\.evidence)
@@ -262,35 +265,50 @@ struct BatchRound: Sendable {
         }
         return [
             """
-            SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
-                   t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+            SELECT x.*
             FROM unnest(\(PostgresArray(keys.map(\.province)))::text[], \(PostgresArray(keys.map(\.id)))::uuid[]) AS k(province, event_id)
-            JOIN events e ON e.province = k.province AND e.event_id = k.event_id
-            LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+            CROSS JOIN LATERAL (
+                SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
+                       t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+                FROM events e
+                LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+                WHERE e.province = k.province AND e.event_id = k.event_id
+                LIMIT 1) AS x
             """,
             """
-            SELECT e.province, e.evidence_source, e.evidence_ref
+            SELECT x.*
             FROM unnest(\(PostgresArray(evidence.map(\.province)))::text[], \(PostgresArray(evidence.map(\.source)))::text[],
                         \(PostgresArray(evidence.map(\.ref)))::text[]) AS c(province, source, ref)
-            JOIN events e ON e.province = c.province AND e.evidence_source = c.source AND e.evidence_ref = c.ref AND e.status = 'accepted'
+            CROSS JOIN LATERAL (
+                SELECT e.province, e.evidence_source, e.evidence_ref FROM events e
+                WHERE e.province = c.province AND e.evidence_source = c.source AND e.evidence_ref = c.ref
+                  AND e.status = 'accepted' AND e.evidence_source IS NOT NULL
+                LIMIT 1) AS x
             """,
             """
-            SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
-                   (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
+            SELECT x.*
             FROM unnest(\(PostgresArray(spans.map(\.key.province)))::text[], \(PostgresArray(spans.map(\.key.citizen)))::uuid[],
                         \(PostgresArray(spans.map { Timestamp.textUTC(milliseconds: $0.span.startMs) }))::timestamptz[],
                         \(PostgresArray(spans.map { Timestamp.textUTC(milliseconds: $0.span.endMs) }))::timestamptz[]) AS s(province, citizen, start_at, end_at)
-            JOIN events e ON e.province = s.province AND e.citizen_id = s.citizen AND e.status = 'accepted' AND e.occupies_interval
-              AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange(s.start_at, s.end_at, '[)')
+            CROSS JOIN LATERAL (
+                SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
+                       (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
+                FROM events e
+                WHERE e.province = s.province AND e.citizen_id = s.citizen AND e.status = 'accepted' AND e.occupies_interval
+                  AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange(s.start_at, s.end_at, '[)')
+                OFFSET 0) AS x
             """,
             """
             SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(keys.count))
             """,
             """
-            SELECT u.province, u.citizen_id, u.window_key, u.points, u.events
+            SELECT x.*
             FROM unnest(\(PostgresArray(windows.map(\.key.province)))::text[], \(PostgresArray(windows.map(\.key.citizen)))::uuid[],
                         \(PostgresArray(windows.map(\.window)))::text[]) AS w(province, citizen, window_key)
-            JOIN cap_usage u ON u.province = w.province AND u.citizen_id = w.citizen AND u.window_key = w.window_key
+            CROSS JOIN LATERAL (
+                SELECT u.province, u.citizen_id, u.window_key, u.points, u.events FROM cap_usage u
+                WHERE u.province = w.province AND u.citizen_id = w.citizen AND u.window_key = w.window_key
+                LIMIT 1) AS x
             """,
         ]
     }

@@ -277,11 +277,21 @@ struct HotStatementPlanTests {
                     INSERT INTO citizen_accounts (province, citizen_id, balance_points, balance_grams, last_seq)
                     SELECT 'CN-GD', md5(i::text)::uuid, 10, 100, 1 FROM generate_series(1, 100000) i
                     """)
+                // Statistics taken while no event is accepted (as after a bulk import), then
+                // accepted events with evidence arrive: plans must not trust the stale counts.
                 try connection.query("""
                     INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, device_occurred_at, clock_offset_ms,
-                        content_sha256, received_at, status, evidence_source, evidence_ref)
+                        content_sha256, received_at, status, code, message)
                     SELECT 'CN-GD', md5('e' || i)::uuid, md5(i::text)::uuid, 'd', 'waste_sorting', timestamptz '2026-11-01' + i * interval '1 second', 'x', 0,
-                        repeat('0', 64), now(), 'accepted', 'card', 'ref-' || i FROM generate_series(1, 100000) i
+                        repeat('0', 64), now(), 'rejected', 'too_old', 'm' FROM generate_series(1, 100000) i
+                    """)
+                try connection.query("ANALYZE events")
+                try connection.query("""
+                    INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, clock_offset_ms,
+                        content_sha256, received_at, status, evidence_source, evidence_ref, occupies_interval)
+                    SELECT 'CN-GD', md5('a' || i)::uuid, md5(i::text)::uuid, 'd', 'transit_trip', timestamptz '2026-11-01' + i * interval '1 hour',
+                        timestamptz '2026-11-01' + i * interval '1 hour' + interval '20 minutes', 'x', 0,
+                        repeat('0', 64), now(), 'accepted', 'card', 'ref-' || i, true FROM generate_series(1, 30000) i
                     """)
                 try connection.query("""
                     INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology)
@@ -301,11 +311,15 @@ struct HotStatementPlanTests {
                     SELECT 'CN-GD', md5(i::text)::uuid, '*/day/2026-11-01', 10, 1 FROM generate_series(1, 100000) i
                     """)
                 try connection.query("SELECT setval('ledger_transaction_ids', 100000)")
-                try connection.query("ANALYZE")
+                try connection.query("ANALYZE citizen_accounts, ledger_transactions, ledger_entries, ledger_chain, cap_usage, rule_sets")
             }
             await pool.shutdown()
             let plans = try await services.ledger.explainHotStatements(province: "CN-GD", citizen: UUID())
             #expect(plans.count >= 14)
+            // The push's lookups probe an index per key (LATERAL), never hash a whole index.
+            for plan in plans where ["push.read.0", "push.read.1", "push.read.2", "push.read.4"].contains(plan.name) {
+                #expect(!plan.plan.contains("Hash Join") && plan.plan.contains("Nested Loop"), "\(plan.name):\n\(plan.plan)")
+            }
             for plan in plans {
                 for table in Self.ledgerTables {
                     #expect(!plan.plan.contains("Seq Scan on \(table)"), "\(plan.name) scans \(table):\n\(plan.plan)")
