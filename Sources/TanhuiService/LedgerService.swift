@@ -294,14 +294,18 @@ extension LedgerService {
     /// suite fails on a sequential scan of a ledger table.
     public func explainHotStatements(province: String, citizen: UUID) async throws -> [StatementPlan] {
         let history = try await ruleSets.history(province: province)
+        // A typical backlog batch: 50 trips with evidence, so the plans are those of real batches.
         let eventID = UUID()
-        let start = Date().addingTimeInterval(-3600)
-        let wire = EventWire.decode([
-            "id": eventID.uuidString, "kind": history.versions.first?.activities.first?.kind ?? "transit_trip", "province": province,
-            "occurred_at": start.formatted(.iso8601), "ended_at": start.addingTimeInterval(1200).formatted(.iso8601),
-            "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample"],
-        ] as [String: Any])
-        let inputs: [BatchJudge.Input] = (try? wire.get()).map { [.event(BatchJudge.Item(wire: $0, contentSHA256: BatchPlan.contentHash($0)))] } ?? []
+        let kind = history.versions.first?.activities.first?.kind ?? "transit_trip"
+        let inputs: [BatchJudge.Input] = (0..<50).compactMap { index in
+            let start = Date().addingTimeInterval(-3600 * Double(index + 1))
+            let wire = EventWire.decode([
+                "id": (index == 0 ? eventID : UUID()).uuidString, "kind": kind, "province": province,
+                "occurred_at": start.formatted(.iso8601), "ended_at": start.addingTimeInterval(1200).formatted(.iso8601),
+                "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample-\(index)"],
+            ] as [String: Any])
+            return (try? wire.get()).map { .event(BatchJudge.Item(wire: $0, contentSHA256: BatchPlan.contentHash($0))) }
+        }
         let plan = BatchPlan(inputs: inputs, citizen: citizen, device: "explain", receivedAtMs: Timestamp.milliseconds(of: Date()), sentAtMs: nil)
         let round = BatchRound(members: [plan], ruleSets: ruleSets)
         let prepared = BatchJudge.prepare(inputs, receivedAtMs: plan.receivedAtMs, sentAtMs: nil, histories: [province: history])
