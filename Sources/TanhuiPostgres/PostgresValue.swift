@@ -61,10 +61,61 @@ extension Bool: PostgresEncodable, PostgresDecodable {
 }
 
 extension UUID: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { uuidString.lowercased() }
+    /// Lower-case canonical text by table lookup (`uuidString` formats with sprintf and
+    /// `lowercased()` walks Unicode: both showed in the push profile, once per row).
+    public var postgresText: String? {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: UInt8(ascii: "-"), count: 36)
+        withUnsafeBytes(of: uuid) { raw in
+            var at = 0
+            for (index, byte) in raw.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { at += 1 }
+                bytes[at] = digits[Int(byte >> 4)]
+                bytes[at + 1] = digits[Int(byte & 0x0f)]
+                at += 2
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Parses PostgreSQL's canonical form (36 characters, hyphens at 8, 13, 18, 23) without
+    /// sscanf; anything else goes through Foundation's parser.
     public init(postgresText: String) throws(PostgresError) {
+        var text = postgresText
+        if let value = text.withUTF8({ Self.parseCanonical($0) }) {
+            self = value
+            return
+        }
         guard let value = UUID(uuidString: postgresText) else { throw .invalidValue("not a uuid: \(postgresText.prefix(40))") }
         self = value
+    }
+
+    static func parseCanonical(_ utf8: UnsafeBufferPointer<UInt8>) -> UUID? {
+        guard utf8.count == 36 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var index = 0
+        var position = 0
+        while position < 36 {
+            if position == 8 || position == 13 || position == 18 || position == 23 {
+                guard utf8[position] == UInt8(ascii: "-") else { return nil }
+                position += 1
+                continue
+            }
+            func nibble(_ c: UInt8) -> UInt8? {
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+                default: return nil
+                }
+            }
+            guard let high = nibble(utf8[position]), let low = nibble(utf8[position + 1]) else { return nil }
+            bytes[index] = high << 4 | low
+            index += 1
+            position += 2
+        }
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 }
 

@@ -131,6 +131,19 @@ struct PostgresLayerTests {
         }
     }
 
+    @Test("UUID text by table lookup matches Foundation's, and the parser refuses what is not canonical")
+    func uuidText() throws {
+        for _ in 0..<1000 {
+            let id = UUID()
+            #expect(id.postgresText == id.uuidString.lowercased())
+            #expect(try UUID(postgresText: id.uuidString) == id)
+            #expect(try UUID(postgresText: id.uuidString.lowercased()) == id)
+        }
+        for bad in ["", "not-a-uuid", "0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d1", "0b9e4a52x6f0e-4c57-9d61-3f7f2a8c1d10", "0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d1g"] {
+            #expect(throws: PostgresError.self) { try UUID(postgresText: bad) }
+        }
+    }
+
     @Test("quotes, backslashes, SQL metacharacters, unicode and binary round-trip unchanged")
     func valuesRoundTrip() async throws {
         try await TestDatabase.withFresh(migrated: false) { url in
