@@ -84,8 +84,6 @@ struct Ledger: AsyncParsableCommand {
             abstract: "EXPLAIN every push, pull, status, reversal, seal and publication statement for a province; exit 1 on a sequential scan of a ledger table.")
         @Option(help: "Province code.") var province: String
 
-        static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
-
         func run() async throws {
             guard Province.isKnown(province) else { throw ValidationError("--province must be an ISO 3166-2:CN code such as CN-GD") }
             let services = try CommandEnvironment.services(label: "tanhui.ledger")
@@ -94,7 +92,7 @@ struct Ledger: AsyncParsableCommand {
                 var scans = 0
                 for plan in plans {
                     printLine("-- \(plan.name)\n\(plan.plan)\n")
-                    scans += Self.ledgerTables.filter { plan.plan.contains("Seq Scan on \($0)") }.count
+                    scans += plan.sequentialScans.count
                 }
                 if scans > 0 {
                     printError("\(scans) sequential scan(s) of ledger tables; run ANALYZE, or check the indexes of migration 0003")

@@ -221,7 +221,7 @@ public enum BatchJudge {
         let receivedAt = Instant.date(prepared.receivedAtMs)
 
         for entry in prepared.entries {
-            let item: Item, occurredMs: Int64, endedMs: Int64?, ruleSet: RuleSet?, windows: [CapWindow]
+            let item: Item, occurredMs: Int64, endedMs: Int64?, ruleSet: RuleSet?
             switch entry {
             case .invalid(let id, let issues):
                 verdicts.append(Verdict(id: id ?? "", status: .rejected, code: VerdictCode.invalid,
@@ -231,8 +231,8 @@ public enum BatchJudge {
                 verdicts.append(Verdict(id: skewed.wire.event.id.uuidString.lowercased(), status: .rejected, code: VerdictCode.clockSkew,
                                         message: "after correcting the device clock by \(prepared.offsetMs / 1000) s the event lies in the future; it was not stored — resend it once the device clock is right"))
                 continue
-            case .event(let i, let o, let e, let r, let w):
-                (item, occurredMs, endedMs, ruleSet, windows) = (i, o, e, r, w)
+            case .event(let i, let o, let e, let r, _):
+                (item, occurredMs, endedMs, ruleSet) = (i, o, e, r)
             }
             let event = item.wire.event
             let key = EventKey(province: event.province, id: event.id)
@@ -276,7 +276,6 @@ public enum BatchJudge {
                 verdict = Verdict(id: idText, status: .rejected, code: RejectionCode.noRuleset.rawValue,
                                   message: "no rule set of \(event.province) is in force at \(Instant.format(occurredMs, offsetSeconds: 0))")
             }
-            _ = windows
             if let award = accepted {
                 var usage = facts.usage[event.province] ?? CapUsage()
                 usage.add(award.consumption)

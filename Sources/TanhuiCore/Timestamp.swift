@@ -19,8 +19,6 @@ extension Timestamp {
     /// Epoch milliseconds of a `Date`, rounded once at the boundary.
     public static func milliseconds(of date: Date) -> Int64 { Instant.milliseconds(date) }
 
-    public static func date(milliseconds: Int64) -> Date { Instant.date(milliseconds) }
-
     /// RFC 3339 text in UTC with milliseconds (`2027-03-01T00:00:00.123Z`), built from the
     /// integer alone: how instants travel to PostgreSQL, which parses it into integer
     /// microseconds, so no floating point sits between the judge and the table.
@@ -30,7 +28,4 @@ extension Timestamp {
         let digits = fraction < 10 ? "00\(fraction)" : fraction < 100 ? "0\(fraction)" : "\(fraction)"
         return seconds.dropLast() + "." + digits + "Z"
     }
-
-    /// RFC 3339 text in UTC, for messages.
-    public static func format(milliseconds: Int64) -> String { Instant.format(milliseconds, offsetSeconds: 0) }
 }

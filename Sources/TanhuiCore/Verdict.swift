@@ -1,6 +1,5 @@
 import Foundation
 
-
 /// The final answer for one submitted event, in request order.
 public struct Verdict: Sendable, Equatable {
     public enum Status: String, Sendable, Codable {

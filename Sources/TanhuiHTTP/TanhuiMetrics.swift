@@ -1,8 +1,8 @@
 import Hummingbird
 import Metrics
-import TanhuiCore
 import NIOCore
 import Prometheus
+import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
 

@@ -14,7 +14,7 @@ public struct Migration: Sendable, Equatable {
 
     /// SHA-256 of the file's bytes, recorded when applied so later edits are caught.
     public var checksum: String {
-        SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(sql.utf8)).hexString
     }
 }
 

@@ -286,7 +286,13 @@ extension LedgerService {
     public struct StatementPlan: Sendable {
         public var name: String
         public var plan: String
+
+        /// Ledger tables this plan reads sequentially: none, on a healthy database.
+        public var sequentialScans: [String] { LedgerService.ledgerTables.filter { plan.contains("Seq Scan on \($0)") } }
     }
+
+    /// The tables that grow with citizens and events.
+    public static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
 
     /// EXPLAIN (plan only, nothing executed) of every statement on the push, pull, status,
     /// reversal and seal paths, built by the same functions those paths use, for a sample
