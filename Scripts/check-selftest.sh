@@ -95,6 +95,18 @@ PGOPTIONS='-c client_min_messages=warning' psql -X -q "$admin" \
   -c "DROP DATABASE IF EXISTS tanhui_citus_selftest WITH (FORCE)" -c "CREATE DATABASE tanhui_citus_selftest"
 DATABASE_URL="$citus_bad" "$TANHUI_BIN" migrate >/dev/null
 expect 0 "citus-check passes on the migrated schema" python3 Scripts/citus-check.py "$citus_bad"
+# The layout first shipped (rule_sets a reference table, which ledger_transactions references):
+# the real engine failed on it, so the check must too. Likewise a referenced table distributed
+# after the table that references it.
+sed -e "/create_distributed_table('rule_sets'/d" \
+    -e "s/^SELECT create_reference_table('operators');/SELECT create_reference_table('rule_sets');\n&/" \
+    Schema/citus/distribute.sql >"$work/distribute-reference-rule-sets.sql"
+expect 1 "citus-check fails on a foreign key from a distributed table to a reference table" \
+  python3 Scripts/citus-check.py "$citus_bad" --distribute-sql "$work/distribute-reference-rule-sets.sql"
+awk "/create_distributed_table\\('rule_sets'/ { held = \$0; next } { print } /create_distributed_table\\('ledger_transactions'/ { print held }" \
+  Schema/citus/distribute.sql >"$work/distribute-referenced-later.sql"
+expect 1 "citus-check fails when a referenced table is distributed after its referencing table" \
+  python3 Scripts/citus-check.py "$citus_bad" --distribute-sql "$work/distribute-referenced-later.sql"
 # A unique index without the distribution column cannot be enforced per shard.
 psql -X -q "$citus_bad" -c "CREATE UNIQUE INDEX selftest_events_id_unique ON events (event_id)"
 expect 1 "citus-check fails on a unique index without province" python3 Scripts/citus-check.py "$citus_bad"

@@ -21,6 +21,15 @@ Violations:
     colocate_with starts its own group; we colocate explicitly rather than rely on Citus's
     implicit default);
   * a foreign key from a reference table to a distributed table;
+  * a foreign key from a distributed table to a reference table: the real engine (Citus
+    13.2) cannot build that layout in either order — create_reference_table turns the
+    referencing table and its whole foreign-key graph into Citus local tables, after which
+    create_distributed_table fails ("foreign keys from reference tables and local tables to
+    distributed tables are not supported"); distributing first needs a reference table that
+    does not exist yet. Distribute the referenced table instead (colocated), as rule_sets is;
+  * a foreign key between distributed tables whose referenced table is distributed later in
+    the script than the referencing one (create_distributed_table refuses a foreign key to a
+    table that is still local);
   * a distribution column whose type differs between tables (colocated tables and foreign
     keys need one type).
 
@@ -51,7 +60,8 @@ def fail(message):
 
 
 def parse_distribute_sql(path):
-    """Returns (reference tables, {distributed table: (column, colocate_with or None)})."""
+    """Returns (reference tables, {distributed table: (column, colocate_with or None)}, and
+    {table: position of its create_*_table call in the script})."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -61,8 +71,10 @@ def parse_distribute_sql(path):
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
     reference = []
+    order = {}
     for match in re.finditer(r"create_reference_table\s*\(\s*'([^']+)'\s*\)", text, re.I):
         reference.append(match.group(1))
+        order.setdefault(match.group(1), match.start())
     distributed = {}
     call = re.compile(r"create_distributed_table\s*\(([^;]*?)\)\s*;", re.I | re.S)
     for match in call.finditer(text):
@@ -75,6 +87,7 @@ def parse_distribute_sql(path):
         if table in distributed:
             fail(f"{path}: {table} is distributed twice")
         distributed[table] = (column, colocate.group(1) if colocate else None)
+        order.setdefault(table, match.start())
     # Catch calls the patterns above did not understand (e.g. a name not quoted).
     calls = len(re.findall(r"create_(?:reference|distributed)_table\s*\(", text, re.I))
     if calls != len(reference) + len(distributed):
@@ -82,7 +95,7 @@ def parse_distribute_sql(path):
              f"{len(reference) + len(distributed)} could be parsed (quote table names)")
     if not distributed:
         fail(f"{path}: no create_distributed_table calls found")
-    return reference, distributed
+    return reference, distributed, order
 
 
 class Database:
@@ -165,7 +178,7 @@ def main():
                         help="check the SQL in the Swift sources under DIR instead of a database")
     args = parser.parse_args()
     if args.queries is not None:
-        reference, distributed = parse_distribute_sql(args.distribute_sql)
+        reference, distributed, _ = parse_distribute_sql(args.distribute_sql)
         if not args.queries.is_dir():
             fail(f"{args.queries} is not a directory")
         violations = check_queries(args.queries, distributed)
@@ -179,7 +192,7 @@ def main():
     if not args.database_url:
         fail("no database: pass a URL or set DATABASE_URL")
 
-    reference, distributed = parse_distribute_sql(args.distribute_sql)
+    reference, distributed, order = parse_distribute_sql(args.distribute_sql)
     db = Database(args.database_url)
     schema = args.schema.replace("'", "''")
     violations = []
@@ -324,6 +337,11 @@ def main():
         label = f"{child}: foreign key {constraint} ({child_keys}) → {parent} ({parent_keys})"
         if child in reference and parent in distributed:
             violations.append(f"{label}: a reference table cannot reference a distributed table")
+        elif child in distributed and parent in reference:
+            violations.append(f"{label}: Citus cannot distribute a table that references a "
+                              "reference table through a foreign-key graph (create_reference_table "
+                              "makes the referencing tables Citus local tables); distribute "
+                              f"{parent} colocated instead")
         elif child in distributed and parent in distributed:
             if child not in dist_column or parent not in dist_column:
                 continue  # already reported: missing distribution column
@@ -331,6 +349,9 @@ def main():
             if (dist_column[child], dist_column[parent]) not in pairs:
                 violations.append(f"{label}: must map distribution column "
                                   f"'{dist_column[child]}' to '{dist_column[parent]}'")
+            if child != parent and order.get(parent, -1) > order.get(child, -1):
+                violations.append(f"{label}: {parent} is distributed after {child} "
+                                  "(a referenced table must be distributed first)")
             if groups.get(child) is not None and groups.get(child) != groups.get(parent):
                 violations.append(f"{label}: tables are not colocated "
                                   f"({groups.get(child)} vs {groups.get(parent)})")

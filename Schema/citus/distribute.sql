@@ -4,18 +4,21 @@
 --
 --   psql "$COORDINATOR_URL" -v ON_ERROR_STOP=1 -f Schema/citus/distribute.sql
 --
--- Citus is not in Debian's repositories, so this file cannot be run in our CI. What CI does
--- instead: Scripts/citus-check.py reads the two table lists below and checks the live
--- (plain PostgreSQL) schema against the Citus rules — every table classified, `province` in
--- every key, index, exclusion constraint and foreign key of a distributed table, one
--- `province` type everywhere, no foreign key from a reference table to a distributed one.
+-- Scripts/citus.sh runs exactly this on a local coordinator and two workers (and so does the
+-- cluster suite of Scripts/test.sh, once per test database). Scripts/citus-check.py reads the
+-- table lists below and checks the migrated schema against the Citus rules without a
+-- cluster — every table classified, `province` in every key, index, exclusion constraint and
+-- foreign key of a distributed table, one `province` type everywhere, no foreign key from a
+-- reference table to a distributed one, none from a distributed table to a reference table,
+-- and referenced tables distributed before the tables that reference them.
 -- Keep one create_*_table call per line, with the table name as a quoted literal: the check
 -- parses them.
 --
 -- Layout: every large table is hash-distributed on `province` and colocated with
--- citizen_accounts, so an award (event, transaction, entries, account, caps, chain link) is a
--- single-shard transaction and the per-province audit and sealer never cross shards. Small
--- tables read everywhere are reference tables (a full copy on every node; writes use 2PC).
+-- citizen_accounts, so an award (event, transaction, entries, account, caps, chain link, and
+-- the rule set it names) is a single-shard transaction and the per-province audit and sealer
+-- never cross shards. Small tables without a province are reference tables (a full copy on
+-- every node; writes use 2PC).
 --
 -- Prerequisites on every node: the citus and btree_gist extensions (the events exclusion
 -- constraint uses gist; create btree_gist on the coordinator after the workers are added, or
@@ -28,16 +31,22 @@
 -- history tables, and the hash chain detects any rewrite.
 SET citus.enable_unsafe_triggers TO on;
 
--- Reference tables first: distributed tables hold foreign keys to them
--- (ledger_transactions → rule_sets), and Citus allows distributed → reference, never the
--- reverse.
-SELECT create_reference_table('rule_sets');
+-- rule_sets is distributed too, not a reference table: ledger_transactions holds a foreign
+-- key to it, and Citus can build neither order of that layout. Made a reference table first,
+-- it turns every table that references it, and every table referencing those (the whole
+-- foreign-key graph: ledger_transactions, ledger_entries, ledger_chain), into Citus local
+-- tables, and create_distributed_table('ledger_transactions') then fails with "foreign keys
+-- from reference tables and local tables to distributed tables are not supported"; distributed
+-- first, ledger_transactions would reference a plain local table. A rule set belongs to one
+-- province, so colocating it costs nothing: the award's foreign-key check stays in its shard,
+-- and a publication writes one shard instead of every node.
 SELECT create_reference_table('operators');
 SELECT create_reference_table('tanhui_schema_migrations');
 
 -- Distributed tables, colocated on `province` (text everywhere; the type cannot change later).
 -- citizen_accounts anchors the colocation group; referenced tables before referencing ones.
 SELECT create_distributed_table('citizen_accounts', 'province');
+SELECT create_distributed_table('rule_sets', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('citizen_devices', 'province', colocate_with => 'citizen_accounts');
 -- events: the exclusion constraint events_no_overlapping_trips compares `province WITH =`
 -- first, which is what Citus requires of an exclusion constraint on a distributed table; the
