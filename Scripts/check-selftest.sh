@@ -126,6 +126,16 @@ let sql: PostgresQuery = """
     """
 let across: PostgresQuery = "SELECT province FROM events WHERE event_id = \(id) -- citus: multi-shard (ids are checked across provinces)"
 SWIFT
+# The publication check as first written: the function reading events ran on a shard on Citus.
+mkdir -p "$work/queries-function"
+cat >"$work/queries-function/Publish.swift" <<'SWIFT'
+let row = try connection.query("""
+    SELECT (SELECT max(version) FROM rule_sets WHERE province = \(province)),
+           tanhui_province_judged_through(\(province))
+    """)
+SWIFT
+expect 1 "citus-check --queries fails on a routed statement calling a function that reads a distributed table" \
+  python3 Scripts/citus-check.py --queries "$work/queries-function"
 expect 1 "citus-check --queries fails on a lookup by id without province" python3 Scripts/citus-check.py --queries "$work/queries-bad"
 expect 0 "citus-check --queries passes a lookup fixed to a province" python3 Scripts/citus-check.py --queries "$work/queries-good"
 

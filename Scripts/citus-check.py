@@ -36,7 +36,11 @@ Violations:
 With `--queries DIR` it checks the SQL in the Swift sources under DIR instead (no database):
 every SELECT, UPDATE or DELETE that reads a distributed table must fix `province` to a value
 (`province = $1`, `province = ANY($1)`) in its conditions, so Citus routes it to its shards. A query meant to span shards
-says so with the comment `-- citus: multi-shard (reason)` inside its SQL.
+says so with the comment `-- citus: multi-shard (reason)` inside its SQL. And no statement that
+reads a distributed table may call a function that reads one too (such as
+tanhui_province_judged_through, found in Schema/migrations): Citus routes the statement to a
+shard and runs the function there, which it refuses ("cannot execute a distributed query from
+a query on a shard"); call the function in a statement of its own.
 
 Uses psql (installed with PostgreSQL). Exit 0: `citus-check: ok (…)`; 1: violations, one
 per line; 2: usage, parse or connection error.
@@ -137,11 +141,31 @@ def sql_literals(text):
     return [(line, sql) for line, sql in found if SQL_START.search(sql)]
 
 
-def check_queries(directory, distributed):
-    """Violations: statements reading a distributed table without `province` in a condition."""
+MIGRATIONS = ROOT / "Schema" / "migrations"
+
+
+def functions_reading(tables_pattern, migrations=MIGRATIONS):
+    """Names of SQL functions created by the migrations whose bodies read a distributed table."""
+    reads = re.compile(r"\b(?:FROM|JOIN)\s+(?:" + tables_pattern + r")\b", re.I)
+    names = set()
+    for path in sorted(migrations.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(.*?\$(\w*)\$(.*?)\$\2\$",
+                                 text, re.I | re.S):
+            if reads.search(match.group(3)):
+                names.add(match.group(1).lower())
+            else:
+                names.discard(match.group(1).lower())  # a later CREATE OR REPLACE decides
+    return names
+
+
+def check_queries(directory, distributed, migrations=MIGRATIONS):
+    """Violations: statements reading a distributed table without `province` in a condition,
+    and statements reading one that also call a function reading one."""
     violations = []
     tables = "|".join(re.escape(t) for t in sorted(distributed, key=len, reverse=True))
     reads = re.compile(r"\b(?:FROM|JOIN|UPDATE)\s+(" + tables + r")\b", re.I)
+    reading_functions = functions_reading(tables, migrations)
     for path in sorted(Path(directory).rglob("*.swift")):
         if "Generated" in path.parts:
             continue  # embedded migrations: DDL, checked against the live schema instead
@@ -157,6 +181,11 @@ def check_queries(directory, distributed):
             named = sorted({m.group(1) for m in reads.finditer(plain)})
             if not named:
                 continue
+            where = f"{path.relative_to(directory) if path.is_relative_to(directory) else path}:{line}"
+            for function in sorted(reading_functions):
+                if re.search(r"\b" + re.escape(function) + r"\s*\(", plain, re.I):
+                    violations.append(f"{where}: reads {', '.join(named)} and calls {function}(), which reads a "
+                                      "distributed table: on Citus the function would run on a shard (call it alone)")
             conditions = " ".join(re.findall(r"\b(?:WHERE|ON)\b(.*?)(?=\b(?:GROUP|ORDER|LIMIT|RETURNING|UNION|FOR|WINDOW)\b|$)", plain, re.I | re.S))
             # Routed to one shard only by a condition fixing province to a value (a join on
             # t.province = e.province colocates, but does not route).
@@ -176,12 +205,14 @@ def main():
     parser.add_argument("--schema", default="public", help="schema to inspect (default: public)")
     parser.add_argument("--queries", type=Path, metavar="DIR",
                         help="check the SQL in the Swift sources under DIR instead of a database")
+    parser.add_argument("--migrations", type=Path, default=MIGRATIONS,
+                        help="with --queries: where the SQL functions are defined (default: Schema/migrations)")
     args = parser.parse_args()
     if args.queries is not None:
         reference, distributed, _ = parse_distribute_sql(args.distribute_sql)
         if not args.queries.is_dir():
             fail(f"{args.queries} is not a directory")
-        violations = check_queries(args.queries, distributed)
+        violations = check_queries(args.queries, distributed, args.migrations)
         if violations:
             print(f"citus-check: {len(violations)} quer(y/ies) would span shards:", file=sys.stderr)
             for violation in violations:

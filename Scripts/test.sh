@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against a PostgreSQL cluster of its own (never start.sh's).
+# Runs the whole test suite against a PostgreSQL cluster of its own (never start.sh's), then
+# the cluster suite (the scale-out tests) against a Citus coordinator and two workers of its
+# own (Scripts/citus.sh, same name).
 #   Scripts/test.sh [extra swift test arguments, e.g. --filter RuleSet]
 # Exit code is the suite's. TANHUI_TEST_DB_NAME (default `test`) and TANHUI_TEST_DB_PORT
 # (default: db.sh's port for that name) let a second checkout run its own cluster alongside.
+# TANHUI_TEST_SUITES: `single`, `cluster` or `single cluster` (the default of a run without
+# arguments; a run with arguments defaults to `single`).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 source Scripts/prerequisites.sh
+if [ $# -eq 0 ]; then suites="${TANHUI_TEST_SUITES:-single cluster}"; else suites="${TANHUI_TEST_SUITES:-single}"; fi
+case " $suites " in
+  *" cluster "*)
+    # Every install before any test starts; the Citus build is cached per machine.
+    tanhui_citus_build_prerequisites
+    Scripts/citus.sh install
+    ;;
+esac
 
 test_db_name="${TANHUI_TEST_DB_NAME:-test}"
 # Clusters the tests start themselves (fault tests) get ports derived from this namespace too.
@@ -29,7 +41,7 @@ python3 Scripts/check-openapi.py
 export TANHUI_CONTRACT_DIR="$(mktemp -d)"
 trap 'rm -rf "$TANHUI_CONTRACT_DIR"' EXIT
 
-swift build --build-tests
+flock /tmp/tanhui-swift-build.lock nice -n 5 swift build --build-tests
 export TANHUI_BIN="$(swift build --show-bin-path)/tanhui"
 
 # Citus-readiness of the schema the binary migrates (fresh database each run).
@@ -45,18 +57,48 @@ Scripts/check-selftest.sh
 # The benchmark harness in its tiny smoke mode (debug binaries, no timing asserted), so it never rots.
 Scripts/bench.sh --smoke
 
-suite=0
-swift test --skip-build "$@" || suite=$?
-# Every response the suite captured must conform. The whole suite always captures some (a run
-# that captured none means the capture broke, and fails); a filtered run may legitimately
-# capture none, and says so.
-if [ $# -eq 0 ] || [ -n "$(ls -A "$TANHUI_CONTRACT_DIR")" ]; then
-  python3 Scripts/check-openapi.py "$TANHUI_CONTRACT_DIR" || suite=1
-else
-  echo "test.sh: note: this filtered run captured no HTTP responses; nothing to check against the OpenAPI document" >&2
-fi
-[ "$suite" -eq 0 ] || exit "$suite"
-if [ $# -eq 0 ]; then
+single_ran=false
+case " $suites " in
+  *" single "*)
+    single_ran=true
+    suite=0
+    swift test --skip-build --skip CitusClusterTests "$@" || suite=$?
+    # Every response the suite captured must conform. The whole suite always captures some (a
+    # run that captured none means the capture broke, and fails); a filtered run may
+    # legitimately capture none, and says so.
+    if [ $# -eq 0 ] || [ -n "$(ls -A "$TANHUI_CONTRACT_DIR")" ]; then
+      python3 Scripts/check-openapi.py "$TANHUI_CONTRACT_DIR" || suite=1
+    else
+      echo "test.sh: note: this filtered run captured no HTTP responses; nothing to check against the OpenAPI document" >&2
+    fi
+    [ "$suite" -eq 0 ] || exit "$suite"
+    ;;
+esac
+
+case " $suites " in
+  *" cluster "*)
+    # The cluster suite: the tests that matter for scale-out, each on a fresh database that
+    # Scripts/citus.sh migrates and distributes over the coordinator and two workers.
+    Scripts/citus.sh --name "$test_db_name" start
+    export TANHUI_CITUS_DATABASE_URL="$(Scripts/citus.sh --name "$test_db_name" url)" TANHUI_CITUS_NAME="$test_db_name"
+    cluster_tests=(
+      'CitusClusterTests'
+      'LedgerTests'
+      'SyncHTTPTests/(outcomes|twoDevicesRace|pullUnderConcurrentWriters)\('
+      'PushPathTests/(multiProvinceBatch|publicationDoesNotRaceBatches|idsScopedPerProvince|uniqueViolationsDecide)\('
+      'ScaleOutTests'
+      'OperatorHTTPTests'
+      'AuditTests/(cleanLedger|provincesAndJobs|auditWhileServing)\('
+      'ServeAndMigrateTests/(serviceRoleDoesItsJob|backgroundSealer)\('
+    )
+    filters=()
+    for test in "${cluster_tests[@]}"; do filters+=(--filter "$test"); done
+    swift test --skip-build "${filters[@]}" || exit $?
+    unset TANHUI_CITUS_DATABASE_URL TANHUI_CITUS_NAME
+    ;;
+esac
+
+if [ $# -eq 0 ] && $single_ran; then
   # Contract fuzzing against a live server (bounded: fixed seed, 10 examples per operation).
   Scripts/fuzz-api.sh 10
 fi

@@ -87,13 +87,15 @@ struct BatchRound: Sendable {
         var histories: [String: RuleSetHistory] = [:]
         if !provinces.isEmpty {
             let locked = try connection.pipeline(lockStatements(provinces: provinces, accounts: keys))
-            for row in locked[2].rows {
-                accounts[AccountKey(province: try row.decode(0), citizen: try row.decode(1))] =
-                    BatchJudge.Account(points: try row.decode(2), gramsCO2e: try row.decode(3), lastSeq: try row.decode(4))
-            }
-            for row in locked[3].rows {
-                let province: String = try row.decode(0)
-                histories[province] = try ruleSets.history(province: province, latestVersion: try row.decode(1), on: connection)
+            for index in provinces.indices {
+                for row in locked[2 + 2 * index].rows {
+                    accounts[AccountKey(province: try row.decode(0), citizen: try row.decode(1))] =
+                        BatchJudge.Account(points: try row.decode(2), gramsCO2e: try row.decode(3), lastSeq: try row.decode(4))
+                }
+                for row in locked[3 + 2 * index].rows {
+                    let province: String = try row.decode(0)
+                    histories[province] = try ruleSets.history(province: province, latestVersion: try row.decode(1), on: connection)
+                }
             }
         }
         let prepared = members.map { BatchJudge.prepare($0.inputs, receivedAtMs: $0.receivedAtMs, sentAtMs: $0.sentAtMs, histories: histories) }
@@ -106,8 +108,11 @@ struct BatchRound: Sendable {
         var transactionIDs: [Int64] = []
         let keyCount = prepared.reduce(0) { $0 + $1.keys.count }
         if keyCount > 0 {
-            let results = try connection.pipeline(readStatements(prepared))
-            for row in results[0].rows {
+            let read = try connection.pipeline(readStatements(prepared))
+            transactionIDs = try read[0].rows.map { try $0.decode(0, as: Int64.self) }
+            // Per province: events, evidence, trips, cap usage (see readStatements).
+            func rows(_ kind: Int) -> [PostgresRow] { stride(from: 1 + kind, to: read.count, by: 4).flatMap { read[$0].rows } }
+            for row in rows(0) {
                 let province: String = try row.decode(0)
                 let points = try row.decode(7, as: Int64?.self)
                 existing[BatchJudge.EventKey(province: province, id: try row.decode(1))] = BatchJudge.Stored(
@@ -119,14 +124,13 @@ struct BatchRound: Sendable {
                                      ruleSetVersion: try row.decode(9), capped: points < (try row.decode(10, as: Int64?.self) ?? points))
                     })
             }
-            for row in results[1].rows {
+            for row in rows(1) {
                 claimed.insert(BatchJudge.EvidenceKey(province: try row.decode(0), source: try row.decode(1), ref: try row.decode(2)))
             }
-            for row in results[2].rows {
+            for row in rows(2) {
                 trips[AccountKey(province: try row.decode(0), citizen: try row.decode(1)), default: []]
                     .append(BatchJudge.Interval(startMs: try row.decode(2), endMs: try row.decode(3)))
             }
-            transactionIDs = try results[3].rows.map { try $0.decode(0, as: Int64.self) }
             var windows: [AccountKey: [String: CapWindow]] = [:]
             for (member, plan) in zip(members, prepared) {
                 for entry in plan.entries {
@@ -135,7 +139,7 @@ struct BatchRound: Sendable {
                     for window in entryWindows { windows[key, default: [:]][window.key] = window }
                 }
             }
-            for row in results[4].rows {
+            for row in rows(3) {
                 let key = AccountKey(province: try row.decode(0), citizen: try row.decode(1))
                 guard let window = windows[key]?[try row.decode(2, as: String.self)] else { continue }
                 usage[key, default: CapUsage()][window] = CapUsage.Counter(points: try row.decode(3), events: try row.decode(4))
@@ -221,10 +225,16 @@ struct BatchRound: Sendable {
 
     /// Step 1: the publication locks shared, the account rows created and locked, in a global
     /// order, then the latest rule-set versions (read after the locks are held).
+    ///
+    /// Reads are one statement per province, each fixing `province` to a value: on Citus a
+    /// statement whose every distributed table is pinned to one shard is routed to that shard
+    /// whole (FOR UPDATE, correlated subqueries and LATERAL … LIMIT included), while one that
+    /// takes the province from `unnest` spans shards, and Citus refuses FOR UPDATE there.
+    /// Layout: [locks, account insert] + per province (in `provinces` order) [accounts, version].
     func lockStatements(provinces: [String], accounts: [AccountKey]) -> [PostgresQuery] {
         let accountProvinces = PostgresArray(accounts.map(\.province))
         let accountCitizens = PostgresArray(accounts.map(\.citizen))
-        return [
+        var statements: [PostgresQuery] = [
             """
             SELECT pg_advisory_xact_lock_shared(hashtext(k)) FROM unnest(\(PostgresArray(provinces.map(RuleSetService.publicationLockKey)))::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n
             """,
@@ -234,17 +244,20 @@ struct BatchRound: Sendable {
             ORDER BY p, c
             ON CONFLICT DO NOTHING
             """,
-            """
-            SELECT a.province, a.citizen_id, a.balance_points, a.balance_grams, a.last_seq
-            FROM unnest(\(accountProvinces)::text[], \(accountCitizens)::uuid[]) AS k(p, c)
-            JOIN citizen_accounts a ON a.province = k.p AND a.citizen_id = k.c
-            ORDER BY a.province, a.citizen_id FOR UPDATE OF a
-            """,
-            """
-            SELECT p, coalesce((SELECT max(version) FROM rule_sets r WHERE r.province = p), 0)
-            FROM unnest(\(PostgresArray(provinces))::text[]) AS p
-            """,
         ]
+        for province in provinces {
+            let citizens = PostgresArray(accounts.filter { $0.province == province }.map(\.citizen))
+            statements.append("""
+                SELECT a.province, a.citizen_id, a.balance_points, a.balance_grams, a.last_seq
+                FROM unnest(\(citizens)::uuid[]) AS k(c)
+                JOIN citizen_accounts a ON a.province = \(province) AND a.citizen_id = k.c
+                ORDER BY a.citizen_id FOR UPDATE OF a
+                """)
+            statements.append("""
+                SELECT \(province)::text, coalesce(max(version), 0) FROM rule_sets r WHERE r.province = \(province)
+                """)
+        }
+        return statements
     }
 
     /// Step 2: every member's facts, keyed by province first. Each lookup is a LATERAL
@@ -263,54 +276,63 @@ struct BatchRound: Sendable {
                 for window in plan.windowKeys[province] ?? [] { windows.append((key, window)) }
             }
         }
-        return [
-            """
-            SELECT x.*
-            FROM unnest(\(PostgresArray(keys.map(\.province)))::text[], \(PostgresArray(keys.map(\.id)))::uuid[]) AS k(province, event_id)
-            CROSS JOIN LATERAL (
-                SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
-                       t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
-                FROM events e
-                LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
-                WHERE e.province = k.province AND e.event_id = k.event_id
-                LIMIT 1) AS x
-            """,
-            """
-            SELECT x.*
-            FROM unnest(\(PostgresArray(evidence.map(\.province)))::text[], \(PostgresArray(evidence.map(\.source)))::text[],
-                        \(PostgresArray(evidence.map(\.ref)))::text[]) AS c(province, source, ref)
-            CROSS JOIN LATERAL (
-                SELECT e.province, e.evidence_source, e.evidence_ref FROM events e
-                WHERE e.province = c.province AND e.evidence_source = c.source AND e.evidence_ref = c.ref
-                  AND e.status = 'accepted' AND e.evidence_source IS NOT NULL
-                LIMIT 1) AS x
-            """,
-            """
-            SELECT x.*
-            FROM unnest(\(PostgresArray(spans.map(\.key.province)))::text[], \(PostgresArray(spans.map(\.key.citizen)))::uuid[],
-                        \(PostgresArray(spans.map { Timestamp.textUTC(milliseconds: $0.span.startMs) }))::timestamptz[],
-                        \(PostgresArray(spans.map { Timestamp.textUTC(milliseconds: $0.span.endMs) }))::timestamptz[]) AS s(province, citizen, start_at, end_at)
-            CROSS JOIN LATERAL (
-                SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
-                       (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
-                FROM events e
-                WHERE e.province = s.province AND e.citizen_id = s.citizen AND e.status = 'accepted' AND e.occupies_interval
-                  AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange(s.start_at, s.end_at, '[)')
-                OFFSET 0) AS x
-            """,
+        // Layout: [transaction ids] + per province [events, evidence, trips, cap usage], each
+        // statement fixed to its province (routed to one shard on Citus; see lockStatements).
+        var statements: [PostgresQuery] = [
             """
             SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(keys.count))
             """,
-            """
-            SELECT x.*
-            FROM unnest(\(PostgresArray(windows.map(\.key.province)))::text[], \(PostgresArray(windows.map(\.key.citizen)))::uuid[],
-                        \(PostgresArray(windows.map(\.window)))::text[]) AS w(province, citizen, window_key)
-            CROSS JOIN LATERAL (
-                SELECT u.province, u.citizen_id, u.window_key, u.points, u.events FROM cap_usage u
-                WHERE u.province = w.province AND u.citizen_id = w.citizen AND u.window_key = w.window_key
-                LIMIT 1) AS x
-            """,
         ]
+        for province in Array(Set(keys.map(\.province))).sorted() {
+            let ids = keys.filter { $0.province == province }.map(\.id)
+            let claims = evidence.filter { $0.province == province }
+            let tripSpans = spans.filter { $0.key.province == province }
+            let capWindows = windows.filter { $0.key.province == province }
+            statements += [
+                """
+                SELECT x.*
+                FROM unnest(\(PostgresArray(ids))::uuid[]) AS k(event_id)
+                CROSS JOIN LATERAL (
+                    SELECT e.province, e.event_id, e.citizen_id, e.content_sha256, e.status, e.code, e.message,
+                           t.points, t.grams_co2e, t.rule_set_version, t.points_before_caps
+                    FROM events e
+                    LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+                    WHERE e.province = \(province) AND e.event_id = k.event_id
+                    LIMIT 1) AS x
+                """,
+                """
+                SELECT x.*
+                FROM unnest(\(PostgresArray(claims.map(\.source)))::text[], \(PostgresArray(claims.map(\.ref)))::text[]) AS c(source, ref)
+                CROSS JOIN LATERAL (
+                    SELECT e.province, e.evidence_source, e.evidence_ref FROM events e
+                    WHERE e.province = \(province) AND e.evidence_source = c.source AND e.evidence_ref = c.ref
+                      AND e.status = 'accepted' AND e.evidence_source IS NOT NULL
+                    LIMIT 1) AS x
+                """,
+                """
+                SELECT x.*
+                FROM unnest(\(PostgresArray(tripSpans.map(\.key.citizen)))::uuid[],
+                            \(PostgresArray(tripSpans.map { Timestamp.textUTC(milliseconds: $0.span.startMs) }))::timestamptz[],
+                            \(PostgresArray(tripSpans.map { Timestamp.textUTC(milliseconds: $0.span.endMs) }))::timestamptz[]) AS s(citizen, start_at, end_at)
+                CROSS JOIN LATERAL (
+                    SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
+                           (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
+                    FROM events e
+                    WHERE e.province = \(province) AND e.citizen_id = s.citizen AND e.status = 'accepted' AND e.occupies_interval
+                      AND tanhui_trip_range(e.occurred_at, e.ended_at) && tstzrange(s.start_at, s.end_at, '[)')
+                    OFFSET 0) AS x
+                """,
+                """
+                SELECT x.*
+                FROM unnest(\(PostgresArray(capWindows.map(\.key.citizen)))::uuid[], \(PostgresArray(capWindows.map(\.window)))::text[]) AS w(citizen, window_key)
+                CROSS JOIN LATERAL (
+                    SELECT u.province, u.citizen_id, u.window_key, u.points, u.events FROM cap_usage u
+                    WHERE u.province = \(province) AND u.citizen_id = w.citizen AND u.window_key = w.window_key
+                    LIMIT 1) AS x
+                """,
+            ]
+        }
+        return statements
     }
 
     /// Step 4: events, awards (transactions and their entries), cap usage, accounts, devices.

@@ -7,7 +7,9 @@ import TanhuiPostgres
 ///
 /// A push joins the queue; if fewer than `concurrentRounds` rounds are running, it leads one.
 /// A leader takes queued batches in arrival order — at most one per citizen (the others
-/// wait for a later round, so a citizen's batches still serialise) and at most
+/// wait for a later round, so a citizen's batches still serialise), only batches of the same
+/// provinces as the round's first (so on Citus a round of one-province batches is a
+/// single-shard transaction, never a two-phase commit across workers), and at most
 /// `maximumEventsPerRound` events — runs them as one `BatchRound` (one lock pipeline, one
 /// read pipeline, one write pipeline, one COMMIT) and answers every member only after the
 /// COMMIT. A round that fails for a reason other than the database being unavailable is
@@ -66,9 +68,12 @@ final class GroupCommitter: Sendable {
             var remaining: [Waiter] = []
             var citizens = Set<UUID>()
             var events = 0
+            var roundProvinces: [String] = []
             for waiter in state.queue {
-                let fits = taken.isEmpty || events + waiter.plan.eventCount <= Self.maximumEventsPerRound
+                let provinces = waiter.plan.provinces
+                let fits = taken.isEmpty || (events + waiter.plan.eventCount <= Self.maximumEventsPerRound && provinces == roundProvinces)
                 if fits && !citizens.contains(waiter.plan.citizen) {
+                    if taken.isEmpty { roundProvinces = provinces }
                     taken.append(waiter)
                     citizens.insert(waiter.plan.citizen)
                     events += waiter.plan.eventCount

@@ -122,14 +122,12 @@ public final class RuleSetService: Sendable {
     }
 
     private static func publicationIssues(_ ruleSet: RuleSet, on connection: PostgresConnection) throws -> [ValidationIssue] {
-        let row = try connection.query("""
-            SELECT (SELECT max(version) FROM rule_sets WHERE province = \(ruleSet.province)),
-                   tanhui_province_judged_through(\(ruleSet.province))
-            """).rows[0]
-        let latest = try row.decode(0, as: Int?.self)
+        // Two statements: on Citus the first is routed to the province's shard whole, and a
+        // function reading a distributed table (events) must not run there.
+        let latest = try connection.query("SELECT max(version) FROM rule_sets WHERE province = \(ruleSet.province)").rows[0].decode(0, as: Int?.self)
         // A verdict exists at `judged`, so the new version must start strictly after it:
         // from the next whole second, an instant operators can write down.
-        let judged = try row.decode(1, as: Date?.self)
+        let judged = try connection.query("SELECT tanhui_province_judged_through(\(ruleSet.province))").rows[0].decode(0, as: Date?.self)
         return RuleSetValidator.checkPublication(
             ruleSet,
             latestPublishedVersion: latest,

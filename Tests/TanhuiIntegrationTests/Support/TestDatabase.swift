@@ -5,8 +5,22 @@ import TanhuiService
 
 /// Gives each test its own fresh database on the test cluster started by Scripts/test.sh, so
 /// tests run in parallel and never see each other's rows or depend on order.
+///
+/// With TANHUI_CITUS_DATABASE_URL set (the cluster suite of Scripts/test.sh), the cluster is
+/// the Citus coordinator started by Scripts/citus.sh, and each fresh database is made by that
+/// script on every node: citus extension, workers added, `tanhui migrate`, and
+/// Schema/citus/distribute.sql — the same steps as the cluster's own database.
 enum TestDatabase {
+    static var citusURL: String? {
+        guard let url = ProcessInfo.processInfo.environment["TANHUI_CITUS_DATABASE_URL"], !url.isEmpty else { return nil }
+        return url
+    }
+
+    /// The Scripts/citus.sh cluster name behind TANHUI_CITUS_DATABASE_URL.
+    static var citusName: String { ProcessInfo.processInfo.environment["TANHUI_CITUS_NAME"] ?? "dev" }
+
     static var adminURL: String {
+        if let citusURL { return citusURL }
         guard let url = ProcessInfo.processInfo.environment["TANHUI_TEST_DATABASE_URL"], !url.isEmpty else {
             fatalError("TANHUI_TEST_DATABASE_URL is not set: run the suite through Scripts/test.sh")
         }
@@ -40,12 +54,16 @@ enum TestDatabase {
         _ body: (_ url: String) async throws -> Result
     ) async throws -> Result {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        try await admin.withConnection { connection in
-            try connection.query("CREATE DATABASE \(identifier: name)")
+        if citusURL != nil {
+            try await citusScript(["create-database", name] + (migrated ? [] : ["bare"]))
+        } else {
+            try await admin.withConnection { connection in
+                try connection.query("CREATE DATABASE \(identifier: name)")
+            }
         }
         let url = url(forDatabase: name)
         do {
-            if migrated {
+            if migrated && citusURL == nil {
                 let pool = makePool(url: url, size: 1)
                 defer { Task { await pool.shutdown() } }
                 try await SchemaMigrations.migrator(pool: pool).migrate()
@@ -61,9 +79,29 @@ enum TestDatabase {
     }
 
     private static func drop(_ name: String) async throws {
+        if citusURL != nil { return try await citusScript(["drop-database", name]) }
         try await admin.withConnection { connection in
             try connection.query("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
         }
+    }
+
+    /// Two database set-ups at a time: each one distributes a schema over three nodes.
+    private static let citusGate = AsyncGate(permits: 2)
+
+    private static func citusScript(_ arguments: [String]) async throws {
+        try await citusGate.withPermit {
+            let result = try await CommandRunner.run(
+                "/bin/bash", [CommandRunner.repoRoot + "/Scripts/citus.sh", "--name", citusName] + arguments, timeout: .seconds(300))
+            guard result.exitCode == 0 else {
+                throw CitusSetupFailed(arguments: arguments, output: result.stdout + result.stderr)
+            }
+        }
+    }
+
+    struct CitusSetupFailed: Error, CustomStringConvertible {
+        var arguments: [String]
+        var output: String
+        var description: String { "Scripts/citus.sh \(arguments.joined(separator: " ")) failed: \(output)" }
     }
 
     static func makePool(url: String, size: Int = 4, acquireTimeout: Duration = .seconds(10)) -> PostgresPool {
@@ -87,5 +125,28 @@ enum TestDatabase {
         variables["TANHUI_TOKEN_SECRET"] = tokenSecretBase64
         variables["TANHUI_DB_POOL_SIZE"] = variables["TANHUI_DB_POOL_SIZE"] ?? "4"
         return TanhuiServices(config: try TanhuiConfig.fromEnvironment(variables), logger: logger)
+    }
+}
+
+/// A counting semaphore for async callers (FIFO).
+actor AsyncGate {
+    private var available: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(permits: Int) { available = permits }
+
+    func withPermit<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        if available > 0 { available -= 1; return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func release() {
+        if waiters.isEmpty { available += 1 } else { waiters.removeFirst().resume() }
     }
 }
