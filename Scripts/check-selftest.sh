@@ -136,6 +136,25 @@ let row = try connection.query("""
 SWIFT
 expect 1 "citus-check --queries fails on a routed statement calling a function that reads a distributed table" \
   python3 Scripts/citus-check.py --queries "$work/queries-function"
+# The operator revocation as first written: Citus refused now() inside COALESCE of an UPDATE.
+mkdir -p "$work/queries-volatile"
+cat >"$work/queries-volatile/Revoke.swift" <<'SWIFT'
+try connection.query("""
+    UPDATE operators SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
+    RETURNING id
+    """)
+SWIFT
+expect 1 "citus-check --queries fails on now() inside COALESCE of an UPDATE of a Citus table" \
+  python3 Scripts/citus-check.py --queries "$work/queries-volatile"
+# The events insert as first written: Citus reported the race loser's unique violation as XX000.
+mkdir -p "$work/queries-copy"
+cat >"$work/queries-copy/Insert.swift" <<'SWIFT'
+let insert: PostgresQuery = """
+    INSERT INTO events (province, event_id) SELECT province, event_id FROM unnest(\(provinces)::text[], \(ids)::uuid[]) AS r(province, event_id)
+    """
+SWIFT
+expect 1 "citus-check --queries fails on an INSERT … SELECT into a distributed table without RETURNING" \
+  python3 Scripts/citus-check.py --queries "$work/queries-copy"
 expect 1 "citus-check --queries fails on a lookup by id without province" python3 Scripts/citus-check.py --queries "$work/queries-bad"
 expect 0 "citus-check --queries passes a lookup fixed to a province" python3 Scripts/citus-check.py --queries "$work/queries-good"
 

@@ -40,7 +40,13 @@ says so with the comment `-- citus: multi-shard (reason)` inside its SQL. And no
 reads a distributed table may call a function that reads one too (such as
 tanhui_province_judged_through, found in Schema/migrations): Citus routes the statement to a
 shard and runs the function there, which it refuses ("cannot execute a distributed query from
-a query on a shard"); call the function in a statement of its own.
+a query on a shard"); call the function in a statement of its own. Nor may an UPDATE, INSERT or
+DELETE of a Citus table (distributed or reference) put a non-immutable function (now(),
+random(), …) inside COALESCE, CASE, GREATEST, LEAST or NULLIF: Citus refuses it ("non-IMMUTABLE
+functions are not allowed in CASE or COALESCE statements"). And an INSERT … SELECT into a
+distributed table needs RETURNING or ON CONFLICT: without either, Citus copies the rows into
+the shards and reports a unique or exclusion violation as XX000 instead of 23505 / 23P01, so
+the code cannot tell a lost race from a failure.
 
 Uses psql (installed with PostgreSQL). Exit 0: `citus-check: ok (…)`; 1: violations, one
 per line; 2: usage, parse or connection error.
@@ -159,13 +165,27 @@ def functions_reading(tables_pattern, migrations=MIGRATIONS):
     return names
 
 
-def check_queries(directory, distributed, migrations=MIGRATIONS):
+VOLATILE = r"\b(?:now|clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|random|gen_random_uuid|nextval)\s*\(|\bcurrent_(?:timestamp|date|time)\b|\blocal(?:timestamp|time)\b"
+CONDITIONAL = re.compile(r"\b(?:coalesce|greatest|least|nullif)\s*\(((?:[^()]|\((?:[^()]|\([^()]*\))*\))*)\)|\bCASE\b(.*?)\bEND\b", re.I | re.S)
+
+
+def volatile_in_conditional(sql):
+    """The first COALESCE/CASE/… of `sql` that holds a non-immutable function, or None."""
+    for match in CONDITIONAL.finditer(sql):
+        if re.search(VOLATILE, match.group(0), re.I):
+            return " ".join(match.group(0).split())[:80]
+    return None
+
+
+def check_queries(directory, distributed, migrations=MIGRATIONS, reference=()):
     """Violations: statements reading a distributed table without `province` in a condition,
     and statements reading one that also call a function reading one."""
     violations = []
     tables = "|".join(re.escape(t) for t in sorted(distributed, key=len, reverse=True))
     reads = re.compile(r"\b(?:FROM|JOIN|UPDATE)\s+(" + tables + r")\b", re.I)
     reading_functions = functions_reading(tables, migrations)
+    citus_tables = "|".join(re.escape(t) for t in sorted(set(distributed) | set(reference), key=len, reverse=True))
+    modifies = re.compile(r"^\s*(?:WITH\b.*?\)\s*)?(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(" + citus_tables + r")\b", re.I | re.S)
     for path in sorted(Path(directory).rglob("*.swift")):
         if "Generated" in path.parts:
             continue  # embedded migrations: DDL, checked against the live schema instead
@@ -176,6 +196,19 @@ def check_queries(directory, distributed, migrations=MIGRATIONS):
             # Interpolations are parameters: `\(x)` stands for a value, never for a column.
             plain = re.sub(r"\\\((?:[^()]|\([^()]*\))*\)", "$", sql)
             plain = re.sub(r"--[^\n]*", "", plain)
+            modified = modifies.match(plain)
+            shown_conditional = volatile_in_conditional(plain) if modified else None
+            if shown_conditional:
+                where = f"{path.relative_to(directory) if path.is_relative_to(directory) else path}:{line}"
+                violations.append(f"{where}: modifies {modified.group(1)} with a non-immutable function inside "
+                                  f"{shown_conditional} (Citus refuses it; compute the value apart)")
+            if (modified and re.match(r"\s*INSERT\b", plain, re.I) and modified.group(1) in distributed
+                    and re.search(r"\bSELECT\b", plain, re.I)
+                    and not re.search(r"\bON\s+CONFLICT\b|\bRETURNING\b", plain, re.I)):
+                where = f"{path.relative_to(directory) if path.is_relative_to(directory) else path}:{line}"
+                violations.append(f"{where}: INSERT … SELECT into {modified.group(1)} without RETURNING or ON CONFLICT: "
+                                  "Citus copies such rows into the shards and reports any constraint violation as "
+                                  "XX000, so a lost race (23505, 23P01) is not recognised (add RETURNING)")
             if re.match(r"\s*INSERT\b", plain, re.I) and not re.search(r"\bSELECT\b", plain, re.I):
                 continue
             named = sorted({m.group(1) for m in reads.finditer(plain)})
@@ -212,9 +245,9 @@ def main():
         reference, distributed, _ = parse_distribute_sql(args.distribute_sql)
         if not args.queries.is_dir():
             fail(f"{args.queries} is not a directory")
-        violations = check_queries(args.queries, distributed, args.migrations)
+        violations = check_queries(args.queries, distributed, args.migrations, reference)
         if violations:
-            print(f"citus-check: {len(violations)} quer(y/ies) would span shards:", file=sys.stderr)
+            print(f"citus-check: {len(violations)} quer(y/ies) break the Citus rules:", file=sys.stderr)
             for violation in violations:
                 print(f"  - {violation}", file=sys.stderr)
             sys.exit(1)

@@ -336,6 +336,9 @@ struct BatchRound: Sendable {
     }
 
     /// Step 4: events, awards (transactions and their entries), cap usage, accounts, devices.
+    /// Every INSERT … SELECT says RETURNING (or ON CONFLICT): on Citus that sends the rows
+    /// through intermediate results, which keep the worker's SQLSTATE; its COPY path reports
+    /// a unique or exclusion violation as XX000, and a lost race would not be rerun.
     /// Instants travel as RFC 3339 text built from integer milliseconds (`Timestamp.textUTC`),
     /// which PostgreSQL parses into integer microseconds: no floating point between the judge
     /// and the table (interval arithmetic on a bigint would go through double precision).
@@ -393,6 +396,7 @@ struct BatchRound: Sendable {
             ) AS r(province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at, clock_offset_ms,
                    mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days, evidence_source, evidence_ref,
                    content_sha256, occupies_interval, received_at, status, code, message)
+            RETURNING 1
             """
     }
 
@@ -415,6 +419,7 @@ struct BatchRound: Sendable {
                         \(PostgresArray(awards.map(\.multiplier.description)))::text[], \(PostgresArray(awards.map(\.campaign)))::text[],
                         \(PostgresArray(awards.map { $0.capsApplied.map(\.key).joined(separator: " ") }))::text[])
               AS r(province, transaction_id, citizen_id, citizen_seq, event_id, points, grams, version, methodology, points_before_caps, multiplier, campaign, caps_applied)
+            RETURNING 1
             """,
             """
             INSERT INTO ledger_entries (province, transaction_id, account, points)
@@ -423,6 +428,7 @@ struct BatchRound: Sendable {
                         \(PostgresArray(Array(repeating: "issuance", count: ids.count) + citizenAccounts))::text[],
                         \(PostgresArray(awards.map { -$0.pointsAwarded } + awards.map(\.pointsAwarded)))::bigint[])
               AS r(province, transaction_id, account, points)
+            RETURNING 1
             """,
         ]
     }

@@ -115,6 +115,7 @@ public enum LedgerChain {
             INSERT INTO ledger_chain (province, chain_seq, transaction_id, previous_hash, hash)
             SELECT \(province), s, t, p, h FROM unnest(\(PostgresArray(seqs))::bigint[], \(PostgresArray(ids))::bigint[],
                                                    \(PostgresArray(previousHashes))::text[], \(PostgresArray(hashes))::text[]) AS r(s, t, p, h)
+            RETURNING 1
             """)
         return pending.rows.count
     }

@@ -90,10 +90,12 @@ public final class OperatorService: Sendable {
 
     /// Revokes a key; revoking twice is harmless.
     public func revoke(id: UUID) async throws -> OperatorIdentity {
-        let found = try await pool.withConnection { connection in
-            try connection.query("""
-                UPDATE operators SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
-                RETURNING id, name, array_to_string(provinces, ','), created_at, revoked_at
+        let found = try await pool.withTransaction { connection in
+            // Not `coalesce(revoked_at, now())`: Citus refuses non-immutable functions inside
+            // COALESCE or CASE of a modification (operators is a reference table there).
+            try connection.query("UPDATE operators SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL")
+            return try connection.query("""
+                SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators WHERE id = \(id)
                 """).first.map(Self.decode)
         }
         guard let found else { throw OperatorError.notFound(id) }

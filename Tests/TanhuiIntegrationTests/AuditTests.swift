@@ -66,7 +66,7 @@ struct AuditTests {
     static func rogue(_ url: String, _ statements: [PostgresQuery]) async throws {
         let pool = TestDatabase.makePool(url: url, size: 1)
         try await pool.withTransaction { connection in
-            try connection.query("SET session_replication_role = replica")
+            try TestDatabase.bypassTriggers(connection)
             for statement in statements { try connection.query(statement) }
         }
         await pool.shutdown()

@@ -104,6 +104,15 @@ enum TestDatabase {
         var description: String { "Scripts/citus.sh \(arguments.joined(separator: " ")) failed: \(output)" }
     }
 
+    /// As a rogue superuser would: every trigger (the append-only guards, foreign keys) off
+    /// for the rest of this transaction — on the workers of a Citus cluster too, which get a
+    /// SET LOCAL only when citus.propagate_set_commands asks for it (plain PostgreSQL takes
+    /// the citus.* setting as an unused placeholder).
+    static func bypassTriggers(_ connection: PostgresConnection) throws {
+        try connection.query("SET LOCAL citus.propagate_set_commands = 'local'")
+        try connection.query("SET LOCAL session_replication_role = replica")
+    }
+
     static func makePool(url: String, size: Int = 4, acquireTimeout: Duration = .seconds(10)) -> PostgresPool {
         PostgresPool(
             configuration: .init(connection: .init(url: url, connectTimeoutSeconds: 2), maximumConnections: size, acquireTimeout: acquireTimeout),
