@@ -78,24 +78,24 @@ done
 python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-def pick(result, *names):
-    for name in names:
-        if name in result: return result[name]
-    return None
 print()
-print("| load | target | events/s (median) | requests/s | p50 ms | p99 ms | runs |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| load | target | accepted events/s | events sent/s | pushes/s | p50 ms | p99 ms | failures | runs |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 medians = {}
 for load in ("backlog", "daily"):
     for target in ("single", "cluster"):
         rs = [r["result"] for r in rows if r["load"] == load and r["target"] == target]
-        if not rs: continue
-        med = lambda *k: statistics.median([pick(x, *k) or 0 for x in rs])
-        eps, rps = med("events_per_s", "events_per_second"), med("requests_per_s", "requests_per_second")
-        medians[(load, target)] = eps or rps
-        print(f"| {load} | {target} | {eps:.0f} | {rps:.0f} | {med('p50_ms', 'latency_p50_ms'):.1f} | {med('p99_ms', 'latency_p99_ms'):.1f} | {len(rs)} |")
+        if not rs:
+            continue
+        med = lambda key: statistics.median([x.get(key, 0) for x in rs])
+        medians[(load, target)] = (med("accepted_per_s"), med("requests_per_s"))
+        print(f"| {load} | {target} | {med('accepted_per_s'):,.0f} | {med('events_per_s'):,.0f} | {med('requests_per_s'):,.1f} | "
+              f"{med('p50_ms'):.1f} | {med('p99_ms'):.1f} | {sum(x.get('failures', 0) for x in rs)} | {len(rs)} |")
 print()
 for load in ("backlog", "daily"):
-    s, c = medians.get((load, "single")), medians.get((load, "cluster"))
-    if s and c: print(f"{load}: cluster/single throughput = {c / s:.2f}")
+    single, cluster = medians.get((load, "single")), medians.get((load, "cluster"))
+    if single and cluster and single[0] and single[1]:
+        print(f"- {load}: cluster/single = {cluster[0] / single[0]:.2f} (accepted events/s), "
+              f"{cluster[1] / single[1]:.2f} (pushes/s); per push {1000 / single[1] * 16 if load == 'backlog' else 1000 / single[1] * 64:.1f} ms "
+              f"single vs {1000 / cluster[1] * (16 if load == 'backlog' else 64):.1f} ms cluster (connections × 1/throughput)")
 PY

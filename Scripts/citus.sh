@@ -8,8 +8,8 @@
 # CITUS.md there) and installs it into the newest installed PostgreSQL — once per machine:
 # skipped when the installed citus.so is this tarball's build for this server version.
 # `start` (idempotent) installs when needed, starts the three nodes in .tanhui/citus-NAME/ of
-# this checkout (git-ignored) on loopback ports derived from the name and TANHUI_DB_NAMESPACE
-# like db.sh's (coordinator P, workers P+1 and P+2; TANHUI_CITUS_PORT sets P), creates the
+# this checkout (git-ignored) on loopback ports chosen like db.sh's (coordinator P, workers
+# P+1 and P+2, recorded in .tanhui/citus-NAME/port; TANHUI_CITUS_PORT sets P), creates the
 # extensions, adds the workers, runs `tanhui migrate` against the coordinator (TANHUI_BIN, else
 # this checkout's debug build) and applies Schema/citus/distribute.sql once. `url` prints the
 # coordinator's DATABASE_URL.
@@ -23,11 +23,26 @@ case "$name" in (*[!a-zA-Z0-9_-]*|"") echo "citus.sh: bad cluster name '$name'" 
 
 source "$root/Scripts/pg-lib.sh"
 
-# 54600..54989 in steps of 3: clear of db.sh's 54329..54539.
-port="${TANHUI_CITUS_PORT:-}"
-port="${port:-$(tanhui_derived_port "citus-$name" 54600 130 3)}"
-worker_ports=($((port + 1)) $((port + 2)))
 cluster="$root/.tanhui/citus-$name"
+port_file="$cluster/port"
+# Like db.sh: the coordinator's port P (workers P+1, P+2) is derived from this checkout's path
+# and the name (TANHUI_DB_NAMESPACE too), 40000–49998 in steps of 3, clear of db.sh's
+# 20000–39999; at the first start the next free triple is taken, then recorded in
+# .tanhui/citus-NAME/port. TANHUI_CITUS_PORT overrides it.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+triple_in_use() { port_in_use "$1" || port_in_use $(($1 + 1)) || port_in_use $(($1 + 2)); }
+if [ -n "${TANHUI_CITUS_PORT:-}" ]; then
+  port="$TANHUI_CITUS_PORT"
+elif [ -f "$port_file" ]; then
+  port="$(cat "$port_file")"
+else
+  port=$((40000 + $(printf '%s' "$root:${TANHUI_DB_NAMESPACE:-}citus-$name" | cksum | cut -d' ' -f1) % 3333 * 3))
+  if [ "$command" = start ]; then
+    while triple_in_use "$port"; do port=$(( port >= 49995 ? 40000 : port + 3 )); done
+  fi
+fi
+case "$port" in (*[!0-9]*|"") echo "citus.sh: bad port '$port' (from TANHUI_CITUS_PORT or $port_file)" >&2; exit 2;; esac
+worker_ports=($((port + 1)) $((port + 2)))
 url="postgresql://tanhui@127.0.0.1:$port/tanhui"
 vendor="$root/../shared/vendor"
 
@@ -54,8 +69,7 @@ install_citus() {
   stamp_file="$libdir/citus.tanhui-build"
   stamp="$(build_stamp "$tarball")"
   if [ -f "$libdir/citus.so" ] && [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ]; then return 0; fi
-  source "$root/Scripts/prerequisites.sh"
-  tanhui_citus_build_prerequisites
+  "$root/Scripts/prerequisites.sh" --citus
   # One build per machine: a second checkout waits here, then finds the stamp.
   exec 8>/tmp/tanhui-citus-install.lock
   flock 8
@@ -143,6 +157,7 @@ citus.shard_count = ${TANHUI_CITUS_SHARD_COUNT:-8}"
         start_server "$dir/data" "$dir/server.log" "$(node_port "$dir")" || { tail -n 20 "$dir/server.log" >&2; exit 1; }
       fi
     done
+    [ -n "${TANHUI_CITUS_PORT:-}" ] || echo "$port" >"$port_file"
     setup_database tanhui
     echo "Citus '$name' running: $url (workers on ports ${worker_ports[*]})" >&2
     ;;

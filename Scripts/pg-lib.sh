@@ -3,15 +3,6 @@
 # finding and installing PostgreSQL, running as the cluster's owner, loopback-only clusters.
 # Sourced, not run; the caller sets `set -euo pipefail`.
 
-# The loopback port of a named cluster when neither a fixed port nor TANHUI_DB_PORT applies:
-# derived from TANHUI_DB_NAMESPACE and the name, so a second checkout's clusters do not
-# collide with the first's. tanhui_derived_port NAME BASE SLOTS [STRIDE]
-tanhui_derived_port() {
-  local hash
-  hash="$(printf '%s' "${TANHUI_DB_NAMESPACE:-}$1" | cksum | cut -d' ' -f1)"
-  echo $(($2 + (hash % $3) * ${4:-1}))
-}
-
 find_bindir() {
   local dir
   dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
@@ -20,9 +11,7 @@ find_bindir() {
 }
 
 install_postgres() {
-  echo "${0##*/}: installing PostgreSQL and libpq-dev from Debian's packages…" >&2
-  source "$(dirname "${BASH_SOURCE[0]}")/prerequisites.sh"
-  tanhui_apt_install postgresql libpq-dev pkg-config || exit 1
+  "$(dirname "${BASH_SOURCE[0]}")/prerequisites.sh" --postgres
 }
 
 # Runs a command as the cluster's owner: `postgres` when we are root, else ourselves.

@@ -1,53 +1,94 @@
 #!/usr/bin/env bash
-# Prerequisites on a fresh Debian machine with Swift: libpq headers, pkg-config, zlib
-# headers to build; curl, the HTTP client the tests drive the real server with. Installs them
-# with apt-get when run as root; otherwise says what to install. All of the project's apt
-# installs go through tanhui_apt_install below.
-# Sourced by Scripts/start.sh, Scripts/test.sh and Scripts/citus.sh.
+# Everything Tanhui's build and test suite need, installed in one place before anything runs,
+# so that no test ever waits on (or fails because of) a package manager:
+#   Debian packages: libpq-dev, pkg-config, zlib1g-dev (build); PostgreSQL 15 with its contrib
+#   modules (the system of record, pg_stat_statements); curl; docker-compose (the offline compose
+#   validator of Scripts/docker-check.sh);
+#   Python tools at the exact versions of Scripts/requirements-test.txt (schemathesis for
+#   contract fuzzing, the JSON Schema / OpenAPI validators).
+# Installs what is missing when run as root (waiting for another install's apt lock instead of
+# failing); otherwise says what to install. Idempotent and quiet when all is present.
+#
+#   Debian packages for the Citus build from the vendored source (Scripts/citus.sh, the cluster
+#   suite): postgresql-server-dev-NN pinned to the installed server's exact version (so it never
+#   upgrades the server under running clusters), libkrb5-dev, liblz4-dev, libzstd-dev, make, gcc;
+#
+#   Scripts/prerequisites.sh [--build|--postgres|--citus]
+#     --build: only what `swift build` needs (Scripts/start.sh); --postgres: only PostgreSQL
+#     (Scripts/db.sh); --citus: PostgreSQL and the Citus build dependencies (Scripts/citus.sh)
+# Sourced or executed.
+(
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+scope="${1:-test}"
 
-# Installs Debian packages, waiting (up to 10 minutes) for another checkout's apt-get or dpkg
-# rather than failing on its lock: several checkouts share one machine.
-tanhui_apt_install() {
+# apt_install PACKAGE…: installs what is given (nothing when empty).
+apt_install() {
+  [ "$#" -gt 0 ] || return 0
   if [ "$(id -u)" != 0 ]; then
-    echo "prerequisites: required: sudo apt-get install -y $*" >&2
-    return 1
+    echo "prerequisites: missing Debian packages; run: sudo apt-get install -y $*" >&2
+    exit 1
   fi
+  echo "prerequisites: installing $* from Debian…" >&2
   export DEBIAN_FRONTEND=noninteractive
-  (
-    flock -w 600 9 || { echo "prerequisites: timed out waiting for /tmp/tanhui-apt.lock" >&2; exit 1; }
-    apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 &&
-      apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >&2
-  ) 9>/tmp/tanhui-apt.lock
+  # Another install may hold dpkg's lock: wait for it (up to 10 minutes) rather than fail.
+  apt_options=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 -qq)
+  for attempt in 1 2 3; do
+    apt-get "${apt_options[@]}" update >&2 && break
+    [ "$attempt" = 3 ] && { echo "prerequisites: apt-get update failed" >&2; exit 1; }
+    sleep 10
+  done
+  apt-get "${apt_options[@]}" install -y "$@" >&2
 }
 
-# The PostgreSQL major version of the newest installed server (empty when none is).
-tanhui_pg_major() {
-  local dir
-  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then basename "$(dirname "$dir")"; fi
-}
-
-# What the Citus build from the vendored source needs (../shared/vendor/CITUS.md): the server
-# headers of exactly the installed server's version — pinned, so installing them never
-# upgrades the server package under running clusters — and the headers the server headers
-# include (gssapi, lz4, zstd).
-tanhui_citus_build_prerequisites() {
-  local major version missing=()
-  major="$(tanhui_pg_major)"
-  if [ -z "$major" ]; then
-    tanhui_apt_install postgresql libpq-dev pkg-config || return 1
-    major="$(tanhui_pg_major)"
-  fi
-  version="$(dpkg-query -W -f '${Version}' "postgresql-$major" 2>/dev/null || true)"
-  [ -x "/usr/lib/postgresql/$major/bin/pg_config" ] && [ -d "/usr/include/postgresql/$major/server" ] ||
-    missing+=("postgresql-server-dev-$major${version:+=$version}")
-  [ -f /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
-  [ -f /usr/include/lz4.h ] || missing+=(liblz4-dev)
-  [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
-  command -v make >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || missing+=(build-essential)
-  if [ ${#missing[@]} -gt 0 ]; then tanhui_apt_install "${missing[@]}"; fi
-}
-
-if ! pkg-config --exists libpq 2>/dev/null || [ ! -f /usr/include/zlib.h ] || ! command -v curl >/dev/null 2>&1; then
-  tanhui_apt_install libpq-dev pkg-config zlib1g-dev curl || exit 1
+apt_packages=()
+pkg-config --exists libpq 2>/dev/null || apt_packages+=(libpq-dev pkg-config)
+[ -f /usr/include/zlib.h ] || apt_packages+=(zlib1g-dev)
+command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+if [ "$scope" != --build ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql postgresql-contrib)
 fi
+if [ "$scope" = test ]; then
+  command -v docker-compose >/dev/null 2>&1 || apt_packages+=(docker-compose)
+fi
+apt_install "${apt_packages[@]}"
+
+case "$scope" in (--build|--postgres) exit 0;; esac
+
+# The Citus build: the server headers of exactly the installed server (known only now).
+major="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 | xargs dirname | xargs basename)"
+version="$(dpkg-query -W -f '${Version}' "postgresql-$major" 2>/dev/null || true)"
+citus_packages=()
+{ [ -x "/usr/lib/postgresql/$major/bin/pg_config" ] && [ -d "/usr/include/postgresql/$major/server" ]; } ||
+  citus_packages+=("postgresql-server-dev-$major${version:+=$version}")
+[ -f /usr/include/gssapi/gssapi.h ] || citus_packages+=(libkrb5-dev)
+[ -f /usr/include/lz4.h ] || citus_packages+=(liblz4-dev)
+[ -f /usr/include/zstd.h ] || citus_packages+=(libzstd-dev)
+{ command -v make >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1; } || citus_packages+=(make gcc)
+apt_install "${citus_packages[@]}"
+
+[ "$scope" = --citus ] && exit 0
+
+# Python tools, pinned: a new upstream release must not change what the suite checks.
+requirements="$root/Scripts/requirements-test.txt"
+missing="$(python3 - "$requirements" <<'PY'
+import importlib.metadata as metadata, sys
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, version = line.split("==")
+    try:
+        if metadata.version(name) != version:
+            print(line)
+    except metadata.PackageNotFoundError:
+        print(line)
+PY
+)"
+if [ -n "$missing" ]; then
+  echo "prerequisites: installing from PyPI: $(echo $missing)" >&2
+  python3 -m pip install -q --disable-pip-version-check -r "$requirements" >&2 || {
+    echo "prerequisites: pip install -r Scripts/requirements-test.txt failed" >&2; exit 1; }
+fi
+command -v schemathesis >/dev/null 2>&1 || { echo "prerequisites: schemathesis is installed but not on PATH" >&2; exit 1; }
+) || { status=$?; return "$status" 2>/dev/null || exit "$status"; }

@@ -11,15 +11,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-source Scripts/prerequisites.sh
+# Everything the suite needs is installed here, before any test starts, or not at all.
+Scripts/prerequisites.sh
 if [ $# -eq 0 ]; then suites="${TANHUI_TEST_SUITES:-single cluster}"; else suites="${TANHUI_TEST_SUITES:-single}"; fi
-case " $suites " in
-  *" cluster "*)
-    # Every install before any test starts; the Citus build is cached per machine.
-    tanhui_citus_build_prerequisites
-    Scripts/citus.sh install
-    ;;
-esac
+# The Citus build (cached per machine) before any test starts, too.
+case " $suites " in (*" cluster "*) Scripts/citus.sh install ;; esac
 
 test_db_name="${TANHUI_TEST_DB_NAME:-test}"
 # Clusters the tests start themselves (fault tests) get ports derived from this namespace too.
@@ -28,11 +24,8 @@ TANHUI_DB_PORT="${TANHUI_TEST_DB_PORT:-}" Scripts/db.sh --name "$test_db_name" s
 export TANHUI_TEST_DATABASE_URL="$(TANHUI_DB_PORT="${TANHUI_TEST_DB_PORT:-}" Scripts/db.sh --name "$test_db_name" url)"
 export TANHUI_REPO_ROOT="$root"
 
-# Generated sources must match their inputs.
-Scripts/gen-migrations.sh >/dev/null
-if ! git diff --quiet -- Sources/TanhuiService/Generated 2>/dev/null; then
-  echo "test.sh: note: Sources/TanhuiService/Generated was stale and has been regenerated" >&2
-fi
+# Generated sources must match their inputs: a stale file fails the run (nothing is repaired).
+Scripts/gen-migrations.sh --check
 
 # Rule-set samples against the published JSON Schema (editors use the same file).
 python3 Scripts/check-ruleset-schema.py
@@ -41,7 +34,9 @@ python3 Scripts/check-openapi.py
 export TANHUI_CONTRACT_DIR="$(mktemp -d)"
 trap 'rm -rf "$TANHUI_CONTRACT_DIR"' EXIT
 
-flock /tmp/tanhui-swift-build.lock nice -n 5 swift build --build-tests
+# Every import declared (our targets by SwiftPM's check, products by check-imports.py).
+python3 Scripts/check-imports.py
+flock /tmp/tanhui-swift-build.lock nice -n 5 swift build --build-tests --explicit-target-dependency-import-check error
 export TANHUI_BIN="$(swift build --show-bin-path)/tanhui"
 
 # Citus-readiness of the schema the binary migrates (fresh database each run).
@@ -63,9 +58,9 @@ case " $suites " in
     single_ran=true
     suite=0
     swift test --skip-build --skip CitusClusterTests "$@" || suite=$?
-    # Every response the suite captured must conform. The whole suite always captures some (a
-    # run that captured none means the capture broke, and fails); a filtered run may
-    # legitimately capture none, and says so.
+    # Every response the suite captured must conform. The whole suite always captures some (a run
+    # that captured none means the capture broke, and fails); a filtered run may legitimately
+    # capture none, and says so.
     if [ $# -eq 0 ] || [ -n "$(ls -A "$TANHUI_CONTRACT_DIR")" ]; then
       python3 Scripts/check-openapi.py "$TANHUI_CONTRACT_DIR" || suite=1
     else
@@ -100,6 +95,6 @@ case " $suites " in
 esac
 
 if [ $# -eq 0 ] && $single_ran; then
-  # Contract fuzzing against a live server (bounded: fixed seed, 10 examples per operation).
-  Scripts/fuzz-api.sh 10
+  # Contract fuzzing against a live server, all checks (bounded: fixed seed, 100 examples per operation).
+  Scripts/fuzz-api.sh 100
 fi

@@ -1,5 +1,5 @@
-import Crypto
-import Foundation
+package import Crypto
+package import Foundation
 
 /// A signed statement of a province chain's head, for operators to keep outside the database.
 /// Anyone rewriting the chain later — even consistently — no longer matches it.
@@ -14,20 +14,20 @@ import Foundation
 /// key <base64 Ed25519 public key>
 /// signature <base64 Ed25519 signature>
 /// ```
-public struct Checkpoint: Sendable, Equatable {
-    public var province: String
-    public var sequence: Int64
-    public var headHash: String
-    public var time: Date
-    public var publicKey: Data
-    public var signature: Data
+package struct Checkpoint: Sendable, Equatable {
+    package var province: String
+    package var sequence: Int64
+    package var headHash: String
+    package var time: Date
+    package var publicKey: Data
+    package var signature: Data
 
-    public enum Invalid: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum Invalid: Error, Sendable, Equatable, CustomStringConvertible {
         case malformed(String)
         case badSignature
         case untrustedKey
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .malformed(let detail): return "malformed checkpoint: \(detail)"
             case .badSignature: return "checkpoint signature is not valid"
@@ -48,12 +48,12 @@ public struct Checkpoint: Sendable, Equatable {
         """
     }
 
-    public var note: String {
+    package var note: String {
         signedText + "signature \(signature.base64EncodedString())\n"
     }
 
     /// Signs a head with the checkpoint key (`TANHUI_CHECKPOINT_KEY`).
-    public static func sign(province: String, sequence: Int64, headHash: String, time: Date, privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
+    package static func sign(province: String, sequence: Int64, headHash: String, time: Date, privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
         var checkpoint = Checkpoint(
             province: province, sequence: sequence, headHash: headHash,
             time: Date(timeIntervalSince1970: time.timeIntervalSince1970.rounded(.down)),
@@ -64,7 +64,7 @@ public struct Checkpoint: Sendable, Equatable {
     }
 
     /// Parses a note and checks its signature against `trustedKey` (the signer must be it).
-    public static func verify(note: String, trustedKey: Curve25519.Signing.PublicKey) throws(Invalid) -> Checkpoint {
+    package static func verify(note: String, trustedKey: Curve25519.Signing.PublicKey) throws(Invalid) -> Checkpoint {
         var fields: [String: String] = [:]
         let lines = note.split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.first == "tanhui-checkpoint v1" else { throw .malformed("first line must be 'tanhui-checkpoint v1'") }

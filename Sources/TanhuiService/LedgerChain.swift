@@ -1,20 +1,20 @@
 import Crypto
-import Foundation
-import TanhuiPostgres
+package import Foundation
+package import TanhuiPostgres
 
 /// The per-province hash chain over ledger transactions, and signed checkpoints of its head.
 ///
 /// Sealing is asynchronous (a background task in `serve`, and before every checkpoint): it
 /// appends links in transaction-id order up to a watermark below which every transaction
 /// is final (`watermark`), so no award waits on a chain lock and nothing is skipped.
-public enum LedgerChain {
+package enum LedgerChain {
     /// The link before the first: 64 zeros.
-    public static let genesisHash = String(repeating: "0", count: 64)
+    package static let genesisHash = String(repeating: "0", count: 64)
     /// Most transactions sealed per round; the rest wait for the next round.
-    public static let maximumPerSeal = 20_000
+    package static let maximumPerSeal = 20_000
 
     /// Canonical bytes of a transaction and its entries: length-prefixed fields in a fixed order.
-    public static func canonical(_ row: SealedRow) -> String {
+    package static func canonical(_ row: SealedRow) -> String {
         let fields: [String] = [
             "tanhui-tx-v1", row.province, String(row.transactionID), row.kind, row.citizenID.uuidString.lowercased(),
             String(row.citizenSeq), row.eventID.uuidString.lowercased(), String(row.points), String(row.gramsCO2e),
@@ -24,7 +24,7 @@ public enum LedgerChain {
         return fields.map { "\($0.utf8.count):\($0);" }.joined()
     }
 
-    public static func link(previous: String, row: SealedRow) -> String {
+    package static func link(previous: String, row: SealedRow) -> String {
         var hasher = SHA256()
         hasher.update(data: Data(previous.utf8))
         hasher.update(data: Data(canonical(row).utf8))
@@ -32,32 +32,32 @@ public enum LedgerChain {
     }
 
     /// A transaction as the chain sees it.
-    public struct SealedRow: Sendable {
-        public var province: String
-        public var transactionID: Int64
-        public var kind: String
-        public var citizenID: UUID
-        public var citizenSeq: Int64
-        public var eventID: UUID
-        public var points: Int64
-        public var gramsCO2e: Int64
-        public var ruleSetVersion: Int
-        public var methodology: String
-        public var reversesID: Int64?
-        public var createdAtMicroseconds: Int64
+    package struct SealedRow: Sendable {
+        package var province: String
+        package var transactionID: Int64
+        package var kind: String
+        package var citizenID: UUID
+        package var citizenSeq: Int64
+        package var eventID: UUID
+        package var points: Int64
+        package var gramsCO2e: Int64
+        package var ruleSetVersion: Int
+        package var methodology: String
+        package var reversesID: Int64?
+        package var createdAtMicroseconds: Int64
         /// `account=points` pairs sorted by account, comma-separated.
-        public var entries: String
+        package var entries: String
     }
 
     /// The SELECT list that produces a `SealedRow` (shared by the sealer and the audit).
-    public static let rowColumns: SQLFragment = """
+    package static let rowColumns: SQLFragment = """
         t.province, t.transaction_id, t.kind, t.citizen_id, t.citizen_seq, t.event_id, t.points, t.grams_co2e,
         t.rule_set_version, t.methodology, t.reverses_id, (extract(epoch FROM t.created_at) * 1000000)::bigint,
         (SELECT coalesce(string_agg(e.account || '=' || e.points, ',' ORDER BY e.account), '')
            FROM ledger_entries e WHERE e.province = t.province AND e.transaction_id = t.transaction_id)
         """
 
-    public static func decodeRow(_ row: PostgresRow) throws -> SealedRow {
+    package static func decodeRow(_ row: PostgresRow) throws -> SealedRow {
         SealedRow(
             province: try row.decode(0), transactionID: try row.decode(1), kind: try row.decode(2), citizenID: try row.decode(3),
             citizenSeq: try row.decode(4), eventID: try row.decode(5), points: try row.decode(6), gramsCO2e: try row.decode(7),

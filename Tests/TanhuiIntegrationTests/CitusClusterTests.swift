@@ -7,7 +7,7 @@ import TanhuiService
 /// What only a real Citus cluster can show (Scripts/citus.sh: a coordinator and two workers).
 /// Run by the cluster suite of Scripts/test.sh, which sets TANHUI_CITUS_DATABASE_URL; the
 /// single-node run leaves this suite out by name. Without a cluster every test here fails.
-@Suite("Citus cluster: shards, serve and audit on the coordinator")
+@Suite("Citus cluster: shards, serve and audit on the coordinator", .needsDatabase)
 struct CitusClusterTests {
     typealias F = LedgerFixtures
 
