@@ -45,6 +45,9 @@ PGOPTIONS='-c client_min_messages=warning' psql -X -q "${TANHUI_TEST_DATABASE_UR
   -c "DROP DATABASE IF EXISTS tanhui_citus_check" -c "CREATE DATABASE tanhui_citus_check"
 DATABASE_URL="$citus_url" "$TANHUI_BIN" migrate >/dev/null
 python3 Scripts/citus-check.py "$citus_url"
+# The SQL in the sources against the rules the real engine taught (routing, functions on
+# shards, COPY-path inserts, volatile functions in modifications).
+python3 Scripts/citus-check.py --queries Sources
 # Docker files, statically (no engine here): compose config, COPY sources, commands vs the CLI.
 Scripts/docker-check.sh
 # Each static check against fixtures that must make it fail (so none can silently stop checking).

@@ -346,7 +346,11 @@ struct BatchRound: Sendable {
         var statements = [eventInsert(writes.events)]
         if !writes.awards.isEmpty { statements += awardInserts(writes.awards) }
         if !writes.usage.isEmpty { statements.append(usageUpsert(writes.usage)) }
-        if !writes.accounts.isEmpty { statements.append(accountUpdate(writes.accounts)) }
+        // One UPDATE per province: taking the province from `unnest` would make it touch every
+        // shard, and so every worker, turning each round into a two-phase commit on Citus.
+        for province in Array(Set(writes.accounts.map(\.key.province))).sorted() {
+            statements.append(accountUpdate(province: province, writes.accounts.filter { $0.key.province == province }))
+        }
         let devices = writes.devices.sorted { $0.key < $1.key }
         statements.append("""
             INSERT INTO citizen_devices (province, citizen_id, device_id)
@@ -357,14 +361,14 @@ struct BatchRound: Sendable {
         return statements
     }
 
-    /// The accounts after the round (rows locked in step 1).
-    func accountUpdate(_ changed: [(key: AccountKey, account: BatchJudge.Account)]) -> PostgresQuery {
+    /// The accounts of one province after the round (rows locked in step 1).
+    func accountUpdate(province: String, _ changed: [(key: AccountKey, account: BatchJudge.Account)]) -> PostgresQuery {
         """
         UPDATE citizen_accounts a SET balance_points = d.points, balance_grams = d.grams, last_seq = d.seq
-        FROM unnest(\(PostgresArray(changed.map(\.key.province)))::text[], \(PostgresArray(changed.map(\.key.citizen)))::uuid[],
+        FROM unnest(\(PostgresArray(changed.map(\.key.citizen)))::uuid[],
                     \(PostgresArray(changed.map(\.account.points)))::bigint[], \(PostgresArray(changed.map(\.account.gramsCO2e)))::bigint[],
-                    \(PostgresArray(changed.map(\.account.lastSeq)))::bigint[]) AS d(province, citizen, points, grams, seq)
-        WHERE a.province = d.province AND a.citizen_id = d.citizen
+                    \(PostgresArray(changed.map(\.account.lastSeq)))::bigint[]) AS d(citizen, points, grams, seq)
+        WHERE a.province = \(province) AND a.citizen_id = d.citizen
         """
     }
 

@@ -55,6 +55,7 @@ package enum LedgerChain {
         t.rule_set_version, t.methodology, t.reverses_id, (extract(epoch FROM t.created_at) * 1000000)::bigint,
         (SELECT coalesce(string_agg(e.account || '=' || e.points, ',' ORDER BY e.account), '')
            FROM ledger_entries e WHERE e.province = t.province AND e.transaction_id = t.transaction_id)
+        /* citus: multi-shard (a fragment: the statements using it fix t.province) */
         """
 
     package static func decodeRow(_ row: PostgresRow) throws -> SealedRow {

@@ -110,6 +110,7 @@ package final class LedgerService: Sendable {
     package func unsealedBacklog() async throws -> [Backlog] {
         try await pool.withConnection { connection in
             try connection.query("""
+                -- citus: multi-shard (every province's backlog, for /metrics)
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
                 FROM (SELECT DISTINCT province FROM rule_sets) p
                 JOIN ledger_transactions t ON t.province = p.province
@@ -319,7 +320,7 @@ extension LedgerService {
         var statements: [(String, PostgresQuery)] = []
         for (index, query) in round.lockStatements(provinces: [province], accounts: round.accountKeys).enumerated() { statements.append(("push.lock.\(index)", query)) }
         for (index, query) in round.readStatements([prepared]).enumerated() { statements.append(("push.read.\(index)", query)) }
-        statements.append(("push.accounts", round.accountUpdate([(BatchRound.AccountKey(province: province, citizen: citizen), BatchJudge.Account(points: 1, gramsCO2e: 1, lastSeq: 1))])))
+        statements.append(("push.accounts", round.accountUpdate(province: province, [(BatchRound.AccountKey(province: province, citizen: citizen), BatchJudge.Account(points: 1, gramsCO2e: 1, lastSeq: 1))])))
         statements.append(("pull.balances", Self.balancesQuery(citizen)))
         statements.append(("pull.statement", Self.statementQuery(citizen: citizen, province: nil, provinces: [province], seqs: [1], limit: 200)))
         statements.append(("status.verdicts", Self.verdictsQuery(citizen: citizen, ids: [eventID])))

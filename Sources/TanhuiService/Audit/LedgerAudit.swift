@@ -55,6 +55,7 @@ package final class LedgerAudit: Sendable {
         let provinces: [String]
         if options.provinces.isEmpty {
             provinces = try coordinator.query("""
+                -- citus: multi-shard (the provinces to audit)
                 SELECT province FROM rule_sets UNION SELECT DISTINCT province FROM citizen_accounts
                 UNION SELECT DISTINCT province FROM ledger_transactions ORDER BY 1
                 """).rows.map { try $0.decode(0, as: String.self) }
