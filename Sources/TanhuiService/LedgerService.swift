@@ -112,7 +112,8 @@ public final class LedgerService: Sendable {
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
                 FROM (SELECT DISTINCT province FROM rule_sets) p
                 JOIN ledger_transactions t ON t.province = p.province
-                  AND t.transaction_id > (SELECT coalesce(max(c.transaction_id), 0) FROM ledger_chain c WHERE c.province = p.province)
+                  AND t.transaction_id > coalesce((SELECT coalesce(c.seal_id, c.transaction_id) FROM ledger_chain c WHERE c.province = p.province
+                                                   ORDER BY c.chain_seq DESC LIMIT 1), 0)
                 GROUP BY t.province ORDER BY t.province
                 """).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
         }
