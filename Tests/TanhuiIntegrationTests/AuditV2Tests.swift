@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 import TanhuiCore
@@ -259,6 +260,69 @@ struct AuditV2Tests {
             #expect(lines.last?.contains("#\(count) ") == true)
             #expect(lines.last?.contains("balance \(count * 3) ") == true, "\(lines.last ?? "")")
             #expect(Set(lines.compactMap { $0.split(separator: " ").dropFirst(1).first }).count == count, "no transaction shown twice")
+        }
+    }
+
+    static func violated(_ report: [String: Any]) -> [String] {
+        ((report["checks"] as? [[String: Any]]) ?? []).filter { $0["status"] as? String == "violated" }.compactMap { $0["id"] as? String }
+    }
+
+    @Test("incremental audit: --since each checkpoint agrees with the full audit; tampering after a checkpoint is caught by both, an edited summary by --since, an edit before it by the full audit")
+    func incremental() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await A.buildClean(services, url: url)
+            let key = Curve25519.Signing.PrivateKey()
+            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let first = A.checkpointFile(), second = A.checkpointFile()
+            defer { for file in [first, second] { try? FileManager.default.removeItem(atPath: file) } }
+            let receivedAt = F.base.addingTimeInterval(86_400)
+            #expect(try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", first], databaseURL: url, environment: environment).exitCode == 0)
+            #expect(try String(contentsOfFile: first, encoding: .utf8).hasPrefix("tanhui-checkpoint v2\n"))
+
+            // After the first checkpoint: A rides again the same day (the day's bike cap, reached
+            // before the checkpoint, must carry over from the summary), a new citizen, an old award reversed.
+            _ = try await services.ledger.submit([F.bike(at: F.base.addingTimeInterval(-3600))], citizen: clean.citizenA, device: "a", receivedAt: receivedAt, sentAt: nil)
+            _ = try await services.ledger.submit([F.waste(at: F.base)], citizen: UUID(), device: "d", receivedAt: receivedAt, sentAt: nil)
+            _ = try await services.ledger.reverse(event: clean.metroEvent, province: "CN-GD", reason: "duplicate", actor: "admin:test")
+            try await services.ledger.seal()
+            #expect(try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", second], databaseURL: url, environment: environment).exitCode == 0)
+            _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b", receivedAt: receivedAt, sentAt: nil)
+            try await services.ledger.seal()
+
+            let (full, fullReport) = try await A.audit(url, [], environment: environment)
+            #expect(full.exitCode == 0, "\(full.stdout.prefix(3000))")
+            for file in [first, second] {
+                let (result, report) = try await A.audit(url, ["--since", file], environment: environment)
+                #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
+                #expect((report["rows_checked"] as? Int ?? 0) < (fullReport["rows_checked"] as? Int ?? 0), "only what came after is read")
+                #expect((A.check(report, "replay")["checked"] as? Int ?? 0) >= 1)
+            }
+
+            // Tampering after the second checkpoint: the full audit and both incremental ones see the same violations.
+            let last = try await A.scalar(url, "SELECT max(transaction_id) FROM ledger_transactions", as: Int64.self)
+            try await A.rogue(url, ["UPDATE ledger_entries SET points = points + 7 WHERE transaction_id = \(last) AND account <> 'issuance'"])
+            let (tamperedResult, tamperedFull) = try await A.audit(url, [], environment: environment)
+            A.expectViolated((tamperedResult, tamperedFull), "transactions_balance", "transaction_id", "\(last)")
+            for file in [first, second] {
+                let outcome = try await A.audit(url, ["--since", file], environment: environment)
+                A.expectViolated(outcome, "transactions_balance", "transaction_id", "\(last)")
+                #expect(Self.violated(outcome.1) == Self.violated(tamperedFull), "\(Self.violated(outcome.1)) vs \(Self.violated(tamperedFull))")
+            }
+            try await A.rogue(url, ["UPDATE ledger_entries SET points = points - 7 WHERE transaction_id = \(last) AND account <> 'issuance'"])
+
+            // The summary the first checkpoint signed, edited: --since refuses it.
+            try await A.rogue(url, ["UPDATE ledger_checkpoint_states SET balance_points = balance_points + 1 WHERE citizen_id = \(clean.citizenA)"])
+            A.expectViolated(try await A.audit(url, ["--since", first], environment: environment), "checkpoints", "file", first)
+            try await A.rogue(url, ["UPDATE ledger_checkpoint_states SET balance_points = balance_points - 1 WHERE citizen_id = \(clean.citizenA)"])
+
+            // An edit before the first checkpoint: the full audit names it; --since does not read it (by design).
+            try await A.rogue(url, ["UPDATE ledger_entries SET points = points + 5 WHERE transaction_id = \(clean.reversalTransaction) AND account = 'issuance'"])
+            A.expectViolated(try await A.audit(url, [], environment: environment), "transactions_balance", "transaction_id", "\(clean.reversalTransaction)")
+            #expect(try await A.audit(url, ["--since", second], environment: environment).0.exitCode == 0)
+
+            // Not a v2 checkpoint, or no key: could not run / a finding, never a silent pass.
+            let noKey = try await CommandRunner.tanhui(["audit", "--since", first], databaseURL: url)
+            #expect(noKey.exitCode == 2)
         }
     }
 }

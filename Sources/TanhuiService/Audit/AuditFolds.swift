@@ -86,6 +86,25 @@ struct AuditAccountRow: Sendable {
     var lastSeq: Int64
 }
 
+/// A citizen's state in a v2 checkpoint's signed summary (the start of an incremental fold).
+struct AuditSummaryRow: Sendable {
+    var points: Int64
+    var grams: Int64
+    var lastSeq: Int64
+    /// `window_key=points/events,…`
+    var caps: String
+
+    var capCounters: [String: (points: Int64, events: Int64)] {
+        var counters: [String: (points: Int64, events: Int64)] = [:]
+        for pair in caps.split(separator: ",") {
+            guard let equals = pair.lastIndex(of: "="), let slash = pair[equals...].firstIndex(of: "/"),
+                  let points = Int64(pair[pair.index(after: equals)..<slash]), let events = Int64(pair[pair.index(after: slash)...]) else { continue }
+            counters[String(pair[..<equals])] = (points, events)
+        }
+        return counters
+    }
+}
+
 struct AuditCapUsageRow: Sendable {
     var citizen: String
     var windowKey: String
@@ -109,6 +128,9 @@ struct ProvinceFold {
     private var lastSeq: Int64 = 0
     private var usage = CapUsage()
     private var recomputed: [String: (points: Int64, events: Int64, window: CapWindow)] = [:]
+    /// Incremental fold: the summary's cap counters, seeded into `usage` when a window is first met.
+    private var priorCaps: [String: (points: Int64, events: Int64)] = [:]
+    private var seeded: Set<String> = []
 
     init(province: String, ruleSets: [Int: RuleSet]) {
         self.province = province
@@ -121,14 +143,17 @@ struct ProvinceFold {
          ("citizen_seq", .int(row.citizenSeq)), ("event_id", .string(row.eventID))]
     }
 
-    mutating func begin(citizen: String) {
+    /// Starts a citizen from nothing, or (incremental audit) from the signed summary.
+    mutating func begin(citizen: String, from prior: AuditSummaryRow? = nil) {
         self.citizen = citizen
-        points = 0
-        grams = 0
-        expectedSeq = 1
-        lastSeq = 0
+        points = prior?.points ?? 0
+        grams = prior?.grams ?? 0
+        lastSeq = prior?.lastSeq ?? 0
+        expectedSeq = Saturating.add(lastSeq, 1)
         usage = CapUsage()
         recomputed = [:]
+        priorCaps = prior?.capCounters ?? [:]
+        seeded = []
     }
 
     /// One transaction of the current citizen, in citizen_seq order.
@@ -215,6 +240,10 @@ struct ProvinceFold {
                                                magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version))), ("in_force", .int(Int64(inForce)))]))
         }
         let windows = ruleSet.capWindows(for: judged)
+        for window in windows where !seeded.contains(window.key) {
+            seeded.insert(window.key)
+            if let prior = priorCaps[window.key] { usage[window] = CapUsage.Counter(points: prior.points, events: prior.events) }
+        }
         switch RuleEvaluator.evaluate(event: judged, ruleSet: ruleSet, usage: usage, receivedAt: event.receivedAt) {
         case .accepted(let replayed):
             if replayed.gramsCO2e != row.grams || replayed.pointsAwarded != row.points
@@ -297,9 +326,9 @@ struct ProvinceFold {
         audit.checked(.capsAndNegativeBalances, Int64(capUsage.count))
         var stored: [String: AuditCapUsageRow] = [:]
         for row in capUsage { stored[row.windowKey] = row }
-        for key in Set(stored.keys).union(recomputed.keys).sorted() {
+        for key in Set(stored.keys).union(recomputed.keys).union(priorCaps.keys).sorted() {
             let have = stored[key].map { ($0.points, $0.events) } ?? (0, 0)
-            let want = recomputed[key].map { ($0.points, $0.events) } ?? (0, 0)
+            let want = recomputed[key].map { ($0.points, $0.events) } ?? priorCaps[key].map { ($0.points, $0.events) } ?? (0, 0)
             if have != want {
                 audit.record(.capsAndNegativeBalances, AuditFinding(
                     "cap_usage \(key) holds \(have.0) points / \(have.1) events, awards give \(want.0) / \(want.1)",
@@ -353,9 +382,15 @@ struct ChainReplay {
     private var sawV2 = false
     private var latestCreatedAt: (micros: Int64, transactionID: Int64)?
 
-    init(province: String, sealBoundSeconds: Int) {
+    /// Starts after link `after` with hash `head` (genesis: 0 and 64 zeros), whose records
+    /// have seal ids up to `sealedThrough` (incremental audit: a checkpoint's position).
+    init(province: String, sealBoundSeconds: Int, after: Int64 = 0, head: String = LedgerChain.genesisHash, sealedThrough: Int64 = 0) {
         self.province = province
         sealBoundMicroseconds = Int64(sealBoundSeconds).multipliedReportingOverflow(by: 1_000_000).partialValue
+        expectedSeq = Saturating.add(after, 1)
+        self.head = head
+        lastOrderID = sealedThrough > 0 ? sealedThrough : nil
+        sawV2 = sealedThrough > 0
     }
 
     mutating func link(_ link: ChainLink, into audit: inout AuditAccumulator) {

@@ -21,6 +21,9 @@ public struct AuditOptions: Sendable {
     public var jobs: Int = 1
     /// Rows fetched per cursor round trip.
     public var pageSize: Int = 5000
+    /// `--since`: a v2 checkpoint file; only what was appended after its watermark is
+    /// verified, starting from the signed summary stored with it (one province).
+    public var since: (file: String, note: String)?
 
     public init() {}
 }
@@ -37,13 +40,27 @@ public final class LedgerAudit: Sendable {
     let pool: PostgresPool
 
     /// Append-only history tables the guard rails cover.
-    public static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets"]
+    public static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states"]
 
     public init(pool: PostgresPool) {
         self.pool = pool
     }
 
-    public func run(_ options: AuditOptions, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> AuditReport {
+    public func run(_ requested: AuditOptions, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> AuditReport {
+        var adjusted = requested
+        // --since: the checkpoint must verify (signature, v2, chain still holding its head,
+        // summary matching its signed digest) before anything is folded from it.
+        var since: Checkpoint?
+        if let sinceFile = adjusted.since {
+            adjusted.checkpoints.append(sinceFile)
+            if let key = adjusted.trustedKey, let checkpoint = try? Checkpoint.verify(note: sinceFile.note, trustedKey: key), checkpoint.watermark != nil {
+                since = checkpoint
+                adjusted.provinces = [checkpoint.province]
+            } else {
+                adjusted.provinces = []
+            }
+        }
+        let options = adjusted, sinceCheckpoint = since
         // The coordinator's connection is its own (it holds the exported snapshot open while
         // the workers use pooled connections); its blocking calls run on the pool's threads.
         let settings = pool.configuration.connection
@@ -67,7 +84,10 @@ public final class LedgerAudit: Sendable {
             var global = AuditAccumulator(from: options.from, to: options.to)
             try Self.guardRails(on: coordinator, into: &global)
             try Self.checkpoints(options, on: coordinator, into: &global)
-            return (snapshot, provinces, global)
+            if let file = options.since?.file {
+                try Self.sinceSummary(sinceCheckpoint, file: file, on: coordinator, into: &global)
+            }
+            return (snapshot, sinceCheckpoint == nil && options.since != nil ? [] : provinces, global)
         }
 
         let jobs = max(1, min(options.jobs, pool.configuration.maximumConnections))
@@ -80,7 +100,7 @@ public final class LedgerAudit: Sendable {
                     let result = try await self.pool.withTransaction(isolation: .repeatableRead, maximumAttempts: 1) { connection in
                         try connection.query(PostgresQuery(stringLiteral: "SET TRANSACTION SNAPSHOT '\(snapshot)'"))
                         try connection.query("SET TRANSACTION READ ONLY")
-                        var audit = ProvinceAudit(province: province, options: options, connection: connection, progress: progress)
+                        var audit = ProvinceAudit(province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
                         return try audit.run()
                     }
                     return (index, result)
@@ -237,6 +257,23 @@ public final class LedgerAudit: Sendable {
     }
 }
 
+extension LedgerAudit {
+    /// The summary `--since` starts from must be the one the checkpoint signed.
+    static func sinceSummary(_ since: Checkpoint?, file: String, on connection: PostgresConnection, into audit: inout AuditAccumulator) throws {
+        audit.checked(.checkpoints)
+        guard let since, let watermark = since.watermark, let signed = since.summarySHA256 else {
+            audit.record(.checkpoints, AuditFinding("--since needs a valid v2 checkpoint (signed by the trusted key, with a watermark and summary); nothing was folded from it",
+                                                    magnitude: 3, [("file", .string(file))]))
+            return
+        }
+        let stored = try LedgerService.summaryDigest(province: since.province, watermark: watermark, on: connection)
+        if stored != signed {
+            audit.record(.checkpoints, AuditFinding("the stored summary at watermark \(watermark) hashes to \(stored), not the checkpoint's \(signed): the summary was edited",
+                                                    magnitude: 3, [("file", .string(file)), ("province", .string(since.province)), ("watermark", .int(watermark))]))
+        }
+    }
+}
+
 /// Reads rows of a server-side cursor page by page (FETCH n), inside the caller's transaction.
 final class AuditCursor {
     let connection: PostgresConnection
@@ -284,10 +321,20 @@ struct ProvinceAudit {
     let connection: PostgresConnection
     let progress: (@Sendable (Int64) -> Void)?
     var audit: AuditAccumulator
+    /// Incremental audit: only records with seal ids above this (0: everything).
+    let sinceID: Int64
+    /// Incremental audit: the chain position of the checkpoint (0: genesis).
+    let sinceSeq: Int64
+    let sinceHead: String
 
-    init(province: String, options: AuditOptions, connection: PostgresConnection, progress: (@Sendable (Int64) -> Void)?) {
+    var incremental: Bool { sinceID > 0 }
+
+    init(province: String, options: AuditOptions, since: Checkpoint? = nil, connection: PostgresConnection, progress: (@Sendable (Int64) -> Void)?) {
         self.province = province
         self.options = options
+        sinceID = since?.watermark ?? 0
+        sinceSeq = since?.sequence ?? 0
+        sinceHead = since?.headHash ?? LedgerChain.genesisHash
         self.connection = connection
         self.progress = progress
         audit = AuditAccumulator(from: options.from, to: options.to)
@@ -352,10 +399,10 @@ struct ProvinceAudit {
         let row = try connection.query("""
             SELECT i::text, c::text, a::text, r::text, -i = c, a - r = c,
                    least(abs(i + c), 9223372036854775807)::bigint, least(abs(a - r - c), 9223372036854775807)::bigint, (a - r)::text
-            FROM (SELECT (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account = 'issuance') AS i,
-                         (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account <> 'issuance') AS c,
-                         (SELECT coalesce(sum(points) FILTER (WHERE kind = 'award'), 0) FROM ledger_transactions WHERE province = \(province)) AS a,
-                         (SELECT coalesce(-sum(points) FILTER (WHERE kind = 'reversal'), 0) FROM ledger_transactions WHERE province = \(province)) AS r) sums
+            FROM (SELECT (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account = 'issuance' AND transaction_id > \(sinceID)) AS i,
+                         (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account <> 'issuance' AND transaction_id > \(sinceID)) AS c,
+                         (SELECT coalesce(sum(points) FILTER (WHERE kind = 'award'), 0) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) AS a,
+                         (SELECT coalesce(-sum(points) FILTER (WHERE kind = 'reversal'), 0) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) AS r) sums
             """).rows[0]
         func amount(_ column: Int) throws -> AuditValue {
             let text: String = try row.decode(column)
@@ -398,23 +445,39 @@ struct ProvinceAudit {
                 SELECT least(greatest(coalesce(sum(y.points) FILTER (WHERE y.account = 'issuance'), 0), -9223372036854775808), 9223372036854775807)::bigint AS issuance,
                        least(greatest(coalesce(sum(y.points) FILTER (WHERE y.account = 'citizen:' || o.citizen_id::text), 0), -9223372036854775808), 9223372036854775807)::bigint AS citizen
                 FROM ledger_entries y WHERE y.province = o.province AND y.transaction_id = o.transaction_id) oen ON o.transaction_id IS NOT NULL
-            WHERE t.province = \(province)
+            WHERE t.province = \(province) AND t.transaction_id > \(sinceID)
             ORDER BY t.citizen_id, t.citizen_seq, t.transaction_id
             """, name: "audit_tx", counter: counter)
         let accounts = try cursor("""
             DECLARE audit_accounts NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province) ORDER BY citizen_id
+            SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province)
+              AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id
             """, name: "audit_accounts", counter: counter)
         let usage = try cursor("""
             DECLARE audit_caps NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province) ORDER BY citizen_id, window_key
+            SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province)
+              AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id, window_key
             """, name: "audit_caps", counter: counter)
+        // Incremental: each touched citizen starts from the signed summary at the watermark.
+        let summary = try cursor("""
+            DECLARE audit_summary NO SCROLL CURSOR FOR
+            SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
+            WHERE province = \(province) AND watermark = \(sinceID) AND \(incremental)
+              AND citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))
+            ORDER BY citizen_id
+            """, name: "audit_summary", counter: counter)
 
         var fold = ProvinceFold(province: province, ruleSets: ruleSets)
         while true {
-            let candidates = [try transactions.peek()?.decode(2, as: String.self), try accounts.peek()?.decode(0, as: String.self), try usage.peek()?.decode(0, as: String.self)]
+            let candidates = [try transactions.peek()?.decode(2, as: String.self), try accounts.peek()?.decode(0, as: String.self),
+                              try usage.peek()?.decode(0, as: String.self), try summary.peek()?.decode(0, as: String.self)]
             guard let citizen = candidates.compactMap({ $0 }).min() else { break }
-            fold.begin(citizen: citizen)
+            var prior: AuditSummaryRow?
+            while let row = try summary.peek(), try row.decode(0, as: String.self) == citizen {
+                _ = try summary.next()
+                prior = AuditSummaryRow(points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3), caps: try row.decode(4))
+            }
+            fold.begin(citizen: citizen, from: prior)
             while let row = try transactions.peek(), try row.decode(2, as: String.self) == citizen {
                 _ = try transactions.next()
                 fold.transaction(try Self.transactionRow(row), into: &audit)
@@ -434,6 +497,7 @@ struct ProvinceAudit {
         try transactions.close()
         try accounts.close()
         try usage.close()
+        try summary.close()
     }
 
     static func transactionRow(_ row: PostgresRow) throws -> AuditTransactionRow {
@@ -475,10 +539,10 @@ struct ProvinceAudit {
             LEFT JOIN ledger_transactions t ON c.record = 'transaction' AND t.province = c.province AND t.transaction_id = c.transaction_id
             LEFT JOIN events e ON c.record = 'event' AND e.province = c.province AND e.event_id = c.event_id
             LEFT JOIN rule_sets r ON c.record = 'rule_set' AND r.province = c.province AND r.version = c.rule_set_version
-            WHERE c.province = \(province)
+            WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
             ORDER BY c.chain_seq
             """, name: "audit_chain", counter: counter)
-        var replay = ChainReplay(province: province, sealBoundSeconds: options.sealBoundSeconds)
+        var replay = ChainReplay(province: province, sealBoundSeconds: options.sealBoundSeconds, after: sinceSeq, head: sinceHead, sealedThrough: sinceID)
         let v1 = 12, v2 = v1 + 13
         let eventColumn = v2 + LedgerChain.fieldCount(.transaction), ruleSetColumn = eventColumn + LedgerChain.fieldCount(.event)
         while let row = try links.next() {
@@ -515,7 +579,7 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_orphans NO SCROLL CURSOR FOR
             SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
-            WHERE e.province = \(province)
+            WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id)
             ORDER BY 1, 2
             """, "audit_orphans") { row in
@@ -524,11 +588,11 @@ struct ProvinceAudit {
                                                             [p, ("transaction_id", .int(try row.decode(0))), ("account", .string(try row.decode(1)))]))
         }
 
-        audit.checked(.completeness, try connection.query("SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted'").scalar(Int64.self))
+        audit.checked(.completeness, try connection.query("SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND seal_id > \(sinceID)").scalar(Int64.self))
         try each("""
             DECLARE audit_unawarded NO SCROLL CURSOR FOR
             SELECT e.event_id::text, e.citizen_id::text, e.received_at FROM events e
-            WHERE e.province = \(province) AND e.status = 'accepted'
+            WHERE e.province = \(province) AND e.status = 'accepted' AND e.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')
             ORDER BY e.received_at, e.event_id
             """, "audit_unawarded") { row in
@@ -538,7 +602,9 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_double_awards NO SCROLL CURSOR FOR
             SELECT event_id::text, count(*), min(transaction_id), max(transaction_id) FROM ledger_transactions
-            WHERE province = \(province) AND kind = 'award' GROUP BY event_id HAVING count(*) > 1 ORDER BY 3
+            WHERE province = \(province) AND kind = 'award'
+              AND (\(!incremental) OR event_id IN (SELECT n.event_id FROM ledger_transactions n WHERE n.province = \(province) AND n.kind = 'award' AND n.transaction_id > \(sinceID)))
+            GROUP BY event_id HAVING count(*) > 1 ORDER BY 3
             """, "audit_double_awards") { row in
             let count: Int64 = try row.decode(1)
             audit.record(.completeness, AuditFinding("event has \(count) award transactions", magnitude: count,
@@ -548,6 +614,8 @@ struct ProvinceAudit {
             DECLARE audit_evidence NO SCROLL CURSOR FOR
             SELECT evidence_source, evidence_ref, count(*), min(event_id::text), max(event_id::text) FROM events
             WHERE province = \(province) AND status = 'accepted' AND evidence_source IS NOT NULL
+              AND (\(!incremental) OR (evidence_source, evidence_ref) IN (SELECT n.evidence_source, n.evidence_ref FROM events n
+                                                                          WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted'))
             GROUP BY evidence_source, evidence_ref HAVING count(*) > 1 ORDER BY 1, 2
             """, "audit_evidence") { row in
             let count: Int64 = try row.decode(2)
@@ -558,7 +626,9 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_double_reversals NO SCROLL CURSOR FOR
             SELECT reverses_id, count(*), max(transaction_id) FROM ledger_transactions
-            WHERE province = \(province) AND kind = 'reversal' GROUP BY reverses_id HAVING count(*) > 1 ORDER BY 1
+            WHERE province = \(province) AND kind = 'reversal'
+              AND (\(!incremental) OR reverses_id IN (SELECT n.reverses_id FROM ledger_transactions n WHERE n.province = \(province) AND n.kind = 'reversal' AND n.transaction_id > \(sinceID)))
+            GROUP BY reverses_id HAVING count(*) > 1 ORDER BY 1
             """, "audit_double_reversals") { row in
             let count: Int64 = try row.decode(1)
             audit.record(.reversals, AuditFinding("award is reversed \(count) times", magnitude: count,
@@ -567,7 +637,7 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_double_seals NO SCROLL CURSOR FOR
             SELECT record, min(transaction_id), min(event_id::text), min(rule_set_version), count(*), max(chain_seq) FROM ledger_chain
-            WHERE province = \(province)
+            WHERE province = \(province) AND chain_seq > \(sinceSeq)
             GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text) HAVING count(*) > 1 ORDER BY 6
             """, "audit_double_seals") { row in
             let count: Int64 = try row.decode(4)
@@ -586,15 +656,15 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_skipped NO SCROLL CURSOR FOR
             SELECT 'transaction', t.transaction_id::text, t.transaction_id FROM ledger_transactions t
-            WHERE t.province = \(province) AND t.transaction_id <= \(headID)
+            WHERE t.province = \(province) AND t.transaction_id <= \(headID) AND t.transaction_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
             UNION ALL
             SELECT 'event', e.event_id::text, e.seal_id FROM events e
-            WHERE e.province = \(province) AND e.seal_id <= \(headID)
+            WHERE e.province = \(province) AND e.seal_id <= \(headID) AND e.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
             UNION ALL
             SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
-            WHERE r.province = \(province) AND r.seal_id <= \(headID)
+            WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
             ORDER BY 3
             """, "audit_skipped") { row in
@@ -610,25 +680,26 @@ struct ProvinceAudit {
         // Accepted trips of one citizen, in start order: a trip starting before the latest end
         // among the citizen's earlier trips overlaps one of them (the exclusion constraint's rule).
         audit.checked(.overlappingTrips, try connection.query("""
-            SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval
+            SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval AND seal_id > \(sinceID)
             """).scalar(Int64.self))
         try each("""
             DECLARE audit_overlaps NO SCROLL CURSOR FOR
             SELECT event_id::text, citizen_id::text, received_at, previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
             FROM (SELECT *, max(upper(tanhui_trip_range(occurred_at, ended_at))) OVER (
                             PARTITION BY citizen_id ORDER BY occurred_at, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_end
-                  FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval) trips
+                  FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval
+                    AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM events n WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted' AND n.occupies_interval))) trips
             WHERE previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
             ORDER BY citizen_id, occurred_at
             """, "audit_overlaps") { row in
             audit.record(.overlappingTrips, AuditFinding("accepted trip overlaps an earlier accepted trip of the same citizen", at: try row.decode(2),
                                                          [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
         }
-        audit.checked(.unsealedBacklog, try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province)").scalar(Int64.self))
+        audit.checked(.unsealedBacklog, try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)").scalar(Int64.self))
         try each("""
             DECLARE audit_unsealed NO SCROLL CURSOR FOR
             SELECT t.transaction_id, t.created_at, extract(epoch FROM now() - t.created_at)::bigint FROM ledger_transactions t
-            WHERE t.province = \(province) AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
+            WHERE t.province = \(province) AND t.transaction_id > \(sinceID) AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
             ORDER BY t.transaction_id
             """, "audit_unsealed") { row in

@@ -340,8 +340,29 @@ ALTER TABLE ledger_chain
             OR (record = 'rule_set' AND rule_set_version IS NOT NULL AND transaction_id IS NULL AND event_id IS NULL))));
 CREATE UNIQUE INDEX ledger_chain_by_seal_id ON ledger_chain (province, seal_id);
 
--- The push path reads the events it judged by primary key only; the service role needs
--- nothing new (seal ids are column defaults, drawn with the sequence it already uses).
+-- The push path reads the events it judged by primary key only; seal ids are column
+-- defaults, drawn with the sequence the service role already uses.
+
+-- The summary a v2 checkpoint signs (its SHA-256 is in the note): each citizen's cached
+-- balances, last_seq and cap usage at the checkpoint's watermark, read in a snapshot in which
+-- every ledger write with an id up to the watermark had committed and none after it had.
+-- `tanhui audit --since CHECKPOINT` starts from it. Append-only, like the rest of history.
+CREATE TABLE ledger_checkpoint_states (
+    province        text    NOT NULL,
+    watermark       bigint  NOT NULL,
+    citizen_id      uuid    NOT NULL,
+    balance_points  bigint  NOT NULL,
+    balance_grams   bigint  NOT NULL,
+    last_seq        bigint  NOT NULL,
+    -- `window_key=points/events` pairs sorted by window key (byte order), comma-separated.
+    caps            text    NOT NULL,
+    PRIMARY KEY (province, watermark, citizen_id)
+);
+CREATE TRIGGER ledger_checkpoint_states_append_only BEFORE UPDATE OR DELETE ON ledger_checkpoint_states
+    FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
+CREATE TRIGGER ledger_checkpoint_states_no_truncate BEFORE TRUNCATE ON ledger_checkpoint_states
+    FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
+GRANT SELECT, INSERT ON ledger_checkpoint_states TO tanhui_service;
 
 """#),
     ]
