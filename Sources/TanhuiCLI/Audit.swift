@@ -8,7 +8,7 @@ import TanhuiService
 /// Exit codes: 0 every check holds, 1 a check is violated, 2 the audit could not run.
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Audit the ledger on one consistent snapshot: balances, conservation, hash chain, checkpoints, replay, completeness, caps, reversals, guard rails.",
+        abstract: "Audit the ledger on one consistent snapshot: balances, conservation, hash chain, checkpoints, replay, completeness, caps, reversals, guard rails, overlapping trips, chain order.",
         discussion: """
             Exit status: 0 every check holds; 1 at least one check is violated; 2 the audit could not run \
             (bad argument value, database unreachable, unreadable checkpoint file, no trusted key).
