@@ -1,11 +1,17 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-/// Dependencies point one way:
-/// TanhuiCore (pure) ← TanhuiPostgres (libpq) ← TanhuiService ← TanhuiHTTP ← tanhui (CLI).
+/// Two siblings at the bottom: TanhuiCore (pure rules and arithmetic, no I/O) and TanhuiPostgres
+/// (the only module that calls libpq). TanhuiService joins them; TanhuiHTTP and the CLI are thin
+/// adapters over TanhuiService. Every module a file imports is declared below, and
+/// `Scripts/test.sh` builds with `--explicit-target-dependency-import-check error`, so an
+/// undeclared import fails the build. Cross-target API is `package`, never `public`: nothing
+/// outside this package links these modules.
 let strictSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let package = Package(
@@ -29,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -49,7 +56,6 @@ let package = Package(
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
@@ -68,9 +74,14 @@ let package = Package(
         .target(
             name: "TanhuiHTTP",
             dependencies: [
+                "TanhuiCore",
+                // Only to tell an unavailable database (503) from a bug (500), and for pool gauges.
+                "TanhuiPostgres",
                 "TanhuiService",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -81,11 +92,17 @@ let package = Package(
         .executableTarget(
             name: "TanhuiCLI",
             dependencies: [
+                "TanhuiCore",
                 "TanhuiHTTP",
+                // `migrate` reports the migrator's outcome; nothing else touches libpq types.
+                "TanhuiPostgres",
                 "TanhuiService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -100,12 +117,28 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "TanhuiCoreTests",
             dependencies: ["TanhuiCore"],
+            swiftSettings: strictSettings
+        ),
+        // Database-free tests of the adapters' pure pieces (cursors, statements, problem mapping).
+        .testTarget(
+            name: "TanhuiUnitTests",
+            dependencies: [
+                "TanhuiHTTP",
+                "TanhuiPostgres",
+                "TanhuiService",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -115,8 +148,13 @@ let package = Package(
                 "TanhuiService",
                 "TanhuiHTTP",
                 "TanhuiCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

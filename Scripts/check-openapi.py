@@ -18,9 +18,9 @@
    content type's media type must be declared, and the body must validate against the
    response schema (JSON Schema 2020-12, `$ref`s into the document resolved, formats checked).
    When `headers` is given, required response headers must be present. A request to a path
-   or method the spec does not list conforms only if the spec declares
-   `x-unmatched-route-response` (a response object or `$ref`) and the capture is a 404
-   matching it.
+   the spec does not list conforms only if the spec declares `x-unmatched-route-response`
+   (a response object or `$ref`) and the capture is a 404 matching it; a listed path with a
+   method the spec does not list, only as the 405 of `x-unmatched-method-response`.
    `--coverage` also lists documented responses no capture exercised; `--spec` checks
    another file than Schema/openapi.yaml (for testing the checker).
 
@@ -30,7 +30,6 @@ Exit 0: all conform; 1: a failure; 2: usage error.
 import json
 import pathlib
 import re
-import subprocess
 import sys
 import urllib.parse
 
@@ -39,13 +38,8 @@ try:
     import referencing
     import yaml
     from openapi_spec_validator import validate as validate_openapi
-except ImportError:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                           "openapi-spec-validator", "jsonschema", "referencing", "PyYAML"])
-    import jsonschema
-    import referencing
-    import yaml
-    from openapi_spec_validator import validate as validate_openapi
+except ImportError as error:
+    sys.exit(f"check-openapi: {error}; run Scripts/prerequisites.sh (installs Scripts/requirements-test.txt)")
 from referencing.jsonschema import DRAFT202012
 
 PROGRAM = "check-openapi"
@@ -243,14 +237,18 @@ def check_capture(spec, file, name, seen):
     if operation is None:
         # Not an operation of the spec: only the declared "no such route" answer conforms.
         where = f"{method.upper()} {template or path}"
-        problem = "no path of the spec matches" if template is None else f"the spec has no {method.upper()} operation for this path"
-        unmatched = spec.doc.get("x-unmatched-route-response")
+        if template is None:
+            problem, extension, expected = "no path of the spec matches", "x-unmatched-route-response", 404
+        else:
+            problem, extension, expected = (f"the spec has no {method.upper()} operation for this path",
+                                            "x-unmatched-method-response", 405)
+        unmatched = spec.doc.get(extension)
         if unmatched is None:
             return [f"{name}: {where}: {problem}"]
-        if status != 404:
-            return [f"{name}: {where}: {problem}, and status {status} is not the unmatched-route 404"]
-        where = f"{where} (unmatched route) {status}"
-        response, parts = spec.deref(unmatched, ["x-unmatched-route-response"])
+        if status != expected:
+            return [f"{name}: {where}: {problem}, and status {status} is not the {extension} {expected}"]
+        where = f"{where} ({extension}) {status}"
+        response, parts = spec.deref(unmatched, [extension])
     else:
         where = f"{method.upper()} {template}"
         where = f"{operation.get('operationId', where)} ({where})"

@@ -7,16 +7,13 @@ samples must conform to it. Exit 0 when all conform, 1 otherwise.
 import copy
 import json
 import pathlib
-import subprocess
 import sys
 
 try:
     import jsonschema
     import yaml
-except ImportError:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "jsonschema", "PyYAML"])
-    import jsonschema
-    import yaml
+except ImportError as error:
+    sys.exit(f"check-ruleset-schema: {error}; run Scripts/prerequisites.sh (installs Scripts/requirements-test.txt)")
 
 root = pathlib.Path(__file__).resolve().parent.parent
 schema_path = root / "Schema" / "ruleset.schema.json"

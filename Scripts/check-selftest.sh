@@ -88,6 +88,32 @@ fake_tanhui "$work/tanhui-notoken" "thk_selftest" ""
 expect 1 "fuzz-api refuses an empty device token" env TANHUI_BIN="$work/tanhui-notoken" TANHUI_FUZZ_CREDENTIALS_ONLY=1 Scripts/fuzz-api.sh 1
 expect 0 "fuzz-api gets real credentials from the real binary" env TANHUI_FUZZ_CREDENTIALS_ONLY=1 Scripts/fuzz-api.sh 1
 
+# ---------------------------------------------------------------- check-imports.py
+imports_tree="$work/imports"
+mkdir -p "$imports_tree/Sources/Pure"
+cat >"$imports_tree/package.json" <<'JSON'
+{"targets": [{"name": "Pure", "type": "regular", "dependencies": [{"byName": ["Declared", null]}]}]}
+JSON
+printf 'import Foundation\npackage import Declared\n' >"$imports_tree/Sources/Pure/Good.swift"
+expect 0 "check-imports accepts declared and toolchain imports" python3 Scripts/check-imports.py "$imports_tree" "$imports_tree/package.json"
+printf '@preconcurrency import Undeclared\n' >"$imports_tree/Sources/Pure/Bad.swift"
+expect 1 "check-imports fails on an undeclared import" python3 Scripts/check-imports.py "$imports_tree" "$imports_tree/package.json"
+
+# ---------------------------------------------------------------- gen-migrations.sh --check
+# A copy of the generator, the migrations and the committed file; then one migration edited.
+gen_tree="$work/gen"
+mkdir -p "$gen_tree/Scripts" "$gen_tree/Sources/TanhuiService"
+cp Scripts/gen-migrations.sh "$gen_tree/Scripts/"
+cp -r Schema "$gen_tree/Schema"
+cp -r Sources/TanhuiService/Generated "$gen_tree/Sources/TanhuiService/Generated"
+expect 0 "gen-migrations --check passes on the committed file" "$gen_tree/Scripts/gen-migrations.sh" --check
+first_migration="$(ls "$gen_tree"/Schema/migrations/*.sql | head -n 1)"
+echo "-- an edit nobody regenerated" >>"$first_migration"
+expect 1 "gen-migrations --check fails on a stale generated file" "$gen_tree/Scripts/gen-migrations.sh" --check
+cmp -s Sources/TanhuiService/Generated/SchemaMigrations+Files.swift \
+  "$gen_tree/Sources/TanhuiService/Generated/SchemaMigrations+Files.swift" || {
+  echo "check-selftest: FAIL: gen-migrations --check modified the generated file" >&2; failures=$((failures + 1)); }
+
 # ---------------------------------------------------------------- citus-check.py
 admin="${TANHUI_TEST_DATABASE_URL%/*}/postgres"
 citus_bad="${TANHUI_TEST_DATABASE_URL%/*}/tanhui_citus_selftest"

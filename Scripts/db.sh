@@ -4,11 +4,12 @@
 #   Scripts/db.sh [--name NAME] start|stop|status|url|destroy
 #
 # Each NAME is its own cluster in .tanhui/pg-NAME/ of this checkout (git-ignored), on a
-# loopback port: dev = 54329 (Scripts/start.sh), test = 54330 (Scripts/test.sh), others
-# derived from the name (and TANHUI_DB_NAMESPACE, so a second checkout's clusters do not
-# collide with the first's). TANHUI_DB_PORT overrides the port. Installs Debian's postgresql and
-# libpq-dev when initdb is missing. As root, the server runs as the unprivileged `postgres`
-# user. `start` is idempotent; `url` prints the DATABASE_URL.
+# loopback port chosen at its first start — derived from this checkout's path and the name,
+# then the next free one — and recorded in .tanhui/pg-NAME/port, so two checkouts on one
+# machine never collide and `url` always prints the right DATABASE_URL (dev is the cluster of
+# Scripts/start.sh, test the one of Scripts/test.sh). TANHUI_DB_PORT overrides the port.
+# Installs Debian's postgresql and libpq-dev when initdb is missing. As root, the server runs
+# as the unprivileged `postgres` user. `start` is idempotent.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,16 +18,25 @@ if [ "${1:-}" = "--name" ]; then name="$2"; shift 2; fi
 command="${1:-status}"
 case "$name" in (*[!a-zA-Z0-9_-]*|"") echo "db.sh: bad cluster name '$name'" >&2; exit 2;; esac
 
-case "$name" in
-  dev) default_port=54329 ;;
-  test) default_port=54330 ;;
-  *) default_port=$((54340 + $(printf '%s' "${TANHUI_DB_NAMESPACE:-}$name" | cksum | cut -d' ' -f1) % 200)) ;;
-esac
-port="${TANHUI_DB_PORT:-}"
-port="${port:-$default_port}"
 cluster="$root/.tanhui/pg-$name"
 data="$cluster/data"
 log="$cluster/server.log"
+port_file="$cluster/port"
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# 20000–39999, from the checkout's path and the cluster's name (TANHUI_DB_NAMESPACE too).
+derived_port=$((20000 + $(printf '%s' "$root:${TANHUI_DB_NAMESPACE:-}$name" | cksum | cut -d' ' -f1) % 20000))
+if [ -n "${TANHUI_DB_PORT:-}" ]; then
+  port="$TANHUI_DB_PORT"
+elif [ -f "$port_file" ]; then
+  port="$(cat "$port_file")"
+else
+  port="$derived_port"
+  if [ "$command" = start ]; then
+    while port_in_use "$port"; do port=$(( port >= 39999 ? 20000 : port + 1 )); done
+  fi
+fi
+case "$port" in (*[!0-9]*|"") echo "db.sh: bad port '$port' (from TANHUI_DB_PORT or $port_file)" >&2; exit 2;; esac
 url="postgresql://tanhui@127.0.0.1:$port/tanhui"
 
 find_bindir() {
@@ -113,6 +123,10 @@ CONF
     if ! running; then
       start_server || { tail -n 20 "$log" >&2; exit 1; }
     fi
+    # The port the server really listens on (it may have been started before the port file existed).
+    port="$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || echo "$port")"
+    url="postgresql://tanhui@127.0.0.1:$port/tanhui"
+    [ -n "${TANHUI_DB_PORT:-}" ] || echo "$port" >"$port_file"
     if ! "$bindir/psql" "postgresql://tanhui@127.0.0.1:$port/postgres" -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'tanhui'" | grep -q 1; then
       "$bindir/psql" -q "postgresql://tanhui@127.0.0.1:$port/postgres" -c "CREATE DATABASE tanhui"

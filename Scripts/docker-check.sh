@@ -17,7 +17,7 @@
 #   TANHUI_DOCKER_CHECK_ROOT=DIR Scripts/docker-check.sh   checks DIR/Docker/… instead (the
 #                                      negative self-tests in Scripts/check-selftest.sh use it)
 #
-# Installs docker-compose with apt-get when missing and running as root. Exit 0 and a last
+# Needs docker-compose (Scripts/prerequisites.sh installs it); installs nothing. Exit 0 and a last
 # line `docker-check: ok` on success; 1 with a message per problem otherwise.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,16 +30,8 @@ die() { echo "docker-check: $*" >&2; exit 1; }
 [ -f "$compose_file" ] || die "$compose_file not found"
 [ -f Docker/Dockerfile ] || die "Docker/Dockerfile not found"
 
-if ! command -v docker-compose >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "docker-check: installing Debian's docker-compose (offline compose validator)…" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq docker-compose; } >&2 ||
-      die "apt-get install docker-compose failed"
-  else
-    die "docker-compose is not installed (sudo apt-get install -y docker-compose)"
-  fi
-fi
+command -v docker-compose >/dev/null 2>&1 ||
+  die "docker-compose is not installed; run Scripts/prerequisites.sh (or: sudo apt-get install -y docker-compose)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -1,13 +1,69 @@
 #!/usr/bin/env bash
-# Prerequisites on a fresh Debian machine with Swift: libpq headers, pkg-config, zlib
-# headers to build; curl, the HTTP client the tests drive the real server with. Installs them with apt-get when run as root; otherwise says what to install.
-# Sourced by Scripts/start.sh and Scripts/test.sh.
-if ! pkg-config --exists libpq 2>/dev/null || [ ! -f /usr/include/zlib.h ] || ! command -v curl >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq libpq-dev pkg-config zlib1g-dev curl
-  else
-    echo "libpq-dev, pkg-config, zlib1g-dev and curl are required (sudo apt-get install -y libpq-dev pkg-config zlib1g-dev curl)" >&2
+# Everything Tanhui's build and test suite need, installed in one place before anything runs,
+# so that no test ever waits on (or fails because of) a package manager:
+#   Debian packages: libpq-dev, pkg-config, zlib1g-dev (build); PostgreSQL 15 with its contrib
+#   modules (the system of record, pg_stat_statements); curl; docker-compose (the offline compose
+#   validator of Scripts/docker-check.sh);
+#   Python tools at the exact versions of Scripts/requirements-test.txt (schemathesis for
+#   contract fuzzing, the JSON Schema / OpenAPI validators).
+# Installs what is missing when run as root (waiting for another install's apt lock instead of
+# failing); otherwise says what to install. Idempotent and quiet when all is present.
+#
+#   Scripts/prerequisites.sh [--build]     --build: only what `swift build` needs (Scripts/start.sh)
+# Sourced or executed.
+(
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+scope="${1:-test}"
+
+apt_packages=()
+pkg-config --exists libpq 2>/dev/null || apt_packages+=(libpq-dev pkg-config)
+[ -f /usr/include/zlib.h ] || apt_packages+=(zlib1g-dev)
+command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+if [ "$scope" != --build ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql postgresql-contrib)
+  command -v docker-compose >/dev/null 2>&1 || apt_packages+=(docker-compose)
+fi
+
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "prerequisites: missing Debian packages; run: sudo apt-get install -y ${apt_packages[*]}" >&2
     exit 1
   fi
+  echo "prerequisites: installing ${apt_packages[*]} from Debian…" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # Another install may hold dpkg's lock: wait for it (up to 10 minutes) rather than fail.
+  apt_options=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 -qq)
+  for attempt in 1 2 3; do
+    apt-get "${apt_options[@]}" update >&2 && break
+    [ "$attempt" = 3 ] && { echo "prerequisites: apt-get update failed" >&2; exit 1; }
+    sleep 10
+  done
+  apt-get "${apt_options[@]}" install -y "${apt_packages[@]}" >&2
 fi
+
+[ "$scope" = --build ] && exit 0
+
+# Python tools, pinned: a new upstream release must not change what the suite checks.
+requirements="$root/Scripts/requirements-test.txt"
+missing="$(python3 - "$requirements" <<'PY'
+import importlib.metadata as metadata, sys
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, version = line.split("==")
+    try:
+        if metadata.version(name) != version:
+            print(line)
+    except metadata.PackageNotFoundError:
+        print(line)
+PY
+)"
+if [ -n "$missing" ]; then
+  echo "prerequisites: installing from PyPI: $(echo $missing)" >&2
+  python3 -m pip install -q --disable-pip-version-check -r "$requirements" >&2 || {
+    echo "prerequisites: pip install -r Scripts/requirements-test.txt failed" >&2; exit 1; }
+fi
+command -v schemathesis >/dev/null 2>&1 || { echo "prerequisites: schemathesis is installed but not on PATH" >&2; exit 1; }
+) || { status=$?; return "$status" 2>/dev/null || exit "$status"; }

@@ -8,7 +8,7 @@ cd "$root"
 port=8080
 if [ "${1:-}" = "--port" ]; then port="$2"; fi
 
-source Scripts/prerequisites.sh
+Scripts/prerequisites.sh --build
 
 Scripts/db.sh start
 export DATABASE_URL="${DATABASE_URL:-$(Scripts/db.sh url)}"

@@ -7,7 +7,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-source Scripts/prerequisites.sh
+# Everything the suite needs is installed here, before any test starts, or not at all.
+Scripts/prerequisites.sh
 
 test_db_name="${TANHUI_TEST_DB_NAME:-test}"
 # Clusters the tests start themselves (fault tests) get ports derived from this namespace too.
@@ -16,11 +17,8 @@ TANHUI_DB_PORT="${TANHUI_TEST_DB_PORT:-}" Scripts/db.sh --name "$test_db_name" s
 export TANHUI_TEST_DATABASE_URL="$(TANHUI_DB_PORT="${TANHUI_TEST_DB_PORT:-}" Scripts/db.sh --name "$test_db_name" url)"
 export TANHUI_REPO_ROOT="$root"
 
-# Generated sources must match their inputs.
-Scripts/gen-migrations.sh >/dev/null
-if ! git diff --quiet -- Sources/TanhuiService/Generated 2>/dev/null; then
-  echo "test.sh: note: Sources/TanhuiService/Generated was stale and has been regenerated" >&2
-fi
+# Generated sources must match their inputs: a stale file fails the run (nothing is repaired).
+Scripts/gen-migrations.sh --check
 
 # Rule-set samples against the published JSON Schema (editors use the same file).
 python3 Scripts/check-ruleset-schema.py
@@ -29,7 +27,9 @@ python3 Scripts/check-openapi.py
 export TANHUI_CONTRACT_DIR="$(mktemp -d)"
 trap 'rm -rf "$TANHUI_CONTRACT_DIR"' EXIT
 
-swift build --build-tests
+# Every import declared (our targets by SwiftPM's check, products by check-imports.py).
+python3 Scripts/check-imports.py
+swift build --build-tests --explicit-target-dependency-import-check error
 export TANHUI_BIN="$(swift build --show-bin-path)/tanhui"
 
 # Citus-readiness of the schema the binary migrates (fresh database each run).
@@ -57,6 +57,6 @@ else
 fi
 [ "$suite" -eq 0 ] || exit "$suite"
 if [ $# -eq 0 ]; then
-  # Contract fuzzing against a live server (bounded: fixed seed, 10 examples per operation).
-  Scripts/fuzz-api.sh 10
+  # Contract fuzzing against a live server, all checks (bounded: fixed seed, 100 examples per operation).
+  Scripts/fuzz-api.sh 100
 fi

@@ -1,3 +1,5 @@
+import UnixSignals
+import TanhuiPostgres
 import ArgumentParser
 import Hummingbird
 import Logging

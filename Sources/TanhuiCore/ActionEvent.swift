@@ -1,19 +1,19 @@
-import Foundation
+package import Foundation
 
 /// A citizen's green action as submitted for crediting.
-public struct ActionEvent: Sendable, Equatable {
-    public var id: UUID
+package struct ActionEvent: Sendable, Equatable {
+    package var id: UUID
     /// Activity kind, e.g. `transit_trip`; must match a kind of the province's rule set.
-    public var kind: String
+    package var kind: String
     /// ISO 3166-2:CN code of the province whose programme credits it.
-    public var province: String
+    package var province: String
     /// When the action happened (or started); selects the rule-set version and the cap periods.
-    public var occurredAt: Date
+    package var occurredAt: Date
     /// When a trip ended; needed for duration and speed checks.
-    public var endedAt: Date?
-    public var data: EventData
+    package var endedAt: Date?
+    package var data: EventData
 
-    public init(id: UUID = UUID(), kind: String, province: String, occurredAt: Date, endedAt: Date? = nil, data: EventData = EventData()) {
+    package init(id: UUID = UUID(), kind: String, province: String, occurredAt: Date, endedAt: Date? = nil, data: EventData = EventData()) {
         self.id = id
         self.kind = kind
         self.province = province
@@ -23,11 +23,11 @@ public struct ActionEvent: Sendable, Equatable {
     }
 
     /// Upper bound on every quantity, far above any real action, so products with factors stay exact in 128 bits.
-    public static let maxQuantity: Int64 = 1_000_000_000_000
+    package static let maxQuantity: Int64 = 1_000_000_000_000
 
     /// Checks that do not need a rule set: quantities positive and bounded, `ended_at` not before `occurred_at`.
     /// Paths use the wire names (`data.distance_m`), and every issue has code `invalid`.
-    public func validateShape() -> [ValidationIssue] {
+    package func validateShape() -> [ValidationIssue] {
         var issues: [ValidationIssue] = []
         func bad(_ path: String, _ message: String) {
             issues.append(ValidationIssue(path: path, code: .invalid, message: message))
@@ -56,25 +56,25 @@ public struct ActionEvent: Sendable, Equatable {
 }
 
 /// Method-specific event quantities, all integers in base units. Which are needed depends on the method.
-public struct EventData: Sendable, Equatable {
+package struct EventData: Sendable, Equatable {
     /// Transit mode for `modes` tables (wire name `mode`).
-    public var mode: String?
+    package var mode: String?
     /// Recycled material for `per_weight` (wire name `material`).
-    public var material: String?
+    package var material: String?
     /// Trip distance in metres (`distance_m`).
-    public var distanceMeters: Int64?
+    package var distanceMeters: Int64?
     /// Weight in grams (`weight_g`).
-    public var weightGrams: Int64?
+    package var weightGrams: Int64?
     /// Units counted, e.g. steps (`count`).
-    public var count: Int64?
+    package var count: Int64?
     /// Electricity used over the period, Wh (`consumption_wh`).
-    public var consumptionWh: Int64?
+    package var consumptionWh: Int64?
     /// The household's own daily baseline, Wh per day (`baseline_wh`), for `own_history` baselines.
-    public var baselineWh: Int64?
+    package var baselineWh: Int64?
     /// Days covered by a consumption reading (`days`).
-    public var days: Int64?
+    package var days: Int64?
 
-    public init(
+    package init(
         mode: String? = nil, material: String? = nil, distanceMeters: Int64? = nil, weightGrams: Int64? = nil, count: Int64? = nil,
         consumptionWh: Int64? = nil, baselineWh: Int64? = nil, days: Int64? = nil
     ) {

@@ -1,41 +1,41 @@
-import Foundation
+package import Foundation
 
 /// Judges one batch of one citizen's events from stored facts: pure, so every verdict rule is
 /// tested without a database, and the service only loads facts and writes the outcome.
 ///
 /// Instants are integer milliseconds throughout and every sum is overflow-checked: an award
 /// that would overflow a balance or a cap counter is rejected, never trapped.
-public enum BatchJudge {
+package enum BatchJudge {
     /// An event as the judge sees it: decoded, with the SHA-256 of its canonical content.
-    public struct Item: Sendable {
-        public var wire: EventWire
-        public var contentSHA256: String
-        public init(wire: EventWire, contentSHA256: String) {
+    package struct Item: Sendable {
+        package var wire: EventWire
+        package var contentSHA256: String
+        package init(wire: EventWire, contentSHA256: String) {
             self.wire = wire
             self.contentSHA256 = contentSHA256
         }
     }
 
-    public enum Input: Sendable {
+    package enum Input: Sendable {
         case event(Item)
         case invalid(id: String?, issues: [ValidationIssue])
     }
 
     /// Events are identified per province (the distribution column of every ledger table).
-    public struct EventKey: Sendable, Hashable {
-        public var province: String
-        public var id: UUID
-        public init(province: String, id: UUID) {
+    package struct EventKey: Sendable, Hashable {
+        package var province: String
+        package var id: UUID
+        package init(province: String, id: UUID) {
             self.province = province
             self.id = id
         }
     }
 
-    public struct EvidenceKey: Sendable, Hashable {
-        public var province: String
-        public var source: String
-        public var ref: String
-        public init(province: String, source: String, ref: String) {
+    package struct EvidenceKey: Sendable, Hashable {
+        package var province: String
+        package var source: String
+        package var ref: String
+        package init(province: String, source: String, ref: String) {
             self.province = province
             self.source = source
             self.ref = ref
@@ -43,25 +43,25 @@ public enum BatchJudge {
     }
 
     /// A half-open interval `[start, end)` in epoch milliseconds.
-    public struct Interval: Sendable, Equatable {
-        public var startMs: Int64
-        public var endMs: Int64
-        public init(startMs: Int64, endMs: Int64) {
+    package struct Interval: Sendable, Equatable {
+        package var startMs: Int64
+        package var endMs: Int64
+        package init(startMs: Int64, endMs: Int64) {
             self.startMs = startMs
             self.endMs = endMs
         }
-        public func overlaps(_ other: Interval) -> Bool { startMs < other.endMs && other.startMs < endMs }
+        package func overlaps(_ other: Interval) -> Bool { startMs < other.endMs && other.startMs < endMs }
     }
 
     /// A verdict already stored for an event key.
-    public struct Stored: Sendable {
-        public var citizen: UUID
-        public var contentSHA256: String
-        public var status: Verdict.Status
-        public var code: String?
-        public var message: String?
-        public var award: AwardSummary?
-        public init(citizen: UUID, contentSHA256: String, status: Verdict.Status, code: String?, message: String?, award: AwardSummary?) {
+    package struct Stored: Sendable {
+        package var citizen: UUID
+        package var contentSHA256: String
+        package var status: Verdict.Status
+        package var code: String?
+        package var message: String?
+        package var award: AwardSummary?
+        package init(citizen: UUID, contentSHA256: String, status: Verdict.Status, code: String?, message: String?, award: AwardSummary?) {
             self.citizen = citizen
             self.contentSHA256 = contentSHA256
             self.status = status
@@ -72,11 +72,11 @@ public enum BatchJudge {
     }
 
     /// The citizen's account in one province, as locked for the batch.
-    public struct Account: Sendable, Equatable {
-        public var points: Int64
-        public var gramsCO2e: Int64
-        public var lastSeq: Int64
-        public init(points: Int64 = 0, gramsCO2e: Int64 = 0, lastSeq: Int64 = 0) {
+    package struct Account: Sendable, Equatable {
+        package var points: Int64
+        package var gramsCO2e: Int64
+        package var lastSeq: Int64
+        package init(points: Int64 = 0, gramsCO2e: Int64 = 0, lastSeq: Int64 = 0) {
             self.points = points
             self.gramsCO2e = gramsCO2e
             self.lastSeq = lastSeq
@@ -84,67 +84,67 @@ public enum BatchJudge {
     }
 
     /// One event's instants after clock correction, and what must be read to judge it.
-    public struct Prepared: Sendable {
-        public enum Entry: Sendable {
+    package struct Prepared: Sendable {
+        package enum Entry: Sendable {
             case event(Item, occurredMs: Int64, endedMs: Int64?, ruleSet: RuleSet?, windows: [CapWindow])
             case invalid(id: String?, issues: [ValidationIssue])
             case clockSkew(Item)
         }
-        public var entries: [Entry]
-        public var offsetMs: Int64
-        public var receivedAtMs: Int64
+        package var entries: [Entry]
+        package var offsetMs: Int64
+        package var receivedAtMs: Int64
         /// Provinces of the batch's events, sorted: the lock order.
-        public var provinces: [String]
-        public var keys: [EventKey]
-        public var evidence: [EvidenceKey]
+        package var provinces: [String]
+        package var keys: [EventKey]
+        package var evidence: [EvidenceKey]
         /// Cap-window keys to load, per province.
-        public var windowKeys: [String: [String]]
+        package var windowKeys: [String: [String]]
         /// The span of the batch's trip intervals: accepted trips overlapping it must be loaded.
-        public var tripSpan: Interval?
+        package var tripSpan: Interval?
     }
 
     /// What a judged batch writes.
-    public struct EventRow: Sendable {
-        public var item: Item
-        public var occurredMs: Int64
-        public var endedMs: Int64?
-        public var occupiesInterval: Bool
-        public var status: Verdict.Status
-        public var code: String?
-        public var message: String?
+    package struct EventRow: Sendable {
+        package var item: Item
+        package var occurredMs: Int64
+        package var endedMs: Int64?
+        package var occupiesInterval: Bool
+        package var status: Verdict.Status
+        package var code: String?
+        package var message: String?
     }
 
-    public struct AwardRow: Sendable {
-        public var province: String
-        public var eventID: UUID
-        public var award: Award
+    package struct AwardRow: Sendable {
+        package var province: String
+        package var eventID: UUID
+        package var award: Award
         /// The citizen's transaction number in the province.
-        public var citizenSeq: Int64
+        package var citizenSeq: Int64
     }
 
-    public struct Outcome: Sendable {
-        public var verdicts: [Verdict]
-        public var events: [EventRow]
-        public var awards: [AwardRow]
+    package struct Outcome: Sendable {
+        package var verdicts: [Verdict]
+        package var events: [EventRow]
+        package var awards: [AwardRow]
         /// Accounts after the batch, for every province of the batch.
-        public var accounts: [String: Account]
+        package var accounts: [String: Account]
         /// Counter increments per province and window key.
-        public var usageIncrements: [String: [String: CapUsage.Counter]]
+        package var usageIncrements: [String: [String: CapUsage.Counter]]
     }
 
     /// The facts a batch is judged against (loaded under the citizen's account locks).
-    public struct Facts: Sendable {
-        public var existing: [EventKey: Stored] = [:]
-        public var claimedEvidence: Set<EvidenceKey> = []
-        public var acceptedTrips: [String: [Interval]] = [:]
-        public var usage: [String: CapUsage] = [:]
-        public var accounts: [String: Account] = [:]
-        public init() {}
+    package struct Facts: Sendable {
+        package var existing: [EventKey: Stored] = [:]
+        package var claimedEvidence: Set<EvidenceKey> = []
+        package var acceptedTrips: [String: [Interval]] = [:]
+        package var usage: [String: CapUsage] = [:]
+        package var accounts: [String: Account] = [:]
+        package init() {}
     }
 
     /// Trips and rides (distance or per-trip methods) occupy their time interval; one without
     /// `ended_at` occupies its first millisecond, so it cannot escape the overlap rule.
-    public static func tripInterval(kind: String, occurredMs: Int64, endedMs: Int64?, ruleSet: RuleSet?) -> Interval? {
+    package static func tripInterval(kind: String, occurredMs: Int64, endedMs: Int64?, ruleSet: RuleSet?) -> Interval? {
         guard let ruleSet else { return nil }
         switch ruleSet.activity(kind: kind)?.method {
         case .perDistance, .perTrip:
@@ -155,7 +155,7 @@ public enum BatchJudge {
     }
 
     /// Corrects the device clock and finds the rule set in force for every event.
-    public static func prepare(_ inputs: [Input], receivedAtMs: Int64, sentAtMs: Int64?, histories: [String: RuleSetHistory]) -> Prepared {
+    package static func prepare(_ inputs: [Input], receivedAtMs: Int64, sentAtMs: Int64?, histories: [String: RuleSetHistory]) -> Prepared {
         let offset = ClockPolicy.offsetMs(receivedAtMs: receivedAtMs, sentAtMs: sentAtMs)
         var entries: [Prepared.Entry] = []
         entries.reserveCapacity(inputs.count)
@@ -209,7 +209,7 @@ public enum BatchJudge {
     }
 
     /// Judges the batch in request order; earlier items count for later ones.
-    public static func judge(_ prepared: Prepared, citizen: UUID, facts: Facts) -> Outcome {
+    package static func judge(_ prepared: Prepared, citizen: UUID, facts: Facts) -> Outcome {
         var facts = facts
         var verdicts: [Verdict] = []
         verdicts.reserveCapacity(prepared.entries.count)
@@ -323,7 +323,7 @@ public enum BatchJudge {
 
 extension RuleSetHistory {
     /// The version in force at an instant in epoch milliseconds.
-    public func inForce(atMs ms: Int64) -> RuleSet? {
+    package func inForce(atMs ms: Int64) -> RuleSet? {
         versions.first { $0.effectiveFromMs <= ms }
     }
 }

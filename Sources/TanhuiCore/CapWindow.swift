@@ -5,36 +5,36 @@ import Foundation
 /// Periods are integers so evaluation never formats strings: `day` counts local days since
 /// 1970-01-01, `week` counts ISO weeks (Monday start) since Monday 1969-12-29, `month` is
 /// year × 12 + month − 1. `key` renders it for storage.
-public struct CapWindow: Sendable, Hashable, CustomStringConvertible {
+package struct CapWindow: Sendable, Hashable, CustomStringConvertible {
     /// Identity of the counter a window reads and writes; the same across rule-set versions,
     /// so a new version mid-day keeps the day's usage.
-    public struct ID: Sendable, Hashable {
+    package struct ID: Sendable, Hashable {
         /// nil = all kinds together.
-        public let kind: String?
-        public let period: CapPeriod
-        public let periodIndex: Int64
+        package let kind: String?
+        package let period: CapPeriod
+        package let periodIndex: Int64
 
         /// Hashes the period only: equal IDs still hash equally, and the few kinds sharing a period
         /// merely share a bucket, while evaluation skips hashing the kind string.
-        public func hash(into hasher: inout Hasher) {
+        package func hash(into hasher: inout Hasher) {
             hasher.combine(periodIndex &* 4 &+ Int64(period == .day ? 0 : period == .week ? 1 : 2))
         }
     }
 
     /// Index into `RuleSet.caps`.
-    public let capIndex: Int
-    public let id: ID
-    public let maxPoints: Int64?
-    public let maxEvents: Int64?
+    package let capIndex: Int
+    package let id: ID
+    package let maxPoints: Int64?
+    package let maxEvents: Int64?
 
-    public var kind: String? { id.kind }
-    public var period: CapPeriod { id.period }
+    package var kind: String? { id.kind }
+    package var period: CapPeriod { id.period }
 
     /// Stable storage key, e.g. `bike_ride/day/2027-03-01`, `*/week/2027-W09`, `*/month/2027-03`.
-    public var key: String { "\(id.kind ?? "*")/\(id.period.rawValue)/\(periodLabel)" }
+    package var key: String { "\(id.kind ?? "*")/\(id.period.rawValue)/\(periodLabel)" }
 
     /// `2027-03-01`, `2027-W09` (ISO week-year) or `2027-03`.
-    public var periodLabel: String {
+    package var periodLabel: String {
         func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
         switch id.period {
         case .day:
@@ -55,7 +55,7 @@ public struct CapWindow: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// e.g. `bike_ride per day 2027-03-01: max 100 points`.
-    public var description: String {
+    package var description: String {
         var limits: [String] = []
         if let maxPoints { limits.append("max \(maxPoints) points") }
         if let maxEvents { limits.append("max \(maxEvents) events") }
@@ -64,11 +64,11 @@ public struct CapWindow: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Points and events a citizen already consumed per cap window, loaded by the caller.
-public struct CapUsage: Sendable, Equatable {
-    public struct Counter: Sendable, Equatable {
-        public var points: Int64
-        public var events: Int64
-        public init(points: Int64 = 0, events: Int64 = 0) {
+package struct CapUsage: Sendable, Equatable {
+    package struct Counter: Sendable, Equatable {
+        package var points: Int64
+        package var events: Int64
+        package init(points: Int64 = 0, events: Int64 = 0) {
             self.points = points
             self.events = events
         }
@@ -76,15 +76,15 @@ public struct CapUsage: Sendable, Equatable {
 
     var counters: [CapWindow.ID: Counter]
 
-    public init() { counters = [:] }
+    package init() { counters = [:] }
 
-    public subscript(window: CapWindow) -> Counter {
+    package subscript(window: CapWindow) -> Counter {
         get { counters[window.id] ?? Counter() }
         set { counters[window.id] = newValue }
     }
 
     /// Adds an award's consumption (what the caller persists after accepting).
-    public mutating func add(_ consumption: [CapConsumption]) {
+    package mutating func add(_ consumption: [CapConsumption]) {
         // Saturating: a counter at Int64.max still blocks every capped award, and callers
         // that persist counters check for overflow first (`BatchJudge`).
         for c in consumption {
@@ -104,16 +104,16 @@ extension CapUsage {
 }
 
 /// What an award adds to one cap window's counters.
-public struct CapConsumption: Sendable, Equatable {
-    public let window: CapWindow
-    public let points: Int64
-    public let events: Int64
+package struct CapConsumption: Sendable, Equatable {
+    package let window: CapWindow
+    package let points: Int64
+    package let events: Int64
 }
 
 extension RuleSet {
     /// The windows of every cap that applies to this event (its kind's caps and the all-kinds caps),
     /// so the caller can load exactly those counters. Empty if the kind is not covered.
-    public func capWindows(for event: ActionEvent) -> [CapWindow] {
+    package func capWindows(for event: ActionEvent) -> [CapWindow] {
         guard let rule = rule(kind: event.kind), !rule.caps.isEmpty else { return [] }
         return rule.windows(day: rule.localDay(atMs: Instant.milliseconds(event.occurredAt)))
     }

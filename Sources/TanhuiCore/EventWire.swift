@@ -1,20 +1,20 @@
-import Foundation
+package import Foundation
 
 /// Evidence that ties an event to a record outside Tanhui (a metro-card transaction, a
 /// bike-share order, a recycling-station receipt); one `(province, source, ref)` is credited once.
-public struct Evidence: Sendable, Equatable, Codable {
-    public var source: String
-    public var ref: String
+package struct Evidence: Sendable, Equatable, Codable {
+    package var source: String
+    package var ref: String
 
-    public init(source: String, ref: String) {
+    package init(source: String, ref: String) {
         self.source = source
         self.ref = ref
     }
 }
 
 /// Why an event could not be decoded: every problem, each with the field's path.
-public struct EventInvalid: Error, Sendable {
-    public let issues: [ValidationIssue]
+package struct EventInvalid: Error, Sendable {
+    package let issues: [ValidationIssue]
 }
 
 /// One event as clients send it (sync push, `rules simulate` JSONL):
@@ -22,20 +22,20 @@ public struct EventInvalid: Error, Sendable {
 ///
 /// Decoding is strict: unknown keys, wrong types, fractional or out-of-range quantities and
 /// timestamps without a UTC offset become `invalid` issues with the field's path.
-public struct EventWire: Sendable {
-    public let event: ActionEvent
-    public let evidence: Evidence?
+package struct EventWire: Sendable {
+    package let event: ActionEvent
+    package let evidence: Evidence?
     /// The timestamps as the client wrote them, kept for the record.
-    public let occurredAtText: String
-    public let endedAtText: String?
+    package let occurredAtText: String
+    package let endedAtText: String?
 
     static let topKeys: Set<String> = ["id", "kind", "province", "occurred_at", "ended_at", "data", "evidence"]
     static let dataKeys: Set<String> = ["mode", "material", "distance_m", "weight_g", "count", "consumption_wh", "baseline_wh", "days"]
     /// Longest string accepted in any field; identifiers and evidence refs are short.
-    public static let maximumStringLength = 200
+    package static let maximumStringLength = 200
 
     /// Decodes one event from what `JSONSerialization` produced (tests, fixtures).
-    public static func decode(_ object: Any) -> Result<EventWire, EventInvalid> {
+    package static func decode(_ object: Any) -> Result<EventWire, EventInvalid> {
         guard let value = JSONValue(any: object) else {
             return .failure(EventInvalid(issues: [ValidationIssue(path: "", code: .invalid, message: "an event must be a JSON object")]))
         }
@@ -43,7 +43,7 @@ public struct EventWire: Sendable {
     }
 
     /// Decodes one event from a parsed JSON value (the push path).
-    public static func decode(_ object: JSONValue) -> Result<EventWire, EventInvalid> {
+    package static func decode(_ object: JSONValue) -> Result<EventWire, EventInvalid> {
         var issues: [ValidationIssue] = []
         func bad(_ path: String, _ message: String) {
             issues.append(ValidationIssue(path: path, code: .invalid, message: message))
@@ -129,7 +129,7 @@ public struct EventWire: Sendable {
     }
 
     /// Decodes one JSON document holding a single event.
-    public static func decode(json: Data) -> Result<EventWire, EventInvalid> {
+    package static func decode(json: Data) -> Result<EventWire, EventInvalid> {
         guard let value = try? JSONValue.parse(json) else {
             return .failure(EventInvalid(issues: [ValidationIssue(path: "", code: .invalid, message: "not valid JSON")]))
         }

@@ -3,18 +3,18 @@
 /// Rule-set factors, limits and multipliers are all non-negative, so the type is too; a
 /// minus sign is a parse error the rule-set parser turns into `not_positive`.
 /// Values are normalised (trailing fraction zeros dropped), so `46.70 == 46.7`.
-public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConvertible {
+package struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The digits without the decimal point: 467 for `46.7`.
-    public let mantissa: Int64
+    package let mantissa: Int64
     /// How many digits follow the decimal point: 1 for `46.7`.
-    public let scale: Int
+    package let scale: Int
 
     /// Most fraction digits accepted; finer factors are not meaningful for grams.
-    public static let maxScale = 9
+    package static let maxScale = 9
     /// Most significant digits accepted, so every mantissa fits Int64 with room to spare.
-    public static let maxDigits = 18
+    package static let maxDigits = 18
 
-    public enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         case empty
         case negative
         case exponent
@@ -23,7 +23,7 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
         case tooManyFractionDigits
         case tooLarge
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .empty: "empty number"
             case .negative: "must not be negative"
@@ -37,14 +37,14 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
     }
 
     /// An integer value.
-    public init(_ integer: Int64) {
+    package init(_ integer: Int64) {
         precondition(integer >= 0, "ExactDecimal is non-negative")
         mantissa = integer
         scale = 0
     }
 
     /// `mantissa × 10^-scale`, normalised.
-    public init(mantissa: Int64, scale: Int) {
+    package init(mantissa: Int64, scale: Int) {
         precondition(mantissa >= 0 && (0...Self.maxScale).contains(scale))
         var m = mantissa
         var s = scale
@@ -60,7 +60,7 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
     ///
     /// Accepts `digits[.digits]` only: no sign, exponent, leading `+`, leading zeros
     /// (YAML 1.1 would read `010` as octal) or bare `.5`.
-    public init(parsing text: String) throws(ParseError) {
+    package init(parsing text: String) throws(ParseError) {
         let bytes = Array(text.utf8)
         guard !bytes.isEmpty else { throw .empty }
         if bytes[0] == UInt8(ascii: "-") { throw .negative }
@@ -111,7 +111,7 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
 
     /// 10^scale.
     @inlinable
-    public var denominator: Int64 {
+    package var denominator: Int64 {
         switch scale {
         case 0: 1
         case 1: 10
@@ -126,14 +126,14 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
         }
     }
 
-    public var isZero: Bool { mantissa == 0 }
+    package var isZero: Bool { mantissa == 0 }
 
     /// `floor(quantity × self / divisor)` computed exactly; nil if the result does not fit Int64.
     ///
     /// This is the one rounding step used for grams: e.g. grams = gramsPerKm.floorOfProduct(distanceMeters, dividedBy: 1000).
     /// `quantity` must be ≥ 0 and `divisor` > 0.
     @inlinable @inline(__always)
-    public func floorOfProduct(_ quantity: Int64, dividedBy divisor: Int64 = 1) -> Int64? {
+    package func floorOfProduct(_ quantity: Int64, dividedBy divisor: Int64 = 1) -> Int64? {
         let (product, overflow) = quantity.multipliedReportingOverflow(by: mantissa)
         let (den, denOverflow) = divisor.multipliedReportingOverflow(by: denominator)
         if !overflow && !denOverflow {
@@ -150,7 +150,7 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
     }
 
     /// Smallest integer ≥ self × unit; for thresholds such as `min_distance_km` in metres.
-    public func ceilTimes(_ unit: Int64) -> Int64 {
+    package func ceilTimes(_ unit: Int64) -> Int64 {
         let num = Int128(mantissa) * Int128(unit)
         let den = Int128(denominator)
         let q = (num + den - 1) / den
@@ -158,18 +158,18 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
     }
 
     /// Largest integer ≤ self × unit; for thresholds such as `max_distance_km` in metres.
-    public func floorTimes(_ unit: Int64) -> Int64 {
+    package func floorTimes(_ unit: Int64) -> Int64 {
         let q = Int128(mantissa) * Int128(unit) / Int128(denominator)
         return q <= Int128(Int64.max) ? Int64(q) : Int64.max
     }
 
-    public static func < (lhs: ExactDecimal, rhs: ExactDecimal) -> Bool {
+    package static func < (lhs: ExactDecimal, rhs: ExactDecimal) -> Bool {
         // Cross-multiply in 128 bits: both sides fit easily (mantissa < 10^18, denominators ≤ 10^9).
         Int128(lhs.mantissa) * Int128(rhs.denominator) < Int128(rhs.mantissa) * Int128(lhs.denominator)
     }
 
     /// Canonical text, e.g. `46.7`, `0.02`, `43`.
-    public var description: String {
+    package var description: String {
         guard scale > 0 else { return String(mantissa) }
         var digits = String(mantissa)
         if digits.count <= scale {

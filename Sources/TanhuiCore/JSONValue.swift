@@ -3,7 +3,7 @@ import Foundation
 /// A JSON document parsed straight from UTF-8 bytes: strict (RFC 8259, no NaN or comments,
 /// valid UTF-8, bounded depth), with no `Any`, no bridging and numbers kept as their text so
 /// quantities stay exact. The push path decodes events from this, not from `JSONSerialization`.
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// The number exactly as written.
@@ -12,14 +12,14 @@ public enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    public struct ParseError: Error, Sendable, Equatable {
-        public let offset: Int
-        public let reason: String
+    package struct ParseError: Error, Sendable, Equatable {
+        package let offset: Int
+        package let reason: String
     }
 
-    public static let maximumDepth = 64
+    package static let maximumDepth = 64
 
-    public static func parse(_ bytes: some Collection<UInt8>) throws(ParseError) -> JSONValue {
+    package static func parse(_ bytes: some Collection<UInt8>) throws(ParseError) -> JSONValue {
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { buffer throws(ParseError) -> JSONValue in
             var parser = Parser(bytes: buffer)
@@ -31,12 +31,12 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         if case .object(let members) = self { return members[key] } else { return nil }
     }
 
     /// Converts what `JSONSerialization` produces (tests, fixtures); `true` and `1` stay apart.
-    public init?(any: Any) {
+    package init?(any: Any) {
         switch any {
         case is NSNull: self = .null
         case let text as String: self = .string(text)

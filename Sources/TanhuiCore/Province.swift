@@ -1,7 +1,7 @@
 /// Province-level divisions of China by their current ISO 3166-2:CN codes (letters since 2017).
-public enum Province {
+package enum Province {
     /// All 34 codes with English names.
-    public static let names: [String: String] = [
+    package static let names: [String: String] = [
         "CN-AH": "Anhui", "CN-BJ": "Beijing", "CN-CQ": "Chongqing", "CN-FJ": "Fujian",
         "CN-GD": "Guangdong", "CN-GS": "Gansu", "CN-GX": "Guangxi", "CN-GZ": "Guizhou",
         "CN-HA": "Henan", "CN-HB": "Hubei", "CN-HE": "Hebei", "CN-HI": "Hainan",
@@ -22,7 +22,7 @@ public enum Province {
         "91": "HK", "92": "MO",
     ]
 
-    public static func isKnown(_ code: String) -> Bool { names[code] != nil }
+    package static func isKnown(_ code: String) -> Bool { names[code] != nil }
 
     /// A hint for a wrong code: the letter code for an old numeric one, or the upper-cased form.
     static func suggestion(for code: String) -> String? {

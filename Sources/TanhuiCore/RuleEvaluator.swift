@@ -1,26 +1,26 @@
-import Foundation
+package import Foundation
 
 /// The verdict on one event.
-public enum Evaluation: Sendable, Equatable {
+package enum Evaluation: Sendable, Equatable {
     case accepted(Award)
     case rejected(Rejection)
 
-    public var award: Award? {
+    package var award: Award? {
         if case .accepted(let a) = self { return a }
         return nil
     }
 
-    public var rejection: Rejection? {
+    package var rejection: Rejection? {
         if case .rejected(let r) = self { return r }
         return nil
     }
 }
 
 /// Why an event earns nothing. Caps never reject: a capped award is accepted with fewer (maybe 0) points.
-public struct Rejection: Sendable, Equatable, Error {
-    public let code: RejectionCode
+package struct Rejection: Sendable, Equatable, Error {
+    package let code: RejectionCode
     /// Human-readable reason for the citizen or operator.
-    public let message: String
+    package let message: String
 }
 
 /// Stable machine-readable rejection codes (raw values are API):
@@ -36,7 +36,7 @@ public struct Rejection: Sendable, Equatable, Error {
 /// - `below_minimum` / `above_maximum`: distance, weight or count outside the activity's limits, or more days than `max_days`.
 /// - `too_short`: the trip lasted less than `min_duration_s`.
 /// - `implausible_speed`: distance over duration exceeds `max_speed_kmh`.
-public enum RejectionCode: String, Sendable, Equatable, CaseIterable {
+package enum RejectionCode: String, Sendable, Equatable, CaseIterable {
     case noRuleset = "no_ruleset"
     case wrongProvince = "wrong_province"
     case inFuture = "in_future"
@@ -56,15 +56,15 @@ public enum RejectionCode: String, Sendable, Equatable, CaseIterable {
 ///
 /// Only the numbers are computed eagerly; the explanation (factor, campaign, cap windows) is
 /// derived on access from the shared activity rule, so judging an event allocates nothing.
-public struct Award: Sendable {
+package struct Award: Sendable {
     /// Grams CO2e saved, floored; the physical figure, never multiplied by campaigns.
-    public let gramsCO2e: Int64
+    package let gramsCO2e: Int64
     /// floor(gramsCO2e / gramsPerPoint).
-    public let basePoints: Int64
+    package let basePoints: Int64
     /// floor(gramsCO2e × multiplier / gramsPerPoint).
-    public let pointsBeforeCaps: Int64
+    package let pointsBeforeCaps: Int64
     /// pointsBeforeCaps reduced to what every applicable cap still allows.
-    public let pointsAwarded: Int64
+    package let pointsAwarded: Int64
 
     let rule: ActivityRule
     /// Index into `rule.campaigns`, or -1.
@@ -77,26 +77,26 @@ public struct Award: Sendable {
     let variant: String?
 
     /// The campaign multiplier applied (1 when none).
-    public var multiplier: ExactDecimal { campaignSlot >= 0 ? rule.campaigns[campaignSlot].multiplier : ExactDecimal(1) }
+    package var multiplier: ExactDecimal { campaignSlot >= 0 ? rule.campaigns[campaignSlot].multiplier : ExactDecimal(1) }
     /// Name of the campaign that applied, if any.
-    public var campaign: String? { campaignSlot >= 0 ? rule.campaigns[campaignSlot].name : nil }
-    public var ruleSetProvince: String { rule.header.province }
-    public var ruleSetVersion: Int { rule.header.version }
-    public var methodology: String { rule.header.methodology }
+    package var campaign: String? { campaignSlot >= 0 ? rule.campaigns[campaignSlot].name : nil }
+    package var ruleSetProvince: String { rule.header.province }
+    package var ruleSetVersion: Int { rule.header.version }
+    package var methodology: String { rule.header.methodology }
     /// The factor used, for the ledger.
-    public var factor: AppliedFactor {
+    package var factor: AppliedFactor {
         let value = variant.flatMap { rule.factor(variant: $0) } ?? rule.flatFactor ?? ExactDecimal(0)
         return AppliedFactor(value: value, unit: rule.unitLabel, variant: variant, series: rule.series)
     }
 
     /// True when a cap reduced the award.
-    public var capped: Bool { pointsAwarded < pointsBeforeCaps }
+    package var capped: Bool { pointsAwarded < pointsBeforeCaps }
 
     /// Every cap window that applied to the event, in `caps` order.
-    public var windows: [CapWindow] { rule.caps.isEmpty ? [] : rule.windows(day: localDay) }
+    package var windows: [CapWindow] { rule.caps.isEmpty ? [] : rule.windows(day: localDay) }
 
     /// The cap windows that reduced it.
-    public var capsApplied: [CapWindow] {
+    package var capsApplied: [CapWindow] {
         guard bindingMask != 0 else { return [] }
         let all = windows
         return all.indices.filter { bindingMask & (1 << UInt64($0)) != 0 }.map { all[$0] }
@@ -104,14 +104,14 @@ public struct Award: Sendable {
 
     /// What to add to each applicable window's counters: the points awarded and one event,
     /// or nothing when no points are awarded (an event that earns nothing does not use up `max_events`).
-    public var consumption: [CapConsumption] {
+    package var consumption: [CapConsumption] {
         guard pointsAwarded > 0 else { return [] }
         return windows.map { CapConsumption(window: $0, points: pointsAwarded, events: 1) }
     }
 }
 
 extension Award: Equatable {
-    public static func == (a: Award, b: Award) -> Bool {
+    package static func == (a: Award, b: Award) -> Bool {
         a.gramsCO2e == b.gramsCO2e && a.basePoints == b.basePoints && a.pointsBeforeCaps == b.pointsBeforeCaps
             && a.pointsAwarded == b.pointsAwarded && a.multiplier == b.multiplier && a.campaign == b.campaign
             && a.ruleSetProvince == b.ruleSetProvince && a.ruleSetVersion == b.ruleSetVersion && a.methodology == b.methodology
@@ -120,14 +120,14 @@ extension Award: Equatable {
 }
 
 /// The factor an award used, e.g. 46.7 g/km for mode `metro`.
-public struct AppliedFactor: Sendable, Equatable {
-    public let value: ExactDecimal
+package struct AppliedFactor: Sendable, Equatable {
+    package let value: ExactDecimal
     /// `g/km`, `g/trip`, `g/event`, `g/kg`, `g/<unit>` or `g/kWh`.
-    public let unit: String
+    package let unit: String
     /// The mode or material, if the factor depends on one.
-    public let variant: String?
+    package let variant: String?
     /// Grid-factor series for power saving.
-    public let series: String?
+    package let series: String?
 }
 
 /// Pure evaluation of events against a rule set.
@@ -136,13 +136,13 @@ public struct AppliedFactor: Sendable, Equatable {
 /// points = floor(grams × multiplier / grams_per_point); caps then reduce points to what
 /// remains in every applicable window. Example: 12 400 m on the metro at 46.7 g/km =
 /// 579.08 g → 579 g → 57 points at 10 g/point.
-public enum RuleEvaluator {
+package enum RuleEvaluator {
     /// Clock skew tolerated before an event counts as `in_future`.
-    public static let futureToleranceMs: Int64 = 5 * 60 * 1000
+    package static let futureToleranceMs: Int64 = 5 * 60 * 1000
 
     /// Judges one event. `receivedAt` is the server's (corrected) receipt time; `usage` holds the
     /// citizen's counters for the windows of `ruleSet.capWindows(for: event)`.
-    public static func evaluate(event: ActionEvent, ruleSet: RuleSet, usage: CapUsage, receivedAt: Date) -> Evaluation {
+    package static func evaluate(event: ActionEvent, ruleSet: RuleSet, usage: CapUsage, receivedAt: Date) -> Evaluation {
         evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt) { _, id in
             usage.counters.isEmpty ? CapUsage.Counter() : usage.counters[id] ?? CapUsage.Counter()
         }
@@ -150,7 +150,7 @@ public enum RuleEvaluator {
 
     /// The same, with the counters already loaded in the order of `ruleSet.capWindows(for: event)`
     /// (missing trailing entries count as unused): no hashing, for the per-event hot path.
-    public static func evaluate(event: ActionEvent, ruleSet: RuleSet, counters: [CapUsage.Counter], receivedAt: Date) -> Evaluation {
+    package static func evaluate(event: ActionEvent, ruleSet: RuleSet, counters: [CapUsage.Counter], receivedAt: Date) -> Evaluation {
         evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt) { i, _ in
             i < counters.count ? counters[i] : CapUsage.Counter()
         }
@@ -359,28 +359,28 @@ public enum RuleEvaluator {
 }
 
 /// The published versions of one province's rules.
-public struct RuleSetHistory: Sendable {
+package struct RuleSetHistory: Sendable {
     /// Sorted by version, highest first.
-    public let versions: [RuleSet]
+    package let versions: [RuleSet]
 
-    public init(_ versions: [RuleSet]) {
+    package init(_ versions: [RuleSet]) {
         self.versions = versions.sorted { $0.version > $1.version }
     }
 
     /// The highest version whose `effective_from` ≤ `occurredAt`: the one that judges the event,
     /// however late it is synced. nil means `no_ruleset`.
-    public func inForce(at occurredAt: Date) -> RuleSet? {
+    package func inForce(at occurredAt: Date) -> RuleSet? {
         let ms = Instant.milliseconds(occurredAt)
         return versions.first { $0.effectiveFromMs <= ms }
     }
 }
 
 /// Checks that need facts only the database has.
-public enum RuleSetValidator {
+package enum RuleSetValidator {
     /// Refuses a version not above the latest published one, and an `effective_from` before the
     /// earliest instant that cannot change a verdict already given (the caller computes it, e.g.
     /// just after the latest judged event of the province). Issues point at the document's lines.
-    public static func checkPublication(_ ruleSet: RuleSet, latestPublishedVersion: Int?, earliestAllowedEffectiveFrom: Date?) -> [ValidationIssue] {
+    package static func checkPublication(_ ruleSet: RuleSet, latestPublishedVersion: Int?, earliestAllowedEffectiveFrom: Date?) -> [ValidationIssue] {
         var issues: [ValidationIssue] = []
         if let latest = latestPublishedVersion, ruleSet.version <= latest {
             issues.append(

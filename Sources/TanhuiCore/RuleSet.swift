@@ -1,28 +1,28 @@
-import Foundation
+package import Foundation
 
 /// One published version of a province's carbon-inclusion rules, as parsed and validated.
 ///
 /// Obtain one from `RuleSetParser.parse`; the parser guarantees every invariant the evaluator
 /// relies on (positive factors, known kinds in caps and campaigns, non-overlapping campaigns…).
 /// The stored form is the operator's original document bytes, not this value.
-public struct RuleSet: Sendable {
+package struct RuleSet: Sendable {
     /// ISO 3166-2:CN code, e.g. `CN-GD`.
-    public let province: String
+    package let province: String
     /// Strictly increasing per province.
-    public let version: Int
+    package let version: Int
     /// First instant at which this version applies (events are judged by the version in force at `occurred_at`).
-    public let effectiveFrom: Date
+    package let effectiveFrom: Date
     /// Zone that defines the day/week/month boundaries of caps.
-    public let timeZone: TimeZone
+    package let timeZone: TimeZone
     /// Grams CO2e per point; points = floor(grams × multiplier / gramsPerPoint).
-    public let gramsPerPoint: Int64
+    package let gramsPerPoint: Int64
     /// Events older than this many days when received are not credited (`too_old`).
-    public let submissionWindowDays: Int
+    package let submissionWindowDays: Int
     /// Free text stored with every award (methodology name and version).
-    public let methodology: String
-    public let activities: [Activity]
-    public let caps: [Cap]
-    public let campaigns: [Campaign]
+    package let methodology: String
+    package let activities: [Activity]
+    package let caps: [Cap]
+    package let campaigns: [Campaign]
 
     // Compiled lookups, derived from the fields above at parse time.
     let effectiveFromMs: Int64
@@ -66,7 +66,7 @@ public struct RuleSet: Sendable {
     }
 
     /// The activity rule for a kind, if this rule set covers it.
-    public func activity(kind: String) -> Activity? {
+    package func activity(kind: String) -> Activity? {
         rule(kind: kind)?.activity
     }
 
@@ -246,7 +246,7 @@ final class ActivityRule: Sendable {
 
 extension RuleSet: Equatable {
     /// Equal when the rules are equal; source positions and derived lookups are ignored.
-    public static func == (a: RuleSet, b: RuleSet) -> Bool {
+    package static func == (a: RuleSet, b: RuleSet) -> Bool {
         a.province == b.province && a.version == b.version && a.effectiveFromMs == b.effectiveFromMs
             && a.timeZone.identifier == b.timeZone.identifier && a.gramsPerPoint == b.gramsPerPoint
             && a.submissionWindowDays == b.submissionWindowDays && a.methodology == b.methodology
@@ -287,16 +287,16 @@ struct ZoneOffsets: Sendable {
 }
 
 /// How one kind of green action earns grams CO2e.
-public struct Activity: Sendable, Equatable {
+package struct Activity: Sendable, Equatable {
     /// Identifier such as `transit_trip`; events name it in `kind`.
-    public let kind: String
-    public let method: Method
+    package let kind: String
+    package let method: Method
     /// Set when the operator confirmed a factor above its ceiling on purpose.
-    public let acknowledgeHighFactor: Bool
+    package let acknowledgeHighFactor: Bool
     /// Optional free text naming the factor's source.
-    public let source: String?
+    package let source: String?
 
-    public enum Method: Sendable, Equatable {
+    package enum Method: Sendable, Equatable {
         /// grams = floor(distanceMeters × gramsPerKm / 1000).
         case perDistance(PerDistance)
         /// grams = floor(gramsPerTrip): a flat amount per ride.
@@ -311,7 +311,7 @@ public struct Activity: Sendable, Equatable {
         case baselineDelta(BaselineDelta)
 
         /// The method's name in documents, e.g. `per_distance`.
-        public var name: String {
+        package var name: String {
             switch self {
             case .perDistance: "per_distance"
             case .perTrip: "per_trip"
@@ -325,22 +325,22 @@ public struct Activity: Sendable, Equatable {
 }
 
 /// One factor for all events, or one per named variant (transit mode, recycled material).
-public enum FactorTable: Sendable, Equatable {
+package enum FactorTable: Sendable, Equatable {
     case flat(ExactDecimal)
     case byName([String: ExactDecimal])
 }
 
 /// Plausibility limits shared by per-distance and per-trip rules.
-public struct TripLimits: Sendable, Equatable {
-    public let minDistanceKm: ExactDecimal?
-    public let maxDistanceKm: ExactDecimal?
-    public let minDurationSeconds: Int64?
-    public let maxSpeedKmh: ExactDecimal?
+package struct TripLimits: Sendable, Equatable {
+    package let minDistanceKm: ExactDecimal?
+    package let maxDistanceKm: ExactDecimal?
+    package let minDurationSeconds: Int64?
+    package let maxSpeedKmh: ExactDecimal?
     /// Thresholds in metres: an integer distance d is below the minimum iff d < ceil(min × 1000).
     let minDistanceMeters: Int64?
     let maxDistanceMeters: Int64?
 
-    public init(minDistanceKm: ExactDecimal?, maxDistanceKm: ExactDecimal?, minDurationSeconds: Int64?, maxSpeedKmh: ExactDecimal?) {
+    package init(minDistanceKm: ExactDecimal?, maxDistanceKm: ExactDecimal?, minDurationSeconds: Int64?, maxSpeedKmh: ExactDecimal?) {
         self.minDistanceKm = minDistanceKm
         self.maxDistanceKm = maxDistanceKm
         self.minDurationSeconds = minDurationSeconds
@@ -352,23 +352,23 @@ public struct TripLimits: Sendable, Equatable {
     var isEmpty: Bool { minDistanceKm == nil && maxDistanceKm == nil && minDurationSeconds == nil && maxSpeedKmh == nil }
 }
 
-public struct PerDistance: Sendable, Equatable {
+package struct PerDistance: Sendable, Equatable {
     /// Grams CO2e saved per km, flat or by `mode`.
-    public let gramsPerKm: FactorTable
-    public let limits: TripLimits
+    package let gramsPerKm: FactorTable
+    package let limits: TripLimits
 }
 
-public struct PerTrip: Sendable, Equatable {
+package struct PerTrip: Sendable, Equatable {
     /// Grams CO2e per ride, flat or by `mode`.
-    public let gramsPerTrip: FactorTable
-    public let limits: TripLimits
+    package let gramsPerTrip: FactorTable
+    package let limits: TripLimits
 }
 
-public struct PerWeight: Sendable, Equatable {
+package struct PerWeight: Sendable, Equatable {
     /// Grams CO2e saved per kg, by `material`.
-    public let gramsPerKg: [String: ExactDecimal]
-    public let minWeightKg: ExactDecimal?
-    public let maxWeightKg: ExactDecimal?
+    package let gramsPerKg: [String: ExactDecimal]
+    package let minWeightKg: ExactDecimal?
+    package let maxWeightKg: ExactDecimal?
     let minWeightGrams: Int64?
     let maxWeightGrams: Int64?
 
@@ -381,23 +381,23 @@ public struct PerWeight: Sendable, Equatable {
     }
 }
 
-public struct PerCount: Sendable, Equatable {
-    public let gramsPerUnit: ExactDecimal
+package struct PerCount: Sendable, Equatable {
+    package let gramsPerUnit: ExactDecimal
     /// What is counted, e.g. `steps` (documentation and display).
-    public let unit: String
-    public let minUnits: Int64?
-    public let maxUnits: Int64?
+    package let unit: String
+    package let minUnits: Int64?
+    package let maxUnits: Int64?
 }
 
-public struct BaselineDelta: Sendable, Equatable {
-    public let gramsPerKwh: ExactDecimal
+package struct BaselineDelta: Sendable, Equatable {
+    package let gramsPerKwh: ExactDecimal
     /// Which published grid-factor series and year, e.g. "MEE 2022 South grid".
-    public let gridSeries: String
-    public let baseline: Baseline
+    package let gridSeries: String
+    package let baseline: Baseline
     /// Longest billing period one event may cover, if limited.
-    public let maxDays: Int64?
+    package let maxDays: Int64?
 
-    public enum Baseline: Sendable, Equatable {
+    package enum Baseline: Sendable, Equatable {
         /// A regional per-household-day figure in Wh.
         case fixed(whPerDay: Int64)
         /// The event carries the household's own earlier daily average (`baselineWh`), as Shenzhen does.
@@ -406,27 +406,27 @@ public struct BaselineDelta: Sendable, Equatable {
 }
 
 /// A points ceiling per citizen, per province, per calendar period in the rule set's zone.
-public struct Cap: Sendable, Equatable {
+package struct Cap: Sendable, Equatable {
     /// The kind it limits; nil limits all kinds together.
-    public let kind: String?
-    public let period: CapPeriod
-    public let maxPoints: Int64?
+    package let kind: String?
+    package let period: CapPeriod
+    package let maxPoints: Int64?
     /// At most this many events earn points in the period (e.g. Bologna's 4 trips a day).
-    public let maxEvents: Int64?
+    package let maxEvents: Int64?
 }
 
-public enum CapPeriod: String, Sendable, Equatable, CaseIterable {
+package enum CapPeriod: String, Sendable, Equatable, CaseIterable {
     case day, week, month
 }
 
 /// A time-boxed points multiplier for some kinds, applied when `from ≤ occurred_at < to`.
-public struct Campaign: Sendable, Equatable {
-    public let name: String
-    public let kinds: [String]
-    public let from: Date
-    public let to: Date
+package struct Campaign: Sendable, Equatable {
+    package let name: String
+    package let kinds: [String]
+    package let from: Date
+    package let to: Date
     /// ≥ 1, exact (e.g. 2 or 1.5).
-    public let multiplier: ExactDecimal
+    package let multiplier: ExactDecimal
     let fromMs: Int64
     let toMs: Int64
 

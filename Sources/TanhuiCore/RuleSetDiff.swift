@@ -1,10 +1,10 @@
 import Foundation
 
 /// Human-readable change list between two versions, for `rules diff` and review before publishing.
-public enum RuleSetDiff {
+package enum RuleSetDiff {
     /// One line per change, e.g. `transit_trip.modes.metro.grams_per_km: 46.7 → 48.1`,
     /// `activities: added walking (per_count)`, `caps: removed bike_ride per day (max_points 100)`.
-    public static func diff(_ old: RuleSet, _ new: RuleSet) -> [String] {
+    package static func diff(_ old: RuleSet, _ new: RuleSet) -> [String] {
         var lines: [String] = []
         func field(_ name: String, _ a: String, _ b: String) {
             if a != b { lines.append("\(name): \(a) → \(b)") }

@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 import Yams
 
 /// Parses and validates a rule-set document (YAML, or JSON, which the same YAML reader accepts).
@@ -6,21 +6,21 @@ import Yams
 /// Numbers are read from each scalar's source text into `ExactDecimal`, never through a float.
 /// JSON goes through the same node tree, so both formats get the same checks and line/column.
 /// Every problem is collected and reported at once.
-public enum RuleSetParser {
+package enum RuleSetParser {
     /// Documents above this size are refused before parsing.
-    public static let maxDocumentBytes = 256 * 1024
+    package static let maxDocumentBytes = 256 * 1024
     /// Deeper nesting than the format needs is refused before validation.
-    public static let maxDepth = 12
-    public static let maxActivities = 64
-    public static let maxCaps = 64
-    public static let maxCampaigns = 256
+    package static let maxDepth = 12
+    package static let maxActivities = 64
+    package static let maxCaps = 64
+    package static let maxCampaigns = 256
     /// Modes, materials, or kinds listed by one campaign.
-    public static let maxVariants = 64
+    package static let maxVariants = 64
 
     /// Factor ceilings in grams CO2e; above them a factor needs `acknowledge_high_factor: true`.
     /// Chosen well above any published figure (car ≈ 270 g/pkm, aluminium ≈ 15 000 g/kg, the
     /// dirtiest grid ≈ 725 g/kWh) so only typos and unit slips (kg for g) trip them.
-    public static let factorCeilings: [String: ExactDecimal] = [
+    package static let factorCeilings: [String: ExactDecimal] = [
         "grams_per_km": ExactDecimal(1000),
         "grams_per_trip": ExactDecimal(5000),
         "grams_per_event": ExactDecimal(5000),
@@ -29,7 +29,7 @@ public enum RuleSetParser {
         "grams_per_kwh": ExactDecimal(2000),
     ]
 
-    public static func parse(_ data: Data) throws(RuleSetInvalid) -> RuleSet {
+    package static func parse(_ data: Data) throws(RuleSetInvalid) -> RuleSet {
         guard data.count <= maxDocumentBytes else { throw tooLarge(data.count) }
         var bytes = data
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
@@ -39,7 +39,7 @@ public enum RuleSetParser {
         return try parse(text)
     }
 
-    public static func parse(_ text: String) throws(RuleSetInvalid) -> RuleSet {
+    package static func parse(_ text: String) throws(RuleSetInvalid) -> RuleSet {
         let size = text.utf8.count
         guard size <= maxDocumentBytes else { throw tooLarge(size) }
         let root: Node

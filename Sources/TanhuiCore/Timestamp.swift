@@ -1,9 +1,9 @@
-import Foundation
+package import Foundation
 
 /// RFC 3339 instants as Tanhui accepts them everywhere (documents, events, `sent_at`,
 /// command-line options): a UTC offset is required, precision is milliseconds.
-public enum Timestamp {
-    public static func parse(_ text: String) -> Date? {
+package enum Timestamp {
+    package static func parse(_ text: String) -> Date? {
         guard case .success(let milliseconds) = Instant.parseRFC3339(text) else { return nil }
         return Instant.date(milliseconds)
     }
@@ -11,18 +11,18 @@ public enum Timestamp {
 
 extension Timestamp {
     /// Epoch milliseconds of RFC 3339 text, or nil when it is not one.
-    public static func milliseconds(_ text: String) -> Int64? {
+    package static func milliseconds(_ text: String) -> Int64? {
         guard case .success(let milliseconds) = Instant.parseRFC3339(text) else { return nil }
         return milliseconds
     }
 
     /// Epoch milliseconds of a `Date`, rounded once at the boundary.
-    public static func milliseconds(of date: Date) -> Int64 { Instant.milliseconds(date) }
+    package static func milliseconds(of date: Date) -> Int64 { Instant.milliseconds(date) }
 
     /// RFC 3339 text in UTC with milliseconds (`2027-03-01T00:00:00.123Z`), built from the
     /// integer alone: how instants travel to PostgreSQL, which parses it into integer
     /// microseconds, so no floating point sits between the judge and the table.
-    public static func textUTC(milliseconds: Int64) -> String {
+    package static func textUTC(milliseconds: Int64) -> String {
         let seconds = Instant.format(Instant.floorDiv(milliseconds, 1000) * 1000, offsetSeconds: 0)
         let fraction = milliseconds - Instant.floorDiv(milliseconds, 1000) * 1000
         let digits = fraction < 10 ? "00\(fraction)" : fraction < 100 ? "0\(fraction)" : "\(fraction)"

@@ -2,17 +2,17 @@
 ///
 /// Parsers collect every issue at once instead of stopping at the first, so an operator
 /// fixes a document in one round trip.
-public struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
+package struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
     /// Dotted path into the document, e.g. `activities[1].modes.metro.grams_per_km`; empty for the whole document.
-    public let path: String
+    package let path: String
     /// 1-based line in the source text, when known (YAML and JSON both report it).
-    public let line: Int?
+    package let line: Int?
     /// 1-based column (in Unicode scalars) in the source text, when known.
-    public let column: Int?
-    public let code: Code
-    public let message: String
+    package let column: Int?
+    package let code: Code
+    package let message: String
 
-    public init(path: String, line: Int? = nil, column: Int? = nil, code: Code, message: String) {
+    package init(path: String, line: Int? = nil, column: Int? = nil, code: Code, message: String) {
         self.path = path
         self.line = line
         self.column = column
@@ -21,7 +21,7 @@ public struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Stable machine-readable codes; the raw values are part of the API (HTTP problem details, CLI output).
-    public enum Code: String, Sendable, Hashable, CaseIterable {
+    package enum Code: String, Sendable, Hashable, CaseIterable {
         // Document-level
         /// Not parseable as YAML/JSON (includes duplicate mapping keys).
         case syntax
@@ -72,7 +72,7 @@ public struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `path:line:column: code: message`, the form the CLI prints.
-    public var description: String {
+    package var description: String {
         var s = path.isEmpty ? "(document)" : path
         if let line { s += ":\(line)" }
         if let column { s += ":\(column)" }
@@ -81,8 +81,8 @@ public struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Thrown by `RuleSetParser.parse` with every issue found.
-public struct RuleSetInvalid: Error, Sendable, CustomStringConvertible {
-    public let issues: [ValidationIssue]
-    public init(issues: [ValidationIssue]) { self.issues = issues }
-    public var description: String { issues.map(\.description).joined(separator: "\n") }
+package struct RuleSetInvalid: Error, Sendable, CustomStringConvertible {
+    package let issues: [ValidationIssue]
+    package init(issues: [ValidationIssue]) { self.issues = issues }
+    package var description: String { issues.map(\.description).joined(separator: "\n") }
 }

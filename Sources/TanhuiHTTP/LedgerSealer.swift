@@ -1,16 +1,16 @@
-import Logging
+package import Logging
 import ServiceLifecycle
 import TanhuiPostgres
-import TanhuiService
+package import TanhuiService
 
 /// Seals committed ledger transactions into the province hash chains every `interval`, so
 /// the unsealed backlog stays bounded without any award waiting on a chain lock.
-public struct LedgerSealer: Service {
+package struct LedgerSealer: Service {
     let ledger: LedgerService
     let interval: Duration
     let logger: Logger
 
-    public init(ledger: LedgerService, interval: Duration, logger: Logger) {
+    package init(ledger: LedgerService, interval: Duration, logger: Logger) {
         self.ledger = ledger
         self.interval = interval
         self.logger = logger
@@ -19,7 +19,7 @@ public struct LedgerSealer: Service {
     /// Listed before the HTTP server in the service group, so on SIGTERM the server drains
     /// first; the sealer's wait ends at graceful shutdown, and one last round seals what the
     /// drained requests committed.
-    public func run() async throws {
+    package func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             if await sealRound() { continue }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }

@@ -1,5 +1,6 @@
+import Logging
 import Foundation
-import Hummingbird
+package import Hummingbird
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
@@ -8,15 +9,15 @@ import TanhuiService
 ///
 /// Errors are translated here, once: domain errors keep their message, database errors
 /// become a generic 503 or 500 so clients never see SQL, SQLSTATEs or server internals.
-public struct Problem: HTTPResponseError, Encodable, Sendable {
-    public struct FieldError: Encodable, Sendable, Equatable {
-        public var path: String
-        public var line: Int?
-        public var column: Int?
-        public var code: String
-        public var message: String
+package struct Problem: HTTPResponseError, Encodable, Sendable {
+    package struct FieldError: Encodable, Sendable, Equatable {
+        package var path: String
+        package var line: Int?
+        package var column: Int?
+        package var code: String
+        package var message: String
 
-        public init(path: String, line: Int? = nil, column: Int? = nil, code: String, message: String) {
+        package init(path: String, line: Int? = nil, column: Int? = nil, code: String, message: String) {
             self.path = path
             self.line = line
             self.column = column
@@ -25,20 +26,22 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         }
     }
 
-    public var type: String
-    public var title: String
-    public var statusCode: Int
-    public var detail: String?
-    public var errors: [FieldError]?
+    package var type: String
+    package var title: String
+    package var statusCode: Int
+    package var detail: String?
+    package var errors: [FieldError]?
     /// Seconds a client should wait before retrying (sent as `Retry-After` too).
-    public var retryAfterSeconds: Int?
+    package var retryAfterSeconds: Int?
     /// For 413: the limits, so clients can split and resend.
-    public var limits: Limits?
+    package var limits: Limits?
+    /// For 405: the methods the path answers (sent as `Allow`, not in the body).
+    package var allow: [String]?
 
-    public struct Limits: Encodable, Sendable {
-        public var maxEventsPerPush: Int
-        public var maxBodyBytes: Int
-        public var maxStatusIDs: Int
+    package struct Limits: Encodable, Sendable {
+        package var maxEventsPerPush: Int
+        package var maxBodyBytes: Int
+        package var maxStatusIDs: Int
 
         enum CodingKeys: String, CodingKey {
             case maxEventsPerPush = "max_events_per_push"
@@ -53,20 +56,25 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
         case retryAfterSeconds = "retry_after"
     }
 
-    public init(_ status: HTTPResponse.Status, code: String, detail: String? = nil, errors: [FieldError]? = nil, retryAfterSeconds: Int? = nil) {
+    package init(
+        _ status: HTTPResponse.Status, code: String, detail: String? = nil, errors: [FieldError]? = nil,
+        retryAfterSeconds: Int? = nil, allow: [String]? = nil
+    ) {
         self.type = "https://tanhui.invalid/problems/\(code)"
         self.title = status.reasonPhrase
         self.statusCode = status.code
         self.detail = detail
         self.errors = errors
         self.retryAfterSeconds = retryAfterSeconds
+        self.allow = allow
     }
 
-    public var status: HTTPResponse.Status { .init(code: statusCode) }
+    package var status: HTTPResponse.Status { .init(code: statusCode) }
 
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        if let allow { headers[.allow] = allow.joined(separator: ", ") }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let body = try encoder.encode(self)
@@ -74,7 +82,7 @@ public struct Problem: HTTPResponseError, Encodable, Sendable {
     }
 
     /// The database is down or saturated: clients back off and retry.
-    public static let unavailable = Problem(.serviceUnavailable, code: "unavailable", detail: "the service is temporarily unavailable; retry later", retryAfterSeconds: 2)
+    package static let unavailable = Problem(.serviceUnavailable, code: "unavailable", detail: "the service is temporarily unavailable; retry later", retryAfterSeconds: 2)
 }
 
 extension Problem.FieldError {

@@ -1,11 +1,11 @@
-import Hummingbird
+package import Hummingbird
 import Logging
 import NIOCore
-import TanhuiService
+package import TanhuiService
 
 /// Builds the HTTP application over the process's services; `tanhui serve` and tests share it.
-public enum TanhuiApplication {
-    public static func build(
+package enum TanhuiApplication {
+    package static func build(
         services: TanhuiServices,
         tokens: DeviceTokens,
         metrics: TanhuiMetrics = TanhuiMetrics(),
@@ -22,12 +22,14 @@ public enum TanhuiApplication {
         )
     }
 
-    public static func buildRouter(services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics = TanhuiMetrics()) -> Router<TanhuiRequestContext> {
+    package static func buildRouter(services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics = TanhuiMetrics()) -> Router<TanhuiRequestContext> {
         let router = Router(context: TanhuiRequestContext.self)
         router.add(middleware: MetricsMiddleware())
         let maximumBodyBytes = services.config.maximumBodyBytes
         router.add(middleware: BodyLimitMiddleware(maximumBodyBytes: maximumBodyBytes))
         router.add(middleware: ProblemMiddleware())
+        let routeMethods = RouteMethods()
+        router.add(middleware: MethodNotAllowedMiddleware(routes: routeMethods))
 
         // Liveness: the process answers. Never touches the database.
         router.get("/healthz") { _, _ in
@@ -46,6 +48,7 @@ public enum TanhuiApplication {
         }
         OperatorRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
+        routeMethods.record(router.routes)
         return router
     }
 }

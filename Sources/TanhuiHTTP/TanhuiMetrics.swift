@@ -1,15 +1,15 @@
 import Hummingbird
 import Metrics
 import NIOCore
-import Prometheus
+package import Prometheus
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
 
 /// Prometheus metrics: HTTP requests and latencies by route and status (Hummingbird's
 /// MetricsMiddleware), events by verdict and code, and connection-pool usage.
-public final class TanhuiMetrics: Sendable {
-    public let registry: PrometheusCollectorRegistry
+package final class TanhuiMetrics: Sendable {
+    package let registry: PrometheusCollectorRegistry
 
     // MetricNameDescriptor is not Sendable, so these are built on use rather than stored.
     static var events: MetricNameDescriptor {
@@ -20,13 +20,13 @@ public final class TanhuiMetrics: Sendable {
                              helpText: "Database connections by state (open, in_use, waiting, maximum)")
     }
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    package init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
     }
 
     /// Routes swift-metrics (and so Hummingbird's request metrics) into this registry.
     /// Once per process: `serve` calls it; tests that build routers do not.
-    public func bootstrapProcessMetrics() {
+    package func bootstrapProcessMetrics() {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
     }
 

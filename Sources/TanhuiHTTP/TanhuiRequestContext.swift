@@ -1,19 +1,19 @@
-import Hummingbird
-import TanhuiService
+package import Hummingbird
+package import TanhuiService
 
 /// Per-request state: the core context plus the authenticated caller, once known.
-public struct TanhuiRequestContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public var maximumBodyBytes: Int
+package struct TanhuiRequestContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package var maximumBodyBytes: Int
     /// Set by the operator-key middleware on `/v1/provinces/…` routes.
-    public var operatorIdentity: OperatorIdentity?
+    package var operatorIdentity: OperatorIdentity?
     /// Set by the device-token middleware on `/v1/sync/…` routes.
-    public var device: DeviceClaims?
+    package var device: DeviceClaims?
 
-    public init(source: Source) {
+    package init(source: Source) {
         coreContext = .init(source: source)
         maximumBodyBytes = 4 << 20
     }
 
-    public var maxUploadSize: Int { maximumBodyBytes }
+    package var maxUploadSize: Int { maximumBodyBytes }
 }

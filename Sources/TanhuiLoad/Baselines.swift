@@ -27,7 +27,7 @@ enum BareTable {
     /// Rows shaped like the service's: same mix of kinds, evidence on trips and rides.
     static func rows(_ count: Int, seed: Int) -> [[String?]] {
         let now = Date()
-        var rng = SplitMix(UInt64(seed))
+        var rng = SplitMix64(workloadSeed: UInt64(seed))
         var rows: [[String?]] = []
         rows.reserveCapacity(count)
         let received = Workload.iso(now)
@@ -167,7 +167,7 @@ struct Evaluate: AsyncParsableCommand {
         let text = try String(contentsOfFile: ruleSet, encoding: .utf8)
         let rules = try RuleSetParser.parse(text)
         let now = Date()
-        var rng = SplitMix(42)
+        var rng = SplitMix64(workloadSeed: 42)
         let decoded: [ActionEvent] = (0..<events).map { i in
             let e = Workload.event(kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 500) * 600 - 3600), slot: 6000, tag: "\(i)", rng: &rng)
             var data = EventData()

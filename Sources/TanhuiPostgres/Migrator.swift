@@ -1,44 +1,44 @@
 import Crypto
-import Foundation
+package import Foundation
 
 /// One numbered SQL file from `Schema/migrations/`.
-public struct Migration: Sendable, Equatable {
+package struct Migration: Sendable, Equatable {
     /// File name, e.g. `0001_rule_sets.sql`; files apply in name order.
-    public let name: String
-    public let sql: String
+    package let name: String
+    package let sql: String
 
-    public init(name: String, sql: String) {
+    package init(name: String, sql: String) {
         self.name = name
         self.sql = sql
     }
 
     /// SHA-256 of the file's bytes, recorded when applied so later edits are caught.
-    public var checksum: String {
+    package var checksum: String {
         SHA256.hash(data: Data(sql.utf8)).hexString
     }
 }
 
 /// What `migrate --status` shows, and what `serve` checks before starting.
-public struct MigrationStatus: Sendable, Equatable {
-    public struct Applied: Sendable, Equatable {
-        public let name: String
-        public let appliedAt: Date
+package struct MigrationStatus: Sendable, Equatable {
+    package struct Applied: Sendable, Equatable {
+        package let name: String
+        package let appliedAt: Date
     }
 
-    public var applied: [Applied]
-    public var pending: [String]
+    package var applied: [Applied]
+    package var pending: [String]
     /// Applied files whose content changed since: the database no longer matches the source.
-    public var changed: [String]
+    package var changed: [String]
     /// Applied in the database but unknown to this binary (a newer binary migrated it).
-    public var unknown: [String]
+    package var unknown: [String]
 
-    public var isCurrent: Bool { pending.isEmpty && changed.isEmpty }
+    package var isCurrent: Bool { pending.isEmpty && changed.isEmpty }
 }
 
-public enum MigrationError: Error, Sendable, CustomStringConvertible {
+package enum MigrationError: Error, Sendable, CustomStringConvertible {
     case changedAfterApplying([String])
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .changedAfterApplying(let names):
             return "refusing to migrate: applied migration(s) changed since they ran: \(names.joined(separator: ", ")). Restore the original files or write a new migration."
@@ -48,19 +48,19 @@ public enum MigrationError: Error, Sendable, CustomStringConvertible {
 
 /// Applies migrations in order, each in its own transaction, under an advisory lock so that
 /// two processes migrating at once take turns and the second finds nothing left to do.
-public struct Migrator: Sendable {
+package struct Migrator: Sendable {
     /// Arbitrary but fixed: `pg_advisory_lock` key reserved for Tanhui's migrations.
     static let advisoryLockKey: Int64 = 0x7461_6E68_7569  // "tanhui"
 
     let pool: PostgresPool
     let migrations: [Migration]
 
-    public init(pool: PostgresPool, migrations: [Migration]) {
+    package init(pool: PostgresPool, migrations: [Migration]) {
         self.pool = pool
         self.migrations = migrations.sorted { $0.name < $1.name }
     }
 
-    public func status() async throws -> MigrationStatus {
+    package func status() async throws -> MigrationStatus {
         let migrations = self.migrations
         return try await pool.withConnection { connection in
             try Self.status(of: migrations, on: connection)
@@ -69,7 +69,7 @@ public struct Migrator: Sendable {
 
     /// Applies every pending migration; returns the names applied (empty when current).
     @discardableResult
-    public func migrate() async throws -> [String] {
+    package func migrate() async throws -> [String] {
         let migrations = self.migrations
         return try await pool.withConnection { connection in
             try connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))")

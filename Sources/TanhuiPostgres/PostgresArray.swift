@@ -1,20 +1,20 @@
 /// A one-dimensional array parameter in PostgreSQL's text form (`{"a","b",NULL}`), so a
 /// batch of rows can travel as a few array parameters and be expanded with `unnest`:
 /// `INSERT … SELECT * FROM unnest(\(ids)::uuid[], \(names)::text[])` — one statement, one plan.
-public struct PostgresArray: PostgresEncodable {
-    public let elements: [String?]
+package struct PostgresArray: PostgresEncodable {
+    package let elements: [String?]
 
-    public init<Element: PostgresEncodable>(_ values: [Element]) {
+    package init<Element: PostgresEncodable>(_ values: [Element]) {
         elements = values.map(\.postgresText)
     }
 
-    public init<Element: PostgresEncodable>(_ values: [Element?]) {
+    package init<Element: PostgresEncodable>(_ values: [Element?]) {
         elements = values.map { $0?.postgresText }
     }
 
     /// Built as UTF-8 bytes (quotes and backslashes escaped), not by appending characters:
     /// batch statements carry thousands of elements.
-    public var postgresText: String? {
+    package var postgresText: String? {
         var bytes: [UInt8] = [UInt8(ascii: "{")]
         bytes.reserveCapacity(2 + elements.reduce(0) { $0 + ($1?.utf8.count ?? 4) + 3 })
         for (index, element) in elements.enumerated() {

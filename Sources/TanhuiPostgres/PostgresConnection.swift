@@ -2,16 +2,16 @@ import CLibPQ
 import Foundation
 
 /// Settings applied to every connection the layer opens.
-public struct PostgresConnectionSettings: Sendable {
+package struct PostgresConnectionSettings: Sendable {
     /// libpq URI or conninfo string (`DATABASE_URL`).
-    public var url: String
+    package var url: String
     /// libpq rounds values below 2 up to 2 seconds.
-    public var connectTimeoutSeconds: Int
+    package var connectTimeoutSeconds: Int
     /// Server-side `statement_timeout`; 0 disables it.
-    public var statementTimeoutMilliseconds: Int
-    public var applicationName: String
+    package var statementTimeoutMilliseconds: Int
+    package var applicationName: String
 
-    public init(url: String, connectTimeoutSeconds: Int = 5, statementTimeoutMilliseconds: Int = 30_000, applicationName: String = "tanhui") {
+    package init(url: String, connectTimeoutSeconds: Int = 5, statementTimeoutMilliseconds: Int = 30_000, applicationName: String = "tanhui") {
         self.url = url
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.statementTimeoutMilliseconds = statementTimeoutMilliseconds
@@ -24,7 +24,7 @@ public struct PostgresConnectionSettings: Sendable {
 /// Only the pool creates these and it hands each to one borrower at a time, on a thread of
 /// its blocking thread pool, never on Swift's cooperative pool; that exclusive hand-over is
 /// why the class may be `@unchecked Sendable`.
-public final class PostgresConnection: @unchecked Sendable {
+package final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
     /// When the connection last finished a statement; the pool re-checks idle ones.
     var lastUsed: ContinuousClock.Instant
@@ -37,7 +37,7 @@ public final class PostgresConnection: @unchecked Sendable {
     deinit { close() }
 
     /// Opens a connection; the URL's own settings override the defaults given here.
-    public static func connect(_ settings: PostgresConnectionSettings) throws(PostgresError) -> PostgresConnection {
+    package static func connect(_ settings: PostgresConnectionSettings) throws(PostgresError) -> PostgresConnection {
         // Defaults come before `dbname` so that values inside the URL win (expand_dbname).
         let options = "-c statement_timeout=\(settings.statementTimeoutMilliseconds) -c TimeZone=UTC -c DateStyle=ISO,YMD"
         let pairs: [(String, String)] = [
@@ -68,7 +68,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Whether libpq still considers the connection open.
-    public var isOpen: Bool {
+    package var isOpen: Bool {
         guard let handle else { return false }
         return PQstatus(handle) == CONNECTION_OK
     }
@@ -87,7 +87,7 @@ public final class PostgresConnection: @unchecked Sendable {
         return PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
     }
 
-    public func close() {
+    package func close() {
         if let handle {
             PQfinish(handle)
             self.handle = nil
@@ -105,7 +105,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs one parameterised statement and materialises its result.
     @discardableResult
-    public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresResult {
+    package func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresResult {
         let handle = try requireHandle("query")
         try checkParameters(query.parameters)
         let result = withOptionalCStrings(query.parameters) { values in
@@ -117,7 +117,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs a trusted multi-statement script (migration files shipped with the binary).
     /// It takes no parameters by design: nothing from a request may reach it.
-    public func executeTrustedScript(_ script: String) throws(PostgresError) {
+    package func executeTrustedScript(_ script: String) throws(PostgresError) {
         let handle = try requireHandle("script")
         var failure: PostgresError?
         var result = PQexec(handle, script)
@@ -140,7 +140,7 @@ public final class PostgresConnection: @unchecked Sendable {
     ///
     /// Statements run in order; the first failure aborts the rest (libpq skips them), and
     /// that failure is thrown. Run inside `withTransaction` for all-or-nothing effects.
-    public func pipeline(_ queries: [PostgresQuery]) throws(PostgresError) -> [PostgresResult] {
+    package func pipeline(_ queries: [PostgresQuery]) throws(PostgresError) -> [PostgresResult] {
         let handle = try requireHandle("pipeline")
         guard !queries.isEmpty else { return [] }
         for query in queries { try checkParameters(query.parameters) }
@@ -194,7 +194,7 @@ public final class PostgresConnection: @unchecked Sendable {
     ///
     /// Each row is an array of column values, nil for NULL; values are escaped here.
     @discardableResult
-    public func copyIn(_ statement: PostgresQuery, rows: some Sequence<[String?]>) throws(PostgresError) -> Int {
+    package func copyIn(_ statement: PostgresQuery, rows: some Sequence<[String?]>) throws(PostgresError) -> Int {
         let handle = try requireHandle("copy")
         let start = withOptionalCStrings(statement.parameters) { values in
             PQexecParams(handle, statement.sql, Int32(values.count), nil, values, nil, nil, 0)

@@ -3,8 +3,8 @@
 /// It carries what an operator needs to diagnose a failure (SQLSTATE, server message,
 /// detail, the operation that failed) but never the SQL text or parameter values, so it is
 /// safe to log. HTTP adapters still map it to a generic problem: clients see no internals.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable, Equatable {
+package struct PostgresError: Error, Sendable, CustomStringConvertible {
+    package enum Kind: Sendable, Equatable {
         /// Could not open a connection (server down, bad URL, authentication).
         case connectionFailed
         /// The connection broke while in use (server restart, network).
@@ -21,14 +21,14 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case unexpectedResult
     }
 
-    public var kind: Kind
+    package var kind: Kind
     /// What this layer was doing: "connect", "query", "copy", "pipeline", "commit", …
-    public var operation: String
-    public var sqlState: String?
-    public var message: String
-    public var detail: String?
+    package var operation: String
+    package var sqlState: String?
+    package var message: String
+    package var detail: String?
 
-    public init(kind: Kind, operation: String, sqlState: String? = nil, message: String, detail: String? = nil) {
+    package init(kind: Kind, operation: String, sqlState: String? = nil, message: String, detail: String? = nil) {
         self.kind = kind
         self.operation = operation
         self.sqlState = sqlState
@@ -37,12 +37,12 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     /// Serialization failure or deadlock: the whole transaction may be retried.
-    public var isTransactionRetryable: Bool {
+    package var isTransactionRetryable: Bool {
         sqlState == "40001" || sqlState == "40P01"
     }
 
     /// The database is unreachable or went away; callers answer "try again later".
-    public var isUnavailable: Bool {
+    package var isUnavailable: Bool {
         switch kind {
         case .connectionFailed, .connectionLost, .poolTimeout, .poolClosed:
             return true
@@ -57,9 +57,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     /// A unique-constraint violation (SQLSTATE 23505).
-    public var isUniqueViolation: Bool { sqlState == "23505" }
+    package var isUniqueViolation: Bool { sqlState == "23505" }
 
-    public var description: String {
+    package var description: String {
         var text = "PostgreSQL \(operation) failed"
         if let sqlState { text += " [\(sqlState)]" }
         text += ": \(message)"

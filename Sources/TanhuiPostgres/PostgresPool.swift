@@ -1,4 +1,4 @@
-import Logging
+package import Logging
 import NIOPosix
 import Synchronization
 
@@ -9,15 +9,15 @@ import Synchronization
 /// exhausted waits at most `acquireTimeout` and then gets `.poolTimeout`; it never hangs.
 /// A connection whose socket shows the server went away is closed and replaced on checkout,
 /// and one that breaks during use is discarded, never returned to the pool.
-public final class PostgresPool: Sendable {
-    public struct Configuration: Sendable {
-        public var connection: PostgresConnectionSettings
-        public var maximumConnections: Int
-        public var acquireTimeout: Duration
+package final class PostgresPool: Sendable {
+    package struct Configuration: Sendable {
+        package var connection: PostgresConnectionSettings
+        package var maximumConnections: Int
+        package var acquireTimeout: Duration
         /// Connections idle longer than this run `SELECT 1` before reuse.
-        public var idleCheckAfter: Duration
+        package var idleCheckAfter: Duration
 
-        public init(
+        package init(
             connection: PostgresConnectionSettings,
             maximumConnections: Int = 8,
             acquireTimeout: Duration = .seconds(5),
@@ -31,7 +31,7 @@ public final class PostgresPool: Sendable {
         }
     }
 
-    public enum Isolation: String, Sendable {
+    package enum Isolation: String, Sendable {
         case readCommitted = "READ COMMITTED"
         case repeatableRead = "REPEATABLE READ"
         case serializable = "SERIALIZABLE"
@@ -58,26 +58,26 @@ public final class PostgresPool: Sendable {
     }
 
     /// Counts for metrics and `/readyz`.
-    public struct Usage: Sendable {
-        public var open: Int
-        public var inUse: Int
-        public var waiting: Int
-        public var maximum: Int
+    package struct Usage: Sendable {
+        package var open: Int
+        package var inUse: Int
+        package var waiting: Int
+        package var maximum: Int
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let state = Mutex(State())
     private let threads: NIOThreadPool
     private let logger: Logger
 
-    public init(configuration: Configuration, logger: Logger) {
+    package init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         self.threads = NIOThreadPool(numberOfThreads: configuration.maximumConnections)
         threads.start()
     }
 
-    public var usage: Usage {
+    package var usage: Usage {
         state.withLock { state in
             Usage(open: state.openCount, inUse: state.inUse, waiting: state.waiters.count, maximum: configuration.maximumConnections)
         }
@@ -86,7 +86,7 @@ public final class PostgresPool: Sendable {
     /// Runs blocking work that holds no pooled connection (a caller's own connection, such as
     /// the audit's snapshot coordinator) on the pool's blocking threads, never on Swift's
     /// cooperative pool.
-    public func runBlocking<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
+    package func runBlocking<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
         do {
             return try await threads.runIfActive(body)
         } catch is NIOThreadPoolError.ThreadPoolInactive {
@@ -96,7 +96,7 @@ public final class PostgresPool: Sendable {
 
     /// Runs `body` with exclusive use of one connection, on the blocking thread pool.
     @discardableResult
-    public func withConnection<Result: Sendable>(
+    package func withConnection<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) throws -> Result
     ) async throws -> Result {
         let grant = try await acquire()
@@ -151,7 +151,7 @@ public final class PostgresPool: Sendable {
     /// the whole closure, up to `maximumAttempts` times in all, with a short jittered pause;
     /// the closure must therefore be safe to run again (no effects outside the database).
     @discardableResult
-    public func withTransaction<Result: Sendable>(
+    package func withTransaction<Result: Sendable>(
         isolation: Isolation = .readCommitted,
         maximumAttempts: Int = 5,
         alsoRetrying retryable: @escaping @Sendable (PostgresError) -> Bool = { _ in false },
@@ -181,7 +181,7 @@ public final class PostgresPool: Sendable {
     }
 
     /// Closes idle connections and fails new checkouts; in-flight work finishes first.
-    public func shutdown() async {
+    package func shutdown() async {
         let (idle, waiters) = state.withLock { state -> ([PostgresConnection], [Waiter]) in
             state.closed = true
             defer {

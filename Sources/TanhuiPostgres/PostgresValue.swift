@@ -4,13 +4,13 @@ import Foundation
 ///
 /// Parameters travel in PostgreSQL's text format; the statement's SQL names the type
 /// where the server cannot infer it (`$1::uuid`). Values never become part of SQL text.
-public protocol PostgresEncodable: Sendable {
+package protocol PostgresEncodable: Sendable {
     /// The text-format representation, or nil for SQL NULL.
     var postgresText: String? { get }
 }
 
 /// A Swift value that can be read from a text-format result column.
-public protocol PostgresDecodable: Sendable {
+package protocol PostgresDecodable: Sendable {
     init(postgresText: String) throws(PostgresError)
 }
 
@@ -21,37 +21,37 @@ extension PostgresError {
 }
 
 extension String: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { self }
-    public init(postgresText: String) { self = postgresText }
+    package var postgresText: String? { self }
+    package init(postgresText: String) { self = postgresText }
 }
 
 extension Int: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { String(self) }
-    public init(postgresText: String) throws(PostgresError) {
+    package var postgresText: String? { String(self) }
+    package init(postgresText: String) throws(PostgresError) {
         guard let value = Int(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
         self = value
     }
 }
 
 extension Int64: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { String(self) }
-    public init(postgresText: String) throws(PostgresError) {
+    package var postgresText: String? { String(self) }
+    package init(postgresText: String) throws(PostgresError) {
         guard let value = Int64(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
         self = value
     }
 }
 
 extension Int32: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { String(self) }
-    public init(postgresText: String) throws(PostgresError) {
+    package var postgresText: String? { String(self) }
+    package init(postgresText: String) throws(PostgresError) {
         guard let value = Int32(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
         self = value
     }
 }
 
 extension Bool: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { self ? "t" : "f" }
-    public init(postgresText: String) throws(PostgresError) {
+    package var postgresText: String? { self ? "t" : "f" }
+    package init(postgresText: String) throws(PostgresError) {
         switch postgresText {
         case "t", "true": self = true
         case "f", "false": self = false
@@ -63,7 +63,7 @@ extension Bool: PostgresEncodable, PostgresDecodable {
 extension UUID: PostgresEncodable, PostgresDecodable {
     /// Lower-case canonical text by table lookup (`uuidString` formats with sprintf and
     /// `lowercased()` walks Unicode: both showed in the push profile, once per row).
-    public var postgresText: String? {
+    package var postgresText: String? {
         let hex = withUnsafeBytes(of: uuid) { Array($0.hexString.utf8) }
         var text = hex[0..<8] + [UInt8(ascii: "-")] + hex[8..<12] + [UInt8(ascii: "-")] + hex[12..<16]
         text += [UInt8(ascii: "-")] + hex[16..<20] + [UInt8(ascii: "-")] + hex[20..<32]
@@ -72,7 +72,7 @@ extension UUID: PostgresEncodable, PostgresDecodable {
 
     /// Parses PostgreSQL's canonical form (36 characters, hyphens at 8, 13, 18, 23) without
     /// sscanf; anything else goes through Foundation's parser.
-    public init(postgresText: String) throws(PostgresError) {
+    package init(postgresText: String) throws(PostgresError) {
         var text = postgresText
         if let value = text.withUTF8({ Self.parseCanonical($0) }) {
             self = value
@@ -104,13 +104,13 @@ extension UUID: PostgresEncodable, PostgresDecodable {
 }
 
 /// Binary data, sent and read as bytea hex text (`\x0a1b…`).
-public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Equatable, Hashable {
-    public var bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+package struct PostgresBytes: PostgresEncodable, PostgresDecodable, Equatable, Hashable {
+    package var bytes: [UInt8]
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    public var postgresText: String? { "\\x" + bytes.hexString }
+    package var postgresText: String? { "\\x" + bytes.hexString }
 
-    public init(postgresText: String) throws(PostgresError) {
+    package init(postgresText: String) throws(PostgresError) {
         let utf8 = Array(postgresText.utf8)
         guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
             throw .invalidValue("bytea not in hex format")
@@ -159,7 +159,7 @@ private func hexValue(_ ascii: UInt8) -> UInt8? {
 /// Sessions run with `TimeZone=UTC` and `DateStyle=ISO`, so timestamptz columns come back
 /// as `2027-03-01 00:00:00.123456+00`; the parser below reads exactly that shape.
 extension Date: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? {
+    package var postgresText: String? {
         let totalMicros = (timeIntervalSince1970 * 1_000_000).rounded()
         let micros = Int64(totalMicros)
         var seconds = micros / 1_000_000
@@ -175,7 +175,7 @@ extension Date: PostgresEncodable, PostgresDecodable {
         return text
     }
 
-    public init(postgresText: String) throws(PostgresError) {
+    package init(postgresText: String) throws(PostgresError) {
         guard let date = parsePostgresTimestamp(postgresText) else {
             throw .invalidValue("not a timestamptz in ISO style: \(postgresText.prefix(40))")
         }
@@ -184,7 +184,7 @@ extension Date: PostgresEncodable, PostgresDecodable {
 }
 
 extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
-    public var postgresText: String? {
+    package var postgresText: String? {
         switch self {
         case .none: return nil
         case .some(let value): return value.postgresText

@@ -1,5 +1,5 @@
-import Crypto
-import Foundation
+package import Crypto
+package import Foundation
 
 /// A signed statement of a province chain's head, for operators to keep outside the database.
 /// Anyone rewriting the chain later — even consistently — no longer matches it.
@@ -18,24 +18,24 @@ import Foundation
 /// key <base64 Ed25519 public key>
 /// signature <base64 Ed25519 signature>
 /// ```
-public struct Checkpoint: Sendable, Equatable {
-    public var province: String
-    public var sequence: Int64
-    public var headHash: String
-    public var time: Date
+package struct Checkpoint: Sendable, Equatable {
+    package var province: String
+    package var sequence: Int64
+    package var headHash: String
+    package var time: Date
     /// v2: every record with a seal id up to this is sealed at or before `sequence`, and none after.
-    public var watermark: Int64?
+    package var watermark: Int64?
     /// v2: SHA-256 of the summary stored for (province, watermark), see `LedgerService.summaryLine`.
-    public var summarySHA256: String?
-    public var publicKey: Data
-    public var signature: Data
+    package var summarySHA256: String?
+    package var publicKey: Data
+    package var signature: Data
 
-    public enum Invalid: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum Invalid: Error, Sendable, Equatable, CustomStringConvertible {
         case malformed(String)
         case badSignature
         case untrustedKey
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .malformed(let detail): return "malformed checkpoint: \(detail)"
             case .badSignature: return "checkpoint signature is not valid"
@@ -69,12 +69,12 @@ public struct Checkpoint: Sendable, Equatable {
             """
     }
 
-    public var note: String {
+    package var note: String {
         signedText + "signature \(signature.base64EncodedString())\n"
     }
 
     /// Signs a head with the checkpoint key (`TANHUI_CHECKPOINT_KEY`).
-    public static func sign(province: String, sequence: Int64, headHash: String, time: Date, watermark: Int64? = nil, summarySHA256: String? = nil,
+    package static func sign(province: String, sequence: Int64, headHash: String, time: Date, watermark: Int64? = nil, summarySHA256: String? = nil,
                             privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
         var checkpoint = Checkpoint(
             province: province, sequence: sequence, headHash: headHash,
@@ -87,7 +87,7 @@ public struct Checkpoint: Sendable, Equatable {
     }
 
     /// Parses a note and checks its signature against `trustedKey` (the signer must be it).
-    public static func verify(note: String, trustedKey: Curve25519.Signing.PublicKey) throws(Invalid) -> Checkpoint {
+    package static func verify(note: String, trustedKey: Curve25519.Signing.PublicKey) throws(Invalid) -> Checkpoint {
         var fields: [String: String] = [:]
         let lines = note.split(separator: "\n", omittingEmptySubsequences: false)
         guard let version = lines.first, version == "tanhui-checkpoint v1" || version == "tanhui-checkpoint v2" else {

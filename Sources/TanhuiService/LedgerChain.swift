@@ -1,20 +1,20 @@
 import Crypto
-import Foundation
-import TanhuiPostgres
+package import Foundation
+package import TanhuiPostgres
 
 /// The per-province hash chain over ledger transactions, and signed checkpoints of its head.
 ///
 /// Sealing is asynchronous (a background task in `serve`, and before every checkpoint): it
 /// appends links in transaction-id order up to a watermark below which every transaction
 /// is final (`watermark`), so no award waits on a chain lock and nothing is skipped.
-public enum LedgerChain {
+package enum LedgerChain {
     /// The link before the first: 64 zeros.
-    public static let genesisHash = String(repeating: "0", count: 64)
+    package static let genesisHash = String(repeating: "0", count: 64)
     /// Most transactions sealed per round; the rest wait for the next round.
-    public static let maximumPerSeal = 20_000
+    package static let maximumPerSeal = 20_000
 
     /// Canonical bytes of a transaction and its entries: length-prefixed fields in a fixed order.
-    public static func canonical(_ row: SealedRow) -> String {
+    package static func canonical(_ row: SealedRow) -> String {
         let fields: [String] = [
             "tanhui-tx-v1", row.province, String(row.transactionID), row.kind, row.citizenID.uuidString.lowercased(),
             String(row.citizenSeq), row.eventID.uuidString.lowercased(), String(row.points), String(row.gramsCO2e),
@@ -24,7 +24,7 @@ public enum LedgerChain {
         return fields.map { "\($0.utf8.count):\($0);" }.joined()
     }
 
-    public static func link(previous: String, row: SealedRow) -> String {
+    package static func link(previous: String, row: SealedRow) -> String {
         var hasher = SHA256()
         hasher.update(data: Data(previous.utf8))
         hasher.update(data: Data(canonical(row).utf8))
@@ -32,26 +32,26 @@ public enum LedgerChain {
     }
 
     /// A transaction as the chain sees it.
-    public struct SealedRow: Sendable {
-        public var province: String
-        public var transactionID: Int64
-        public var kind: String
-        public var citizenID: UUID
-        public var citizenSeq: Int64
-        public var eventID: UUID
-        public var points: Int64
-        public var gramsCO2e: Int64
-        public var ruleSetVersion: Int
-        public var methodology: String
-        public var reversesID: Int64?
-        public var createdAtMicroseconds: Int64
+    package struct SealedRow: Sendable {
+        package var province: String
+        package var transactionID: Int64
+        package var kind: String
+        package var citizenID: UUID
+        package var citizenSeq: Int64
+        package var eventID: UUID
+        package var points: Int64
+        package var gramsCO2e: Int64
+        package var ruleSetVersion: Int
+        package var methodology: String
+        package var reversesID: Int64?
+        package var createdAtMicroseconds: Int64
         /// `account=points` pairs sorted by account, comma-separated.
-        public var entries: String
+        package var entries: String
     }
 
     /// The SELECT list that produces a v1 `SealedRow` (the audit verifies v1 links with it; an
     /// instant outside years 1000…9999 decodes as `Int64.min`, which no sealed link matches).
-    public static let rowColumns: SQLFragment = """
+    package static let rowColumns: SQLFragment = """
         t.province, t.transaction_id, t.kind, t.citizen_id, t.citizen_seq, t.event_id, t.points, t.grams_co2e,
         t.rule_set_version, t.methodology, t.reverses_id,
         CASE WHEN t.created_at BETWEEN '1000-01-01' AND '9999-12-31' THEN (extract(epoch FROM t.created_at) * 1000000)::bigint END,
@@ -60,7 +60,7 @@ public enum LedgerChain {
         """
 
     /// The `rowColumns` starting at column `c`.
-    public static func decodeRow(_ row: PostgresRow, from c: Int = 0) throws -> SealedRow {
+    package static func decodeRow(_ row: PostgresRow, from c: Int = 0) throws -> SealedRow {
         SealedRow(
             province: try row.decode(c), transactionID: try row.decode(c + 1), kind: try row.decode(c + 2), citizenID: try row.decode(c + 3),
             citizenSeq: try row.decode(c + 4), eventID: try row.decode(c + 5), points: try row.decode(c + 6), gramsCO2e: try row.decode(c + 7),
@@ -141,13 +141,13 @@ public enum LedgerChain {
 
 extension LedgerChain {
     /// The kinds of record a v2 link seals.
-    public enum Record: String, Sendable, CaseIterable {
+    package enum Record: String, Sendable, CaseIterable {
         case transaction
         case event
         case ruleSet = "rule_set"
 
         /// The first field of the canonical form.
-        public var tag: String {
+        package var tag: String {
             switch self {
             case .transaction: return "tanhui-tx-v2"
             case .event: return "tanhui-event-v2"
@@ -158,16 +158,16 @@ extension LedgerChain {
 
     /// A stored record as a v2 link sees it: its seal id and its fields as text, in the order
     /// the README documents (`nil` is SQL NULL).
-    public struct RecordV2: Sendable, Equatable {
-        public var record: Record
-        public var sealID: Int64
+    package struct RecordV2: Sendable, Equatable {
+        package var record: Record
+        package var sealID: Int64
         /// The record's key for naming it: transaction id, event id or rule-set version.
-        public var key: String
-        public var fields: [String?]
+        package var key: String
+        package var fields: [String?]
     }
 
     /// v2 canonical bytes: the tag, then every field as `<byte length>:<value>;`, NULL as `~;`.
-    public static func canonicalV2(_ record: RecordV2) -> String {
+    package static func canonicalV2(_ record: RecordV2) -> String {
         var text = "\(record.record.tag.utf8.count):\(record.record.tag);"
         for field in record.fields {
             if let field { text += "\(field.utf8.count):\(field);" } else { text += "~;" }
@@ -175,7 +175,7 @@ extension LedgerChain {
         return text
     }
 
-    public static func linkV2(previous: String, record: RecordV2) -> String {
+    package static func linkV2(previous: String, record: RecordV2) -> String {
         var hasher = SHA256()
         hasher.update(data: Data(previous.utf8))
         hasher.update(data: Data(canonicalV2(record).utf8))
@@ -184,7 +184,7 @@ extension LedgerChain {
 
     /// The SELECT list of a v2 record's fields, per kind (shared by the sealer and the audit).
     /// Table aliases: `t` transactions, `e` events, `r` rule sets.
-    public static func fieldColumns(_ record: Record) -> SQLFragment {
+    package static func fieldColumns(_ record: Record) -> SQLFragment {
         switch record {
         case .transaction:
             return """
@@ -214,7 +214,7 @@ extension LedgerChain {
     }
 
     /// How many fields `fieldColumns(record)` selects.
-    public static func fieldCount(_ record: Record) -> Int {
+    package static func fieldCount(_ record: Record) -> Int {
         switch record {
         case .transaction: return 19
         case .event: return 27

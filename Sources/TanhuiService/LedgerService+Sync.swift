@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import TanhuiCore
+package import Foundation
+package import TanhuiCore
 import TanhuiPostgres
 
 /// A citizen's position in their ledger: per province, the last transaction number seen.
@@ -10,20 +10,20 @@ import TanhuiPostgres
 /// another citizen's cursor is recognised and answered with a reset, never misread.
 /// Transaction numbers are assigned per citizen under a row lock held to commit, so a
 /// cursor never skips an entry however concurrent writers interleave.
-public struct PullCursor: Sendable, Equatable {
-    public var positions: [String: Int64]
+package struct PullCursor: Sendable, Equatable {
+    package var positions: [String: Int64]
 
-    public init(positions: [String: Int64] = [:]) {
+    package init(positions: [String: Int64] = [:]) {
         self.positions = positions
     }
 
-    public func encode(citizen: UUID, secret: [UInt8]) -> String {
+    package func encode(citizen: UUID, secret: [UInt8]) -> String {
         let body = positions.keys.sorted().map { "\($0)=\(positions[$0]!)" }.joined(separator: ";")
         let payload = Self.base64url(Data(body.utf8))
         return "v2.\(payload).\(Self.mac(payload, citizen: citizen, secret: secret))"
     }
 
-    public static func decode(_ text: String, citizen: UUID, secret: [UInt8]) -> PullCursor? {
+    package static func decode(_ text: String, citizen: UUID, secret: [UInt8]) -> PullCursor? {
         guard text.utf8.count <= 2048 else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "v2", mac(String(parts[1]), citizen: citizen, secret: secret) == parts[2] else { return nil }
@@ -50,21 +50,21 @@ public struct PullCursor: Sendable, Equatable {
     }
 }
 
-public struct ProvinceBalance: Sendable, Equatable {
-    public var province: String
-    public var points: Int64
-    public var gramsCO2e: Int64
-    public var lastSeq: Int64
+package struct ProvinceBalance: Sendable, Equatable {
+    package var province: String
+    package var points: Int64
+    package var gramsCO2e: Int64
+    package var lastSeq: Int64
 }
 
 /// What a pull returns.
-public struct PullPage: Sendable {
-    public var lines: [StatementLine]
-    public var balances: [ProvinceBalance]
-    public var next: PullCursor
-    public var hasMore: Bool
+package struct PullPage: Sendable {
+    package var lines: [StatementLine]
+    package var balances: [ProvinceBalance]
+    package var next: PullCursor
+    package var hasMore: Bool
     /// The cursor was unknown (forged, corrupted, or ahead of this ledger): start over from `next`.
-    public var reset: Bool
+    package var reset: Bool
 }
 
 extension LedgerService {
@@ -83,7 +83,7 @@ extension LedgerService {
         """
     }
 
-    public func balances(citizen: UUID) async throws -> [ProvinceBalance] {
+    package func balances(citizen: UUID) async throws -> [ProvinceBalance] {
         try await pool.withConnection { connection in
             try connection.query(Self.balancesQuery(citizen)).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
         }
@@ -91,14 +91,14 @@ extension LedgerService {
 
     /// Where a pull starts: the beginning, a decoded cursor, or a cursor that could not be
     /// read (forged or corrupted), which is answered like an unknown position: with a reset.
-    public enum PullStart: Sendable {
+    package enum PullStart: Sendable {
         case beginning
         case cursor(PullCursor)
         case unreadable
     }
 
     /// The citizen's ledger changes after `start`, oldest first.
-    public func pull(citizen: UUID, from start: PullStart, limit: Int) async throws -> PullPage {
+    package func pull(citizen: UUID, from start: PullStart, limit: Int) async throws -> PullPage {
         let balances = try await balances(citizen: citizen)
         let heads = Dictionary(uniqueKeysWithValues: balances.map { ($0.province, $0.lastSeq) })
         switch start {
@@ -125,7 +125,7 @@ extension LedgerService {
     /// Stored verdicts of the citizen's own events (ids of others' events read as unknown).
     /// Looked up by (province, id) in the provinces where the citizen has an account; an id
     /// the citizen used in two provinces reports the first province's verdict.
-    public func verdicts(citizen: UUID, ids: [UUID]) async throws -> [UUID: Verdict] {
+    package func verdicts(citizen: UUID, ids: [UUID]) async throws -> [UUID: Verdict] {
         try await pool.withConnection { connection in
             var found: [UUID: Verdict] = [:]
             for row in try connection.query(Self.verdictsQuery(citizen: citizen, ids: ids)).rows {

@@ -1,8 +1,9 @@
-import Crypto
-import Foundation
-import Logging
-import TanhuiCore
-import TanhuiPostgres
+import Synchronization
+package import Crypto
+package import Foundation
+package import Logging
+package import TanhuiCore
+package import TanhuiPostgres
 
 /// Citizen actions and the carbon-credit ledger: exactly-once awards under caps, reversals,
 /// and the sealed per-province hash chain.
@@ -11,18 +12,18 @@ import TanhuiPostgres
 /// the pure `BatchJudge`, writes, COMMIT. The database enforces the guarantees (unique ids,
 /// evidence credited once, one award per event, no overlapping trips); a concurrent batch
 /// that loses such a race is rerun and then sees the winner's rows.
-public final class LedgerService: Sendable {
+package final class LedgerService: Sendable {
     let pool: PostgresPool
     let ruleSets: RuleSetService
     let logger: Logger
 
     /// Most events one submission may carry (HTTP advertises this limit).
-    public static let maximumBatchSize = 500
+    package static let maximumBatchSize = 500
 
     let committer: GroupCommitter
 
     /// `concurrentRounds`: group-commit rounds running at once (`TANHUI_GROUP_COMMIT_ROUNDS`).
-    public init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger, concurrentRounds: Int = 4) {
+    package init(pool: PostgresPool, ruleSets: RuleSetService, logger: Logger, concurrentRounds: Int = 4) {
         self.pool = pool
         self.ruleSets = ruleSets
         self.logger = logger
@@ -31,14 +32,14 @@ public final class LedgerService: Sendable {
 
     /// What a push returns: one verdict per item in order, and the citizen's balances in the
     /// batch's provinces as committed by it.
-    public struct Submission: Sendable {
-        public var verdicts: [Verdict]
-        public var balances: [ProvinceBalance]
+    package struct Submission: Sendable {
+        package var verdicts: [Verdict]
+        package var balances: [ProvinceBalance]
     }
 
     /// Judges and records a batch from one device of one citizen; returns once committed.
     /// Concurrent pushes share transactions (`GroupCommitter`); retries are bounded there.
-    public func push(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> Submission {
+    package func push(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> Submission {
         precondition(items.count <= Self.maximumBatchSize, "callers enforce the batch limit")
         let inputs: [BatchJudge.Input] = items.map { item in
             switch item {
@@ -55,18 +56,18 @@ public final class LedgerService: Sendable {
     /// How many push rounds lost a race the database decided (a unique or exclusion
     /// violation against another transaction) and were rerun: evidence the constraints, not
     /// application checks, hold the line between processes.
-    public var racesLost: Int { committer.racesLost.load(ordering: .relaxed) }
+    package var racesLost: Int { committer.racesLost.load(ordering: .relaxed) }
 
     /// `push` when only the verdicts matter (CLI tools, tests).
     @discardableResult
-    public func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
+    package func submit(_ items: [SubmissionItem], citizen: UUID, device: String, receivedAt: Date, sentAt: Date?) async throws -> [Verdict] {
         try await push(items, citizen: citizen, device: device, receivedAt: receivedAt, sentAt: sentAt).verdicts
     }
 
     // MARK: Queries
 
     /// The citizen's current balance in one province (0 when they have no account there).
-    public func balance(citizen: UUID, province: String) async throws -> (points: Int64, gramsCO2e: Int64) {
+    package func balance(citizen: UUID, province: String) async throws -> (points: Int64, gramsCO2e: Int64) {
         try await pool.withConnection { connection in
             guard let row = try connection.query("""
                 SELECT balance_points, balance_grams FROM citizen_accounts WHERE province = \(province) AND citizen_id = \(citizen)
@@ -79,7 +80,7 @@ public final class LedgerService: Sendable {
 
     /// Seals every province's pending transactions (one round each); returns counts sealed.
     @discardableResult
-    public func seal(province only: String? = nil) async throws -> [String: Int] {
+    package func seal(province only: String? = nil) async throws -> [String: Int] {
         // Every ledger transaction references a rule set of its province, so the small
         // rule_sets table names every province that can have something to seal.
         let provinces = try await pool.withConnection { connection in
@@ -99,14 +100,14 @@ public final class LedgerService: Sendable {
         return sealed
     }
 
-    public struct Backlog: Sendable {
-        public var province: String
-        public var unsealed: Int
-        public var oldestSeconds: Int64
+    package struct Backlog: Sendable {
+        package var province: String
+        package var unsealed: Int
+        package var oldestSeconds: Int64
     }
 
     /// Unsealed transactions per province and the age of the oldest: the sealer's backlog.
-    public func unsealedBacklog() async throws -> [Backlog] {
+    package func unsealedBacklog() async throws -> [Backlog] {
         try await pool.withConnection { connection in
             try connection.query("""
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
@@ -126,7 +127,7 @@ public final class LedgerService: Sendable {
     /// for one statement's time) no ledger write of the province is in flight, so a snapshot
     /// taken then holds exactly the writes with ids up to the sequence's last value. The
     /// summary is copied from that snapshot's caches with no lock held.
-    public func checkpoint(province: String, privateKey: Curve25519.Signing.PrivateKey, at time: Date = Date()) async throws -> Checkpoint {
+    package func checkpoint(province: String, privateKey: Curve25519.Signing.PrivateKey, at time: Date = Date()) async throws -> Checkpoint {
         let (watermark, summary) = try await pool.withConnection { connection -> (Int64, String) in
             let key = RuleSetService.publicationLockKey(province)
             try connection.query("SELECT pg_advisory_lock(hashtext(\(key)))")
@@ -180,12 +181,12 @@ public final class LedgerService: Sendable {
     }
 
     /// One summary row in canonical form: `citizen|points|grams|last_seq|caps` and a newline.
-    public static func summaryLine(citizen: String, points: Int64, grams: Int64, lastSeq: Int64, caps: String) -> String {
+    package static func summaryLine(citizen: String, points: Int64, grams: Int64, lastSeq: Int64, caps: String) -> String {
         "\(citizen)|\(points)|\(grams)|\(lastSeq)|\(caps)\n"
     }
 
     /// SHA-256 of the stored summary's lines in citizen order, paged by key (bounded memory).
-    public static func summaryDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String {
+    package static func summaryDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String {
         var hasher = SHA256()
         var after = "00000000-0000-0000-0000-000000000000"
         var first = true
@@ -208,7 +209,7 @@ public final class LedgerService: Sendable {
     }
 
     /// Whether the current chain still holds `checkpoint`'s head at its sequence.
-    public func chainExtends(_ checkpoint: Checkpoint) async throws -> Bool {
+    package func chainExtends(_ checkpoint: Checkpoint) async throws -> Bool {
         if checkpoint.sequence == 0 { return true }
         return try await pool.withConnection { connection in
             try connection.query("""
@@ -219,12 +220,12 @@ public final class LedgerService: Sendable {
 
     // MARK: Reversals
 
-    public enum ReversalError: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum ReversalError: Error, Sendable, Equatable, CustomStringConvertible {
         case noAward(eventID: UUID)
         case alreadyReversed(eventID: UUID)
         case reasonRequired
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .noAward(let id): return "event \(id.uuidString.lowercased()) has no award to reverse"
             case .alreadyReversed(let id): return "the award of event \(id.uuidString.lowercased()) is already reversed"
@@ -246,7 +247,7 @@ public final class LedgerService: Sendable {
     /// The award is looked up in `province` only: an event of another province is simply not
     /// found there (no oracle for other provinces' ids). Takes the publication lock shared,
     /// like every ledger write, so the sealer's watermark holds.
-    public func reverse(event eventID: UUID, province: String, reason: String, actor: String) async throws -> LedgerTransactionRecord {
+    package func reverse(event eventID: UUID, province: String, reason: String, actor: String) async throws -> LedgerTransactionRecord {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...500).contains(reason.count) else { throw ReversalError.reasonRequired }
         do {
@@ -295,33 +296,33 @@ public final class LedgerService: Sendable {
 }
 
 /// A ledger transaction as reported to callers.
-public struct LedgerTransactionRecord: Sendable, Equatable {
-    public var province: String
-    public var transactionID: Int64
-    public var kind: String
-    public var citizenSeq: Int64
-    public var eventID: UUID
-    public var points: Int64
-    public var gramsCO2e: Int64
-    public var ruleSetVersion: Int
+package struct LedgerTransactionRecord: Sendable, Equatable {
+    package var province: String
+    package var transactionID: Int64
+    package var kind: String
+    package var citizenSeq: Int64
+    package var eventID: UUID
+    package var points: Int64
+    package var gramsCO2e: Int64
+    package var ruleSetVersion: Int
 }
 
 /// One line of a citizen's statement.
-public struct StatementLine: Sendable, Equatable {
-    public var province: String
-    public var citizenSeq: Int64
-    public var kind: String
-    public var eventID: UUID
-    public var points: Int64
-    public var gramsCO2e: Int64
-    public var ruleSetVersion: Int
-    public var createdAt: Date
-    public var reason: String?
+package struct StatementLine: Sendable, Equatable {
+    package var province: String
+    package var citizenSeq: Int64
+    package var kind: String
+    package var eventID: UUID
+    package var points: Int64
+    package var gramsCO2e: Int64
+    package var ruleSetVersion: Int
+    package var createdAt: Date
+    package var reason: String?
 }
 
 extension LedgerService {
     /// Most lines one statement or page returns.
-    public static let maximumPage = 1000
+    package static let maximumPage = 1000
 
     /// Province first: the citizen's accounts name the provinces, then each province's
     /// transactions are read by (province, citizen_id, citizen_seq).
@@ -339,7 +340,7 @@ extension LedgerService {
     }
 
     /// A citizen's ledger transactions in order, after `afterSeq` per province (for paging).
-    public func statement(citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage) async throws -> [StatementLine] {
+    package func statement(citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage) async throws -> [StatementLine] {
         let limit = min(max(limit, 1), Self.maximumPage)
         let provinces = cursor.keys.sorted()
         return try await pool.withConnection { connection in
@@ -354,22 +355,22 @@ extension LedgerService {
 
 extension LedgerService {
     /// One hot statement and the plan PostgreSQL chose for it now.
-    public struct StatementPlan: Sendable {
-        public var name: String
-        public var plan: String
+    package struct StatementPlan: Sendable {
+        package var name: String
+        package var plan: String
 
         /// Ledger tables this plan reads sequentially: none, on a healthy database.
-        public var sequentialScans: [String] { LedgerService.ledgerTables.filter { plan.contains("Seq Scan on \($0)") } }
+        package var sequentialScans: [String] { LedgerService.ledgerTables.filter { plan.contains("Seq Scan on \($0)") } }
     }
 
     /// The tables that grow with citizens and events.
-    public static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
+    package static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
 
     /// EXPLAIN (plan only, nothing executed) of every statement on the push, pull, status,
     /// reversal and seal paths, built by the same functions those paths use, for a sample
     /// batch of `citizen` in `province`. Operators read it when a province grows; the test
     /// suite fails on a sequential scan of a ledger table.
-    public func explainHotStatements(province: String, citizen: UUID) async throws -> [StatementPlan] {
+    package func explainHotStatements(province: String, citizen: UUID) async throws -> [StatementPlan] {
         let history = try await ruleSets.history(province: province)
         // A typical backlog batch: 50 trips with evidence, so the plans are those of real batches.
         let eventID = UUID()

@@ -1,15 +1,15 @@
 import Crypto
-import Foundation
+package import Foundation
 import TanhuiCore
-import TanhuiPostgres
+package import TanhuiPostgres
 
 /// A province operator, as authenticated by an API key.
-public struct OperatorIdentity: Sendable, Equatable, Codable {
-    public var id: UUID
-    public var name: String
-    public var provinces: [String]
-    public var createdAt: Date
-    public var revokedAt: Date?
+package struct OperatorIdentity: Sendable, Equatable, Codable {
+    package var id: UUID
+    package var name: String
+    package var provinces: [String]
+    package var createdAt: Date
+    package var revokedAt: Date?
 
     enum CodingKeys: String, CodingKey {
         case id, name, provinces
@@ -18,12 +18,12 @@ public struct OperatorIdentity: Sendable, Equatable, Codable {
     }
 }
 
-public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidName
     case unknownProvince(String)
     case notFound(UUID)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidName: return "operator name must be 1–200 characters"
         case .unknownProvince(let code): return "unknown province \(code) (use ISO 3166-2:CN codes such as CN-GD)"
@@ -33,13 +33,13 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Operator API keys: shown once at creation, stored only as SHA-256, scoped to provinces.
-public final class OperatorService: Sendable {
+package final class OperatorService: Sendable {
     let pool: PostgresPool
 
     /// Keys look like `thk_` + 43 base64url characters (32 random bytes).
-    public static let keyPrefix = "thk_"
+    package static let keyPrefix = "thk_"
 
-    public init(pool: PostgresPool) {
+    package init(pool: PostgresPool) {
         self.pool = pool
     }
 
@@ -48,7 +48,7 @@ public final class OperatorService: Sendable {
     }
 
     /// Creates an operator; returns it with its key, which is not stored and cannot be shown again.
-    public func create(name: String, provinces: [String]) async throws -> (OperatorIdentity, key: String) {
+    package func create(name: String, provinces: [String]) async throws -> (OperatorIdentity, key: String) {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...200).contains(trimmed.count) else { throw OperatorError.invalidName }
         guard !provinces.isEmpty else { throw OperatorError.unknownProvince("(none)") }
@@ -71,7 +71,7 @@ public final class OperatorService: Sendable {
     }
 
     /// The active operator holding `key`, or nil (unknown or revoked).
-    public func authenticate(key: String) async throws -> OperatorIdentity? {
+    package func authenticate(key: String) async throws -> OperatorIdentity? {
         guard key.hasPrefix(Self.keyPrefix), key.utf8.count < 100 else { return nil }
         let hash = Self.hash(key: key)
         return try await pool.withConnection { connection in
@@ -82,14 +82,14 @@ public final class OperatorService: Sendable {
         }
     }
 
-    public func list() async throws -> [OperatorIdentity] {
+    package func list() async throws -> [OperatorIdentity] {
         try await pool.withConnection { connection in
             try connection.query("SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators ORDER BY created_at, id").rows.map(Self.decode)
         }
     }
 
     /// Revokes a key; revoking twice is harmless.
-    public func revoke(id: UUID) async throws -> OperatorIdentity {
+    package func revoke(id: UUID) async throws -> OperatorIdentity {
         let found = try await pool.withConnection { connection in
             try connection.query("""
                 UPDATE operators SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)

@@ -1,18 +1,18 @@
 import Crypto
-import Foundation
+package import Foundation
 import Synchronization
-import TanhuiCore
-import TanhuiPostgres
+package import TanhuiCore
+package import TanhuiPostgres
 
 /// A published version as listed: everything but the document itself.
-public struct RuleSetSummary: Sendable, Equatable, Codable {
-    public var province: String
-    public var version: Int
-    public var effectiveFrom: Date
-    public var methodology: String
-    public var contentSHA256: String
-    public var publishedAt: Date
-    public var publishedBy: String
+package struct RuleSetSummary: Sendable, Equatable, Codable {
+    package var province: String
+    package var version: Int
+    package var effectiveFrom: Date
+    package var methodology: String
+    package var contentSHA256: String
+    package var publishedAt: Date
+    package var publishedBy: String
 
     enum CodingKeys: String, CodingKey {
         case province, version, methodology
@@ -24,34 +24,34 @@ public struct RuleSetSummary: Sendable, Equatable, Codable {
 }
 
 /// A published version with its document exactly as it was published.
-public struct StoredRuleSet: Sendable {
-    public var summary: RuleSetSummary
-    public var document: String
-    public var format: String
+package struct StoredRuleSet: Sendable {
+    package var summary: RuleSetSummary
+    package var document: String
+    package var format: String
 }
 
 /// The document has problems; nothing was stored. Every problem is listed.
-public struct RuleSetRejected: Error, Sendable {
-    public let issues: [ValidationIssue]
+package struct RuleSetRejected: Error, Sendable {
+    package let issues: [ValidationIssue]
 
-    public init(issues: [ValidationIssue]) {
+    package init(issues: [ValidationIssue]) {
         self.issues = issues
     }
 }
 
-public enum RuleSetLookupError: Error, Sendable, Equatable {
+package enum RuleSetLookupError: Error, Sendable, Equatable {
     case notFound(province: String, version: Int)
     /// The caller may not act for this province (an operator key scoped elsewhere).
     case forbidden(province: String)
 }
 
 /// What `publish` did.
-public enum PublishOutcome: Sendable {
+package enum PublishOutcome: Sendable {
     case published(RuleSetSummary)
     /// `ifAbsent` and the identical document was already published under that version.
     case alreadyPublished(RuleSetSummary)
 
-    public var summary: RuleSetSummary {
+    package var summary: RuleSetSummary {
         switch self {
         case .published(let summary), .alreadyPublished(let summary): return summary
         }
@@ -59,28 +59,28 @@ public enum PublishOutcome: Sendable {
 }
 
 /// Totals of a dry run.
-public struct SimulationReport: Sendable {
-    public struct Line: Sendable {
-        public let eventID: String
-        public let evaluation: Evaluation?
+package struct SimulationReport: Sendable {
+    package struct Line: Sendable {
+        package let eventID: String
+        package let evaluation: Evaluation?
         /// Set when the event itself is malformed (never evaluated).
-        public let invalid: [ValidationIssue]
+        package let invalid: [ValidationIssue]
     }
 
-    public var lines: [Line] = []
-    public var accepted = 0
-    public var rejected = 0
-    public var invalid = 0
-    public var gramsCO2e: Int64 = 0
-    public var points: Int64 = 0
-    public var rejectionsByCode: [String: Int] = [:]
+    package var lines: [Line] = []
+    package var accepted = 0
+    package var rejected = 0
+    package var invalid = 0
+    package var gramsCO2e: Int64 = 0
+    package var points: Int64 = 0
+    package var rejectionsByCode: [String: Int] = [:]
 }
 
 /// Province rule sets: validation with database facts, atomic publication, history lookup.
 ///
 /// Versions are immutable once published (the table is append-only); the parsed history of
 /// each province is cached and refreshed only when a newer version appears.
-public final class RuleSetService: Sendable {
+package final class RuleSetService: Sendable {
     let pool: PostgresPool
     private let cache = Mutex<[String: CachedHistory]>([:])
 
@@ -89,12 +89,12 @@ public final class RuleSetService: Sendable {
         let history: RuleSetHistory
     }
 
-    public init(pool: PostgresPool) {
+    package init(pool: PostgresPool) {
         self.pool = pool
     }
 
     /// SHA-256 of the document's UTF-8 bytes, lower-case hex.
-    public static func contentHash(of document: String) -> String {
+    package static func contentHash(of document: String) -> String {
         SHA256.hex(document)
     }
 
@@ -104,7 +104,7 @@ public final class RuleSetService: Sendable {
 
     /// Parses and checks the document, including the checks that need the database
     /// (version above the latest, no retroactive effective_from). Changes nothing.
-    public func validate(document: String) async throws -> RuleSet {
+    package func validate(document: String) async throws -> RuleSet {
         let ruleSet = try Self.parse(document)
         try await pool.withConnection { connection in
             let issues = try Self.publicationIssues(ruleSet, on: connection)
@@ -139,7 +139,7 @@ public final class RuleSetService: Sendable {
 
     /// Validates and stores the document atomically. `allowedProvinces` (nil: any) scopes
     /// operators; `ifAbsent` makes republishing the identical version a no-op (start-up scripts).
-    public func publish(document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false) async throws -> PublishOutcome {
+    package func publish(document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false) async throws -> PublishOutcome {
         let ruleSet = try Self.parse(document)
         if let allowedProvinces, !allowedProvinces.contains(ruleSet.province) {
             throw RuleSetLookupError.forbidden(province: ruleSet.province)
@@ -187,7 +187,7 @@ public final class RuleSetService: Sendable {
             """).first.map(decodeSummary)
     }
 
-    public func list(province: String? = nil) async throws -> [RuleSetSummary] {
+    package func list(province: String? = nil) async throws -> [RuleSetSummary] {
         try await pool.withConnection { connection in
             try connection.query("""
                 SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
@@ -197,7 +197,7 @@ public final class RuleSetService: Sendable {
         }
     }
 
-    public func show(province: String, version: Int) async throws -> StoredRuleSet {
+    package func show(province: String, version: Int) async throws -> StoredRuleSet {
         // Versions are positive 32-bit integers; anything else cannot be published.
         guard (1...Int(Int32.max)).contains(version) else { throw RuleSetLookupError.notFound(province: province, version: version) }
         let found = try await pool.withConnection { connection -> StoredRuleSet? in
@@ -212,19 +212,19 @@ public final class RuleSetService: Sendable {
     }
 
     /// The parsed published version (documents are re-parsed from their stored bytes).
-    public func ruleSet(province: String, version: Int) async throws -> RuleSet {
+    package func ruleSet(province: String, version: Int) async throws -> RuleSet {
         let stored = try await show(province: province, version: version)
         return try Self.parse(stored.document)
     }
 
-    public func diff(province: String, from oldVersion: Int, to newVersion: Int) async throws -> [String] {
+    package func diff(province: String, from oldVersion: Int, to newVersion: Int) async throws -> [String] {
         async let old = ruleSet(province: province, version: oldVersion)
         async let new = ruleSet(province: province, version: newVersion)
         return RuleSetDiff.diff(try await old, try await new)
     }
 
     /// Every published version of a province, parsed; cached until a newer version exists.
-    public func history(province: String) async throws -> RuleSetHistory {
+    package func history(province: String) async throws -> RuleSetHistory {
         try await pool.withConnection { connection in
             let latest = try connection.query("SELECT coalesce(max(version), 0) FROM rule_sets WHERE province = \(province)").scalar(Int.self)
             return try self.history(province: province, latestVersion: latest, on: connection)
@@ -251,7 +251,7 @@ public final class RuleSetService: Sendable {
 
     /// A dry run: evaluates events in order against one rule set, with caps accumulating as
     /// they would for one citizen. Pure; writes nothing.
-    public static func simulate(ruleSet: RuleSet, events: [Result<EventWire, EventInvalid>], receivedAt: Date?) -> SimulationReport {
+    package static func simulate(ruleSet: RuleSet, events: [Result<EventWire, EventInvalid>], receivedAt: Date?) -> SimulationReport {
         var report = SimulationReport()
         var usage = CapUsage()
         for (index, decoded) in events.enumerated() {

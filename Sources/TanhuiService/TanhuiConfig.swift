@@ -1,45 +1,45 @@
 import Foundation
-import TanhuiPostgres
+package import TanhuiPostgres
 
 /// Start-up configuration, built once from the environment and validated strictly: a bad
 /// value stops the process with a message naming the variable, never a silent default.
-public struct TanhuiConfig: Sendable {
+package struct TanhuiConfig: Sendable {
     /// `DATABASE_URL`: libpq URI or conninfo string.
-    public var databaseURL: String
+    package var databaseURL: String
     /// `TANHUI_DB_POOL_SIZE` (1…200, default 16): connections per process.
-    public var poolSize: Int
+    package var poolSize: Int
     /// `TANHUI_DB_ACQUIRE_TIMEOUT_MS` (1…60000, default 5000): wait for a free connection.
-    public var acquireTimeoutMilliseconds: Int
+    package var acquireTimeoutMilliseconds: Int
     /// `TANHUI_DB_CONNECT_TIMEOUT_S` (2…60, default 5).
-    public var connectTimeoutSeconds: Int
+    package var connectTimeoutSeconds: Int
     /// `TANHUI_DB_STATEMENT_TIMEOUT_MS` (100…600000, default 30000).
-    public var statementTimeoutMilliseconds: Int
+    package var statementTimeoutMilliseconds: Int
     /// `TANHUI_SHUTDOWN_TIMEOUT_S` (1…300, default 20): bound on draining in-flight requests.
-    public var shutdownTimeoutSeconds: Int
+    package var shutdownTimeoutSeconds: Int
     /// `TANHUI_MAX_BODY_BYTES` (1 KiB…64 MiB, default 4 MiB): request body limit after decompression.
-    public var maximumBodyBytes: Int
+    package var maximumBodyBytes: Int
     /// `TANHUI_TOKEN_SECRET`: device-token signing key, base64, ≥ 32 bytes. Required by `serve`.
-    public var tokenSecret: [UInt8]?
+    package var tokenSecret: [UInt8]?
     /// `TANHUI_CHECKPOINT_KEY`: Ed25519 private key (32 bytes, base64) for ledger checkpoints.
-    public var checkpointKey: [UInt8]?
+    package var checkpointKey: [UInt8]?
     /// `TANHUI_SEAL_INTERVAL_MS` (100…60000, default 1000): how often `serve` seals the ledger chains.
-    public var sealIntervalMilliseconds: Int
+    package var sealIntervalMilliseconds: Int
     /// `TANHUI_LOG_LEVEL` (trace|debug|info|notice|warning|error|critical, default info).
-    public var logLevel: String
+    package var logLevel: String
     /// `TANHUI_GROUP_COMMIT_ROUNDS` (1…64, default 4): group-commit rounds (shared push
     /// transactions) running at once; more rounds, more parallel database work, fewer shares.
-    public var groupCommitRounds: Int = 4
+    package var groupCommitRounds: Int = 4
 
-    public struct Invalid: Error, CustomStringConvertible, Sendable {
-        public let variable: String
-        public let problem: String
-        public var description: String { "configuration error: \(variable) \(problem)" }
+    package struct Invalid: Error, CustomStringConvertible, Sendable {
+        package let variable: String
+        package let problem: String
+        package var description: String { "configuration error: \(variable) \(problem)" }
     }
 
-    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    package static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// Reads and validates every variable. `requireDatabase`: commands that touch the database.
-    public static func fromEnvironment(
+    package static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment,
         requireDatabase: Bool = true
     ) throws(Invalid) -> TanhuiConfig {
@@ -89,7 +89,7 @@ public struct TanhuiConfig: Sendable {
     }
 
     /// The pool configuration derived from these settings.
-    public var poolConfiguration: PostgresPool.Configuration {
+    package var poolConfiguration: PostgresPool.Configuration {
         PostgresPool.Configuration(
             connection: PostgresConnectionSettings(
                 url: databaseURL,

@@ -1,16 +1,16 @@
-import Logging
-import TanhuiPostgres
+package import Logging
+package import TanhuiPostgres
 
 /// The services of one process, shared by the HTTP and CLI adapters.
-public final class TanhuiServices: Sendable {
-    public let config: TanhuiConfig
-    public let pool: PostgresPool
-    public let logger: Logger
-    public let ruleSets: RuleSetService
-    public let operators: OperatorService
-    public let ledger: LedgerService
+package final class TanhuiServices: Sendable {
+    package let config: TanhuiConfig
+    package let pool: PostgresPool
+    package let logger: Logger
+    package let ruleSets: RuleSetService
+    package let operators: OperatorService
+    package let ledger: LedgerService
 
-    public init(config: TanhuiConfig, logger: Logger) {
+    package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
         self.logger = logger
         let pool = PostgresPool(configuration: config.poolConfiguration, logger: logger)
@@ -20,15 +20,15 @@ public final class TanhuiServices: Sendable {
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
     }
 
-    public var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }
+    package var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }
 
-    public enum Readiness: Sendable, Equatable {
+    package enum Readiness: Sendable, Equatable {
         case ready
         case notReady(String)
     }
 
     /// Ready means: the database answers and its schema is exactly this binary's.
-    public func readiness() async -> Readiness {
+    package func readiness() async -> Readiness {
         do {
             let status = try await migrator.status()
             if !status.pending.isEmpty { return .notReady("migrations pending: \(status.pending.joined(separator: ", "))") }
@@ -42,7 +42,7 @@ public final class TanhuiServices: Sendable {
         }
     }
 
-    public func shutdown() async {
+    package func shutdown() async {
         await pool.shutdown()
     }
 }

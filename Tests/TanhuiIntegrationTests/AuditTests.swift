@@ -8,7 +8,7 @@ import TanhuiService
 
 /// `tanhui audit` against a clean ledger built through the service, then against the same
 /// ledger corrupted directly in the database as a rogue superuser would.
-@Suite("Audit: the books are right, or the audit says exactly where they are not")
+@Suite("Audit: the books are right, or the audit says exactly where they are not", .needsDatabase)
 struct AuditTests {
     typealias F = LedgerFixtures
 

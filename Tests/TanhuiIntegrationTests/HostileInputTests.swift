@@ -1,3 +1,4 @@
+import NIOFoundationEssentialsCompat
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -8,7 +9,7 @@ import TanhuiService
 
 /// Hostile and broken input: each gets its documented 4xx (or per-event verdict) and the
 /// tables change by nothing more than the verdicts the contract says are stored.
-@Suite("Hostile and broken input")
+@Suite("Hostile and broken input", .needsDatabase)
 struct HostileInputTests {
     typealias F = LedgerFixtures
 

@@ -1,10 +1,11 @@
+import TanhuiPostgres
 import Foundation
 import Testing
 import TanhuiService
 
 /// What one citizen's device can see of another's, and the documented error codes, through a
 /// real server.
-@Suite("Citizen isolation and documented error codes over HTTP")
+@Suite("Citizen isolation and documented error codes over HTTP", .needsDatabase)
 struct IsolationAndErrorCodeTests {
     typealias S = ServedLedger
 

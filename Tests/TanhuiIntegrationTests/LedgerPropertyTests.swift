@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TanhuiCore
 import TanhuiPostgres
 
 /// A seeded random workload from concurrent devices, pushed through a real server, checked
@@ -7,21 +8,10 @@ import TanhuiPostgres
 /// written from the README and the Guangdong sample rule set (Schema/rulesets/CN-GD.yaml),
 /// sharing no code with the service and never reading its verdicts or its `cap_usage` to
 /// decide what is right.
-@Suite("Ledger under a randomized concurrent workload, against an independent model")
+@Suite("Ledger under a randomized concurrent workload, against an independent model", .needsDatabase)
 struct LedgerPropertyTests {
     typealias S = ServedLedger
 
-    struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
 
     /// One event as the device sends it (the model's input).
     struct Event: Sendable, Equatable {
@@ -162,7 +152,7 @@ struct LedgerPropertyTests {
 
     /// One lane's batches: (citizen index, events), for two citizens of its own.
     static func workload(seed: UInt64, lane: Int, batches count: Int, now: Date) -> [(Int, [Event])] {
-        var random = Generator(state: seed &+ UInt64(lane) &* 1_000_003)
+        var random = SplitMix64(seed: seed &+ UInt64(lane) &* 1_000_003)
         let citizens = [lane * 2, lane * 2 + 1]
         var sent: [(citizen: Int, event: Event)] = []
         var batches: [(Int, [Event])] = []

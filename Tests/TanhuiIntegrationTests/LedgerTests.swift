@@ -5,7 +5,7 @@ import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
 
-@Suite("Ledger: exactly-once awards, caps, reversals, tamper evidence")
+@Suite("Ledger: exactly-once awards, caps, reversals, tamper evidence", .needsDatabase)
 struct LedgerTests {
     typealias F = LedgerFixtures
 

@@ -1,3 +1,5 @@
+import TanhuiPostgres
+import NIOFoundationEssentialsCompat
 import Foundation
 import Testing
 import TanhuiService
@@ -5,7 +7,7 @@ import TanhuiService
 /// "Lost a response? Resend the batch: retries are safe forever." The response is lost for
 /// real: the client sends the push over a raw socket, waits until the commit is visible in the
 /// database, and resets the connection without reading a byte of the answer.
-@Suite("A response lost after commit")
+@Suite("A response lost after commit", .needsDatabase)
 struct LostResponseTests {
     typealias F = LedgerFixtures
     typealias S = ServedLedger

@@ -1,17 +1,48 @@
+import NIOFoundationEssentialsCompat
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import HTTPTypes
 import Testing
 import TanhuiHTTP
 import TanhuiPostgres
 import TanhuiService
 
-@Suite("Operator HTTP API for rule sets")
+@Suite("Operator HTTP API for rule sets", .needsDatabase)
 struct OperatorHTTPTests {
     static let gdDocument = (try? String(contentsOfFile: CommandRunner.repoRoot + "/Schema/rulesets/CN-GD.yaml", encoding: .utf8)) ?? ""
 
     static func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
+    }
+
+    @Test("a listed path with a method it does not answer is 405 with Allow, before authentication; unknown paths stay 404")
+    func methodNotAllowed() async throws {
+        try await TestDatabase.withFresh { url in
+            let services = try TestDatabase.makeServices(url: url)
+            let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
+            try await app.test(.router) { client in
+                let cases: [(String, HTTPRequest.Method, String)] = [
+                    ("/healthz", .init("TRACE")!, "GET"),
+                    ("/metrics", .post, "GET"),
+                    ("/v1/sync/push", .get, "POST"),
+                    ("/v1/provinces/CN-GD/rulesets", .delete, "GET, POST"),
+                    ("/v1/provinces/CN-GD/events/0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d10/reversal", .put, "POST"),
+                ]
+                for (path, method, allow) in cases {
+                    try await client.execute(uri: path, method: method) { response in
+                        #expect(response.status == .methodNotAllowed, "\(method) \(path)")
+                        #expect(response.headers[.allow] == allow, "\(method) \(path)")
+                        let body = try Self.json(response.body)
+                        #expect(body["type"] as? String == "https://tanhui.invalid/problems/method_not_allowed")
+                    }
+                }
+                try await client.execute(uri: "/v1/nowhere", method: .get) { response in
+                    #expect(response.status == .notFound)
+                    #expect(response.headers[.allow] == nil)
+                }
+            }
+        }
     }
 
     @Test("publish, list, show, validate, simulate; 401 without a key, 403 across provinces, invalid uploads change nothing")

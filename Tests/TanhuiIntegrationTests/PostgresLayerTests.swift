@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import TanhuiPostgres
 
-@Suite("PostgreSQL layer against the real test cluster")
+@Suite("PostgreSQL layer against the real test cluster", .needsDatabase)
 struct PostgresLayerTests {
     @Test("a waiter on an exhausted pool times out with .poolTimeout instead of hanging")
     func poolExhaustionTimesOut() async throws {

@@ -6,7 +6,7 @@ import TanhuiService
 
 /// Push path v2: what one hostile or unlucky citizen could do to everyone else, each defect
 /// reproduced from outside (issue 19) against the real functions and a real server.
-@Suite("Push path: no citizen can hurt another")
+@Suite("Push path: no citizen can hurt another", .needsDatabase)
 struct PushPathTests {
     typealias F = LedgerFixtures
     typealias H = SyncHTTPTests
@@ -260,7 +260,7 @@ struct PushPathTests {
     }
 }
 
-@Suite("Hot statements use province-first indexes")
+@Suite("Hot statements use province-first indexes", .needsDatabase)
 struct HotStatementPlanTests {
     typealias F = LedgerFixtures
 
@@ -343,7 +343,7 @@ struct HotStatementPlanTests {
     }
 }
 
-@Suite("Races between processes are decided by the database")
+@Suite("Races between processes are decided by the database", .needsDatabase)
 struct CrossProcessRaceTests {
     typealias F = LedgerFixtures
 
@@ -415,7 +415,7 @@ struct CrossProcessRaceTests {
     }
 }
 
-@Suite("Device tokens")
+@Suite("Device tokens", .needsDatabase)
 struct DeviceTokenCacheTests {
     @Test("a verified token is served from the cache only until it expires; forged tokens are never cached as valid")
     func cacheHonoursExpiry() async throws {

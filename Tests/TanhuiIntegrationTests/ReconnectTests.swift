@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TanhuiPostgres
 
-@Suite("Reconnect after the server restarts")
+@Suite("Reconnect after the server restarts", .needsDatabase)
 struct ReconnectTests {
     /// A private cluster, so stopping it cannot disturb tests running in parallel.
     static let clusterName = "reconnect-test"

@@ -9,7 +9,7 @@ import TanhuiService
 /// deliberate retry comes back `duplicate` of it, every batch is stored whole or not at all,
 /// nothing is credited twice, and the audit passes. No assertion is about elapsed time; every
 /// wait polls a condition with a deadline.
-@Suite("Reliability: crashes, restarts, shutdown", .serialized)
+@Suite("Reliability: crashes, restarts, shutdown", .needsDatabase, .serialized)
 struct ReliabilityTests {
     typealias F = LedgerFixtures
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TanhuiPostgres
 
-@Suite("tanhui rules / tanhui operator against the real database")
+@Suite("tanhui rules / tanhui operator against the real database", .needsDatabase)
 struct RuleSetCLITests {
     static var samples: [String] {
         ["CN-BJ", "CN-CQ", "CN-GD", "CN-SH"].map { CommandRunner.repoRoot + "/Schema/rulesets/\($0).yaml" }

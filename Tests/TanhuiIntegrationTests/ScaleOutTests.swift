@@ -1,9 +1,11 @@
+import TanhuiPostgres
+import HTTPTypes
 import Foundation
 import Testing
 import TanhuiService
 
 /// API nodes are stateless: two `tanhui serve` processes on one database behave as one.
-@Suite("Two API nodes on one database")
+@Suite("Two API nodes on one database", .needsDatabase)
 struct ScaleOutTests {
     typealias F = LedgerFixtures
 

@@ -1,3 +1,5 @@
+import NIOCore
+import HTTPTypes
 import Foundation
 import HummingbirdTesting
 import Testing
@@ -5,7 +7,7 @@ import TanhuiHTTP
 import TanhuiPostgres
 import TanhuiService
 
-@Suite("migrate, serve, health and configuration")
+@Suite("migrate, serve, health and configuration", .needsDatabase)
 struct ServeAndMigrateTests {
     @Test("the embedded migrations equal the files in Schema/migrations (Scripts/gen-migrations.sh ran)")
     func embeddedMigrationsAreCurrent() throws {

@@ -1,10 +1,12 @@
+import TanhuiPostgres
+import NIOFoundationEssentialsCompat
 import Foundation
 import Testing
 import TanhuiCore
 import TanhuiService
 
 /// The sync API through a real `tanhui serve` on loopback, with curl as the client.
-@Suite("Sync API over HTTP")
+@Suite("Sync API over HTTP", .needsDatabase)
 struct SyncHTTPTests {
     typealias F = LedgerFixtures
 

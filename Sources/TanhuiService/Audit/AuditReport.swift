@@ -1,8 +1,8 @@
-import Foundation
+package import Foundation
 
 /// The checks `tanhui audit` runs, in report order. The raw values are the stable ids of the
 /// JSON report and of the human report's first column.
-public enum AuditCheckID: String, Sendable, CaseIterable, Codable {
+package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case transactionsBalance = "transactions_balance"
     case conservation
     case cachedBalances = "cached_balances"
@@ -17,7 +17,7 @@ public enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case overlappingTrips = "overlapping_trips"
     case chainOrder = "chain_order"
 
-    public var title: String {
+    package var title: String {
         switch self {
         case .transactionsBalance: return "every transaction has ≥ 2 entries summing to zero that carry its points; no entry without a transaction"
         case .conservation: return "per province: −issuance = Σ citizen entries = issued − reversed"
@@ -37,11 +37,11 @@ public enum AuditCheckID: String, Sendable, CaseIterable, Codable {
 }
 
 /// A scalar of a finding: the ids and amounts that let an admin open the case.
-public enum AuditValue: Sendable, Equatable, CustomStringConvertible {
+package enum AuditValue: Sendable, Equatable, CustomStringConvertible {
     case string(String)
     case int(Int64)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .string(let text): return text
         case .int(let value): return String(value)
@@ -59,24 +59,24 @@ public enum AuditValue: Sendable, Equatable, CustomStringConvertible {
 /// One offending row: named fields (`province`, `transaction_id`, `event_id`, `account`, …)
 /// and a `detail` sentence. `magnitude` orders findings for "worst" (larger is worse);
 /// `at` (a transaction's created_at) is what `--from/--to` filter on.
-public struct AuditFinding: Sendable, Equatable {
-    public var detail: String
-    public var fields: [(String, AuditValue)]
-    public var magnitude: Int64
-    public var at: Date?
+package struct AuditFinding: Sendable, Equatable {
+    package var detail: String
+    package var fields: [(String, AuditValue)]
+    package var magnitude: Int64
+    package var at: Date?
 
-    public init(_ detail: String, magnitude: Int64 = 1, at: Date? = nil, _ fields: [(String, AuditValue)]) {
+    package init(_ detail: String, magnitude: Int64 = 1, at: Date? = nil, _ fields: [(String, AuditValue)]) {
         self.detail = detail
         self.fields = fields
         self.magnitude = magnitude
         self.at = at
     }
 
-    public func value(_ name: String) -> AuditValue? {
+    package func value(_ name: String) -> AuditValue? {
         fields.first { $0.0 == name }?.1
     }
 
-    public static func == (a: AuditFinding, b: AuditFinding) -> Bool {
+    package static func == (a: AuditFinding, b: AuditFinding) -> Bool {
         a.detail == b.detail && a.magnitude == b.magnitude && a.at == b.at
             && a.fields.map(\.0) == b.fields.map(\.0) && a.fields.map(\.1) == b.fields.map(\.1)
     }
@@ -88,27 +88,27 @@ public struct AuditFinding: Sendable, Equatable {
     }
 
     /// `transaction_id=12 event_id=… — detail`
-    public var line: String {
+    package var line: String {
         (fields.map { "\($0.0)=\($0.1)" } + ["— " + detail]).joined(separator: " ")
     }
 }
 
 /// Count and the first, worst and last offender of one check (the Jepsen bank checker's
 /// report shape): constant memory however many rows offend.
-public struct AuditCheckResult: Sendable, Equatable {
-    public let id: AuditCheckID
+package struct AuditCheckResult: Sendable, Equatable {
+    package let id: AuditCheckID
     /// Items examined (rows, links, accounts, files…).
-    public var checked: Int64 = 0
-    public var count: Int64 = 0
-    public var first: AuditFinding?
-    public var worst: AuditFinding?
-    public var last: AuditFinding?
+    package var checked: Int64 = 0
+    package var count: Int64 = 0
+    package var first: AuditFinding?
+    package var worst: AuditFinding?
+    package var last: AuditFinding?
 
-    public init(id: AuditCheckID) {
+    package init(id: AuditCheckID) {
         self.id = id
     }
 
-    public var holds: Bool { count == 0 }
+    package var holds: Bool { count == 0 }
 
     mutating func record(_ finding: AuditFinding) {
         count += 1
@@ -130,54 +130,54 @@ public struct AuditCheckResult: Sendable, Equatable {
 
 /// Collects findings of every check for one scope (a province, or the global checks),
 /// dropping transaction-bound findings outside the `--from/--to` window.
-public struct AuditAccumulator: Sendable {
-    public private(set) var results: [AuditCheckID: AuditCheckResult]
-    public var rowsChecked: Int64 = 0
+package struct AuditAccumulator: Sendable {
+    package private(set) var results: [AuditCheckID: AuditCheckResult]
+    package var rowsChecked: Int64 = 0
     let from: Date?
     let to: Date?
 
-    public init(from: Date? = nil, to: Date? = nil) {
+    package init(from: Date? = nil, to: Date? = nil) {
         self.from = from
         self.to = to
         results = Dictionary(uniqueKeysWithValues: AuditCheckID.allCases.map { ($0, AuditCheckResult(id: $0)) })
     }
 
-    public func inWindow(_ date: Date?) -> Bool {
+    package func inWindow(_ date: Date?) -> Bool {
         guard let date else { return true }
         if let from, date < from { return false }
         if let to, date >= to { return false }
         return true
     }
 
-    public mutating func record(_ check: AuditCheckID, _ finding: AuditFinding) {
+    package mutating func record(_ check: AuditCheckID, _ finding: AuditFinding) {
         guard inWindow(finding.at) else { return }
         results[check]!.record(finding)
     }
 
-    public mutating func checked(_ check: AuditCheckID, _ count: Int64 = 1) {
+    package mutating func checked(_ check: AuditCheckID, _ count: Int64 = 1) {
         results[check]!.checked += count
     }
 
-    public mutating func merge(_ other: AuditAccumulator) {
+    package mutating func merge(_ other: AuditAccumulator) {
         rowsChecked += other.rowsChecked
         for id in AuditCheckID.allCases { results[id]!.merge(other.results[id]!) }
     }
 }
 
 /// The outcome of `tanhui audit`.
-public struct AuditReport: Sendable {
-    public var provinces: [String]
-    public var checks: [AuditCheckResult]
-    public var rowsChecked: Int64
+package struct AuditReport: Sendable {
+    package var provinces: [String]
+    package var checks: [AuditCheckResult]
+    package var rowsChecked: Int64
     /// `shared`: every province read one exported snapshot.
-    public var snapshot: String
-    public var from: Date?
-    public var to: Date?
-    public var sealBoundSeconds: Int
+    package var snapshot: String
+    package var from: Date?
+    package var to: Date?
+    package var sealBoundSeconds: Int
 
-    public var ok: Bool { checks.allSatisfy(\.holds) }
+    package var ok: Bool { checks.allSatisfy(\.holds) }
 
-    public func check(_ id: AuditCheckID) -> AuditCheckResult {
+    package func check(_ id: AuditCheckID) -> AuditCheckResult {
         checks.first { $0.id == id }!
     }
 
@@ -186,7 +186,7 @@ public struct AuditReport: Sendable {
     }
 
     /// The documented JSON document (keys sorted, so byte-stable for equal reports).
-    public func json() -> String {
+    package func json() -> String {
         let object: [String: Any] = [
             "ok": ok,
             "provinces": provinces,
@@ -212,7 +212,7 @@ public struct AuditReport: Sendable {
     }
 
     /// One line per check; for each violation its count and first, worst and last offenders.
-    public func human() -> [String] {
+    package func human() -> [String] {
         var lines: [String] = []
         let window = (from == nil && to == nil) ? "" : ", findings restricted to transactions created in [\(from.map(Self.instant) ?? "-∞"), \(to.map(Self.instant) ?? "+∞"))"
         lines.append("tanhui audit: \(provinces.count) province(s) \(provinces.isEmpty ? "(none)" : provinces.joined(separator: " ")), \(rowsChecked) rows checked, \(snapshot) snapshot\(window)")

@@ -1,31 +1,31 @@
-import Crypto
-import Foundation
+package import Crypto
+package import Foundation
 import TanhuiCore
-import TanhuiPostgres
+package import TanhuiPostgres
 
 /// What to audit and how.
-public struct AuditOptions: Sendable {
+package struct AuditOptions: Sendable {
     /// Provinces to audit; empty means every province with rule sets, accounts or transactions.
-    public var provinces: [String] = []
+    package var provinces: [String] = []
     /// Report only findings about transactions created in [from, to); every check still
     /// folds the whole province (chain, conservation, caps and balances are cumulative).
-    public var from: Date?
-    public var to: Date?
+    package var from: Date?
+    package var to: Date?
     /// Checkpoint notes to verify, with the file each came from.
-    public var checkpoints: [(file: String, note: String)] = []
+    package var checkpoints: [(file: String, note: String)] = []
     /// The key checkpoints must be signed with (required when `checkpoints` is not empty).
-    public var trustedKey: Curve25519.Signing.PublicKey?
+    package var trustedKey: Curve25519.Signing.PublicKey?
     /// Unsealed transactions older than this are a finding.
-    public var sealBoundSeconds: Int = 60
+    package var sealBoundSeconds: Int = 60
     /// Provinces audited in parallel (each on its own pooled connection, same snapshot).
-    public var jobs: Int = 1
+    package var jobs: Int = 1
     /// Rows fetched per cursor round trip.
-    public var pageSize: Int = 5000
+    package var pageSize: Int = 5000
     /// `--since`: a v2 checkpoint file; only what was appended after its watermark is
     /// verified, starting from the signed summary stored with it (one province).
-    public var since: (file: String, note: String)?
+    package var since: (file: String, note: String)?
 
-    public init() {}
+    package init() {}
 }
 
 /// `tanhui audit`: proves the books are right, or says exactly where they are not.
@@ -36,17 +36,17 @@ public struct AuditOptions: Sendable {
 /// `jobs > 1`. Memory: every large table is read through server-side cursors in pages;
 /// only one citizen's running sums and cap windows and each check's first/worst/last
 /// offender are held.
-public final class LedgerAudit: Sendable {
+package final class LedgerAudit: Sendable {
     let pool: PostgresPool
 
     /// Append-only history tables the guard rails cover.
-    public static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states"]
+    package static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states"]
 
-    public init(pool: PostgresPool) {
+    package init(pool: PostgresPool) {
         self.pool = pool
     }
 
-    public func run(_ requested: AuditOptions, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> AuditReport {
+    package func run(_ requested: AuditOptions, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> AuditReport {
         var adjusted = requested
         // --since: the checkpoint must verify (signature, v2, chain still holding its head,
         // summary matching its signed digest) before anything is folded from it.
@@ -124,7 +124,7 @@ public final class LedgerAudit: Sendable {
     }
 
     /// Rows the audit will stream, from the planner's statistics (for a progress ETA only).
-    public func estimatedRows() async throws -> Int64 {
+    package func estimatedRows() async throws -> Int64 {
         try await pool.withConnection { connection in
             try connection.query("""
                 SELECT coalesce(sum(greatest(reltuples, 0)), 0)::bigint FROM pg_class

@@ -2,10 +2,26 @@ import Foundation
 import Logging
 import TanhuiPostgres
 import TanhuiService
+import Testing
+
+extension Trait where Self == ConditionTrait {
+    /// On every suite of this target: without a test cluster (a plain `swift test`), the
+    /// database tests are skipped with this message and the database-free targets still run.
+    static var needsDatabase: Self {
+        .enabled(
+            if: TestDatabase.isConfigured,
+            "TANHUI_TEST_DATABASE_URL is not set: database tests skipped; run Scripts/test.sh to start a test cluster and run them"
+        )
+    }
+}
 
 /// Gives each test its own fresh database on the test cluster started by Scripts/test.sh, so
 /// tests run in parallel and never see each other's rows or depend on order.
 enum TestDatabase {
+    static var isConfigured: Bool {
+        !(ProcessInfo.processInfo.environment["TANHUI_TEST_DATABASE_URL"] ?? "").isEmpty
+    }
+
     static var adminURL: String {
         guard let url = ProcessInfo.processInfo.environment["TANHUI_TEST_DATABASE_URL"], !url.isEmpty else {
             fatalError("TANHUI_TEST_DATABASE_URL is not set: run the suite through Scripts/test.sh")

@@ -1,0 +1,44 @@
+import TanhuiPostgres
+import Testing
+
+@Suite("Statements: every interpolated value is a parameter")
+struct PostgresQueryTests {
+    @Test("values become numbered parameters in order; nil binds NULL; SQL text never holds a value")
+    func interpolation() {
+        let province = "CN-GD'; DROP TABLE events; --"
+        let limit = 50
+        let missing: String? = nil
+        let query: PostgresQuery = "SELECT * FROM rule_sets WHERE province = \(province) AND version > \(limit) AND note = \(missing)"
+        #expect(query.sql == "SELECT * FROM rule_sets WHERE province = $1 AND version > $2 AND note = $3")
+        #expect(query.parameters == [province, "50", nil])
+        #expect(!query.sql.contains("DROP"))
+    }
+
+    @Test("identifiers are quoted with embedded quotes doubled; fragments are spliced verbatim")
+    func identifiersAndFragments() {
+        let columns: SQLFragment = "id, province"
+        let query: PostgresQuery = "CREATE DATABASE \(identifier: #"odd"name"#); SELECT \(columns) FROM events WHERE id = \(7)"
+        #expect(query.sql == #"CREATE DATABASE "odd""name"; SELECT id, province FROM events WHERE id = $1"#)
+        #expect(query.parameters == ["7"])
+    }
+
+    @Test("explained() plans the same statement with the same parameters")
+    func explained() {
+        let query: PostgresQuery = "SELECT 1 WHERE \(true)"
+        #expect(query.explained().sql == "EXPLAIN SELECT 1 WHERE $1")
+        #expect(query.explained().parameters == query.parameters)
+    }
+}
+
+@Suite("Array parameters in PostgreSQL's text form")
+struct PostgresArrayTests {
+    @Test("elements are quoted, quotes and backslashes escaped, nil is NULL")
+    func textForm() {
+        #expect(PostgresArray(["a", #"say "hi""#, #"back\slash"#]).postgresText == #"{"a","say \"hi\"","back\\slash"}"#)
+        #expect(PostgresArray(["x", nil, ""] as [String?]).postgresText == #"{"x",NULL,""}"#)
+        #expect(PostgresArray([String]()).postgresText == "{}")
+        #expect(PostgresArray([1, -2, Int64.max]).postgresText == #"{"1","-2","9223372036854775807"}"#)
+        // Multi-byte text passes through unchanged (the builder works on UTF-8 bytes).
+        #expect(PostgresArray(["碳惠", "NULL"]).postgresText == #"{"碳惠","NULL"}"#)
+    }
+}
