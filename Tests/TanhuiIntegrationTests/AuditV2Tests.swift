@@ -7,7 +7,7 @@ import TanhuiService
 
 /// Audit v2: edits the v1 audit let through (issue 12), each made exactly as a superuser
 /// would, each named by a VIOLATED finding; v1 chains still verify.
-@Suite("Audit v2: every stored fact is proven")
+@Suite("Audit v2: every stored fact is proven", .needsDatabase)
 struct AuditV2Tests {
     typealias F = LedgerFixtures
     typealias A = AuditTests
