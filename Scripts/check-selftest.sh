@@ -99,6 +99,15 @@ expect 0 "check-imports accepts declared and toolchain imports" python3 Scripts/
 printf '@preconcurrency import Undeclared\n' >"$imports_tree/Sources/Pure/Bad.swift"
 expect 1 "check-imports fails on an undeclared import" python3 Scripts/check-imports.py "$imports_tree" "$imports_tree/package.json"
 
+# ---------------------------------------------------------------- swift format lint
+format_tree="$work/format"
+mkdir -p "$format_tree"
+cp .swift-format "$format_tree/"
+printf 'let gramsCO2e = 1\n' >"$format_tree/Good.swift"
+expect 0 "swift format lint accepts a formatted file" swift format lint --strict --configuration .swift-format "$format_tree/Good.swift"
+printf 'let   gramsCO2e=1\n' >"$format_tree/Bad.swift"
+expect 1 "swift format lint fails on a misformatted line" swift format lint --strict --configuration .swift-format "$format_tree/Bad.swift"
+
 # ---------------------------------------------------------------- gen-migrations.sh --check
 # A copy of the generator, the migrations and the committed file; then one migration edited.
 gen_tree="$work/gen"

@@ -47,7 +47,7 @@ done
 base="http://127.0.0.1:$port"
 
 run() {
-  timeout 300 schemathesis run Schema/openapi.yaml --url "$base" --seed 20261129 -n "$examples" \
+  timeout 600 schemathesis --config-file Scripts/schemathesis.toml run Schema/openapi.yaml --url "$base" --seed 20261129 -n "$examples" \
     --checks all \
     --request-timeout 10 --no-color "$@"
 }

@@ -34,6 +34,8 @@ python3 Scripts/check-openapi.py
 export TANHUI_CONTRACT_DIR="$(mktemp -d)"
 trap 'rm -rf "$TANHUI_CONTRACT_DIR"' EXIT
 
+# One code style: `swift format` with the checked-in .swift-format; drift fails the run.
+swift format lint --strict --recursive --parallel Sources Tests Package.swift
 # Every import declared (our targets by SwiftPM's check, products by check-imports.py).
 python3 Scripts/check-imports.py
 flock /tmp/tanhui-swift-build.lock nice -n 5 swift build --build-tests --explicit-target-dependency-import-check error

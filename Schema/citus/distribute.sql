@@ -57,6 +57,8 @@ SELECT create_distributed_table('ledger_entries', 'province', colocate_with => '
 SELECT create_distributed_table('cap_usage', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('ledger_chain', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('ledger_checkpoints', 'province', colocate_with => 'citizen_accounts');
+-- The summaries v2 checkpoints sign (migration 0004), per province like the checkpoints.
+SELECT create_distributed_table('ledger_checkpoint_states', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

@@ -8,7 +8,7 @@ import TanhuiService
 /// Exit codes: 0 every check holds, 1 a check is violated, 2 the audit could not run.
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Audit the ledger on one consistent snapshot: balances, conservation, hash chain, checkpoints, replay, completeness, caps, reversals, guard rails.",
+        abstract: "Audit the ledger on one consistent snapshot: balances, conservation, hash chain, checkpoints, replay, completeness, caps, reversals, guard rails, overlapping trips, chain order.",
         discussion: """
             Exit status: 0 every check holds; 1 at least one check is violated; 2 the audit could not run \
             (bad argument value, database unreachable, unreadable checkpoint file, no trusted key).
@@ -21,6 +21,7 @@ struct Audit: AsyncParsableCommand {
     @Option(help: "Report findings about transactions created at or after this instant (ISO 8601, or YYYY-MM-DD in UTC).") var from: String?
     @Option(help: "Report findings about transactions created before this instant.") var to: String?
     @Option(name: .customLong("checkpoint"), help: "A checkpoint file from `tanhui ledger checkpoint --out` (repeatable).") var checkpointFiles: [String] = []
+    @Option(help: "Incremental audit: verify only what was appended after this v2 checkpoint file (its province), starting from the signed summary stored with it.") var since: String?
     @Option(name: .customLong("public-key"), help: "Base64 Ed25519 public key checkpoints must be signed with (default: the key of TANHUI_CHECKPOINT_KEY).") var publicKey: String?
     @Option(name: .customLong("seal-bound"), help: "Unsealed transactions older than this many seconds are a finding.") var sealBound = "60"
     @Option(help: "Provinces audited in parallel (all read one exported snapshot).") var jobs = "1"
@@ -47,6 +48,14 @@ struct Audit: AsyncParsableCommand {
             options.to = date
         }
         if let from = options.from, let to = options.to, to <= from { try Self.fail("--to must be after --from") }
+        if let since {
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: since), let size = attributes[.size] as? Int,
+                  size <= Self.maximumCheckpointBytes, let data = FileManager.default.contents(atPath: since) else {
+                try Self.fail("cannot read checkpoint file \(since) (missing, unreadable or larger than \(Self.maximumCheckpointBytes) bytes)")
+            }
+            options.since = (since, String(decoding: data, as: UTF8.self))
+            if !provinces.isEmpty { try Self.fail("--since audits the checkpoint's province; leave out --province") }
+        }
         for file in checkpointFiles {
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: file), let size = attributes[.size] as? Int,
                   size <= Self.maximumCheckpointBytes, let data = FileManager.default.contents(atPath: file) else {
@@ -66,9 +75,9 @@ struct Audit: AsyncParsableCommand {
         if options.trustedKey == nil, let raw = services.config.checkpointKey {
             options.trustedKey = try Curve25519.Signing.PrivateKey(rawRepresentation: raw).publicKey
         }
-        if !options.checkpoints.isEmpty && options.trustedKey == nil {
+        if (!options.checkpoints.isEmpty || options.since != nil) && options.trustedKey == nil {
             await services.shutdown()
-            try Self.fail("--checkpoint needs a trusted key: --public-key BASE64 or TANHUI_CHECKPOINT_KEY")
+            try Self.fail("--checkpoint and --since need a trusted key: --public-key BASE64 or TANHUI_CHECKPOINT_KEY")
         }
         let asJSON = json
         try await CommandEnvironment.run(services) {

@@ -111,13 +111,23 @@ struct Ledger: AsyncParsableCommand {
             guard let id = UUID(uuidString: citizen) else { throw ValidationError("--citizen must be a UUID") }
             let services = try CommandEnvironment.services(label: "tanhui.ledger")
             try await CommandEnvironment.run(services) {
-                let statement = try await services.ledger.statement(citizen: id, province: province)
-                if statement.isEmpty { printLine("no ledger entries") }
+                // Page by page (citizen_seq cursor per province): memory stays one page
+                // whatever the citizen's history, and nothing is cut off.
+                var cursor: [String: Int64] = [:]
                 var running: [String: Int64] = [:]
-                for line in statement {
-                    running[line.province, default: 0] += line.points
-                    printLine("\(line.province)  #\(line.citizenSeq)  \(Formatting.instant(line.createdAt))  \(line.kind)  event \(line.eventID.uuidString.lowercased())  \(line.points >= 0 ? "+" : "")\(line.points) points  \(line.gramsCO2e) g  balance \(running[line.province]!)  v\(line.ruleSetVersion)")
+                var printed = 0
+                while true {
+                    let page = try await services.ledger.statement(citizen: id, province: province, after: cursor)
+                    for line in page {
+                        cursor[line.province] = line.citizenSeq
+                        let (balance, overflow) = running[line.province, default: 0].addingReportingOverflow(line.points)
+                        running[line.province] = overflow ? (line.points > 0 ? Int64.max : Int64.min) : balance
+                        printed += 1
+                        printLine("\(line.province)  #\(line.citizenSeq)  \(Formatting.instant(line.createdAt))  \(line.kind)  event \(line.eventID.uuidString.lowercased())  \(line.points >= 0 ? "+" : "")\(line.points) points  \(line.gramsCO2e) g  balance \(running[line.province]!)  v\(line.ruleSetVersion)")
+                    }
+                    if page.count < LedgerService.maximumPage { break }
                 }
+                if printed == 0 { printLine("no ledger entries") }
             }
         }
     }

@@ -39,8 +39,11 @@ package final class RouteMethods: Sendable {
                     && zip(template.segments, requested).allSatisfy { literal, segment in literal.map { $0 == segment } ?? true }
             }
         }
-        guard !matching.isEmpty else { return nil }
-        return Array(Set(matching.flatMap(\.methods))).sorted()
+        // The router prefers a literal segment to a parameter (`rulesets/validate` over
+        // `rulesets/:version`), so only the most literal shapes answer this path.
+        func literals(_ template: Template) -> Int { template.segments.count { $0 != nil } }
+        guard let most = matching.map(literals).max() else { return nil }
+        return Array(Set(matching.filter { literals($0) == most }.flatMap(\.methods))).sorted()
     }
 }
 

@@ -112,7 +112,15 @@ enum OperatorRoutes {
             throw Problem(.contentTooLarge, code: "too_many_events", detail: "at most \(maximumSimulatedEvents) events per simulation")
         }
         let ruleSet: RuleSet
-        if let version = object["ruleset_version"] as? Int {
+        // Exactly one of the two, of its own type: a draft sent beside a version (or in the
+        // wrong shape) must not be silently ignored while the published version is simulated.
+        guard (object["ruleset_version"] == nil) != (object["document"] == nil) else {
+            throw Problem(.badRequest, code: "malformed_json", detail: "give exactly one of ruleset_version (a published version) or document (a rule set to try)")
+        }
+        if let value = object["ruleset_version"] {
+            guard let version = value as? Int else {
+                throw Problem(.badRequest, code: "malformed_json", detail: "ruleset_version must be an integer")
+            }
             ruleSet = try await services.ruleSets.ruleSet(province: province, version: version)
         } else if let document = object["document"] as? String {
             do {
@@ -122,7 +130,7 @@ enum OperatorRoutes {
             }
             guard ruleSet.province == province else { throw RuleSetLookupError.forbidden(province: ruleSet.province) }
         } else {
-            throw Problem(.badRequest, code: "malformed_json", detail: "give ruleset_version (a published version) or document (a rule set to try)")
+            throw Problem(.badRequest, code: "malformed_json", detail: "document must be a string (the YAML or JSON text of a rule set)")
         }
         var receivedAt: Date?
         if let text = object["received_at"] {

@@ -83,6 +83,17 @@ package final class PostgresPool: Sendable {
         }
     }
 
+    /// Runs blocking work that holds no pooled connection (a caller's own connection, such as
+    /// the audit's snapshot coordinator) on the pool's blocking threads, never on Swift's
+    /// cooperative pool.
+    package func runBlocking<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
+        do {
+            return try await threads.runIfActive(body)
+        } catch is NIOThreadPoolError.ThreadPoolInactive {
+            throw PostgresError(kind: .poolClosed, operation: "run", message: "the connection pool is shut down")
+        }
+    }
+
     /// Runs `body` with exclusive use of one connection, on the blocking thread pool.
     @discardableResult
     package func withConnection<Result: Sendable>(

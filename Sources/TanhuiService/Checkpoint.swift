@@ -4,13 +4,17 @@ package import Foundation
 /// A signed statement of a province chain's head, for operators to keep outside the database.
 /// Anyone rewriting the chain later — even consistently — no longer matches it.
 ///
-/// Text form (signed over every line before `signature`, each ending in a newline):
+/// Text form (signed over every line before `signature`, each ending in a newline). v2 adds
+/// the watermark the summary was taken at and the SHA-256 of that stored summary of balances
+/// and cap usage (`tanhui audit --since` starts from it); v1 notes still verify.
 /// ```
-/// tanhui-checkpoint v1
+/// tanhui-checkpoint v2
 /// province CN-GD
 /// sequence 42
 /// head 9f86d0…
-/// time 2027-03-01T00:00:00Z
+/// watermark 1234
+/// summary 5e2b…
+/// time 1772323200
 /// key <base64 Ed25519 public key>
 /// signature <base64 Ed25519 signature>
 /// ```
@@ -19,6 +23,10 @@ package struct Checkpoint: Sendable, Equatable {
     package var sequence: Int64
     package var headHash: String
     package var time: Date
+    /// v2: every record with a seal id up to this is sealed at or before `sequence`, and none after.
+    package var watermark: Int64?
+    /// v2: SHA-256 of the summary stored for (province, watermark), see `LedgerService.summaryLine`.
+    package var summarySHA256: String?
     package var publicKey: Data
     package var signature: Data
 
@@ -37,15 +45,28 @@ package struct Checkpoint: Sendable, Equatable {
     }
 
     var signedText: String {
-        """
-        tanhui-checkpoint v1
-        province \(province)
-        sequence \(sequence)
-        head \(headHash)
-        time \(Int64(time.timeIntervalSince1970))
-        key \(publicKey.base64EncodedString())
+        if let watermark, let summarySHA256 {
+            return """
+                tanhui-checkpoint v2
+                province \(province)
+                sequence \(sequence)
+                head \(headHash)
+                watermark \(watermark)
+                summary \(summarySHA256)
+                time \(Int64(time.timeIntervalSince1970))
+                key \(publicKey.base64EncodedString())
 
-        """
+                """
+        }
+        return """
+            tanhui-checkpoint v1
+            province \(province)
+            sequence \(sequence)
+            head \(headHash)
+            time \(Int64(time.timeIntervalSince1970))
+            key \(publicKey.base64EncodedString())
+
+            """
     }
 
     package var note: String {
@@ -53,10 +74,12 @@ package struct Checkpoint: Sendable, Equatable {
     }
 
     /// Signs a head with the checkpoint key (`TANHUI_CHECKPOINT_KEY`).
-    package static func sign(province: String, sequence: Int64, headHash: String, time: Date, privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
+    package static func sign(province: String, sequence: Int64, headHash: String, time: Date, watermark: Int64? = nil, summarySHA256: String? = nil,
+                            privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
         var checkpoint = Checkpoint(
             province: province, sequence: sequence, headHash: headHash,
             time: Date(timeIntervalSince1970: time.timeIntervalSince1970.rounded(.down)),
+            watermark: watermark, summarySHA256: summarySHA256,
             publicKey: privateKey.publicKey.rawRepresentation, signature: Data()
         )
         checkpoint.signature = try privateKey.signature(for: Data(checkpoint.signedText.utf8))
@@ -67,7 +90,9 @@ package struct Checkpoint: Sendable, Equatable {
     package static func verify(note: String, trustedKey: Curve25519.Signing.PublicKey) throws(Invalid) -> Checkpoint {
         var fields: [String: String] = [:]
         let lines = note.split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.first == "tanhui-checkpoint v1" else { throw .malformed("first line must be 'tanhui-checkpoint v1'") }
+        guard let version = lines.first, version == "tanhui-checkpoint v1" || version == "tanhui-checkpoint v2" else {
+            throw .malformed("first line must be 'tanhui-checkpoint v1' or 'tanhui-checkpoint v2'")
+        }
         for line in lines.dropFirst() where !line.isEmpty {
             guard let space = line.firstIndex(of: " ") else { throw .malformed("line without a value: \(line.prefix(40))") }
             fields[String(line[..<space])] = String(line[line.index(after: space)...])
@@ -77,7 +102,16 @@ package struct Checkpoint: Sendable, Equatable {
               let keyText = fields["key"], let key = Data(base64Encoded: keyText),
               let signatureText = fields["signature"], let signature = Data(base64Encoded: signatureText)
         else { throw .malformed("missing or unreadable field") }
-        let checkpoint = Checkpoint(province: province, sequence: sequence, headHash: head, time: Date(timeIntervalSince1970: TimeInterval(seconds)), publicKey: key, signature: signature)
+        var watermark: Int64?, summary: String?
+        if version == "tanhui-checkpoint v2" {
+            guard let text = fields["watermark"], let value = Int64(text), let digest = fields["summary"], digest.count == 64 else {
+                throw .malformed("a v2 checkpoint needs watermark and summary")
+            }
+            watermark = value
+            summary = digest
+        }
+        let checkpoint = Checkpoint(province: province, sequence: sequence, headHash: head, time: Date(timeIntervalSince1970: TimeInterval(seconds)),
+                                    watermark: watermark, summarySHA256: summary, publicKey: key, signature: signature)
         guard key == trustedKey.rawRepresentation else { throw .untrustedKey }
         guard trustedKey.isValidSignature(signature, for: Data(checkpoint.signedText.utf8)) else { throw .badSignature }
         return checkpoint

@@ -49,21 +49,24 @@ package enum LedgerChain {
         package var entries: String
     }
 
-    /// The SELECT list that produces a `SealedRow` (shared by the sealer and the audit).
+    /// The SELECT list that produces a v1 `SealedRow` (the audit verifies v1 links with it; an
+    /// instant outside years 1000…9999 decodes as `Int64.min`, which no sealed link matches).
     package static let rowColumns: SQLFragment = """
         t.province, t.transaction_id, t.kind, t.citizen_id, t.citizen_seq, t.event_id, t.points, t.grams_co2e,
-        t.rule_set_version, t.methodology, t.reverses_id, (extract(epoch FROM t.created_at) * 1000000)::bigint,
+        t.rule_set_version, t.methodology, t.reverses_id,
+        CASE WHEN t.created_at BETWEEN '1000-01-01' AND '9999-12-31' THEN (extract(epoch FROM t.created_at) * 1000000)::bigint END,
         (SELECT coalesce(string_agg(e.account || '=' || e.points, ',' ORDER BY e.account), '')
            FROM ledger_entries e WHERE e.province = t.province AND e.transaction_id = t.transaction_id)
         /* citus: multi-shard (a fragment: the statements using it fix t.province) */
         """
 
-    package static func decodeRow(_ row: PostgresRow) throws -> SealedRow {
+    /// The `rowColumns` starting at column `c`.
+    package static func decodeRow(_ row: PostgresRow, from c: Int = 0) throws -> SealedRow {
         SealedRow(
-            province: try row.decode(0), transactionID: try row.decode(1), kind: try row.decode(2), citizenID: try row.decode(3),
-            citizenSeq: try row.decode(4), eventID: try row.decode(5), points: try row.decode(6), gramsCO2e: try row.decode(7),
-            ruleSetVersion: try row.decode(8), methodology: try row.decode(9), reversesID: try row.decode(10, as: Int64?.self),
-            createdAtMicroseconds: try row.decode(11), entries: try row.decode(12)
+            province: try row.decode(c), transactionID: try row.decode(c + 1), kind: try row.decode(c + 2), citizenID: try row.decode(c + 3),
+            citizenSeq: try row.decode(c + 4), eventID: try row.decode(c + 5), points: try row.decode(c + 6), gramsCO2e: try row.decode(c + 7),
+            ruleSetVersion: try row.decode(c + 8), methodology: try row.decode(c + 9), reversesID: try row.decode(c + 10, as: Int64?.self),
+            createdAtMicroseconds: try row.decode(c + 11, as: Int64?.self) ?? Int64.min, entries: try row.decode(c + 12)
         )
     }
 
@@ -76,16 +79,14 @@ package enum LedgerChain {
         return try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
     }
 
+    /// The highest seal id the province chain holds: its head's (the chain follows seal-id order).
     static func sealedThroughQuery(_ province: String) -> PostgresQuery {
-        "SELECT coalesce(max(transaction_id), 0) FROM ledger_chain WHERE province = \(province)"
+        "SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1"
     }
 
+    /// The v1 form's pending transactions (kept for plan checks of old deployments' queries).
     static func pendingQuery(_ province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
-        """
-        SELECT \(rowColumns) FROM ledger_transactions t
-        WHERE t.province = \(province) AND t.transaction_id > \(sealedThrough) AND t.transaction_id <= \(watermark)
-        ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
-        """
+        pendingQueryV2(.transaction, province: province, after: sealedThrough, through: watermark)
     }
 
     /// Seals one round for a province up to `watermark`; returns how many were sealed.
@@ -94,30 +95,162 @@ package enum LedgerChain {
     static func seal(province: String, through watermark: Int64, on connection: PostgresConnection) throws -> Int {
         try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.seal." + province)))")
         let head = try connection.query("""
-            SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
+            SELECT chain_seq, hash, coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
             """).first
         var seq: Int64 = try head?.decode(0) ?? 0
         var previous: String = try head?.decode(1) ?? genesisHash
-        let sealedThrough = try connection.query(sealedThroughQuery(province)).scalar(Int64.self)
-        let pending = try connection.query(pendingQuery(province, after: sealedThrough, through: watermark))
-        guard !pending.rows.isEmpty else { return 0 }
-        var seqs: [Int64] = [], ids: [Int64] = [], previousHashes: [String] = [], hashes: [String] = []
-        for row in pending.rows {
-            let sealed = try decodeRow(row)
-            let hash = link(previous: previous, row: sealed)
+        let sealedThrough: Int64 = try head?.decode(2) ?? 0
+        // Each kind's first unsealed records in seal-id order, merged: the first
+        // `maximumPerSeal` of the merge are exactly the province's next records.
+        var pending: [RecordV2] = []
+        for record in Record.allCases {
+            for row in try connection.query(pendingQueryV2(record, province: province, after: sealedThrough, through: watermark)).rows {
+                pending.append(RecordV2(record: record, sealID: try row.decode(0), key: try row.decode(1),
+                                        fields: try decodeFields(row, from: 2, count: fieldCount(record))))
+            }
+        }
+        guard !pending.isEmpty else { return 0 }
+        pending.sort { $0.sealID < $1.sealID }
+        if pending.count > maximumPerSeal { pending.removeLast(pending.count - maximumPerSeal) }
+        var seqs: [Int64] = [], records: [String] = [], sealIDs: [Int64] = [], transactionIDs: [Int64?] = [], eventIDs: [String?] = [],
+            versions: [Int?] = [], previousHashes: [String] = [], hashes: [String] = []
+        for record in pending {
+            let hash = linkV2(previous: previous, record: record)
             seq += 1
             seqs.append(seq)
-            ids.append(sealed.transactionID)
+            records.append(record.record.rawValue)
+            sealIDs.append(record.sealID)
+            transactionIDs.append(record.record == .transaction ? record.sealID : nil)
+            eventIDs.append(record.record == .event ? record.key : nil)
+            versions.append(record.record == .ruleSet ? Int(record.key) : nil)
             previousHashes.append(previous)
             hashes.append(hash)
             previous = hash
         }
         try connection.query("""
-            INSERT INTO ledger_chain (province, chain_seq, transaction_id, previous_hash, hash)
-            SELECT \(province), s, t, p, h FROM unnest(\(PostgresArray(seqs))::bigint[], \(PostgresArray(ids))::bigint[],
-                                                   \(PostgresArray(previousHashes))::text[], \(PostgresArray(hashes))::text[]) AS r(s, t, p, h)
+            INSERT INTO ledger_chain (province, chain_seq, format, record, seal_id, transaction_id, event_id, rule_set_version, previous_hash, hash)
+            SELECT \(province), s, 2, k, i, t, e, v, p, h
+            FROM unnest(\(PostgresArray(seqs))::bigint[], \(PostgresArray(records))::text[], \(PostgresArray(sealIDs))::bigint[],
+                        \(PostgresArray(transactionIDs))::bigint[], \(PostgresArray(eventIDs))::uuid[], \(PostgresArray(versions))::integer[],
+                        \(PostgresArray(previousHashes))::text[], \(PostgresArray(hashes))::text[]) AS r(s, k, i, t, e, v, p, h)
             RETURNING 1
             """)
-        return pending.rows.count
+        return pending.count
+    }
+}
+
+// MARK: Chain v2
+
+extension LedgerChain {
+    /// The kinds of record a v2 link seals.
+    package enum Record: String, Sendable, CaseIterable {
+        case transaction
+        case event
+        case ruleSet = "rule_set"
+
+        /// The first field of the canonical form.
+        package var tag: String {
+            switch self {
+            case .transaction: return "tanhui-tx-v2"
+            case .event: return "tanhui-event-v2"
+            case .ruleSet: return "tanhui-rule-set-v2"
+            }
+        }
+    }
+
+    /// A stored record as a v2 link sees it: its seal id and its fields as text, in the order
+    /// the README documents (`nil` is SQL NULL).
+    package struct RecordV2: Sendable, Equatable {
+        package var record: Record
+        package var sealID: Int64
+        /// The record's key for naming it: transaction id, event id or rule-set version.
+        package var key: String
+        package var fields: [String?]
+    }
+
+    /// v2 canonical bytes: the tag, then every field as `<byte length>:<value>;`, NULL as `~;`.
+    package static func canonicalV2(_ record: RecordV2) -> String {
+        var text = "\(record.record.tag.utf8.count):\(record.record.tag);"
+        for field in record.fields {
+            if let field { text += "\(field.utf8.count):\(field);" } else { text += "~;" }
+        }
+        return text
+    }
+
+    package static func linkV2(previous: String, record: RecordV2) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Data(previous.utf8))
+        hasher.update(data: Data(canonicalV2(record).utf8))
+        return hasher.finalize().hexString
+    }
+
+    /// The SELECT list of a v2 record's fields, per kind (shared by the sealer and the audit).
+    /// Table aliases: `t` transactions, `e` events, `r` rule sets.
+    package static func fieldColumns(_ record: Record) -> SQLFragment {
+        switch record {
+        case .transaction:
+            return """
+                t.province, t.transaction_id::text, t.kind, t.citizen_id::text, t.citizen_seq::text, t.event_id::text, t.points::text,
+                t.grams_co2e::text, t.rule_set_version::text, t.methodology, t.points_before_caps::text, t.multiplier, t.campaign,
+                CASE WHEN t.caps_applied IS NOT NULL THEN (SELECT coalesce(string_agg(octet_length(x) || ':' || x || ';', '' ORDER BY o), '')
+                  FROM unnest(t.caps_applied) WITH ORDINALITY AS u(x, o)) END,
+                t.reverses_id::text, t.reason, t.actor, CASE WHEN isfinite(t.created_at) THEN trunc(extract(epoch FROM t.created_at) * 1000000)::text ELSE t.created_at::text END,
+                (SELECT coalesce(string_agg(x.account || '=' || x.points, ',' ORDER BY x.account), '')
+                   FROM ledger_entries x WHERE x.province = t.province AND x.transaction_id = t.transaction_id)
+                /* citus: multi-shard (a fragment: the statements using it fix t.province) */
+                """
+        case .event:
+            return """
+                e.province, e.seal_id::text, e.event_id::text, e.citizen_id::text, e.device_id, e.kind, CASE WHEN isfinite(e.occurred_at) THEN trunc(extract(epoch FROM e.occurred_at) * 1000000)::text ELSE e.occurred_at::text END,
+                CASE WHEN isfinite(e.ended_at) THEN trunc(extract(epoch FROM e.ended_at) * 1000000)::text ELSE e.ended_at::text END, e.device_occurred_at, e.device_ended_at, e.clock_offset_ms::text, e.mode, e.material,
+                e.distance_m::text, e.weight_g::text, e.unit_count::text, e.consumption_wh::text, e.baseline_wh::text, e.days::text,
+                e.evidence_source, e.evidence_ref, e.content_sha256, e.occupies_interval::text, CASE WHEN isfinite(e.received_at) THEN trunc(extract(epoch FROM e.received_at) * 1000000)::text ELSE e.received_at::text END,
+                e.status, e.code, e.message
+                """
+        case .ruleSet:
+            return """
+                r.province, r.seal_id::text, r.version::text, CASE WHEN isfinite(r.effective_from) THEN trunc(extract(epoch FROM r.effective_from) * 1000000)::text ELSE r.effective_from::text END, r.document_format,
+                encode(sha256(convert_to(r.document, 'UTF8')), 'hex'), r.content_sha256, r.methodology,
+                CASE WHEN isfinite(r.published_at) THEN trunc(extract(epoch FROM r.published_at) * 1000000)::text ELSE r.published_at::text END, r.published_by
+                """
+        }
+    }
+
+    /// How many fields `fieldColumns(record)` selects.
+    package static func fieldCount(_ record: Record) -> Int {
+        switch record {
+        case .transaction: return 19
+        case .event: return 27
+        case .ruleSet: return 10
+        }
+    }
+
+    /// The seal id and key columns, then the fields, of each kind's unsealed records.
+    static func pendingQueryV2(_ record: Record, province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
+        switch record {
+        case .transaction:
+            return """
+                SELECT t.transaction_id, t.transaction_id::text, \(fieldColumns(.transaction)) FROM ledger_transactions t
+                WHERE t.province = \(province) AND t.transaction_id > \(sealedThrough) AND t.transaction_id <= \(watermark)
+                ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
+                """
+        case .event:
+            return """
+                SELECT e.seal_id, e.event_id::text, \(fieldColumns(.event)) FROM events e
+                WHERE e.province = \(province) AND e.seal_id > \(sealedThrough) AND e.seal_id <= \(watermark)
+                ORDER BY e.seal_id LIMIT \(maximumPerSeal)
+                """
+        case .ruleSet:
+            return """
+                SELECT r.seal_id, r.version::text, \(fieldColumns(.ruleSet)) FROM rule_sets r
+                WHERE r.province = \(province) AND r.seal_id > \(sealedThrough) AND r.seal_id <= \(watermark)
+                ORDER BY r.seal_id LIMIT \(maximumPerSeal)
+                """
+        }
+    }
+
+    /// Decodes `count` text fields starting at `column`.
+    static func decodeFields(_ row: PostgresRow, from column: Int, count: Int) throws -> [String?] {
+        try (column..<(column + count)).map { try row.decode($0, as: String?.self) }
     }
 }

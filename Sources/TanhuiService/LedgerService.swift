@@ -114,21 +114,64 @@ package final class LedgerService: Sendable {
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
                 FROM (SELECT DISTINCT province FROM rule_sets) p
                 JOIN ledger_transactions t ON t.province = p.province
-                  AND t.transaction_id > (SELECT coalesce(max(c.transaction_id), 0) FROM ledger_chain c WHERE c.province = p.province)
+                  AND t.transaction_id > coalesce((SELECT coalesce(c.seal_id, c.transaction_id) FROM ledger_chain c WHERE c.province = p.province
+                                                   ORDER BY c.chain_seq DESC LIMIT 1), 0)
                 GROUP BY t.province ORDER BY t.province
                 """).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
         }
     }
 
-    /// Seals, then signs the province chain's head with the checkpoint key and records it.
+    /// Takes a watermark and the summary of balances and cap usage at it, seals through it,
+    /// then signs the chain position of the watermark (v2 checkpoint) and records it.
+    ///
+    /// The watermark: with the province's publication lock held exclusively (session-level,
+    /// for one statement's time) no ledger write of the province is in flight, so a snapshot
+    /// taken then holds exactly the writes with ids up to the sequence's last value. The
+    /// summary is copied from that snapshot's caches with no lock held.
     package func checkpoint(province: String, privateKey: Curve25519.Signing.PrivateKey, at time: Date = Date()) async throws -> Checkpoint {
-        try await seal(province: province)
+        let (watermark, summary) = try await pool.withConnection { connection -> (Int64, String) in
+            let key = RuleSetService.publicationLockKey(province)
+            try connection.query("SELECT pg_advisory_lock(hashtext(\(key)))")
+            let watermark: Int64
+            do {
+                try connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                watermark = try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
+                try connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))")
+            } catch {
+                _ = try? connection.query("ROLLBACK")
+                _ = try? connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))")
+                throw error
+            }
+            do {
+                try connection.query("""
+                    INSERT INTO ledger_checkpoint_states (province, watermark, citizen_id, balance_points, balance_grams, last_seq, caps)
+                    SELECT a.province, \(watermark), a.citizen_id, a.balance_points, a.balance_grams, a.last_seq,
+                           coalesce((SELECT string_agg(u.window_key || '=' || u.points || '/' || u.events, ',' ORDER BY u.window_key COLLATE "C")
+                                     FROM cap_usage u WHERE u.province = a.province AND u.citizen_id = a.citizen_id), '')
+                    FROM citizen_accounts a WHERE a.province = \(province)
+                    ON CONFLICT DO NOTHING
+                    """)
+                let summary = try Self.summaryDigest(province: province, watermark: watermark, on: connection)
+                try connection.query("COMMIT")
+                return (watermark, summary)
+            } catch {
+                _ = try? connection.query("ROLLBACK")
+                throw error
+            }
+        }
+        // Seal every record up to the watermark (the sealer may seal further meanwhile).
+        while true {
+            let sealed = try await seal(province: province)
+            if (sealed[province] ?? 0) < LedgerChain.maximumPerSeal { break }
+        }
         let head: (Int64, String) = try await pool.withConnection { connection in
             try connection.query("""
-                SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
+                SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) AND coalesce(seal_id, transaction_id) <= \(watermark)
+                ORDER BY chain_seq DESC LIMIT 1
                 """).first.map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: String.self)) } ?? (0, LedgerChain.genesisHash)
         }
-        let checkpoint = try Checkpoint.sign(province: province, sequence: head.0, headHash: head.1, time: time, privateKey: privateKey)
+        let checkpoint = try Checkpoint.sign(province: province, sequence: head.0, headHash: head.1, time: time, watermark: watermark,
+                                             summarySHA256: summary, privateKey: privateKey)
         try await pool.withConnection { connection in
             try connection.query("""
                 INSERT INTO ledger_checkpoints (province, chain_seq, head_hash, signed_at, note)
@@ -136,6 +179,34 @@ package final class LedgerService: Sendable {
                 """)
         }
         return checkpoint
+    }
+
+    /// One summary row in canonical form: `citizen|points|grams|last_seq|caps` and a newline.
+    package static func summaryLine(citizen: String, points: Int64, grams: Int64, lastSeq: Int64, caps: String) -> String {
+        "\(citizen)|\(points)|\(grams)|\(lastSeq)|\(caps)\n"
+    }
+
+    /// SHA-256 of the stored summary's lines in citizen order, paged by key (bounded memory).
+    package static func summaryDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String {
+        var hasher = SHA256()
+        var after = "00000000-0000-0000-0000-000000000000"
+        var first = true
+        while true {
+            let rows = try connection.query("""
+                SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
+                WHERE province = \(province) AND watermark = \(watermark) AND (\(first) OR citizen_id > \(after)::uuid)
+                ORDER BY citizen_id LIMIT 10000
+                """).rows
+            first = false
+            for row in rows {
+                let citizen: String = try row.decode(0)
+                hasher.update(data: Data(summaryLine(citizen: citizen, points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3),
+                                                     caps: try row.decode(4)).utf8))
+                after = citizen
+            }
+            if rows.count < 10000 { break }
+        }
+        return hasher.finalize().hexString
     }
 
     /// Whether the current chain still holds `checkpoint`'s head at its sequence.

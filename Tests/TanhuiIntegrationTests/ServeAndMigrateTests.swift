@@ -157,7 +157,7 @@ struct ServeAndMigrateTests {
             #expect(reversed.status == 201, "\(reversed.body.prefix(300))")
             // The background sealer appends to the chain as the service role.
             try await Poll.until("the sealer seals every transaction") { try await h.unsealed() == 0 }
-            #expect(try await h.count("SELECT count(*) FROM ledger_chain") == 3)
+            #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'transaction'") == 3)
             let audit = try await CommandRunner.tanhui(["audit"], databaseURL: h.url)
             #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
         }
@@ -192,11 +192,13 @@ struct ServeAndMigrateTests {
                     let unsealed = try await h.unsealed()
                     return total == transactions && unsealed == 0
                 }
-                #expect(try await h.count("SELECT count(*) FROM ledger_chain") == transactions)
+                #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'transaction'") == transactions)
+                #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'event'") == transactions, "chain v2 seals every event too")
             }
             // The chain the sealer built is contiguous and replays: the audit checks it with no
             // tolerance for an unsealed backlog.
-            #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 24") == 0)
+            // 24 transactions, 24 events and the rule-set publications, numbered 1…n.
+            #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 48 + (SELECT count(*) FROM rule_sets)") == 0)
             let audit = try await CommandRunner.tanhui(["audit", "--seal-bound", "0"], databaseURL: h.url)
             #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
         }

@@ -5,7 +5,7 @@ import Testing
 import TanhuiCore
 import TanhuiService
 
-/// The sync API through a real `tanhui serve` on loopback, with curl as the client.
+/// The sync API through a real `tanhui serve` on loopback, with Hummingbird's TestClient as the client.
 @Suite("Sync API over HTTP", .needsDatabase)
 struct SyncHTTPTests {
     typealias F = LedgerFixtures

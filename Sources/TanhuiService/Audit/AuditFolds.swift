@@ -3,6 +3,36 @@ import TanhuiCore
 
 // Pure audit logic: rows in, findings out. No SQL here; `LedgerAudit` streams the rows.
 
+/// Saturating arithmetic for the audit: a tampered value near the 64-bit limits becomes a
+/// large finding, never a trap.
+enum Saturating {
+    static func add(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? (b > 0 ? Int64.max : Int64.min) : sum
+    }
+
+    /// |a|, with |Int64.min| as Int64.max.
+    static func magnitude(_ a: Int64) -> Int64 { a == Int64.min ? Int64.max : Swift.abs(a) }
+
+    /// |a − b|, saturating.
+    static func gap(_ a: Int64, _ b: Int64) -> Int64 {
+        let (difference, overflow) = a.subtractingReportingOverflow(b)
+        return overflow ? Int64.max : magnitude(difference)
+    }
+
+    /// |a + b|, saturating.
+    static func sumMagnitude(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int64.max : magnitude(sum)
+    }
+
+    /// Whether a = −b exactly.
+    static func isNegation(_ a: Int64, _ b: Int64) -> Bool {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return !overflow && sum == 0
+    }
+}
+
 /// A ledger transaction as the audit reads it, with its entries already summed by the database.
 struct AuditTransactionRow: Sendable {
     var transactionID: Int64
@@ -56,6 +86,25 @@ struct AuditAccountRow: Sendable {
     var lastSeq: Int64
 }
 
+/// A citizen's state in a v2 checkpoint's signed summary (the start of an incremental fold).
+struct AuditSummaryRow: Sendable {
+    var points: Int64
+    var grams: Int64
+    var lastSeq: Int64
+    /// `window_key=points/events,…`
+    var caps: String
+
+    var capCounters: [String: (points: Int64, events: Int64)] {
+        var counters: [String: (points: Int64, events: Int64)] = [:]
+        for pair in caps.split(separator: ",") {
+            guard let equals = pair.lastIndex(of: "="), let slash = pair[equals...].firstIndex(of: "/"),
+                  let points = Int64(pair[pair.index(after: equals)..<slash]), let events = Int64(pair[pair.index(after: slash)...]) else { continue }
+            counters[String(pair[..<equals])] = (points, events)
+        }
+        return counters
+    }
+}
+
 struct AuditCapUsageRow: Sendable {
     var citizen: String
     var windowKey: String
@@ -79,6 +128,9 @@ struct ProvinceFold {
     private var lastSeq: Int64 = 0
     private var usage = CapUsage()
     private var recomputed: [String: (points: Int64, events: Int64, window: CapWindow)] = [:]
+    /// Incremental fold: the summary's cap counters, seeded into `usage` when a window is first met.
+    private var priorCaps: [String: (points: Int64, events: Int64)] = [:]
+    private var seeded: Set<String> = []
 
     init(province: String, ruleSets: [Int: RuleSet]) {
         self.province = province
@@ -91,14 +143,17 @@ struct ProvinceFold {
          ("citizen_seq", .int(row.citizenSeq)), ("event_id", .string(row.eventID))]
     }
 
-    mutating func begin(citizen: String) {
+    /// Starts a citizen from nothing, or (incremental audit) from the signed summary.
+    mutating func begin(citizen: String, from prior: AuditSummaryRow? = nil) {
         self.citizen = citizen
-        points = 0
-        grams = 0
-        expectedSeq = 1
-        lastSeq = 0
+        points = prior?.points ?? 0
+        grams = prior?.grams ?? 0
+        lastSeq = prior?.lastSeq ?? 0
+        expectedSeq = Saturating.add(lastSeq, 1)
         usage = CapUsage()
         recomputed = [:]
+        priorCaps = prior?.capCounters ?? [:]
+        seeded = []
     }
 
     /// One transaction of the current citizen, in citizen_seq order.
@@ -110,35 +165,41 @@ struct ProvinceFold {
         audit.checked(.transactionsBalance)
         if row.entryCount < 2 {
             audit.record(.transactionsBalance, AuditFinding("has \(row.entryCount) entr\(row.entryCount == 1 ? "y" : "ies"); at least 2 are required",
-                                                            magnitude: max(abs(row.entrySum), 1), at: at, ids + [("entries", .int(row.entryCount))]))
+                                                            magnitude: max(Saturating.magnitude(row.entrySum), 1), at: at, ids + [("entries", .int(row.entryCount))]))
         }
         if row.entrySum != 0 {
-            audit.record(.transactionsBalance, AuditFinding("entries sum to \(row.entrySum), not 0", magnitude: abs(row.entrySum), at: at,
+            audit.record(.transactionsBalance, AuditFinding("entries sum to \(row.entrySum), not 0", magnitude: Saturating.magnitude(row.entrySum), at: at,
                                                             ids + [("entries_sum", .int(row.entrySum))]))
         }
         if row.foreignEntries > 0 {
             audit.record(.transactionsBalance, AuditFinding("\(row.foreignEntries) entries on accounts other than issuance and its citizen", at: at, ids))
         }
-        if row.entrySum == 0 && row.entryCount >= 2 && (row.citizenSum != row.points || row.issuanceSum != -row.points) {
+        if row.entrySum == 0 && row.entryCount >= 2 && (row.citizenSum != row.points || !Saturating.isNegation(row.issuanceSum, row.points)) {
             audit.record(.transactionsBalance, AuditFinding("entries move \(row.citizenSum) points to the citizen but the transaction records \(row.points)",
-                                                            magnitude: abs(row.citizenSum - row.points), at: at,
+                                                            magnitude: Saturating.gap(row.citizenSum, row.points), at: at,
                                                             ids + [("entries_points", .int(row.citizenSum)), ("transaction_points", .int(row.points))]))
         }
 
         // 3. Gap-free numbering per citizen.
         if row.citizenSeq != expectedSeq {
             audit.record(.cachedBalances, AuditFinding("citizen_seq \(row.citizenSeq) where \(expectedSeq) was expected (missing or extra transaction)",
-                                                       magnitude: abs(row.citizenSeq - expectedSeq), at: at, ids))
+                                                       magnitude: Saturating.gap(row.citizenSeq, expectedSeq), at: at, ids))
         }
-        expectedSeq = row.citizenSeq + 1
+        expectedSeq = Saturating.add(row.citizenSeq, 1)
         lastSeq = max(lastSeq, row.citizenSeq)
 
         // 8. Running balance never negative.
-        points += row.citizenSum
-        grams += row.grams
+        let (newPoints, pointsOverflow) = points.addingReportingOverflow(row.citizenSum)
+        let (newGrams, gramsOverflow) = grams.addingReportingOverflow(row.grams)
+        points = pointsOverflow ? Saturating.add(points, row.citizenSum) : newPoints
+        grams = gramsOverflow ? Saturating.add(grams, row.grams) : newGrams
         audit.checked(.capsAndNegativeBalances)
+        if pointsOverflow || gramsOverflow {
+            audit.record(.capsAndNegativeBalances, AuditFinding("the citizen's running balance overflows 64 bits after this transaction", magnitude: Int64.max, at: at,
+                                                                ids + [("balance_points", .int(points)), ("balance_grams", .int(grams))]))
+        }
         if points < 0 {
-            audit.record(.capsAndNegativeBalances, AuditFinding("citizen balance \(points) points after this transaction", magnitude: -points, at: at,
+            audit.record(.capsAndNegativeBalances, AuditFinding("citizen balance \(points) points after this transaction", magnitude: Saturating.magnitude(points), at: at,
                                                                 ids + [("balance_points", .int(points))]))
         }
 
@@ -154,14 +215,14 @@ struct ProvinceFold {
         let at = row.createdAt
         audit.checked(.completeness)
         guard let event = row.event else {
-            audit.record(.completeness, AuditFinding("award references event \(row.eventID), which does not exist", magnitude: max(abs(row.points), 1), at: at, ids))
+            audit.record(.completeness, AuditFinding("award references event \(row.eventID), which does not exist", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
             return
         }
         if event.status != "accepted" {
-            audit.record(.completeness, AuditFinding("award references an event whose verdict is '\(event.status)'", magnitude: max(abs(row.points), 1), at: at, ids))
+            audit.record(.completeness, AuditFinding("award references an event whose verdict is '\(event.status)'", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
         }
         if event.citizen != row.citizen {
-            audit.record(.completeness, AuditFinding("award is credited to another citizen than the event's (\(event.citizen))", magnitude: max(abs(row.points), 1), at: at, ids))
+            audit.record(.completeness, AuditFinding("award is credited to another citizen than the event's (\(event.citizen))", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
         }
 
         // 6. Replay under the version the award names, caps accumulating in citizen order.
@@ -169,45 +230,49 @@ struct ProvinceFold {
         let version = row.ruleSetVersion
         guard let ruleSet = ruleSets[version] else {
             audit.record(.replay, AuditFinding("names rule-set version \(version), which is not published or whose document no longer matches its hash",
-                                               magnitude: max(abs(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version)))]))
+                                               magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version)))]))
             return
         }
         guard let id = UUID(uuidString: row.eventID) else { return }
         let judged = ActionEvent(id: id, kind: event.kind, province: province, occurredAt: event.occurredAt, endedAt: event.endedAt, data: event.data)
         if let inForce = history.inForce(at: event.occurredAt)?.version, inForce != version {
             audit.record(.replay, AuditFinding("names rule-set version \(version) but version \(inForce) is in force at occurred_at \(AuditReport.instant(event.occurredAt))",
-                                               magnitude: max(abs(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version))), ("in_force", .int(Int64(inForce)))]))
+                                               magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version))), ("in_force", .int(Int64(inForce)))]))
         }
         let windows = ruleSet.capWindows(for: judged)
+        for window in windows where !seeded.contains(window.key) {
+            seeded.insert(window.key)
+            if let prior = priorCaps[window.key] { usage[window] = CapUsage.Counter(points: prior.points, events: prior.events) }
+        }
         switch RuleEvaluator.evaluate(event: judged, ruleSet: ruleSet, usage: usage, receivedAt: event.receivedAt) {
         case .accepted(let replayed):
             if replayed.gramsCO2e != row.grams || replayed.pointsAwarded != row.points
                 || (row.pointsBeforeCaps.map { $0 != replayed.pointsBeforeCaps } ?? false) {
                 audit.record(.replay, AuditFinding(
                     "stored \(row.points) points / \(row.grams) g, replay gives \(replayed.pointsAwarded) points / \(replayed.gramsCO2e) g",
-                    magnitude: abs(replayed.pointsAwarded - row.points) + abs(replayed.gramsCO2e - row.grams), at: at,
+                    magnitude: Saturating.add(Saturating.gap(replayed.pointsAwarded, row.points), Saturating.gap(replayed.gramsCO2e, row.grams)), at: at,
                     ids + [("stored_points", .int(row.points)), ("replayed_points", .int(replayed.pointsAwarded)),
                            ("stored_grams", .int(row.grams)), ("replayed_grams", .int(replayed.gramsCO2e))]))
             }
         case .rejected(let rejection):
             audit.record(.replay, AuditFinding("replay rejects the event: \(rejection.code.rawValue): \(rejection.message)",
-                                               magnitude: max(abs(row.points), 1), at: at, ids + [("code", .string(rejection.code.rawValue))]))
+                                               magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("code", .string(rejection.code.rawValue))]))
         }
         // What the service consumed: the stored points, one event per window (nothing for 0 points).
         guard row.points > 0 else { return }
         for window in windows {
             var counter = usage[window]
-            counter.points += row.points
-            counter.events += 1
+            counter.points = Saturating.add(counter.points, row.points)
+            counter.events = Saturating.add(counter.events, 1)
             usage[window] = counter
             recomputed[window.key] = (counter.points, counter.events, window)
             if let max = window.maxPoints, counter.points > max {
                 audit.record(.capsAndNegativeBalances, AuditFinding("cap \(window.key) reaches \(counter.points) points, above its \(max)",
-                                                                    magnitude: counter.points - max, at: at, ids + [("window_key", .string(window.key))]))
+                                                                    magnitude: Saturating.gap(counter.points, max), at: at, ids + [("window_key", .string(window.key))]))
             }
             if let max = window.maxEvents, counter.events > max {
                 audit.record(.capsAndNegativeBalances, AuditFinding("cap \(window.key) reaches \(counter.events) events, above its \(max)",
-                                                                    magnitude: counter.events - max, at: at, ids + [("window_key", .string(window.key))]))
+                                                                    magnitude: Saturating.gap(counter.events, max), at: at, ids + [("window_key", .string(window.key))]))
             }
         }
     }
@@ -218,22 +283,22 @@ struct ProvinceFold {
         audit.checked(.reversals)
         guard let original = row.original else {
             audit.record(.reversals, AuditFinding("reverses transaction \(row.reversesID.map(String.init) ?? "-"), which does not exist",
-                                                  magnitude: max(abs(row.points), 1), at: at, fields))
+                                                  magnitude: max(Saturating.magnitude(row.points), 1), at: at, fields))
             return
         }
         var problems: [String] = []
         if original.kind != "award" { problems.append("reverses a \(original.kind), not an award") }
-        if row.points != -original.points { problems.append("points \(row.points) ≠ −\(original.points)") }
-        if row.grams != -original.grams { problems.append("grams \(row.grams) ≠ −\(original.grams)") }
+        if !Saturating.isNegation(row.points, original.points) { problems.append("points \(row.points) ≠ −\(original.points)") }
+        if !Saturating.isNegation(row.grams, original.grams) { problems.append("grams \(row.grams) ≠ −\(original.grams)") }
         if row.eventID != original.eventID { problems.append("event \(row.eventID) ≠ \(original.eventID)") }
         if row.citizen != original.citizen { problems.append("citizen differs from the award's") }
         if row.ruleSetVersion != original.ruleSetVersion { problems.append("rule-set version \(row.ruleSetVersion) ≠ \(original.ruleSetVersion)") }
-        if row.issuanceSum != -original.issuanceSum || row.citizenSum != -original.citizenSum {
+        if !Saturating.isNegation(row.issuanceSum, original.issuanceSum) || !Saturating.isNegation(row.citizenSum, original.citizenSum) {
             problems.append("entries (issuance \(row.issuanceSum), citizen \(row.citizenSum)) do not mirror the award's (\(original.issuanceSum), \(original.citizenSum))")
         }
         if !problems.isEmpty {
             audit.record(.reversals, AuditFinding("does not mirror its award: " + problems.joined(separator: "; "),
-                                                  magnitude: abs(row.points + original.points) + abs(row.grams + original.grams) + 1, at: at, fields))
+                                                  magnitude: Saturating.add(Saturating.add(Saturating.sumMagnitude(row.points, original.points), Saturating.sumMagnitude(row.grams, original.grams)), 1), at: at, fields))
         }
     }
 
@@ -249,60 +314,147 @@ struct ProvinceFold {
             if account.lastSeq != lastSeq { problems.append("last_seq \(account.lastSeq) ≠ \(lastSeq)") }
             if !problems.isEmpty {
                 audit.record(.cachedBalances, AuditFinding(problems.joined(separator: "; "),
-                                                           magnitude: abs(account.balancePoints - points) + abs(account.balanceGrams - grams) + abs(account.lastSeq - lastSeq),
+                                                           magnitude: Saturating.add(Saturating.add(Saturating.gap(account.balancePoints, points), Saturating.gap(account.balanceGrams, grams)), Saturating.gap(account.lastSeq, lastSeq)),
                                                            ids + [("cached_points", .int(account.balancePoints)), ("ledger_points", .int(points)),
                                                                   ("cached_grams", .int(account.balanceGrams)), ("ledger_grams", .int(grams)),
                                                                   ("cached_last_seq", .int(account.lastSeq)), ("ledger_last_seq", .int(lastSeq))]))
             }
         } else if lastSeq > 0 {
-            audit.record(.cachedBalances, AuditFinding("has \(lastSeq) transactions but no citizen_accounts row", magnitude: abs(points) + 1, ids))
+            audit.record(.cachedBalances, AuditFinding("has \(lastSeq) transactions but no citizen_accounts row", magnitude: Saturating.add(Saturating.magnitude(points), 1), ids))
         }
 
         audit.checked(.capsAndNegativeBalances, Int64(capUsage.count))
         var stored: [String: AuditCapUsageRow] = [:]
         for row in capUsage { stored[row.windowKey] = row }
-        for key in Set(stored.keys).union(recomputed.keys).sorted() {
+        for key in Set(stored.keys).union(recomputed.keys).union(priorCaps.keys).sorted() {
             let have = stored[key].map { ($0.points, $0.events) } ?? (0, 0)
-            let want = recomputed[key].map { ($0.points, $0.events) } ?? (0, 0)
+            let want = recomputed[key].map { ($0.points, $0.events) } ?? priorCaps[key].map { ($0.points, $0.events) } ?? (0, 0)
             if have != want {
                 audit.record(.capsAndNegativeBalances, AuditFinding(
                     "cap_usage \(key) holds \(have.0) points / \(have.1) events, awards give \(want.0) / \(want.1)",
-                    magnitude: abs(have.0 - want.0) + abs(have.1 - want.1), ids + [("window_key", .string(key))]))
+                    magnitude: Saturating.add(Saturating.gap(have.0, want.0), Saturating.gap(have.1, want.1)), ids + [("window_key", .string(key))]))
             }
         }
         self.citizen = nil
     }
 }
 
-/// Replays a province's hash chain link by link, exactly as the sealer computed it.
+/// One link of a province chain as the audit reads it, with the record it seals (nil fields:
+/// the record no longer exists).
+struct ChainLink: Sendable {
+    var seq: Int64
+    var format: Int
+    var record: String
+    var transactionID: Int64?
+    var eventID: String?
+    var ruleSetVersion: Int?
+    var sealID: Int64?
+    var previousHash: String
+    var hash: String
+    /// v1 form of a transaction link's transaction.
+    var v1Row: LedgerChain.SealedRow?
+    /// v2 fields of the sealed record.
+    var fields: [String?]?
+
+    /// The id the chain is ordered by: the seal id (v2), the transaction id (v1).
+    var orderID: Int64? { sealID ?? transactionID }
+
+    var names: [(String, AuditValue)] {
+        var names: [(String, AuditValue)] = [("chain_seq", .int(seq))]
+        if let transactionID { names.append(("transaction_id", .int(transactionID))) }
+        if let eventID { names.append(("event_id", .string(eventID))) }
+        if let ruleSetVersion { names.append(("rule_set_version", .int(Int64(ruleSetVersion)))) }
+        names.append(("record", .string(record)))
+        if let sealID { names.append(("seal_id", .int(sealID))) }
+        return names
+    }
+}
+
+/// Replays a province's hash chain link by link, exactly as the sealer computed it, and
+/// checks its order: seal ids increase, formats never go back from v2 to v1, and no
+/// transaction's created_at lies more than the seal bound before an earlier link's.
 struct ChainReplay {
     let province: String
+    let sealBoundMicroseconds: Int64
     private(set) var expectedSeq: Int64 = 1
     private(set) var head = LedgerChain.genesisHash
+    private var lastOrderID: Int64?
+    private var sawV2 = false
+    private var latestCreatedAt: (micros: Int64, transactionID: Int64)?
 
-    init(province: String) {
+    /// Starts after link `after` with hash `head` (genesis: 0 and 64 zeros), whose records
+    /// have seal ids up to `sealedThrough` (incremental audit: a checkpoint's position).
+    init(province: String, sealBoundSeconds: Int, after: Int64 = 0, head: String = LedgerChain.genesisHash, sealedThrough: Int64 = 0) {
         self.province = province
+        sealBoundMicroseconds = Int64(sealBoundSeconds).multipliedReportingOverflow(by: 1_000_000).partialValue
+        expectedSeq = Saturating.add(after, 1)
+        self.head = head
+        lastOrderID = sealedThrough > 0 ? sealedThrough : nil
+        sawV2 = sealedThrough > 0
     }
 
-    /// One link in chain_seq order; `row` is nil when the link names a missing transaction.
-    mutating func link(seq: Int64, transactionID: Int64, previousHash: String, hash: String, row: LedgerChain.SealedRow?, into audit: inout AuditAccumulator) {
+    mutating func link(_ link: ChainLink, into audit: inout AuditAccumulator) {
         audit.checked(.hashChain)
+        audit.checked(.chainOrder)
         var broken: [String] = []
-        if seq != expectedSeq { broken.append("sequence: chain_seq \(seq) where \(expectedSeq) was expected") }
-        if previousHash != head { broken.append("previous_hash: link does not point at the preceding hash") }
-        if let row {
-            if LedgerChain.link(previous: previousHash, row: row) != hash { broken.append("hash: recomputed hash of the transaction and its entries differs from the stored one") }
-        } else {
-            broken.append("transaction: the sealed transaction no longer exists")
+        if link.seq != expectedSeq { broken.append("sequence: chain_seq \(link.seq) where \(expectedSeq) was expected") }
+        if link.previousHash != head { broken.append("previous_hash: link does not point at the preceding hash") }
+        var createdAt: Int64?
+        switch (link.format, LedgerChain.Record(rawValue: link.record)) {
+        case (1, .transaction?):
+            if let row = link.v1Row {
+                createdAt = row.createdAtMicroseconds
+                if LedgerChain.link(previous: link.previousHash, row: row) != link.hash {
+                    broken.append("hash: recomputed v1 hash of the transaction and its entries differs from the stored one")
+                }
+            } else {
+                broken.append("transaction: the sealed transaction no longer exists")
+            }
+        case (2, let record?):
+            if let fields = link.fields, let sealID = link.sealID {
+                let sealed = LedgerChain.RecordV2(record: record, sealID: sealID, key: "", fields: fields)
+                if LedgerChain.linkV2(previous: link.previousHash, record: sealed) != link.hash {
+                    broken.append("hash: recomputed v2 hash of the \(record.rawValue) (every column) differs from the stored one")
+                }
+                if record == .transaction { createdAt = link.v1Row?.createdAtMicroseconds }
+            } else {
+                broken.append("record: the sealed \(record.rawValue) no longer exists")
+            }
+        default:
+            broken.append("format: link format \(link.format) cannot seal a '\(link.record.prefix(40))' record")
         }
         if !broken.isEmpty {
             let rule = broken.map { String($0.prefix { $0 != ":" }) }.joined(separator: ",")
-            audit.record(.hashChain, AuditFinding(broken.joined(separator: "; "), magnitude: Int64(broken.count),
-                                                  at: row.map { Date(timeIntervalSince1970: Double($0.createdAtMicroseconds) / 1_000_000) },
-                                                  [("province", .string(province)), ("chain_seq", .int(seq)), ("transaction_id", .int(transactionID)), ("rule", .string(rule))]))
+            let at = createdAt.map { Date(timeIntervalSince1970: Double($0) / 1_000_000) }
+            audit.record(.hashChain, AuditFinding(broken.joined(separator: "; "), magnitude: Int64(broken.count), at: at,
+                                                  [("province", .string(province))] + link.names + [("rule", .string(rule))]))
+        }
+
+        var disorder: [String] = []
+        if link.format == 1 && sawV2 { disorder.append("format: a v1 link after a v2 link") }
+        if link.format == 2 { sawV2 = true }
+        if let id = link.orderID, let last = lastOrderID, id <= last {
+            disorder.append("seal_id: id \(id) does not follow the preceding link's \(last)")
+        }
+        var magnitude: Int64 = 1
+        if let createdAt, let latest = latestCreatedAt, createdAt < latest.micros {
+            let behind = latest.micros.subtractingReportingOverflow(createdAt)
+            let gap = behind.overflow ? Int64.max : behind.partialValue
+            if gap > sealBoundMicroseconds {
+                disorder.append("created_at: \(gap / 1000) ms before transaction \(latest.transactionID)'s, earlier in the chain (bound \(sealBoundMicroseconds / 1_000_000) s)")
+                magnitude = gap / 1000
+            }
+        }
+        if !disorder.isEmpty {
+            let rule = disorder.map { String($0.prefix { $0 != ":" }) }.joined(separator: ",")
+            audit.record(.chainOrder, AuditFinding(disorder.joined(separator: "; "), magnitude: magnitude,
+                                                   at: createdAt.map { Date(timeIntervalSince1970: Double($0) / 1_000_000) },
+                                                   [("province", .string(province))] + link.names + [("rule", .string(rule))]))
         }
         // Continue from the stored link, so one tampered row is one finding, not a cascade.
-        expectedSeq = seq + 1
-        head = hash
+        expectedSeq = link.seq &+ 1
+        head = link.hash
+        if let id = link.orderID { lastOrderID = max(lastOrderID ?? id, id) }
+        if let createdAt, let id = link.transactionID, createdAt > (latestCreatedAt?.micros ?? Int64.min) { latestCreatedAt = (createdAt, id) }
     }
 }

@@ -14,20 +14,24 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case capsAndNegativeBalances = "caps_and_negative_balances"
     case reversals
     case guardRails = "guard_rails"
+    case overlappingTrips = "overlapping_trips"
+    case chainOrder = "chain_order"
 
     package var title: String {
         switch self {
         case .transactionsBalance: return "every transaction has ≥ 2 entries summing to zero that carry its points; no entry without a transaction"
         case .conservation: return "per province: −issuance = Σ citizen entries = issued − reversed"
         case .cachedBalances: return "citizen_accounts balance_points, balance_grams and last_seq equal the fold of the ledger; citizen_seq runs 1…n"
-        case .hashChain: return "hash chain replays from genesis: contiguous sequence, links, hashes; every transaction sealed at most once"
+        case .hashChain: return "hash chain replays from genesis: contiguous sequence, links, hashes (v1: transactions; v2: every column of transactions, events and rule-set publications); every record sealed at most once, none skipped"
         case .unsealedBacklog: return "no transaction left unsealed longer than the seal bound"
         case .checkpoints: return "each --checkpoint is signed by the trusted key and the current chain still holds its head"
         case .replay: return "every award re-evaluates to its stored grams and points (caps in citizen order) under the version in force; rule-set documents match their hashes"
         case .completeness: return "each accepted event has exactly one award, each award an accepted event of its citizen; no evidence credited twice"
         case .capsAndNegativeBalances: return "no cap exceeded, cap_usage equals the recomputed usage, no citizen balance ever negative"
         case .reversals: return "each reversal mirrors an award exactly (points, grams, event, citizen, entries); at most one per award"
-        case .guardRails: return "append-only triggers present and enabled; tanhui_service has no UPDATE/DELETE/TRUNCATE on history tables"
+        case .guardRails: return "append-only triggers present, enabled, BEFORE ROW UPDATE OR DELETE (TRUNCATE: statement), no column list or WHEN, calling the shipped tanhui_reject_change(); tanhui_service has no UPDATE/DELETE/TRUNCATE on history tables"
+        case .overlappingTrips: return "no two accepted trips of one citizen overlap in time"
+        case .chainOrder: return "the chain follows seal-id order, never returns from v2 to v1 links, and contradicts created_at order by at most the seal bound"
         }
     }
 }

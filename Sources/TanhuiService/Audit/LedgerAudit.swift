@@ -21,6 +21,9 @@ package struct AuditOptions: Sendable {
     package var jobs: Int = 1
     /// Rows fetched per cursor round trip.
     package var pageSize: Int = 5000
+    /// `--since`: a v2 checkpoint file; only what was appended after its watermark is
+    /// verified, starting from the signed summary stored with it (one province).
+    package var since: (file: String, note: String)?
 
     package init() {}
 }
@@ -37,35 +40,56 @@ package final class LedgerAudit: Sendable {
     let pool: PostgresPool
 
     /// Append-only history tables the guard rails cover.
-    package static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets"]
+    package static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states"]
 
     package init(pool: PostgresPool) {
         self.pool = pool
     }
 
-    package func run(_ options: AuditOptions, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> AuditReport {
-        let coordinator = try PostgresConnection.connect(pool.configuration.connection)
+    package func run(_ requested: AuditOptions, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> AuditReport {
+        var adjusted = requested
+        // --since: the checkpoint must verify (signature, v2, chain still holding its head,
+        // summary matching its signed digest) before anything is folded from it.
+        var since: Checkpoint?
+        if let sinceFile = adjusted.since {
+            adjusted.checkpoints.append(sinceFile)
+            if let key = adjusted.trustedKey, let checkpoint = try? Checkpoint.verify(note: sinceFile.note, trustedKey: key), checkpoint.watermark != nil {
+                since = checkpoint
+                adjusted.provinces = [checkpoint.province]
+            } else {
+                adjusted.provinces = []
+            }
+        }
+        let options = adjusted, sinceCheckpoint = since
+        // The coordinator's connection is its own (it holds the exported snapshot open while
+        // the workers use pooled connections); its blocking calls run on the pool's threads.
+        let settings = pool.configuration.connection
+        let coordinator = try await pool.runBlocking { try PostgresConnection.connect(settings) }
         defer { coordinator.close() }
-        try coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        let snapshot = try coordinator.query("SELECT pg_export_snapshot()").scalar(String.self)
-        guard snapshot.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
-            throw PostgresError(kind: .invalidValue, operation: "audit", message: "unexpected snapshot id")
+        let (snapshot, provinces, global) = try await pool.runBlocking { () -> (String, [String], AuditAccumulator) in
+            try coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            let snapshot = try coordinator.query("SELECT pg_export_snapshot()").scalar(String.self)
+            guard snapshot.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+                throw PostgresError(kind: .invalidValue, operation: "audit", message: "unexpected snapshot id")
+            }
+            let provinces: [String]
+            if options.provinces.isEmpty {
+                provinces = try coordinator.query("""
+                    -- citus: multi-shard (the provinces to audit)
+                    SELECT province FROM rule_sets UNION SELECT DISTINCT province FROM citizen_accounts
+                    UNION SELECT DISTINCT province FROM ledger_transactions ORDER BY 1
+                    """).rows.map { try $0.decode(0, as: String.self) }
+            } else {
+                provinces = Array(Set(options.provinces)).sorted()
+            }
+            var global = AuditAccumulator(from: options.from, to: options.to)
+            try Self.guardRails(on: coordinator, into: &global)
+            try Self.checkpoints(options, on: coordinator, into: &global)
+            if let file = options.since?.file {
+                try Self.sinceSummary(sinceCheckpoint, file: file, on: coordinator, into: &global)
+            }
+            return (snapshot, sinceCheckpoint == nil && options.since != nil ? [] : provinces, global)
         }
-
-        let provinces: [String]
-        if options.provinces.isEmpty {
-            provinces = try coordinator.query("""
-                -- citus: multi-shard (the provinces to audit)
-                SELECT province FROM rule_sets UNION SELECT DISTINCT province FROM citizen_accounts
-                UNION SELECT DISTINCT province FROM ledger_transactions ORDER BY 1
-                """).rows.map { try $0.decode(0, as: String.self) }
-        } else {
-            provinces = Array(Set(options.provinces)).sorted()
-        }
-
-        var global = AuditAccumulator(from: options.from, to: options.to)
-        try Self.guardRails(on: coordinator, into: &global)
-        try Self.checkpoints(options, on: coordinator, into: &global)
 
         let jobs = max(1, min(options.jobs, pool.configuration.maximumConnections))
         let results = try await withThrowingTaskGroup(of: (Int, AuditAccumulator).self) { group in
@@ -77,7 +101,7 @@ package final class LedgerAudit: Sendable {
                     let result = try await self.pool.withTransaction(isolation: .repeatableRead, maximumAttempts: 1) { connection in
                         try connection.query(PostgresQuery(stringLiteral: "SET TRANSACTION SNAPSHOT '\(snapshot)'"))
                         try connection.query("SET TRANSACTION READ ONLY")
-                        var audit = ProvinceAudit(province: province, options: options, connection: connection, progress: progress)
+                        var audit = ProvinceAudit(province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
                         return try audit.run()
                     }
                     return (index, result)
@@ -90,7 +114,7 @@ package final class LedgerAudit: Sendable {
             }
             return collected
         }
-        try coordinator.query("COMMIT")
+        _ = try await pool.runBlocking { try coordinator.query("COMMIT") }
 
         var total = global
         for index in provinces.indices { total.merge(results[index]!) }
@@ -112,30 +136,66 @@ package final class LedgerAudit: Sendable {
 
     // MARK: Global checks
 
+    /// `tgtype` bits: ROW 1, BEFORE 2, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32.
+    static let appendOnlyTriggerType = 1 | 2 | 8 | 16
+    static let noTruncateTriggerType = 2 | 32
+
+    /// The body of `tanhui_reject_change()` exactly as migration 0001 ships it.
+    static let shippedRejectBody: String = {
+        let sql = SchemaMigrations.all.first { $0.name.hasPrefix("0001") }?.sql ?? ""
+        guard let function = sql.range(of: "CREATE FUNCTION tanhui_reject_change()"),
+              let open = sql.range(of: "$$", range: function.upperBound..<sql.endIndex),
+              let close = sql.range(of: "$$", range: open.upperBound..<sql.endIndex) else { return "" }
+        return String(sql[open.upperBound..<close.lowerBound])
+    }()
+
     static func guardRails(on connection: PostgresConnection, into audit: inout AuditAccumulator) throws {
         let triggers = try connection.query("""
-            SELECT t.name || s.suffix, tr.tgname IS NOT NULL, coalesce(tr.tgenabled::text, ''), coalesce(tr.tgfoid = 'tanhui_reject_change'::regproc, false)
+            SELECT t.name || s.suffix, tr.tgname IS NOT NULL, coalesce(tr.tgenabled::text, ''), coalesce(p.proname = 'tanhui_reject_change' AND p.pronargs = 0, false),
+                   coalesce(tr.tgtype::integer, 0), coalesce(tr.tgattr::text, ''), tr.tgqual IS NOT NULL, coalesce(p.prosrc, ''), coalesce(l.lanname, '')
             FROM unnest(\(PostgresArray(guardedTables))::text[]) AS t(name)
             CROSS JOIN unnest(ARRAY['_append_only', '_no_truncate']) AS s(suffix)
             LEFT JOIN pg_trigger tr ON tr.tgrelid = to_regclass(t.name) AND tr.tgname = t.name || s.suffix
+            LEFT JOIN pg_proc p ON p.oid = tr.tgfoid
+            LEFT JOIN pg_language l ON l.oid = p.prolang
             ORDER BY 1
             """)
         for row in triggers.rows {
             let name: String = try row.decode(0)
             audit.checked(.guardRails)
             let fields: [(String, AuditValue)] = [("trigger", .string(name))]
-            if !(try row.decode(1, as: Bool.self)) {
+            guard try row.decode(1, as: Bool.self) else {
                 audit.record(.guardRails, AuditFinding("append-only trigger \(name) is missing", fields))
-            } else if !["O", "A"].contains(try row.decode(2, as: String.self)) {
-                audit.record(.guardRails, AuditFinding("append-only trigger \(name) is disabled (tgenabled = '\(try row.decode(2, as: String.self))')", fields))
-            } else if !(try row.decode(3, as: Bool.self)) {
-                audit.record(.guardRails, AuditFinding("trigger \(name) no longer calls tanhui_reject_change()", fields))
+                continue
+            }
+            var problems: [String] = []
+            let enabled: String = try row.decode(2)
+            if !["O", "A"].contains(enabled) { problems.append("is disabled (tgenabled = '\(enabled)')") }
+            if !(try row.decode(3, as: Bool.self)) { problems.append("no longer calls tanhui_reject_change()") }
+            let type: Int = try row.decode(4)
+            let wanted = name.hasSuffix("_no_truncate") ? Self.noTruncateTriggerType : Self.appendOnlyTriggerType
+            if type != wanted {
+                problems.append(name.hasSuffix("_no_truncate")
+                    ? "is not BEFORE TRUNCATE FOR EACH STATEMENT (tgtype \(type), expected \(wanted))"
+                    : "is not BEFORE UPDATE OR DELETE FOR EACH ROW (tgtype \(type), expected \(wanted))")
+            }
+            if !(try row.decode(5, as: String.self)).isEmpty { problems.append("fires only for a column list (UPDATE OF …)") }
+            if try row.decode(6, as: Bool.self) { problems.append("has a WHEN condition") }
+            let shippedBody = try row.decode(7, as: String.self) == Self.shippedRejectBody && row.decode(8, as: String.self) == "plpgsql"
+            if try row.decode(3, as: Bool.self), !shippedBody {
+                problems.append("calls a tanhui_reject_change() whose body is not the shipped one")
+            }
+            if !problems.isEmpty {
+                audit.record(.guardRails, AuditFinding("append-only trigger \(name) " + problems.joined(separator: "; "), magnitude: Int64(problems.count), fields))
             }
         }
         audit.checked(.guardRails)
-        let rejects = try connection.query("SELECT prosrc FROM pg_proc WHERE proname = 'tanhui_reject_change'").first.map { try $0.decode(0, as: String.self) } ?? ""
-        if !rejects.localizedCaseInsensitiveContains("RAISE EXCEPTION") {
-            audit.record(.guardRails, AuditFinding("function tanhui_reject_change() is missing or no longer raises", [("function", .string("tanhui_reject_change"))]))
+        let rejects = try connection.query("""
+            SELECT prosrc, l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE proname = 'tanhui_reject_change' AND pronargs = 0
+            """).rows
+        let shipped = try rejects.count == 1 && rejects[0].decode(0, as: String.self) == Self.shippedRejectBody && rejects[0].decode(1, as: String.self) == "plpgsql"
+        if !shipped {
+            audit.record(.guardRails, AuditFinding("function tanhui_reject_change() is missing or its body is not the shipped one", [("function", .string("tanhui_reject_change"))]))
         }
         audit.checked(.guardRails)
         guard let role = try connection.query("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'tanhui_service'").first else {
@@ -198,6 +258,23 @@ package final class LedgerAudit: Sendable {
     }
 }
 
+extension LedgerAudit {
+    /// The summary `--since` starts from must be the one the checkpoint signed.
+    static func sinceSummary(_ since: Checkpoint?, file: String, on connection: PostgresConnection, into audit: inout AuditAccumulator) throws {
+        audit.checked(.checkpoints)
+        guard let since, let watermark = since.watermark, let signed = since.summarySHA256 else {
+            audit.record(.checkpoints, AuditFinding("--since needs a valid v2 checkpoint (signed by the trusted key, with a watermark and summary); nothing was folded from it",
+                                                    magnitude: 3, [("file", .string(file))]))
+            return
+        }
+        let stored = try LedgerService.summaryDigest(province: since.province, watermark: watermark, on: connection)
+        if stored != signed {
+            audit.record(.checkpoints, AuditFinding("the stored summary at watermark \(watermark) hashes to \(stored), not the checkpoint's \(signed): the summary was edited",
+                                                    magnitude: 3, [("file", .string(file)), ("province", .string(since.province)), ("watermark", .int(watermark))]))
+        }
+    }
+}
+
 /// Reads rows of a server-side cursor page by page (FETCH n), inside the caller's transaction.
 final class AuditCursor {
     let connection: PostgresConnection
@@ -245,10 +322,20 @@ struct ProvinceAudit {
     let connection: PostgresConnection
     let progress: (@Sendable (Int64) -> Void)?
     var audit: AuditAccumulator
+    /// Incremental audit: only records with seal ids above this (0: everything).
+    let sinceID: Int64
+    /// Incremental audit: the chain position of the checkpoint (0: genesis).
+    let sinceSeq: Int64
+    let sinceHead: String
 
-    init(province: String, options: AuditOptions, connection: PostgresConnection, progress: (@Sendable (Int64) -> Void)?) {
+    var incremental: Bool { sinceID > 0 }
+
+    init(province: String, options: AuditOptions, since: Checkpoint? = nil, connection: PostgresConnection, progress: (@Sendable (Int64) -> Void)?) {
         self.province = province
         self.options = options
+        sinceID = since?.watermark ?? 0
+        sinceSeq = since?.sequence ?? 0
+        sinceHead = since?.headHash ?? LedgerChain.genesisHash
         self.connection = connection
         self.progress = progress
         audit = AuditAccumulator(from: options.from, to: options.to)
@@ -307,23 +394,31 @@ struct ProvinceAudit {
         return versions
     }
 
+    /// Sums in numeric (no bigint cast to overflow), compared in the database: absurd amounts
+    /// are findings like any other.
     private mutating func conservation() throws {
         let row = try connection.query("""
-            SELECT (SELECT coalesce(sum(points), 0)::bigint FROM ledger_entries WHERE province = \(province) AND account = 'issuance'),
-                   (SELECT coalesce(sum(points), 0)::bigint FROM ledger_entries WHERE province = \(province) AND account <> 'issuance'),
-                   (SELECT coalesce(sum(points) FILTER (WHERE kind = 'award'), 0)::bigint FROM ledger_transactions WHERE province = \(province)),
-                   (SELECT coalesce(-sum(points) FILTER (WHERE kind = 'reversal'), 0)::bigint FROM ledger_transactions WHERE province = \(province))
+            SELECT i::text, c::text, a::text, r::text, -i = c, a - r = c,
+                   least(abs(i + c), 9223372036854775807)::bigint, least(abs(a - r - c), 9223372036854775807)::bigint, (a - r)::text
+            FROM (SELECT (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account = 'issuance' AND transaction_id > \(sinceID)) AS i,
+                         (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account <> 'issuance' AND transaction_id > \(sinceID)) AS c,
+                         (SELECT coalesce(sum(points) FILTER (WHERE kind = 'award'), 0) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) AS a,
+                         (SELECT coalesce(-sum(points) FILTER (WHERE kind = 'reversal'), 0) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) AS r) sums
             """).rows[0]
-        let issuance: Int64 = try row.decode(0), citizens: Int64 = try row.decode(1), issued: Int64 = try row.decode(2), reversed: Int64 = try row.decode(3)
-        audit.checked(.conservation)
-        let fields: [(String, AuditValue)] = [provinceField, ("account", .string("issuance")), ("issuance_balance", .int(issuance)),
-                                              ("citizen_entries", .int(citizens)), ("issued", .int(issued)), ("reversed", .int(reversed))]
-        if -issuance != citizens {
-            audit.record(.conservation, AuditFinding("−issuance balance \(-issuance) ≠ Σ citizen entries \(citizens)", magnitude: abs(issuance + citizens), fields))
+        func amount(_ column: Int) throws -> AuditValue {
+            let text: String = try row.decode(column)
+            return Int64(text).map { .int($0) } ?? .string(text)
         }
-        if issued - reversed != citizens {
-            audit.record(.conservation, AuditFinding("issued \(issued) − reversed \(reversed) = \(issued - reversed) ≠ Σ citizen balances \(citizens)",
-                                                     magnitude: abs(issued - reversed - citizens), fields))
+        let issuance = try amount(0), citizens = try amount(1), issued = try amount(2), reversed = try amount(3)
+        audit.checked(.conservation)
+        let fields: [(String, AuditValue)] = [provinceField, ("account", .string("issuance")), ("issuance_balance", issuance),
+                                              ("citizen_entries", citizens), ("issued", issued), ("reversed", reversed)]
+        if !(try row.decode(4, as: Bool.self)) {
+            audit.record(.conservation, AuditFinding("−issuance balance −(\(issuance)) ≠ Σ citizen entries \(citizens)", magnitude: try row.decode(6), fields))
+        }
+        if !(try row.decode(5, as: Bool.self)) {
+            audit.record(.conservation, AuditFinding("issued \(issued) − reversed \(reversed) = \(try row.decode(8, as: String.self)) ≠ Σ citizen balances \(citizens)",
+                                                     magnitude: try row.decode(7), fields))
         }
     }
 
@@ -340,34 +435,50 @@ struct ProvinceAudit {
                    oen.issuance, oen.citizen
             FROM ledger_transactions t
             CROSS JOIN LATERAL (
-                SELECT count(*) AS n, coalesce(sum(x.points), 0)::bigint AS total,
-                       coalesce(sum(x.points) FILTER (WHERE x.account = 'issuance'), 0)::bigint AS issuance,
-                       coalesce(sum(x.points) FILTER (WHERE x.account = 'citizen:' || t.citizen_id::text), 0)::bigint AS citizen,
+                SELECT count(*) AS n, least(greatest(coalesce(sum(x.points), 0), -9223372036854775808), 9223372036854775807)::bigint AS total,
+                       least(greatest(coalesce(sum(x.points) FILTER (WHERE x.account = 'issuance'), 0), -9223372036854775808), 9223372036854775807)::bigint AS issuance,
+                       least(greatest(coalesce(sum(x.points) FILTER (WHERE x.account = 'citizen:' || t.citizen_id::text), 0), -9223372036854775808), 9223372036854775807)::bigint AS citizen,
                        count(*) FILTER (WHERE x.account <> 'issuance' AND x.account <> 'citizen:' || t.citizen_id::text) AS other
                 FROM ledger_entries x WHERE x.province = t.province AND x.transaction_id = t.transaction_id) en
             LEFT JOIN events e ON e.province = t.province AND e.event_id = t.event_id
             LEFT JOIN ledger_transactions o ON o.province = t.province AND o.transaction_id = t.reverses_id
             LEFT JOIN LATERAL (
-                SELECT coalesce(sum(y.points) FILTER (WHERE y.account = 'issuance'), 0)::bigint AS issuance,
-                       coalesce(sum(y.points) FILTER (WHERE y.account = 'citizen:' || o.citizen_id::text), 0)::bigint AS citizen
+                SELECT least(greatest(coalesce(sum(y.points) FILTER (WHERE y.account = 'issuance'), 0), -9223372036854775808), 9223372036854775807)::bigint AS issuance,
+                       least(greatest(coalesce(sum(y.points) FILTER (WHERE y.account = 'citizen:' || o.citizen_id::text), 0), -9223372036854775808), 9223372036854775807)::bigint AS citizen
                 FROM ledger_entries y WHERE y.province = o.province AND y.transaction_id = o.transaction_id) oen ON o.transaction_id IS NOT NULL
-            WHERE t.province = \(province)
+            WHERE t.province = \(province) AND t.transaction_id > \(sinceID)
             ORDER BY t.citizen_id, t.citizen_seq, t.transaction_id
             """, name: "audit_tx", counter: counter)
         let accounts = try cursor("""
             DECLARE audit_accounts NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province) ORDER BY citizen_id
+            SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province)
+              AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id
             """, name: "audit_accounts", counter: counter)
         let usage = try cursor("""
             DECLARE audit_caps NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province) ORDER BY citizen_id, window_key
+            SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province)
+              AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id, window_key
             """, name: "audit_caps", counter: counter)
+        // Incremental: each touched citizen starts from the signed summary at the watermark.
+        let summary = try cursor("""
+            DECLARE audit_summary NO SCROLL CURSOR FOR
+            SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
+            WHERE province = \(province) AND watermark = \(sinceID) AND \(incremental)
+              AND citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))
+            ORDER BY citizen_id
+            """, name: "audit_summary", counter: counter)
 
         var fold = ProvinceFold(province: province, ruleSets: ruleSets)
         while true {
-            let candidates = [try transactions.peek()?.decode(2, as: String.self), try accounts.peek()?.decode(0, as: String.self), try usage.peek()?.decode(0, as: String.self)]
+            let candidates = [try transactions.peek()?.decode(2, as: String.self), try accounts.peek()?.decode(0, as: String.self),
+                              try usage.peek()?.decode(0, as: String.self), try summary.peek()?.decode(0, as: String.self)]
             guard let citizen = candidates.compactMap({ $0 }).min() else { break }
-            fold.begin(citizen: citizen)
+            var prior: AuditSummaryRow?
+            while let row = try summary.peek(), try row.decode(0, as: String.self) == citizen {
+                _ = try summary.next()
+                prior = AuditSummaryRow(points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3), caps: try row.decode(4))
+            }
+            fold.begin(citizen: citizen, from: prior)
             while let row = try transactions.peek(), try row.decode(2, as: String.self) == citizen {
                 _ = try transactions.next()
                 fold.transaction(try Self.transactionRow(row), into: &audit)
@@ -387,6 +498,7 @@ struct ProvinceAudit {
         try transactions.close()
         try accounts.close()
         try usage.close()
+        try summary.close()
     }
 
     static func transactionRow(_ row: PostgresRow) throws -> AuditTransactionRow {
@@ -416,19 +528,42 @@ struct ProvinceAudit {
         return result
     }
 
-    /// The hash chain from genesis, recomputed with the sealer's own canonical form.
+    /// The hash chain from genesis, recomputed with the sealer's own canonical forms (v1
+    /// links: transactions; v2 links: transactions, events and rule-set publications).
     private mutating func chain(counter: RowCounter) throws {
         let links = try cursor("""
             DECLARE audit_chain NO SCROLL CURSOR FOR
-            SELECT \(LedgerChain.rowColumns), t.transaction_id IS NOT NULL, c.chain_seq, c.transaction_id, c.previous_hash, c.hash
-            FROM ledger_chain c LEFT JOIN ledger_transactions t ON t.province = c.province AND t.transaction_id = c.transaction_id
-            WHERE c.province = \(province)
+            SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
+                   t.transaction_id IS NOT NULL, e.event_id IS NOT NULL, r.version IS NOT NULL,
+                   \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet))
+            FROM ledger_chain c
+            LEFT JOIN ledger_transactions t ON c.record = 'transaction' AND t.province = c.province AND t.transaction_id = c.transaction_id
+            LEFT JOIN events e ON c.record = 'event' AND e.province = c.province AND e.event_id = c.event_id
+            LEFT JOIN rule_sets r ON c.record = 'rule_set' AND r.province = c.province AND r.version = c.rule_set_version
+            WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
             ORDER BY c.chain_seq
             """, name: "audit_chain", counter: counter)
-        var replay = ChainReplay(province: province)
+        var replay = ChainReplay(province: province, sealBoundSeconds: options.sealBoundSeconds, after: sinceSeq, head: sinceHead, sealedThrough: sinceID)
+        let v1 = 12, v2 = v1 + 13
+        let eventColumn = v2 + LedgerChain.fieldCount(.transaction), ruleSetColumn = eventColumn + LedgerChain.fieldCount(.event)
         while let row = try links.next() {
-            let sealed = try row.decode(13, as: Bool.self) ? try LedgerChain.decodeRow(row) : nil
-            replay.link(seq: try row.decode(14), transactionID: try row.decode(15), previousHash: try row.decode(16), hash: try row.decode(17), row: sealed, into: &audit)
+            var link = ChainLink(
+                seq: try row.decode(0), format: try row.decode(1), record: try row.decode(2), transactionID: try row.decode(3, as: Int64?.self),
+                eventID: try row.decode(4, as: String?.self), ruleSetVersion: try row.decode(5, as: Int?.self), sealID: try row.decode(6, as: Int64?.self),
+                previousHash: try row.decode(7), hash: try row.decode(8))
+            let kind = LedgerChain.Record(rawValue: link.record)
+            switch kind {
+            case .transaction where try row.decode(9, as: Bool.self):
+                link.v1Row = try LedgerChain.decodeRow(row, from: v1)
+                link.fields = try LedgerChain.decodeFields(row, from: v2, count: LedgerChain.fieldCount(.transaction))
+            case .event where try row.decode(10, as: Bool.self):
+                link.fields = try LedgerChain.decodeFields(row, from: eventColumn, count: LedgerChain.fieldCount(.event))
+            case .ruleSet where try row.decode(11, as: Bool.self):
+                link.fields = try LedgerChain.decodeFields(row, from: ruleSetColumn, count: LedgerChain.fieldCount(.ruleSet))
+            default:
+                break
+            }
+            replay.link(link, into: &audit)
         }
         try links.close()
     }
@@ -445,7 +580,7 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_orphans NO SCROLL CURSOR FOR
             SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
-            WHERE e.province = \(province)
+            WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id)
             ORDER BY 1, 2
             """, "audit_orphans") { row in
@@ -454,11 +589,11 @@ struct ProvinceAudit {
                                                             [p, ("transaction_id", .int(try row.decode(0))), ("account", .string(try row.decode(1)))]))
         }
 
-        audit.checked(.completeness, try connection.query("SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted'").scalar(Int64.self))
+        audit.checked(.completeness, try connection.query("SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND seal_id > \(sinceID)").scalar(Int64.self))
         try each("""
             DECLARE audit_unawarded NO SCROLL CURSOR FOR
             SELECT e.event_id::text, e.citizen_id::text, e.received_at FROM events e
-            WHERE e.province = \(province) AND e.status = 'accepted'
+            WHERE e.province = \(province) AND e.status = 'accepted' AND e.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')
             ORDER BY e.received_at, e.event_id
             """, "audit_unawarded") { row in
@@ -468,7 +603,9 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_double_awards NO SCROLL CURSOR FOR
             SELECT event_id::text, count(*), min(transaction_id), max(transaction_id) FROM ledger_transactions
-            WHERE province = \(province) AND kind = 'award' GROUP BY event_id HAVING count(*) > 1 ORDER BY 3
+            WHERE province = \(province) AND kind = 'award'
+              AND (\(!incremental) OR event_id IN (SELECT n.event_id FROM ledger_transactions n WHERE n.province = \(province) AND n.kind = 'award' AND n.transaction_id > \(sinceID)))
+            GROUP BY event_id HAVING count(*) > 1 ORDER BY 3
             """, "audit_double_awards") { row in
             let count: Int64 = try row.decode(1)
             audit.record(.completeness, AuditFinding("event has \(count) award transactions", magnitude: count,
@@ -478,6 +615,8 @@ struct ProvinceAudit {
             DECLARE audit_evidence NO SCROLL CURSOR FOR
             SELECT evidence_source, evidence_ref, count(*), min(event_id::text), max(event_id::text) FROM events
             WHERE province = \(province) AND status = 'accepted' AND evidence_source IS NOT NULL
+              AND (\(!incremental) OR (evidence_source, evidence_ref) IN (SELECT n.evidence_source, n.evidence_ref FROM events n
+                                                                          WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted'))
             GROUP BY evidence_source, evidence_ref HAVING count(*) > 1 ORDER BY 1, 2
             """, "audit_evidence") { row in
             let count: Int64 = try row.decode(2)
@@ -488,7 +627,9 @@ struct ProvinceAudit {
         try each("""
             DECLARE audit_double_reversals NO SCROLL CURSOR FOR
             SELECT reverses_id, count(*), max(transaction_id) FROM ledger_transactions
-            WHERE province = \(province) AND kind = 'reversal' GROUP BY reverses_id HAVING count(*) > 1 ORDER BY 1
+            WHERE province = \(province) AND kind = 'reversal'
+              AND (\(!incremental) OR reverses_id IN (SELECT n.reverses_id FROM ledger_transactions n WHERE n.province = \(province) AND n.kind = 'reversal' AND n.transaction_id > \(sinceID)))
+            GROUP BY reverses_id HAVING count(*) > 1 ORDER BY 1
             """, "audit_double_reversals") { row in
             let count: Int64 = try row.decode(1)
             audit.record(.reversals, AuditFinding("award is reversed \(count) times", magnitude: count,
@@ -496,18 +637,70 @@ struct ProvinceAudit {
         }
         try each("""
             DECLARE audit_double_seals NO SCROLL CURSOR FOR
-            SELECT transaction_id, count(*), min(chain_seq), max(chain_seq) FROM ledger_chain
-            WHERE province = \(province) GROUP BY transaction_id HAVING count(*) > 1 ORDER BY 1
+            SELECT record, min(transaction_id), min(event_id::text), min(rule_set_version), count(*), max(chain_seq) FROM ledger_chain
+            WHERE province = \(province) AND chain_seq > \(sinceSeq)
+            GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text) HAVING count(*) > 1 ORDER BY 6
             """, "audit_double_seals") { row in
-            let count: Int64 = try row.decode(1)
-            audit.record(.hashChain, AuditFinding("transaction sealed \(count) times (rule: sealed exactly once)", magnitude: count,
-                                                  [p, ("transaction_id", .int(try row.decode(0))), ("chain_seq", .int(try row.decode(3))), ("rule", .string("once"))]))
+            let count: Int64 = try row.decode(4)
+            var names: [(String, AuditValue)] = [p, ("record", .string(try row.decode(0)))]
+            if let id = try row.decode(1, as: Int64?.self) { names.append(("transaction_id", .int(id))) }
+            if let id = try row.decode(2, as: String?.self) { names.append(("event_id", .string(id))) }
+            if let version = try row.decode(3, as: Int64?.self) { names.append(("rule_set_version", .int(version))) }
+            audit.record(.hashChain, AuditFinding("\(try row.decode(0, as: String.self)) sealed \(count) times (rule: sealed exactly once)", magnitude: count,
+                                                  names + [("chain_seq", .int(try row.decode(5))), ("rule", .string("once"))]))
         }
-        audit.checked(.unsealedBacklog, try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province)").scalar(Int64.self))
+        // The sealer appends in seal-id order, so a record below the head's id and not in the
+        // chain was skipped (or inserted under an old id later): it is sealed by nothing.
+        let headID = try connection.query("""
+            SELECT coalesce((SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1), 0)
+            """).scalar(Int64.self)
+        try each("""
+            DECLARE audit_skipped NO SCROLL CURSOR FOR
+            SELECT 'transaction', t.transaction_id::text, t.transaction_id FROM ledger_transactions t
+            WHERE t.province = \(province) AND t.transaction_id <= \(headID) AND t.transaction_id > \(sinceID)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
+            UNION ALL
+            SELECT 'event', e.event_id::text, e.seal_id FROM events e
+            WHERE e.province = \(province) AND e.seal_id <= \(headID) AND e.seal_id > \(sinceID)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
+            UNION ALL
+            SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
+            WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
+            ORDER BY 3
+            """, "audit_skipped") { row in
+            let record: String = try row.decode(0), key: String = try row.decode(1)
+            let name: (String, AuditValue) = switch record {
+            case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
+            case "event": ("event_id", .string(key))
+            default: ("rule_set_version", .int(Int64(key) ?? 0))
+            }
+            audit.record(.hashChain, AuditFinding("\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
+                                                  [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
+        }
+        // Accepted trips of one citizen, in start order: a trip starting before the latest end
+        // among the citizen's earlier trips overlaps one of them (the exclusion constraint's rule).
+        audit.checked(.overlappingTrips, try connection.query("""
+            SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval AND seal_id > \(sinceID)
+            """).scalar(Int64.self))
+        try each("""
+            DECLARE audit_overlaps NO SCROLL CURSOR FOR
+            SELECT event_id::text, citizen_id::text, received_at, previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
+            FROM (SELECT *, max(upper(tanhui_trip_range(occurred_at, ended_at))) OVER (
+                            PARTITION BY citizen_id ORDER BY occurred_at, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_end
+                  FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval
+                    AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM events n WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted' AND n.occupies_interval))) trips
+            WHERE previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
+            ORDER BY citizen_id, occurred_at
+            """, "audit_overlaps") { row in
+            audit.record(.overlappingTrips, AuditFinding("accepted trip overlaps an earlier accepted trip of the same citizen", at: try row.decode(2),
+                                                         [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
+        }
+        audit.checked(.unsealedBacklog, try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)").scalar(Int64.self))
         try each("""
             DECLARE audit_unsealed NO SCROLL CURSOR FOR
             SELECT t.transaction_id, t.created_at, extract(epoch FROM now() - t.created_at)::bigint FROM ledger_transactions t
-            WHERE t.province = \(province) AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
+            WHERE t.province = \(province) AND t.transaction_id > \(sinceID) AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
             ORDER BY t.transaction_id
             """, "audit_unsealed") { row in

@@ -4,7 +4,7 @@ import TanhuiPostgres
 import TanhuiService
 
 /// A real `tanhui serve` (as `tanhui_service`) on a fresh ledger database with the Guangdong
-/// sample rule set, for tests that talk to it with curl only.
+/// sample rule set, for tests that talk to it over HTTP only.
 struct ServedLedger: Sendable {
     typealias F = LedgerFixtures
     let server: ServerProcess

@@ -1,4 +1,7 @@
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
 import Synchronization
 
 /// A real `tanhui serve` process on 127.0.0.1 with an OS-chosen port.
@@ -153,19 +156,29 @@ struct ServerStartFailure: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-/// A bounded HTTP request through curl, a real client over loopback.
+/// A bounded HTTP request to a real server process over loopback, through Hummingbird's
+/// `TestClient` (the same client the in-process tests use), one connection per request.
 struct HTTPReply: Sendable {
+    /// Why no response came back.
+    enum Failure: Sendable, Equatable {
+        /// The connection was refused: the request never reached a server.
+        case refused
+        /// The request was sent but the connection closed without a response (the server
+        /// died or dropped it).
+        case lostInFlight
+        /// No response within the request's timeout.
+        case timedOut
+    }
+
     var status: Int
     var headers: [String: String]
     var body: String
-    /// curl's exit code: 0 with a response; 7 could not connect (nothing was sent); 28 timed
-    /// out; 52 empty reply and 56 receive failure (the connection died with the request sent).
-    var curlExit: Int32 = 0
+    /// nil when a response arrived (`status` > 0).
+    var failure: Failure? = nil
 
-    /// The request was sent but no response came back (the server died or dropped it).
-    var lostInFlight: Bool { status == 0 && (curlExit == 52 || curlExit == 56) }
-    /// The connection was refused: the request never reached a server.
-    var refused: Bool { status == 0 && curlExit == 7 }
+    var lostInFlight: Bool { failure == .lostInFlight }
+    var refused: Bool { failure == .refused }
+    var timedOut: Bool { failure == .timedOut }
 }
 
 enum HTTPClient {
@@ -176,31 +189,39 @@ enum HTTPClient {
         body: Data? = nil,
         timeoutSeconds: Int = 30
     ) async throws -> HTTPReply {
-        // curl's --max-time 0 means "no limit": a request is always bounded here.
-        guard timeoutSeconds >= 1 else { throw ServerStartFailure(message: "HTTPClient.request needs a timeout of at least 1 s (curl's 0 means none)") }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tanhui-http-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let headerFile = directory.appendingPathComponent("headers").path
-        let bodyFile = directory.appendingPathComponent("body").path
-        var arguments = ["-s", "-X", method, "--max-time", String(timeoutSeconds), "-D", headerFile, "-o", bodyFile, "-w", "%{http_code}"]
-        for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
-        if let body {
-            let requestFile = directory.appendingPathComponent("request").path
-            _ = FileManager.default.createFile(atPath: requestFile, contents: body)
-            arguments += ["--data-binary", "@" + requestFile]
+        guard timeoutSeconds >= 1 else { throw ServerStartFailure(message: "HTTPClient.request needs a timeout of at least 1 s") }
+        guard let components = URLComponents(string: url), let host = components.host, let port = components.port,
+              let requestMethod = HTTPRequest.Method(method) else {
+            throw ServerStartFailure(message: "HTTPClient.request: not an http://host:port URL or method: \(method) \(url)")
         }
-        arguments.append(url)
-        let result = try await CommandRunner.run("/usr/bin/curl", arguments, timeout: .seconds(timeoutSeconds + 5))
-        var parsedHeaders: [String: String] = [:]
-        if let text = try? String(contentsOfFile: headerFile, encoding: .utf8) {
-            for line in text.split(whereSeparator: \.isNewline) {
-                guard let colon = line.firstIndex(of: ":") else { continue }
-                parsedHeaders[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        var target = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+        if let query = components.percentEncodedQuery { target += "?" + query }
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            guard let field = HTTPField.Name(name) else { throw ServerStartFailure(message: "bad header name \(name)") }
+            fields.append(HTTPField(name: field, value: value))
+        }
+        let client = TestClient(host: host, port: port, configuration: .init(timeout: .seconds(timeoutSeconds)))
+        client.connect()
+        var reply: HTTPReply
+        do {
+            _ = try await client.getChannel()
+            do {
+                let response = try await client.execute(
+                    TestClient.Request(target, method: requestMethod, authority: "\(host):\(port)", headers: fields, body: body.map { ByteBuffer(bytes: $0) })
+                )
+                var parsedHeaders: [String: String] = [:]
+                for field in response.headers { parsedHeaders[field.name.canonicalName] = field.value }
+                reply = HTTPReply(status: response.status.code, headers: parsedHeaders, body: response.body.map { String(buffer: $0) } ?? "")
+            } catch TestClient.Error.readTimeout {
+                reply = HTTPReply(status: 0, headers: [:], body: "", failure: .timedOut)
+            } catch {
+                reply = HTTPReply(status: 0, headers: [:], body: "\(error)", failure: .lostInFlight)
             }
+        } catch {
+            reply = HTTPReply(status: 0, headers: [:], body: "\(error)", failure: .refused)
         }
-        let body = (try? String(contentsOfFile: bodyFile, encoding: .utf8)) ?? ""
-        let reply = HTTPReply(status: Int(result.stdout) ?? 0, headers: parsedHeaders, body: body, curlExit: result.exitCode)
+        try? await client.shutdown()
         capture(method: method, url: url, reply: reply)
         return reply
     }
@@ -222,7 +243,7 @@ enum HTTPClient {
 /// A raw HTTP/1.1 request over a plain socket whose response the client never reads: it sends
 /// the request, lets the caller wait for whatever it needs (e.g. the commit to be visible in
 /// the database), then resets the connection. This is a response lost after commit, made
-/// deterministic (curl's timeouts cannot express "after the commit, before the response").
+/// deterministic (a client's timeouts cannot express "after the commit, before the response").
 final class AbandonedRequest: Sendable {
     private let descriptor: Int32
 
