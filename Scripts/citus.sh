@@ -152,6 +152,9 @@ case "$command" in
       # Citus needs itself preloaded, and prepared transactions for its two-phase commits.
       init_cluster "$dir/data" "shared_preload_libraries = 'citus'
 max_prepared_transactions = 200
+# Citus runs a maintenance worker per database on every node: the cluster suite's databases
+# outgrow the default 8 background workers.
+max_worker_processes = 64
 citus.shard_count = ${TANHUI_CITUS_SHARD_COUNT:-8}"
       if ! running "$dir/data"; then
         start_server "$dir/data" "$dir/server.log" "$(node_port "$dir")" || { tail -n 20 "$dir/server.log" >&2; exit 1; }
