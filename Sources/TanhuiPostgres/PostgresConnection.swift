@@ -352,7 +352,7 @@ package final class PostgresConnection: @unchecked Sendable {
 
 private func withCStrings<Result>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> Result) -> Result {
     let duplicates = strings.map { strdup($0) }
-    defer { duplicates.forEach { free($0) } }
+    defer { for duplicate in duplicates { free(duplicate) } }
     var pointers: [UnsafePointer<CChar>?] = duplicates.map { UnsafePointer($0) }
     pointers.append(nil)
     return body(pointers)
@@ -360,6 +360,6 @@ private func withCStrings<Result>(_ strings: [String], _ body: ([UnsafePointer<C
 
 private func withOptionalCStrings<Result>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> Result) -> Result {
     let duplicates: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0) } ?? nil }
-    defer { duplicates.forEach { free($0) } }
+    defer { for duplicate in duplicates { free(duplicate) } }
     return body(duplicates.map { $0.map { UnsafePointer($0) } })
 }

@@ -194,7 +194,7 @@ package final class PostgresPool: Sendable {
         for waiter in waiters {
             waiter.continuation.resume(throwing: PostgresError(kind: .poolClosed, operation: "acquire", message: "the connection pool is shut down"))
         }
-        idle.forEach { $0.close() }
+        for connection in idle { connection.close() }
         try? await threads.shutdownGracefully()
     }
 

@@ -26,7 +26,9 @@ package struct PullCursor: Sendable, Equatable {
     package static func decode(_ text: String, citizen: UUID, secret: [UInt8]) -> PullCursor? {
         guard text.utf8.count <= 2048 else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "v2", mac(String(parts[1]), citizen: citizen, secret: secret) == parts[2] else { return nil }
+        guard parts.count == 3, parts[0] == "v2",
+              constantTimeEqual(Array(mac(String(parts[1]), citizen: citizen, secret: secret).utf8), Array(parts[2].utf8))
+        else { return nil }
         var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         guard let data = Data(base64Encoded: base64), let body = String(data: data, encoding: .utf8) else { return nil }
@@ -37,6 +39,15 @@ package struct PullCursor: Sendable, Equatable {
             positions[String(fields[0])] = seq
         }
         return PullCursor(positions: positions)
+    }
+
+    /// Compares every byte whatever the first difference, so response timing does not reveal
+    /// how much of a forged MAC was right.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
     }
 
     static func base64url(_ data: Data) -> String {

@@ -72,6 +72,22 @@ struct AuditTests {
         await pool.shutdown()
     }
 
+    /// As a rogue superuser: an award with no event behind it, balanced entries and a cached
+    /// balance (and `last_seq`) that match it, created `backdatedSeconds` ago. Returns its id.
+    static func forgeAward(_ url: String, citizen: UUID, points: Int64, grams: Int64, backdatedSeconds: Int = 0) async throws -> Int64 {
+        let forged = try await scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
+        try await rogue(url, [
+            """
+            INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, created_at)
+            SELECT 'CN-GD', \(forged), 'award', \(citizen), last_seq + 1, \(UUID()), \(points), \(grams), 1, 'forged', now() - make_interval(secs => \(backdatedSeconds))
+            FROM citizen_accounts WHERE citizen_id = \(citizen)
+            """,
+            "INSERT INTO ledger_entries (province, transaction_id, account, points) VALUES ('CN-GD', \(forged), 'issuance', \(-points)), ('CN-GD', \(forged), \("citizen:" + citizen.uuidString.lowercased()), \(points))",
+            "UPDATE citizen_accounts SET balance_points = balance_points + \(points), balance_grams = balance_grams + \(grams), last_seq = last_seq + 1 WHERE citizen_id = \(citizen)",
+        ])
+        return forged
+    }
+
     /// `tanhui audit --json ARGS`; the parsed document and the raw result.
     static func audit(_ url: String, _ arguments: [String] = [], environment: [String: String] = [:]) async throws -> (CommandResult, [String: Any]) {
         let result = try await CommandRunner.tanhui(["audit", "--json"] + arguments, databaseURL: url, environment: environment)
@@ -180,16 +196,7 @@ struct AuditTests {
     func forgedAward() async throws {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
-            let forged = try await Self.scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
-            let citizen = clean.citizenC
-            try await Self.rogue(url, [
-                """
-                INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology)
-                SELECT 'CN-GD', \(forged), 'award', \(citizen), last_seq + 1, \(UUID()), 400, 4000, 1, 'forged' FROM citizen_accounts WHERE citizen_id = \(citizen)
-                """,
-                "INSERT INTO ledger_entries (province, transaction_id, account, points) VALUES ('CN-GD', \(forged), 'issuance', -400), ('CN-GD', \(forged), \("citizen:" + citizen.uuidString.lowercased()), 400)",
-                "UPDATE citizen_accounts SET balance_points = balance_points + 400, balance_grams = balance_grams + 4000, last_seq = last_seq + 1 WHERE citizen_id = \(citizen)",
-            ])
+            let forged = try await Self.forgeAward(url, citizen: clean.citizenC, points: 400, grams: 4000)
             try await services.ledger.seal()
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "completeness", "transaction_id", "\(forged)")

@@ -187,16 +187,7 @@ struct AuditV2Tests {
     func backdatedTransaction() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
-            let forged = try await A.scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
-            let citizen = clean.citizenC
-            try await A.rogue(url, [
-                """
-                INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, created_at)
-                SELECT 'CN-GD', \(forged), 'award', \(citizen), last_seq + 1, \(UUID()), 0, 0, 1, 'forged', now() - interval '1 hour' FROM citizen_accounts WHERE citizen_id = \(citizen)
-                """,
-                "INSERT INTO ledger_entries (province, transaction_id, account, points) VALUES ('CN-GD', \(forged), 'issuance', 0), ('CN-GD', \(forged), \("citizen:" + Self.lower(citizen)), 0)",
-                "UPDATE citizen_accounts SET last_seq = last_seq + 1 WHERE citizen_id = \(citizen)",
-            ])
+            let forged = try await A.forgeAward(url, citizen: clean.citizenC, points: 0, grams: 0, backdatedSeconds: 3600)
             try await services.ledger.seal()
             let outcome = try await A.audit(url)
             A.expectViolated(outcome, "chain_order", "transaction_id", "\(forged)")
