@@ -24,7 +24,10 @@ for n in names:
     text = open(os.path.join(src, n), encoding="utf-8").read()
     if '"""#' in text:
         sys.exit(f"{n}: contains the sequence \"\"\"# which cannot be embedded")
-    parts.append(f'        Migration(name: "{n}", sql: #"""\n{text}\n"""#),\n')
+    # Laid out as `swift format` lays it out (raw string lines indented to the closing
+    # delimiter, which Swift strips), so the lint step sees no drift in generated code.
+    body = "".join(("                " + line if line else "") + "\n" for line in text.split("\n"))
+    parts.append(f'        Migration(\n            name: "{n}",\n            sql: #"""\n{body}                """#),\n')
 parts.append("    ]\n}\n")
 open(out, "w", encoding="utf-8").write("".join(parts))
 PY

@@ -4,366 +4,374 @@ package import TanhuiPostgres
 extension SchemaMigrations {
     /// Every migration file, in application order.
     package static let all: [Migration] = [
-        Migration(name: "0001_rule_sets.sql", sql: #"""
--- 0001: published province rule sets and the operators who publish them.
---
--- Distribution (Citus, see Schema/citus/): rule_sets is small and read by every node, so it
--- becomes a reference table; its key still starts with province.
+        Migration(
+            name: "0001_rule_sets.sql",
+            sql: #"""
+                -- 0001: published province rule sets and the operators who publish them.
+                --
+                -- Distribution (Citus, see Schema/citus/): rule_sets is small and read by every node, so it
+                -- becomes a reference table; its key still starts with province.
 
--- Rejects any change to an append-only table. Guard rail for history tables: rows are
--- written once and corrected only by new rows.
-CREATE FUNCTION tanhui_reject_change() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'table % is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END;
-$$;
+                -- Rejects any change to an append-only table. Guard rail for history tables: rows are
+                -- written once and corrected only by new rows.
+                CREATE FUNCTION tanhui_reject_change() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    RAISE EXCEPTION 'table % is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
+                        USING ERRCODE = 'insufficient_privilege';
+                END;
+                $$;
 
-CREATE TABLE rule_sets (
-    province        text        NOT NULL CHECK (province ~ '^CN-[A-Z]{2}$'),
-    version         integer     NOT NULL CHECK (version >= 1),
-    effective_from  timestamptz NOT NULL,
-    -- The document exactly as the operator published it, and the SHA-256 of its UTF-8 bytes.
-    document        text        NOT NULL,
-    document_format text        NOT NULL CHECK (document_format IN ('yaml', 'json')),
-    content_sha256  text        NOT NULL CHECK (content_sha256 ~ '^[0-9a-f]{64}$'),
-    methodology     text        NOT NULL,
-    published_at    timestamptz NOT NULL DEFAULT now(),
-    published_by    text        NOT NULL,
-    PRIMARY KEY (province, version)
-);
+                CREATE TABLE rule_sets (
+                    province        text        NOT NULL CHECK (province ~ '^CN-[A-Z]{2}$'),
+                    version         integer     NOT NULL CHECK (version >= 1),
+                    effective_from  timestamptz NOT NULL,
+                    -- The document exactly as the operator published it, and the SHA-256 of its UTF-8 bytes.
+                    document        text        NOT NULL,
+                    document_format text        NOT NULL CHECK (document_format IN ('yaml', 'json')),
+                    content_sha256  text        NOT NULL CHECK (content_sha256 ~ '^[0-9a-f]{64}$'),
+                    methodology     text        NOT NULL,
+                    published_at    timestamptz NOT NULL DEFAULT now(),
+                    published_by    text        NOT NULL,
+                    PRIMARY KEY (province, version)
+                );
 
-CREATE TRIGGER rule_sets_append_only BEFORE UPDATE OR DELETE ON rule_sets
-    FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
-CREATE TRIGGER rule_sets_no_truncate BEFORE TRUNCATE ON rule_sets
-    FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
+                CREATE TRIGGER rule_sets_append_only BEFORE UPDATE OR DELETE ON rule_sets
+                    FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
+                CREATE TRIGGER rule_sets_no_truncate BEFORE TRUNCATE ON rule_sets
+                    FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
 
--- The latest instant of a province at which a verdict has already been given. A new
--- rule-set version may only take effect after it, so no verdict can change. Until the
--- events table exists (ledger migration) nothing has been judged.
-CREATE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$ SELECT NULL::timestamptz $$;
+                -- The latest instant of a province at which a verdict has already been given. A new
+                -- rule-set version may only take effect after it, so no verdict can change. Until the
+                -- events table exists (ledger migration) nothing has been judged.
+                CREATE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
+                LANGUAGE sql STABLE AS $$ SELECT NULL::timestamptz $$;
 
--- Province operators authenticate with API keys; only a SHA-256 of each key is stored.
-CREATE TABLE operators (
-    id          uuid        PRIMARY KEY,
-    name        text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
-    key_sha256  text        NOT NULL UNIQUE CHECK (key_sha256 ~ '^[0-9a-f]{64}$'),
-    provinces   text[]      NOT NULL CHECK (cardinality(provinces) >= 1),
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    revoked_at  timestamptz
-);
+                -- Province operators authenticate with API keys; only a SHA-256 of each key is stored.
+                CREATE TABLE operators (
+                    id          uuid        PRIMARY KEY,
+                    name        text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+                    key_sha256  text        NOT NULL UNIQUE CHECK (key_sha256 ~ '^[0-9a-f]{64}$'),
+                    provinces   text[]      NOT NULL CHECK (cardinality(provinces) >= 1),
+                    created_at  timestamptz NOT NULL DEFAULT now(),
+                    revoked_at  timestamptz
+                );
 
-"""#),
-        Migration(name: "0002_ledger.sql", sql: #"""
--- 0002: citizen actions and the carbon-credit ledger.
---
--- Every large table is keyed by province first: it is the Citus distribution column, so an
--- award (event, transaction, entries, account, caps) is a single-shard transaction, and every
--- unique constraint below includes it. Tables written once are append-only (triggers, and the
--- service role has no UPDATE/DELETE/TRUNCATE on them); the mutable ones (accounts, cap usage)
--- are caches the audit recomputes from the append-only rows.
+                """#),
+        Migration(
+            name: "0002_ledger.sql",
+            sql: #"""
+                -- 0002: citizen actions and the carbon-credit ledger.
+                --
+                -- Every large table is keyed by province first: it is the Citus distribution column, so an
+                -- award (event, transaction, entries, account, caps) is a single-shard transaction, and every
+                -- unique constraint below includes it. Tables written once are append-only (triggers, and the
+                -- service role has no UPDATE/DELETE/TRUNCATE on them); the mutable ones (accounts, cap usage)
+                -- are caches the audit recomputes from the append-only rows.
 
-CREATE EXTENSION IF NOT EXISTS btree_gist;
+                CREATE EXTENSION IF NOT EXISTS btree_gist;
 
--- A citizen's account in one province's programme (credits of different provinces never
--- mix). Pseudonymous: a UUID, nothing else about the person. `last_seq` numbers the
--- citizen's ledger transactions 1, 2, 3… in commit order; batches of one citizen serialise
--- on this row, so the numbering has no gaps and the sync cursor never skips.
-CREATE TABLE citizen_accounts (
-    province        text        NOT NULL CHECK (province ~ '^CN-[A-Z]{2}$'),
-    citizen_id      uuid        NOT NULL,
-    balance_points  bigint      NOT NULL DEFAULT 0,
-    balance_grams   bigint      NOT NULL DEFAULT 0,
-    last_seq        bigint      NOT NULL DEFAULT 0,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (province, citizen_id)
-);
+                -- A citizen's account in one province's programme (credits of different provinces never
+                -- mix). Pseudonymous: a UUID, nothing else about the person. `last_seq` numbers the
+                -- citizen's ledger transactions 1, 2, 3… in commit order; batches of one citizen serialise
+                -- on this row, so the numbering has no gaps and the sync cursor never skips.
+                CREATE TABLE citizen_accounts (
+                    province        text        NOT NULL CHECK (province ~ '^CN-[A-Z]{2}$'),
+                    citizen_id      uuid        NOT NULL,
+                    balance_points  bigint      NOT NULL DEFAULT 0,
+                    balance_grams   bigint      NOT NULL DEFAULT 0,
+                    last_seq        bigint      NOT NULL DEFAULT 0,
+                    created_at      timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (province, citizen_id)
+                );
 
-CREATE TABLE citizen_devices (
-    province    text        NOT NULL,
-    citizen_id  uuid        NOT NULL,
-    device_id   text        NOT NULL CHECK (length(device_id) BETWEEN 1 AND 200),
-    first_seen  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (province, citizen_id, device_id)
-);
+                CREATE TABLE citizen_devices (
+                    province    text        NOT NULL,
+                    citizen_id  uuid        NOT NULL,
+                    device_id   text        NOT NULL CHECK (length(device_id) BETWEEN 1 AND 200),
+                    first_seen  timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (province, citizen_id, device_id)
+                );
 
--- One row per judged event, written once with its final verdict.
-CREATE TABLE events (
-    province            text        NOT NULL,
-    event_id            uuid        NOT NULL,
-    citizen_id          uuid        NOT NULL,
-    device_id           text        NOT NULL,
-    kind                text        NOT NULL,
-    -- Instants after clock-skew correction (these are judged), and as the device sent them.
-    occurred_at         timestamptz NOT NULL,
-    ended_at            timestamptz,
-    device_occurred_at  text        NOT NULL,
-    device_ended_at     text,
-    clock_offset_ms     bigint      NOT NULL,
-    mode                text,
-    material            text,
-    distance_m          bigint,
-    weight_g            bigint,
-    unit_count          bigint,
-    consumption_wh      bigint,
-    baseline_wh         bigint,
-    days                bigint,
-    evidence_source     text,
-    evidence_ref        text,
-    -- SHA-256 of the canonical event: a resubmission is a duplicate only if it matches.
-    content_sha256      text        NOT NULL CHECK (content_sha256 ~ '^[0-9a-f]{64}$'),
-    -- Trips and rides occupy their interval: a person is not on a bus and a bike at once.
-    occupies_interval   boolean     NOT NULL DEFAULT false,
-    received_at         timestamptz NOT NULL,
-    status              text        NOT NULL CHECK (status IN ('accepted', 'rejected', 'conflict')),
-    code                text,
-    message             text,
-    PRIMARY KEY (province, event_id),
-    CHECK (ended_at IS NULL OR ended_at >= occurred_at),
-    CHECK ((evidence_source IS NULL) = (evidence_ref IS NULL)),
-    CHECK ((status = 'accepted') = (code IS NULL))
-);
+                -- One row per judged event, written once with its final verdict.
+                CREATE TABLE events (
+                    province            text        NOT NULL,
+                    event_id            uuid        NOT NULL,
+                    citizen_id          uuid        NOT NULL,
+                    device_id           text        NOT NULL,
+                    kind                text        NOT NULL,
+                    -- Instants after clock-skew correction (these are judged), and as the device sent them.
+                    occurred_at         timestamptz NOT NULL,
+                    ended_at            timestamptz,
+                    device_occurred_at  text        NOT NULL,
+                    device_ended_at     text,
+                    clock_offset_ms     bigint      NOT NULL,
+                    mode                text,
+                    material            text,
+                    distance_m          bigint,
+                    weight_g            bigint,
+                    unit_count          bigint,
+                    consumption_wh      bigint,
+                    baseline_wh         bigint,
+                    days                bigint,
+                    evidence_source     text,
+                    evidence_ref        text,
+                    -- SHA-256 of the canonical event: a resubmission is a duplicate only if it matches.
+                    content_sha256      text        NOT NULL CHECK (content_sha256 ~ '^[0-9a-f]{64}$'),
+                    -- Trips and rides occupy their interval: a person is not on a bus and a bike at once.
+                    occupies_interval   boolean     NOT NULL DEFAULT false,
+                    received_at         timestamptz NOT NULL,
+                    status              text        NOT NULL CHECK (status IN ('accepted', 'rejected', 'conflict')),
+                    code                text,
+                    message             text,
+                    PRIMARY KEY (province, event_id),
+                    CHECK (ended_at IS NULL OR ended_at >= occurred_at),
+                    CHECK ((evidence_source IS NULL) = (evidence_ref IS NULL)),
+                    CHECK ((status = 'accepted') = (code IS NULL))
+                );
 
--- Evidence is credited at most once, whoever claims it.
-CREATE UNIQUE INDEX events_evidence_credited_once ON events (province, evidence_source, evidence_ref)
-    WHERE status = 'accepted' AND evidence_source IS NOT NULL;
+                -- Evidence is credited at most once, whoever claims it.
+                CREATE UNIQUE INDEX events_evidence_credited_once ON events (province, evidence_source, evidence_ref)
+                    WHERE status = 'accepted' AND evidence_source IS NOT NULL;
 
--- Accepted trips of one citizen never overlap in time.
-ALTER TABLE events ADD CONSTRAINT events_no_overlapping_trips EXCLUDE USING gist (
-    province WITH =, citizen_id WITH =, tstzrange(occurred_at, ended_at, '[)') WITH &&
-) WHERE (status = 'accepted' AND occupies_interval);
+                -- Accepted trips of one citizen never overlap in time.
+                ALTER TABLE events ADD CONSTRAINT events_no_overlapping_trips EXCLUDE USING gist (
+                    province WITH =, citizen_id WITH =, tstzrange(occurred_at, ended_at, '[)') WITH &&
+                ) WHERE (status = 'accepted' AND occupies_interval);
 
-CREATE INDEX events_by_citizen ON events (province, citizen_id, occurred_at);
-CREATE INDEX events_by_id ON events (event_id);
+                CREATE INDEX events_by_citizen ON events (province, citizen_id, occurred_at);
+                CREATE INDEX events_by_id ON events (event_id);
 
-CREATE SEQUENCE ledger_transaction_ids AS bigint;
+                CREATE SEQUENCE ledger_transaction_ids AS bigint;
 
--- Double-entry transactions: an award moves points from the province's issuance account
--- to the citizen's account; a reversal mirrors an award. Never updated.
-CREATE TABLE ledger_transactions (
-    province            text        NOT NULL,
-    transaction_id      bigint      NOT NULL,
-    kind                text        NOT NULL CHECK (kind IN ('award', 'reversal')),
-    citizen_id          uuid        NOT NULL,
-    -- The citizen's transaction number in this province (see citizen_accounts.last_seq).
-    citizen_seq         bigint      NOT NULL CHECK (citizen_seq >= 1),
-    event_id            uuid        NOT NULL,
-    points              bigint      NOT NULL,
-    grams_co2e          bigint      NOT NULL,
-    rule_set_version    integer     NOT NULL,
-    methodology         text        NOT NULL,
-    points_before_caps  bigint,
-    multiplier          text,
-    campaign            text,
-    caps_applied        text[],
-    reverses_id         bigint,
-    reason              text,
-    actor               text,
-    created_at          timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (province, transaction_id),
-    UNIQUE (province, citizen_id, citizen_seq),
-    FOREIGN KEY (province, rule_set_version) REFERENCES rule_sets (province, version),
-    FOREIGN KEY (province, reverses_id) REFERENCES ledger_transactions (province, transaction_id),
-    CHECK ((kind = 'award') = (reverses_id IS NULL)),
-    CHECK ((kind = 'reversal') = (reason IS NOT NULL AND actor IS NOT NULL))
-);
+                -- Double-entry transactions: an award moves points from the province's issuance account
+                -- to the citizen's account; a reversal mirrors an award. Never updated.
+                CREATE TABLE ledger_transactions (
+                    province            text        NOT NULL,
+                    transaction_id      bigint      NOT NULL,
+                    kind                text        NOT NULL CHECK (kind IN ('award', 'reversal')),
+                    citizen_id          uuid        NOT NULL,
+                    -- The citizen's transaction number in this province (see citizen_accounts.last_seq).
+                    citizen_seq         bigint      NOT NULL CHECK (citizen_seq >= 1),
+                    event_id            uuid        NOT NULL,
+                    points              bigint      NOT NULL,
+                    grams_co2e          bigint      NOT NULL,
+                    rule_set_version    integer     NOT NULL,
+                    methodology         text        NOT NULL,
+                    points_before_caps  bigint,
+                    multiplier          text,
+                    campaign            text,
+                    caps_applied        text[],
+                    reverses_id         bigint,
+                    reason              text,
+                    actor               text,
+                    created_at          timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (province, transaction_id),
+                    UNIQUE (province, citizen_id, citizen_seq),
+                    FOREIGN KEY (province, rule_set_version) REFERENCES rule_sets (province, version),
+                    FOREIGN KEY (province, reverses_id) REFERENCES ledger_transactions (province, transaction_id),
+                    CHECK ((kind = 'award') = (reverses_id IS NULL)),
+                    CHECK ((kind = 'reversal') = (reason IS NOT NULL AND actor IS NOT NULL))
+                );
 
--- At most one award per event, at most one reversal per award.
-CREATE UNIQUE INDEX ledger_one_award_per_event ON ledger_transactions (province, event_id) WHERE kind = 'award';
-CREATE UNIQUE INDEX ledger_one_reversal_per_award ON ledger_transactions (province, reverses_id) WHERE kind = 'reversal';
+                -- At most one award per event, at most one reversal per award.
+                CREATE UNIQUE INDEX ledger_one_award_per_event ON ledger_transactions (province, event_id) WHERE kind = 'award';
+                CREATE UNIQUE INDEX ledger_one_reversal_per_award ON ledger_transactions (province, reverses_id) WHERE kind = 'reversal';
 
--- Entries: `account` is 'issuance' or 'citizen:<uuid>'. Each transaction's entries sum to zero.
-CREATE TABLE ledger_entries (
-    province        text    NOT NULL,
-    transaction_id  bigint  NOT NULL,
-    account         text    NOT NULL CHECK (account = 'issuance' OR account ~ '^citizen:[0-9a-f-]{36}$'),
-    points          bigint  NOT NULL,
-    PRIMARY KEY (province, transaction_id, account),
-    FOREIGN KEY (province, transaction_id) REFERENCES ledger_transactions (province, transaction_id)
-);
+                -- Entries: `account` is 'issuance' or 'citizen:<uuid>'. Each transaction's entries sum to zero.
+                CREATE TABLE ledger_entries (
+                    province        text    NOT NULL,
+                    transaction_id  bigint  NOT NULL,
+                    account         text    NOT NULL CHECK (account = 'issuance' OR account ~ '^citizen:[0-9a-f-]{36}$'),
+                    points          bigint  NOT NULL,
+                    PRIMARY KEY (province, transaction_id, account),
+                    FOREIGN KEY (province, transaction_id) REFERENCES ledger_transactions (province, transaction_id)
+                );
 
--- Per citizen, per province, per cap window: what has been consumed (a cache of the awards).
-CREATE TABLE cap_usage (
-    province    text    NOT NULL,
-    citizen_id  uuid    NOT NULL,
-    window_key  text    NOT NULL,
-    points      bigint  NOT NULL DEFAULT 0 CHECK (points >= 0),
-    events      bigint  NOT NULL DEFAULT 0 CHECK (events >= 0),
-    PRIMARY KEY (province, citizen_id, window_key)
-);
+                -- Per citizen, per province, per cap window: what has been consumed (a cache of the awards).
+                CREATE TABLE cap_usage (
+                    province    text    NOT NULL,
+                    citizen_id  uuid    NOT NULL,
+                    window_key  text    NOT NULL,
+                    points      bigint  NOT NULL DEFAULT 0 CHECK (points >= 0),
+                    events      bigint  NOT NULL DEFAULT 0 CHECK (events >= 0),
+                    PRIMARY KEY (province, citizen_id, window_key)
+                );
 
--- The per-province hash chain. The sealer appends a link for every committed transaction
--- not yet sealed, in transaction-id order, so sequence numbers are assigned at sealing and
--- are contiguous: hash_n = SHA-256(hash_{n-1} || canonical transaction n).
-CREATE TABLE ledger_chain (
-    province        text        NOT NULL,
-    chain_seq       bigint      NOT NULL CHECK (chain_seq >= 1),
-    transaction_id  bigint      NOT NULL,
-    previous_hash   text        NOT NULL CHECK (previous_hash ~ '^[0-9a-f]{64}$'),
-    hash            text        NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
-    sealed_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (province, chain_seq),
-    UNIQUE (province, transaction_id),
-    FOREIGN KEY (province, transaction_id) REFERENCES ledger_transactions (province, transaction_id)
-);
+                -- The per-province hash chain. The sealer appends a link for every committed transaction
+                -- not yet sealed, in transaction-id order, so sequence numbers are assigned at sealing and
+                -- are contiguous: hash_n = SHA-256(hash_{n-1} || canonical transaction n).
+                CREATE TABLE ledger_chain (
+                    province        text        NOT NULL,
+                    chain_seq       bigint      NOT NULL CHECK (chain_seq >= 1),
+                    transaction_id  bigint      NOT NULL,
+                    previous_hash   text        NOT NULL CHECK (previous_hash ~ '^[0-9a-f]{64}$'),
+                    hash            text        NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+                    sealed_at       timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (province, chain_seq),
+                    UNIQUE (province, transaction_id),
+                    FOREIGN KEY (province, transaction_id) REFERENCES ledger_transactions (province, transaction_id)
+                );
 
--- Signed checkpoints the service exported (operators keep copies outside the database).
-CREATE TABLE ledger_checkpoints (
-    province    text        NOT NULL,
-    chain_seq   bigint      NOT NULL,
-    head_hash   text        NOT NULL,
-    signed_at   timestamptz NOT NULL,
-    note        text        NOT NULL,
-    PRIMARY KEY (province, chain_seq, signed_at)
-);
+                -- Signed checkpoints the service exported (operators keep copies outside the database).
+                CREATE TABLE ledger_checkpoints (
+                    province    text        NOT NULL,
+                    chain_seq   bigint      NOT NULL,
+                    head_hash   text        NOT NULL,
+                    signed_at   timestamptz NOT NULL,
+                    note        text        NOT NULL,
+                    PRIMARY KEY (province, chain_seq, signed_at)
+                );
 
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['events', 'ledger_transactions', 'ledger_entries', 'ledger_chain', 'ledger_checkpoints'] LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change()', t || '_append_only', t);
-        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change()', t || '_no_truncate', t);
-    END LOOP;
-END $$;
+                DO $$
+                DECLARE t text;
+                BEGIN
+                    FOREACH t IN ARRAY ARRAY['events', 'ledger_transactions', 'ledger_entries', 'ledger_chain', 'ledger_checkpoints'] LOOP
+                        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change()', t || '_append_only', t);
+                        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change()', t || '_no_truncate', t);
+                    END LOOP;
+                END $$;
 
--- Now that events exist: the latest instant of a province at which a verdict was given.
-CREATE OR REPLACE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$ SELECT max(occurred_at) FROM events WHERE province = p_province $$;
+                -- Now that events exist: the latest instant of a province at which a verdict was given.
+                CREATE OR REPLACE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
+                LANGUAGE sql STABLE AS $$ SELECT max(occurred_at) FROM events WHERE province = p_province $$;
 
--- The role `tanhui serve` runs as: it may append to history and maintain the caches, but
--- never rewrite history or change the schema. Roles are cluster-wide, so create it once.
-DO $$
-BEGIN
-    CREATE ROLE tanhui_service LOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
-END $$;
+                -- The role `tanhui serve` runs as: it may append to history and maintain the caches, but
+                -- never rewrite history or change the schema. Roles are cluster-wide, so create it once.
+                DO $$
+                BEGIN
+                    CREATE ROLE tanhui_service LOGIN;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                    NULL;
+                END $$;
 
-GRANT USAGE ON SCHEMA public TO tanhui_service;
-GRANT SELECT ON rule_sets, operators, tanhui_schema_migrations TO tanhui_service;
-GRANT INSERT ON rule_sets, operators TO tanhui_service;
-GRANT UPDATE (revoked_at) ON operators TO tanhui_service;
-GRANT SELECT, INSERT ON events, ledger_transactions, ledger_entries, ledger_chain, ledger_checkpoints TO tanhui_service;
-GRANT SELECT, INSERT, UPDATE ON citizen_accounts, citizen_devices, cap_usage TO tanhui_service;
-GRANT USAGE ON SEQUENCE ledger_transaction_ids TO tanhui_service;
+                GRANT USAGE ON SCHEMA public TO tanhui_service;
+                GRANT SELECT ON rule_sets, operators, tanhui_schema_migrations TO tanhui_service;
+                GRANT INSERT ON rule_sets, operators TO tanhui_service;
+                GRANT UPDATE (revoked_at) ON operators TO tanhui_service;
+                GRANT SELECT, INSERT ON events, ledger_transactions, ledger_entries, ledger_chain, ledger_checkpoints TO tanhui_service;
+                GRANT SELECT, INSERT, UPDATE ON citizen_accounts, citizen_devices, cap_usage TO tanhui_service;
+                GRANT USAGE ON SEQUENCE ledger_transaction_ids TO tanhui_service;
 
-"""#),
-        Migration(name: "0003_push_path_v2.sql", sql: #"""
--- 0003: the push path keyed by province everywhere, trips that cannot escape the overlap
--- rule, and a publication check no stored input can block.
+                """#),
+        Migration(
+            name: "0003_push_path_v2.sql",
+            sql: #"""
+                -- 0003: the push path keyed by province everywhere, trips that cannot escape the overlap
+                -- rule, and a publication check no stored input can block.
 
--- Events are identified by (province, event_id), the primary key; nothing looks them up by
--- id alone any more, so the id-only index is one write less per event.
-DROP INDEX events_by_id;
+                -- Events are identified by (province, event_id), the primary key; nothing looks them up by
+                -- id alone any more, so the id-only index is one write less per event.
+                DROP INDEX events_by_id;
 
--- A trip without ended_at occupies its first millisecond, so it still conflicts with an
--- overlapping trip. Declared IMMUTABLE: adding a sub-day interval to a timestamptz does not
--- depend on the session's time zone.
-CREATE FUNCTION tanhui_trip_range(occurred timestamptz, ended timestamptz) RETURNS tstzrange
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT tstzrange(occurred, coalesce(ended, occurred + interval '1 millisecond'), '[)') $$;
+                -- A trip without ended_at occupies its first millisecond, so it still conflicts with an
+                -- overlapping trip. Declared IMMUTABLE: adding a sub-day interval to a timestamptz does not
+                -- depend on the session's time zone.
+                CREATE FUNCTION tanhui_trip_range(occurred timestamptz, ended timestamptz) RETURNS tstzrange
+                LANGUAGE sql IMMUTABLE PARALLEL SAFE
+                AS $$ SELECT tstzrange(occurred, coalesce(ended, occurred + interval '1 millisecond'), '[)') $$;
 
-ALTER TABLE events DROP CONSTRAINT events_no_overlapping_trips;
--- The push reads a citizen's accepted trips through the exclusion constraint's own GiST
--- index (province, citizen, range), so the separate per-citizen btree is one write too many.
-DROP INDEX events_by_citizen;
-ALTER TABLE events ADD CONSTRAINT events_no_overlapping_trips EXCLUDE USING gist (
-    province WITH =, citizen_id WITH =, tanhui_trip_range(occurred_at, ended_at) WITH &&
-) WHERE (status = 'accepted' AND occupies_interval);
+                ALTER TABLE events DROP CONSTRAINT events_no_overlapping_trips;
+                -- The push reads a citizen's accepted trips through the exclusion constraint's own GiST
+                -- index (province, citizen, range), so the separate per-citizen btree is one write too many.
+                DROP INDEX events_by_citizen;
+                ALTER TABLE events ADD CONSTRAINT events_no_overlapping_trips EXCLUDE USING gist (
+                    province WITH =, citizen_id WITH =, tanhui_trip_range(occurred_at, ended_at) WITH &&
+                ) WHERE (status = 'accepted' AND occupies_interval);
 
--- The latest instant of a province whose verdict depended on its rules. Device-clock
--- verdicts (clock_skew, stored by earlier versions) say nothing about the rules, so they
--- cannot hold back a new version; every other stored event lies at most a few minutes
--- after its receipt. Read backwards from an index, not by scanning the province's events.
-CREATE INDEX events_by_province_time ON events (province, occurred_at);
+                -- The latest instant of a province whose verdict depended on its rules. Device-clock
+                -- verdicts (clock_skew, stored by earlier versions) say nothing about the rules, so they
+                -- cannot hold back a new version; every other stored event lies at most a few minutes
+                -- after its receipt. Read backwards from an index, not by scanning the province's events.
+                CREATE INDEX events_by_province_time ON events (province, occurred_at);
 
-CREATE OR REPLACE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-    SELECT occurred_at FROM events
-    WHERE province = p_province AND code IS DISTINCT FROM 'clock_skew'
-    ORDER BY occurred_at DESC LIMIT 1
-$$;
+                CREATE OR REPLACE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
+                LANGUAGE sql STABLE AS $$
+                    SELECT occurred_at FROM events
+                    WHERE province = p_province AND code IS DISTINCT FROM 'clock_skew'
+                    ORDER BY occurred_at DESC LIMIT 1
+                $$;
 
--- Pull and status start from the citizen's accounts (the token names no province).
-CREATE INDEX citizen_accounts_by_citizen ON citizen_accounts (citizen_id);
+                -- Pull and status start from the citizen's accounts (the token names no province).
+                CREATE INDEX citizen_accounts_by_citizen ON citizen_accounts (citizen_id);
 
--- Entries and chain links are written by the same transaction as (or, for the chain, only
--- after) the ledger transaction they belong to; a per-row foreign-key trigger on every entry
--- costs more than the insert it guards. `tanhui audit` checks both relations (no entry
--- without its transaction, no link to a missing transaction), as it checks the balances.
-ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_province_transaction_id_fkey;
-ALTER TABLE ledger_chain DROP CONSTRAINT ledger_chain_province_transaction_id_fkey;
+                -- Entries and chain links are written by the same transaction as (or, for the chain, only
+                -- after) the ledger transaction they belong to; a per-row foreign-key trigger on every entry
+                -- costs more than the insert it guards. `tanhui audit` checks both relations (no entry
+                -- without its transaction, no link to a missing transaction), as it checks the balances.
+                ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_province_transaction_id_fkey;
+                ALTER TABLE ledger_chain DROP CONSTRAINT ledger_chain_province_transaction_id_fkey;
 
--- The sealer's watermark reads the transaction-id sequence's last value (`serve` seals as
--- tanhui_service).
-GRANT SELECT ON SEQUENCE ledger_transaction_ids TO tanhui_service;
+                -- The sealer's watermark reads the transaction-id sequence's last value (`serve` seals as
+                -- tanhui_service).
+                GRANT SELECT ON SEQUENCE ledger_transaction_ids TO tanhui_service;
 
-"""#),
-        Migration(name: "0004_chain_v2.sql", sql: #"""
--- 0004: chain v2. The province hash chain seals every stored record a verdict or a balance
--- depends on: events (every verdict), ledger transactions (every column, with their
--- entries) and rule-set publications (the document's hash). See README, "Hash chain v2".
---
--- Every such record carries a seal id drawn from ledger_transaction_ids (a transaction's
--- seal id is its transaction_id). Ids are drawn while the writer holds the province's
--- publication lock (shared for pushes and reversals, exclusive for publications), so the
--- sealer's watermark covers all three kinds and the chain follows seal-id order.
+                """#),
+        Migration(
+            name: "0004_chain_v2.sql",
+            sql: #"""
+                -- 0004: chain v2. The province hash chain seals every stored record a verdict or a balance
+                -- depends on: events (every verdict), ledger transactions (every column, with their
+                -- entries) and rule-set publications (the document's hash). See README, "Hash chain v2".
+                --
+                -- Every such record carries a seal id drawn from ledger_transaction_ids (a transaction's
+                -- seal id is its transaction_id). Ids are drawn while the writer holds the province's
+                -- publication lock (shared for pushes and reversals, exclusive for publications), so the
+                -- sealer's watermark covers all three kinds and the chain follows seal-id order.
 
--- Rows written before this migration get their seal ids now, in physical order; they are
--- sealed by v2 links from here on (v1 links already sealed stay as they are).
-ALTER TABLE events ADD COLUMN seal_id bigint DEFAULT nextval('ledger_transaction_ids');
-ALTER TABLE events ALTER COLUMN seal_id SET NOT NULL;
-ALTER TABLE rule_sets ADD COLUMN seal_id bigint DEFAULT nextval('ledger_transaction_ids');
-ALTER TABLE rule_sets ALTER COLUMN seal_id SET NOT NULL;
+                -- Rows written before this migration get their seal ids now, in physical order; they are
+                -- sealed by v2 links from here on (v1 links already sealed stay as they are).
+                ALTER TABLE events ADD COLUMN seal_id bigint DEFAULT nextval('ledger_transaction_ids');
+                ALTER TABLE events ALTER COLUMN seal_id SET NOT NULL;
+                ALTER TABLE rule_sets ADD COLUMN seal_id bigint DEFAULT nextval('ledger_transaction_ids');
+                ALTER TABLE rule_sets ALTER COLUMN seal_id SET NOT NULL;
 
--- The sealer reads the unsealed tail of events by seal id. Ids grow with the heap, so a
--- BRIN index finds the tail (unsummarised ranges are always read) at almost no cost to
--- the push path, where a btree would be one more index write per event.
-CREATE INDEX events_by_seal_id ON events USING brin (seal_id);
+                -- The sealer reads the unsealed tail of events by seal id. Ids grow with the heap, so a
+                -- BRIN index finds the tail (unsummarised ranges are always read) at almost no cost to
+                -- the push path, where a btree would be one more index write per event.
+                CREATE INDEX events_by_seal_id ON events USING brin (seal_id);
 
--- A link names its format (1: transactions only, 2: every record kind), the kind of record
--- it seals and that record's key. v1 links keep format 1 and record 'transaction'.
-ALTER TABLE ledger_chain
-    ADD COLUMN format smallint NOT NULL DEFAULT 1 CHECK (format IN (1, 2)),
-    ADD COLUMN record text NOT NULL DEFAULT 'transaction' CHECK (record IN ('transaction', 'event', 'rule_set')),
-    ADD COLUMN seal_id bigint,
-    ADD COLUMN event_id uuid,
-    ADD COLUMN rule_set_version integer,
-    ALTER COLUMN transaction_id DROP NOT NULL,
-    ADD CONSTRAINT ledger_chain_record_key CHECK (
-        (format = 1 AND record = 'transaction' AND transaction_id IS NOT NULL AND seal_id IS NULL)
-        OR (format = 2 AND seal_id IS NOT NULL AND (
-            (record = 'transaction' AND transaction_id = seal_id AND event_id IS NULL AND rule_set_version IS NULL)
-            OR (record = 'event' AND event_id IS NOT NULL AND transaction_id IS NULL AND rule_set_version IS NULL)
-            OR (record = 'rule_set' AND rule_set_version IS NOT NULL AND transaction_id IS NULL AND event_id IS NULL))));
-CREATE UNIQUE INDEX ledger_chain_by_seal_id ON ledger_chain (province, seal_id);
+                -- A link names its format (1: transactions only, 2: every record kind), the kind of record
+                -- it seals and that record's key. v1 links keep format 1 and record 'transaction'.
+                ALTER TABLE ledger_chain
+                    ADD COLUMN format smallint NOT NULL DEFAULT 1 CHECK (format IN (1, 2)),
+                    ADD COLUMN record text NOT NULL DEFAULT 'transaction' CHECK (record IN ('transaction', 'event', 'rule_set')),
+                    ADD COLUMN seal_id bigint,
+                    ADD COLUMN event_id uuid,
+                    ADD COLUMN rule_set_version integer,
+                    ALTER COLUMN transaction_id DROP NOT NULL,
+                    ADD CONSTRAINT ledger_chain_record_key CHECK (
+                        (format = 1 AND record = 'transaction' AND transaction_id IS NOT NULL AND seal_id IS NULL)
+                        OR (format = 2 AND seal_id IS NOT NULL AND (
+                            (record = 'transaction' AND transaction_id = seal_id AND event_id IS NULL AND rule_set_version IS NULL)
+                            OR (record = 'event' AND event_id IS NOT NULL AND transaction_id IS NULL AND rule_set_version IS NULL)
+                            OR (record = 'rule_set' AND rule_set_version IS NOT NULL AND transaction_id IS NULL AND event_id IS NULL))));
+                CREATE UNIQUE INDEX ledger_chain_by_seal_id ON ledger_chain (province, seal_id);
 
--- The push path reads the events it judged by primary key only; seal ids are column
--- defaults, drawn with the sequence the service role already uses.
+                -- The push path reads the events it judged by primary key only; seal ids are column
+                -- defaults, drawn with the sequence the service role already uses.
 
--- The summary a v2 checkpoint signs (its SHA-256 is in the note): each citizen's cached
--- balances, last_seq and cap usage at the checkpoint's watermark, read in a snapshot in which
--- every ledger write with an id up to the watermark had committed and none after it had.
--- `tanhui audit --since CHECKPOINT` starts from it. Append-only, like the rest of history.
-CREATE TABLE ledger_checkpoint_states (
-    province        text    NOT NULL,
-    watermark       bigint  NOT NULL,
-    citizen_id      uuid    NOT NULL,
-    balance_points  bigint  NOT NULL,
-    balance_grams   bigint  NOT NULL,
-    last_seq        bigint  NOT NULL,
-    -- `window_key=points/events` pairs sorted by window key (byte order), comma-separated.
-    caps            text    NOT NULL,
-    PRIMARY KEY (province, watermark, citizen_id)
-);
-CREATE TRIGGER ledger_checkpoint_states_append_only BEFORE UPDATE OR DELETE ON ledger_checkpoint_states
-    FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
-CREATE TRIGGER ledger_checkpoint_states_no_truncate BEFORE TRUNCATE ON ledger_checkpoint_states
-    FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
-GRANT SELECT, INSERT ON ledger_checkpoint_states TO tanhui_service;
+                -- The summary a v2 checkpoint signs (its SHA-256 is in the note): each citizen's cached
+                -- balances, last_seq and cap usage at the checkpoint's watermark, read in a snapshot in which
+                -- every ledger write with an id up to the watermark had committed and none after it had.
+                -- `tanhui audit --since CHECKPOINT` starts from it. Append-only, like the rest of history.
+                CREATE TABLE ledger_checkpoint_states (
+                    province        text    NOT NULL,
+                    watermark       bigint  NOT NULL,
+                    citizen_id      uuid    NOT NULL,
+                    balance_points  bigint  NOT NULL,
+                    balance_grams   bigint  NOT NULL,
+                    last_seq        bigint  NOT NULL,
+                    -- `window_key=points/events` pairs sorted by window key (byte order), comma-separated.
+                    caps            text    NOT NULL,
+                    PRIMARY KEY (province, watermark, citizen_id)
+                );
+                CREATE TRIGGER ledger_checkpoint_states_append_only BEFORE UPDATE OR DELETE ON ledger_checkpoint_states
+                    FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
+                CREATE TRIGGER ledger_checkpoint_states_no_truncate BEFORE TRUNCATE ON ledger_checkpoint_states
+                    FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
+                GRANT SELECT, INSERT ON ledger_checkpoint_states TO tanhui_service;
 
-"""#),
+                """#),
     ]
 }
