@@ -8,7 +8,8 @@ import TanhuiService
 /// Exit codes: 0 every check holds, 1 a check is violated, 2 the audit could not run.
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Audit the ledger on one consistent snapshot: balances, conservation, hash chain, checkpoints, replay, completeness, caps, reversals, guard rails, overlapping trips, chain order.",
+        abstract:
+            "Audit the ledger on one consistent snapshot: balances, conservation, hash chain, checkpoints, replay, completeness, caps, reversals, guard rails, overlapping trips, chain order.",
         discussion: """
             Exit status: 0 every check holds; 1 at least one check is violated; 2 the audit could not run \
             (bad argument value, database unreachable, unreadable checkpoint file, no trusted key).
@@ -20,9 +21,15 @@ struct Audit: AsyncParsableCommand {
     @Option(name: .customLong("province"), help: "Audit only this province (repeatable). Default: every province.") var provinces: [String] = []
     @Option(help: "Report findings about transactions created at or after this instant (ISO 8601, or YYYY-MM-DD in UTC).") var from: String?
     @Option(help: "Report findings about transactions created before this instant.") var to: String?
-    @Option(name: .customLong("checkpoint"), help: "A checkpoint file from `tanhui ledger checkpoint --out` (repeatable).") var checkpointFiles: [String] = []
-    @Option(help: "Incremental audit: verify only what was appended after this v2 checkpoint file (its province), starting from the signed summary stored with it.") var since: String?
-    @Option(name: .customLong("public-key"), help: "Base64 Ed25519 public key checkpoints must be signed with (default: the key of TANHUI_CHECKPOINT_KEY).") var publicKey: String?
+    @Option(name: .customLong("checkpoint"), help: "A checkpoint file from `tanhui ledger checkpoint --out` (repeatable).") var checkpointFiles:
+        [String] = []
+    @Option(
+        help:
+            "Incremental audit: verify only what was appended after this v2 checkpoint file (its province), starting from the signed summary stored with it."
+    ) var since: String?
+    @Option(
+        name: .customLong("public-key"),
+        help: "Base64 Ed25519 public key checkpoints must be signed with (default: the key of TANHUI_CHECKPOINT_KEY).") var publicKey: String?
     @Option(name: .customLong("seal-bound"), help: "Unsealed transactions older than this many seconds are a finding.") var sealBound = "60"
     @Option(help: "Provinces audited in parallel (all read one exported snapshot).") var jobs = "1"
     @Flag(help: "Print the report as JSON (stable, documented structure) instead of text.") var json = false
@@ -50,7 +57,8 @@ struct Audit: AsyncParsableCommand {
         if let from = options.from, let to = options.to, to <= from { try Self.fail("--to must be after --from") }
         if let since {
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: since), let size = attributes[.size] as? Int,
-                  size <= Self.maximumCheckpointBytes, let data = FileManager.default.contents(atPath: since) else {
+                size <= Self.maximumCheckpointBytes, let data = FileManager.default.contents(atPath: since)
+            else {
                 try Self.fail("cannot read checkpoint file \(since) (missing, unreadable or larger than \(Self.maximumCheckpointBytes) bytes)")
             }
             options.since = (since, String(decoding: data, as: UTF8.self))
@@ -58,14 +66,16 @@ struct Audit: AsyncParsableCommand {
         }
         for file in checkpointFiles {
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: file), let size = attributes[.size] as? Int,
-                  size <= Self.maximumCheckpointBytes, let data = FileManager.default.contents(atPath: file) else {
+                size <= Self.maximumCheckpointBytes, let data = FileManager.default.contents(atPath: file)
+            else {
                 try Self.fail("cannot read checkpoint file \(file) (missing, unreadable or larger than \(Self.maximumCheckpointBytes) bytes)")
             }
             options.checkpoints.append((file, String(decoding: data, as: UTF8.self)))
         }
         if let publicKey {
             guard let raw = Data(base64Encoded: publicKey.trimmingCharacters(in: .whitespacesAndNewlines)),
-                  let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
+            else {
                 try Self.fail("--public-key must be the base64 of a 32-byte Ed25519 public key")
             }
             options.trustedKey = key

@@ -33,7 +33,9 @@ struct Ledger: AsyncParsableCommand {
             try await CommandEnvironment.run(services) {
                 do {
                     let record = try await services.ledger.reverse(event: id, province: province, reason: reason, actor: actor)
-                    printLine("reversed event \(id.uuidString.lowercased()) in \(record.province): transaction \(record.transactionID), \(record.points) points, \(record.gramsCO2e) g")
+                    printLine(
+                        "reversed event \(id.uuidString.lowercased()) in \(record.province): transaction \(record.transactionID), \(record.points) points, \(record.gramsCO2e) g"
+                    )
                 } catch let error as LedgerService.ReversalError {
                     printError(error.description)
                     throw ExitStatus.checkFailed
@@ -43,7 +45,8 @@ struct Ledger: AsyncParsableCommand {
     }
 
     struct Seal: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Seal pending transactions into each province's hash chain now; report the backlog.")
+        static let configuration = CommandConfiguration(
+            abstract: "Seal pending transactions into each province's hash chain now; report the backlog.")
         @Option(help: "Only this province.") var province: String?
 
         func run() async throws {
@@ -58,13 +61,17 @@ struct Ledger: AsyncParsableCommand {
                     }
                 } while total > 0
                 let backlog = try await services.ledger.unsealedBacklog()
-                printLine(backlog.isEmpty ? "no unsealed transactions" : backlog.map { "\($0.province): \($0.unsealed) unsealed, oldest \($0.oldestSeconds) s" }.joined(separator: "\n"))
+                printLine(
+                    backlog.isEmpty
+                        ? "no unsealed transactions"
+                        : backlog.map { "\($0.province): \($0.unsealed) unsealed, oldest \($0.oldestSeconds) s" }.joined(separator: "\n"))
             }
         }
     }
 
     struct Checkpoint: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Seal, then export a signed checkpoint of a province chain's head for operators to keep.")
+        static let configuration = CommandConfiguration(
+            abstract: "Seal, then export a signed checkpoint of a province chain's head for operators to keep.")
         @Option(help: "Province code.") var province: String
         @Option(help: "File to write the checkpoint note to.") var out: String
 
@@ -81,7 +88,9 @@ struct Ledger: AsyncParsableCommand {
 
     struct Explain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "EXPLAIN every push, pull, status, reversal, seal and publication statement for a province; exit 1 on a sequential scan of a ledger table.")
+            abstract:
+                "EXPLAIN every push, pull, status, reversal, seal and publication statement for a province; exit 1 on a sequential scan of a ledger table."
+        )
         @Option(help: "Province code.") var province: String
 
         func run() async throws {
@@ -123,7 +132,9 @@ struct Ledger: AsyncParsableCommand {
                         let (balance, overflow) = running[line.province, default: 0].addingReportingOverflow(line.points)
                         running[line.province] = overflow ? (line.points > 0 ? Int64.max : Int64.min) : balance
                         printed += 1
-                        printLine("\(line.province)  #\(line.citizenSeq)  \(Formatting.instant(line.createdAt))  \(line.kind)  event \(line.eventID.uuidString.lowercased())  \(line.points >= 0 ? "+" : "")\(line.points) points  \(line.gramsCO2e) g  balance \(running[line.province]!)  v\(line.ruleSetVersion)")
+                        printLine(
+                            "\(line.province)  #\(line.citizenSeq)  \(Formatting.instant(line.createdAt))  \(line.kind)  event \(line.eventID.uuidString.lowercased())  \(line.points >= 0 ? "+" : "")\(line.points) points  \(line.gramsCO2e) g  balance \(running[line.province]!)  v\(line.ruleSetVersion)"
+                        )
                     }
                     if page.count < LedgerService.maximumPage { break }
                 }

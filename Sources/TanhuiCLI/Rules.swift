@@ -16,7 +16,8 @@ struct Rules: AsyncParsableCommand {
     static func readDocument(_ path: String) throws -> String {
         let url = URL(fileURLWithPath: path)
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let size = attributes[.size] as? Int else {
+            let size = attributes[.size] as? Int
+        else {
             printError("cannot read \(path)")
             throw ExitStatus.couldNotRun
         }
@@ -35,7 +36,9 @@ struct Rules: AsyncParsableCommand {
     static func report(_ issues: [ValidationIssue], file: String) {
         for issue in issues {
             let position = [issue.line, issue.column].compactMap { $0 }.map(String.init).joined(separator: ":")
-            printLine("\(file)\(position.isEmpty ? "" : ":" + position): \(issue.path.isEmpty ? "(document)" : issue.path): \(issue.code.rawValue): \(issue.message)")
+            printLine(
+                "\(file)\(position.isEmpty ? "" : ":" + position): \(issue.path.isEmpty ? "(document)" : issue.path): \(issue.code.rawValue): \(issue.message)"
+            )
         }
     }
 
@@ -71,7 +74,8 @@ struct Rules: AsyncParsableCommand {
     }
 
     struct Publish: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate and store a rule set atomically; prints province, version and effective_from.")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate and store a rule set atomically; prints province, version and effective_from.")
         @Argument(help: "YAML or JSON rule-set file.") var file: String
         @Flag(help: "Succeed without change when this exact document is already published under its version.") var ifAbsent = false
         @Option(help: "Who publishes (recorded with the version).") var by = ProcessInfo.processInfo.environment["USER"] ?? "cli"
@@ -88,7 +92,9 @@ struct Rules: AsyncParsableCommand {
                     case .published: verb = "published"
                     case .alreadyPublished: verb = "already published"
                     }
-                    printLine("\(verb) \(summary.province) version \(summary.version) effective from \(Formatting.instant(summary.effectiveFrom)) sha256 \(summary.contentSHA256)")
+                    printLine(
+                        "\(verb) \(summary.province) version \(summary.version) effective from \(Formatting.instant(summary.effectiveFrom)) sha256 \(summary.contentSHA256)"
+                    )
                 } catch let rejected as RuleSetRejected {
                     Rules.report(rejected.issues, file: file)
                     throw ExitStatus.checkFailed
@@ -107,7 +113,9 @@ struct Rules: AsyncParsableCommand {
                 let summaries = try await services.ruleSets.list(province: province)
                 if summaries.isEmpty { printLine("no rule sets published") }
                 for summary in summaries {
-                    printLine("\(summary.province)  v\(summary.version)  effective \(Formatting.instant(summary.effectiveFrom))  published \(Formatting.instant(summary.publishedAt)) by \(summary.publishedBy)  \(summary.methodology)")
+                    printLine(
+                        "\(summary.province)  v\(summary.version)  effective \(Formatting.instant(summary.effectiveFrom))  published \(Formatting.instant(summary.publishedAt)) by \(summary.publishedBy)  \(summary.methodology)"
+                    )
                 }
             }
         }
@@ -148,7 +156,8 @@ struct Rules: AsyncParsableCommand {
     struct Simulate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Dry run: the award or rejection for each event, and totals. Writes nothing.",
-            discussion: "Events are evaluated in file order as one citizen's, so caps accumulate. EVENTS.jsonl holds one event per line in the sync format."
+            discussion:
+                "Events are evaluated in file order as one citizen's, so caps accumulate. EVENTS.jsonl holds one event per line in the sync format."
         )
         @Argument(help: "A rule-set file, or PROVINCE@VERSION of a published one.") var ruleSet: String
         @Option(help: "JSON Lines file of events.") var events: String
@@ -177,7 +186,9 @@ struct Rules: AsyncParsableCommand {
 
             let rules: RuleSet
             if let at = ruleSet.firstIndex(of: "@"), !FileManager.default.fileExists(atPath: ruleSet) {
-                guard let version = Int(ruleSet[ruleSet.index(after: at)...]) else { throw ValidationError("expected PROVINCE@VERSION, e.g. CN-GD@2") }
+                guard let version = Int(ruleSet[ruleSet.index(after: at)...]) else {
+                    throw ValidationError("expected PROVINCE@VERSION, e.g. CN-GD@2")
+                }
                 let services = try CommandEnvironment.services(label: "tanhui.rules")
                 var loaded: RuleSet?
                 try await CommandEnvironment.run(services) {
@@ -208,7 +219,9 @@ struct Rules: AsyncParsableCommand {
                     printLine("\(line.eventID)  invalid  \(problems)")
                 }
             }
-            printLine("total: \(report.accepted) accepted, \(report.rejected) rejected, \(report.invalid) invalid; \(report.gramsCO2e) g CO2e, \(report.points) points (\(rules.province) v\(rules.version))")
+            printLine(
+                "total: \(report.accepted) accepted, \(report.rejected) rejected, \(report.invalid) invalid; \(report.gramsCO2e) g CO2e, \(report.points) points (\(rules.province) v\(rules.version))"
+            )
         }
     }
 }
@@ -216,6 +229,8 @@ struct Rules: AsyncParsableCommand {
 enum Formatting {
     /// RFC 3339 in UTC, the form every command prints instants in.
     static func instant(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon).timeZone(separator: .omitted))
+        date.formatted(
+            .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon).timeZone(
+                separator: .omitted))
     }
 }

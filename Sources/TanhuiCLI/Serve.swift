@@ -1,11 +1,11 @@
-import UnixSignals
-import TanhuiPostgres
 import ArgumentParser
 import Hummingbird
 import Logging
 import ServiceLifecycle
 import TanhuiHTTP
+import TanhuiPostgres
 import TanhuiService
+import UnixSignals
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,12 +53,16 @@ struct Serve: AsyncParsableCommand {
         let app = TanhuiApplication.build(services: services, tokens: tokens, metrics: metrics, host: host, port: port) { boundPort in
             printLine("tanhui listening on http://\(host):\(boundPort)")
         }
-        let group = ServiceGroup(configuration: .init(
-            // Shut down in reverse order: the HTTP server drains first, then the sealer seals what it committed.
-            services: [LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger), app],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: services.logger
-        ).withShutdownBound(seconds: services.config.shutdownTimeoutSeconds))
+        let group = ServiceGroup(
+            configuration: .init(
+                // Shut down in reverse order: the HTTP server drains first, then the sealer seals what it committed.
+                services: [
+                    LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger),
+                    app,
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: services.logger
+            ).withShutdownBound(seconds: services.config.shutdownTimeoutSeconds))
         do {
             try await group.run()
         } catch {

@@ -178,7 +178,12 @@ package enum BatchJudge {
             for (path, value) in [("occurred_at", occurred), ("ended_at", ended)] {
                 guard let value, !ClockPolicy.saneRangeMs.contains(value) else { continue }
                 let corrected = offset == 0 ? "" : " after correcting the device clock by \(offset / 1000) s"
-                issues.append(ValidationIssue(path: path, code: .invalid, message: "\(path) lies at \(Instant.format(value, offsetSeconds: 0))\(corrected); instants must fall between 2000-01-01 and 2100-01-01"))
+                issues.append(
+                    ValidationIssue(
+                        path: path, code: .invalid,
+                        message:
+                            "\(path) lies at \(Instant.format(value, offsetSeconds: 0))\(corrected); instants must fall between 2000-01-01 and 2100-01-01"
+                    ))
             }
             if !issues.isEmpty {
                 entries.append(.invalid(id: event.id.uuidString.lowercased(), issues: issues))
@@ -204,8 +209,9 @@ package enum BatchJudge {
             }
             entries.append(.event(item, occurredMs: occurred, endedMs: ended, ruleSet: ruleSet, windows: windows))
         }
-        return Prepared(entries: entries, offsetMs: offset, receivedAtMs: receivedAtMs, provinces: provinces.sorted(), keys: keys,
-                        evidence: evidence, windowKeys: windowKeys.mapValues { $0.sorted() }, tripSpan: span)
+        return Prepared(
+            entries: entries, offsetMs: offset, receivedAtMs: receivedAtMs, provinces: provinces.sorted(), keys: keys,
+            evidence: evidence, windowKeys: windowKeys.mapValues { $0.sorted() }, tripSpan: span)
     }
 
     /// Judges the batch in request order; earlier items count for later ones.
@@ -221,15 +227,24 @@ package enum BatchJudge {
         let receivedAt = Instant.date(prepared.receivedAtMs)
 
         for entry in prepared.entries {
-            let item: Item, occurredMs: Int64, endedMs: Int64?, ruleSet: RuleSet?
+            let item: Item
+            let occurredMs: Int64
+            let endedMs: Int64?
+            let ruleSet: RuleSet?
             switch entry {
             case .invalid(let id, let issues):
-                verdicts.append(Verdict(id: id ?? "", status: .rejected, code: VerdictCode.invalid,
-                                        message: issues.first.map { "\($0.path): \($0.message)" } ?? "malformed event", errors: issues))
+                verdicts.append(
+                    Verdict(
+                        id: id ?? "", status: .rejected, code: VerdictCode.invalid,
+                        message: issues.first.map { "\($0.path): \($0.message)" } ?? "malformed event", errors: issues))
                 continue
             case .clockSkew(let skewed):
-                verdicts.append(Verdict(id: skewed.wire.event.id.uuidString.lowercased(), status: .rejected, code: VerdictCode.clockSkew,
-                                        message: "after correcting the device clock by \(prepared.offsetMs / 1000) s the event lies in the future; it was not stored — resend it once the device clock is right"))
+                verdicts.append(
+                    Verdict(
+                        id: skewed.wire.event.id.uuidString.lowercased(), status: .rejected, code: VerdictCode.clockSkew,
+                        message:
+                            "after correcting the device clock by \(prepared.offsetMs / 1000) s the event lies in the future; it was not stored — resend it once the device clock is right"
+                    ))
                 continue
             case .event(let i, let o, let e, let r, _):
                 (item, occurredMs, endedMs, ruleSet) = (i, o, e, r)
@@ -239,9 +254,15 @@ package enum BatchJudge {
             let idText = event.id.uuidString.lowercased()
             if let earlier = facts.existing[key] {
                 if earlier.citizen == citizen && earlier.contentSHA256 == item.contentSHA256 {
-                    verdicts.append(Verdict(id: idText, status: .duplicate, code: earlier.code, message: earlier.message, award: earlier.award, originalStatus: earlier.status))
+                    verdicts.append(
+                        Verdict(
+                            id: idText, status: .duplicate, code: earlier.code, message: earlier.message, award: earlier.award,
+                            originalStatus: earlier.status))
                 } else {
-                    verdicts.append(Verdict(id: idText, status: .conflict, code: VerdictCode.idReused, message: "an event with this id was already submitted in \(event.province) with different content; the original stands"))
+                    verdicts.append(
+                        Verdict(
+                            id: idText, status: .conflict, code: VerdictCode.idReused,
+                            message: "an event with this id was already submitted in \(event.province) with different content; the original stands"))
                 }
                 continue
             }
@@ -253,28 +274,36 @@ package enum BatchJudge {
                 var judged = event
                 judged.occurredAt = Instant.date(occurredMs)
                 judged.endedAt = endedMs.map(Instant.date)
-                switch RuleEvaluator.evaluate(event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt) {
+                switch RuleEvaluator.evaluate(
+                    event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt)
+                {
                 case .rejected(let rejection):
                     verdict = Verdict(id: idText, status: .rejected, code: rejection.code.rawValue, message: rejection.message)
                 case .accepted(let award):
                     let evidenceKey = item.wire.evidence.map { EvidenceKey(province: event.province, source: $0.source, ref: $0.ref) }
                     if let evidenceKey, facts.claimedEvidence.contains(evidenceKey) {
-                        verdict = Verdict(id: idText, status: .conflict, code: VerdictCode.evidenceClaimed, message: "this evidence has already been credited")
+                        verdict = Verdict(
+                            id: idText, status: .conflict, code: VerdictCode.evidenceClaimed, message: "this evidence has already been credited")
                     } else if let trip, (facts.acceptedTrips[event.province] ?? []).contains(where: { $0.overlaps(trip) }) {
-                        verdict = Verdict(id: idText, status: .conflict, code: VerdictCode.overlap, message: "overlaps a trip already accepted for this citizen")
+                        verdict = Verdict(
+                            id: idText, status: .conflict, code: VerdictCode.overlap, message: "overlaps a trip already accepted for this citizen")
                     } else if !fits(award, in: accounts[event.province] ?? Account(), usage: facts.usage[event.province] ?? CapUsage()) {
-                        verdict = Verdict(id: idText, status: .rejected, code: RejectionCode.invalidData.rawValue,
-                                          message: "the award would overflow the citizen's balance or a cap counter")
+                        verdict = Verdict(
+                            id: idText, status: .rejected, code: RejectionCode.invalidData.rawValue,
+                            message: "the award would overflow the citizen's balance or a cap counter")
                     } else {
                         accepted = award
-                        verdict = Verdict(id: idText, status: .accepted, award: AwardSummary(
-                            gramsCO2e: award.gramsCO2e, points: award.pointsAwarded, province: event.province,
-                            ruleSetVersion: award.ruleSetVersion, capped: award.capped))
+                        verdict = Verdict(
+                            id: idText, status: .accepted,
+                            award: AwardSummary(
+                                gramsCO2e: award.gramsCO2e, points: award.pointsAwarded, province: event.province,
+                                ruleSetVersion: award.ruleSetVersion, capped: award.capped))
                     }
                 }
             } else {
-                verdict = Verdict(id: idText, status: .rejected, code: RejectionCode.noRuleset.rawValue,
-                                  message: "no rule set of \(event.province) is in force at \(Instant.format(occurredMs, offsetSeconds: 0))")
+                verdict = Verdict(
+                    id: idText, status: .rejected, code: RejectionCode.noRuleset.rawValue,
+                    message: "no rule set of \(event.province) is in force at \(Instant.format(occurredMs, offsetSeconds: 0))")
             }
             if let award = accepted {
                 var usage = facts.usage[event.province] ?? CapUsage()
@@ -286,7 +315,9 @@ package enum BatchJudge {
                     counter.events += consumption.events
                     increments[event.province, default: [:]][consumption.window.key] = counter
                 }
-                if let evidence = item.wire.evidence { facts.claimedEvidence.insert(EvidenceKey(province: event.province, source: evidence.source, ref: evidence.ref)) }
+                if let evidence = item.wire.evidence {
+                    facts.claimedEvidence.insert(EvidenceKey(province: event.province, source: evidence.source, ref: evidence.ref))
+                }
                 if let trip { facts.acceptedTrips[event.province, default: []].append(trip) }
                 var account = accounts[event.province] ?? Account()
                 account.points += award.pointsAwarded  // bounded by `fits`
@@ -295,10 +326,14 @@ package enum BatchJudge {
                 accounts[event.province] = account
                 awards.append(AwardRow(province: event.province, eventID: event.id, award: award, citizenSeq: account.lastSeq))
             }
-            let stored = Stored(citizen: citizen, contentSHA256: item.contentSHA256, status: verdict.status, code: verdict.code, message: verdict.message, award: verdict.award)
+            let stored = Stored(
+                citizen: citizen, contentSHA256: item.contentSHA256, status: verdict.status, code: verdict.code, message: verdict.message,
+                award: verdict.award)
             facts.existing[key] = stored
-            events.append(EventRow(item: item, occurredMs: occurredMs, endedMs: endedMs, occupiesInterval: trip != nil && accepted != nil,
-                                   status: verdict.status, code: verdict.code, message: verdict.message))
+            events.append(
+                EventRow(
+                    item: item, occurredMs: occurredMs, endedMs: endedMs, occupiesInterval: trip != nil && accepted != nil,
+                    status: verdict.status, code: verdict.code, message: verdict.message))
             verdicts.append(verdict)
         }
         return Outcome(verdicts: verdicts, events: events, awards: awards, accounts: accounts, usageIncrements: increments)
@@ -308,12 +343,14 @@ package enum BatchJudge {
     /// counter inside Int64.
     static func fits(_ award: Award, in account: Account, usage: CapUsage) -> Bool {
         guard !account.points.addingReportingOverflow(award.pointsAwarded).overflow,
-              !account.gramsCO2e.addingReportingOverflow(award.gramsCO2e).overflow,
-              account.lastSeq < .max
+            !account.gramsCO2e.addingReportingOverflow(award.gramsCO2e).overflow,
+            account.lastSeq < .max
         else { return false }
         for consumption in award.consumption {
             let counter = usage[consumption.window]
-            if counter.points.addingReportingOverflow(consumption.points).overflow || counter.events.addingReportingOverflow(consumption.events).overflow {
+            if counter.points.addingReportingOverflow(consumption.points).overflow
+                || counter.events.addingReportingOverflow(consumption.events).overflow
+            {
                 return false
             }
         }

@@ -58,24 +58,39 @@ package struct EventWire: Sendable {
                 if required { bad(path, "\(path) is required") }
                 return nil
             }
-            guard case .string(let text) = value else { bad(path, "\(path) must be a string"); return nil }
-            if text.utf8.count > maximumStringLength { bad(path, "\(path) is longer than \(maximumStringLength) bytes"); return nil }
-            if text.unicodeScalars.contains(where: { $0.value < 0x20 }) { bad(path, "\(path) contains control characters"); return nil }
+            guard case .string(let text) = value else {
+                bad(path, "\(path) must be a string")
+                return nil
+            }
+            if text.utf8.count > maximumStringLength {
+                bad(path, "\(path) is longer than \(maximumStringLength) bytes")
+                return nil
+            }
+            if text.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+                bad(path, "\(path) contains control characters")
+                return nil
+            }
             return text
         }
         func timestamp(_ value: JSONValue?, _ path: String, required: Bool) -> (Date, String)? {
             guard let text = string(value, path, required: required) else { return nil }
             switch Instant.parseRFC3339(text) {
             case .success(let milliseconds): return (Instant.date(milliseconds), text)
-            case .failure: bad(path, "\(path) must be an RFC 3339 timestamp with a UTC offset, e.g. 2027-03-01T07:31:00+08:00"); return nil
+            case .failure:
+                bad(path, "\(path) must be an RFC 3339 timestamp with a UTC offset, e.g. 2027-03-01T07:31:00+08:00")
+                return nil
             }
         }
         func quantity(_ value: JSONValue?, _ path: String) -> Int64? {
             guard let value, value != .null else { return nil }
-            guard case .number(let text) = value else { bad(path, "\(path) must be an integer"); return nil }
+            guard case .number(let text) = value else {
+                bad(path, "\(path) must be an integer")
+                return nil
+            }
             if let exact = Int64(text), exact.magnitude <= 9_000_000_000_000_000 { return exact }
             guard let double = Double(text), double.isFinite, double == double.rounded(), abs(double) <= 9.0e15 else {
-                bad(path, "\(path) must be a whole number in base units"); return nil
+                bad(path, "\(path) must be a whole number in base units")
+                return nil
             }
             return Int64(double)
         }
@@ -109,7 +124,9 @@ package struct EventWire: Sendable {
         var evidence: Evidence?
         if let raw = fields["evidence"], raw != .null {
             if case .object(let evidenceFields) = raw {
-                for key in evidenceFields.keys.sorted() where key != "source" && key != "ref" { bad("evidence.\(key)", "unknown field evidence.\(key)") }
+                for key in evidenceFields.keys.sorted() where key != "source" && key != "ref" {
+                    bad("evidence.\(key)", "unknown field evidence.\(key)")
+                }
                 let source = string(evidenceFields["source"], "evidence.source", required: true)
                 let ref = string(evidenceFields["ref"], "evidence.ref", required: true)
                 if let source, let ref {

@@ -73,11 +73,11 @@ enum Instant {
             return v
         }
         guard b.count >= 10, let year = digits(0, 4), b.count > 4, b[4] == 45, let month = digits(5, 2),
-              b[7] == 45, let day = digits(8, 2)
+            b[7] == 45, let day = digits(8, 2)
         else { return .failure(.malformed) }
         guard b.count > 10 else { return .failure(.missingTime) }
         guard [84, 116, 32].contains(b[10]), b.count >= 19, let hour = digits(11, 2), b[13] == 58,
-              let minute = digits(14, 2), b[16] == 58, let second = digits(17, 2)
+            let minute = digits(14, 2), b[16] == 58, let second = digits(17, 2)
         else { return .failure(.malformed) }
         var i = 19
         var millis: Int64 = 0
@@ -102,7 +102,7 @@ enum Instant {
             i += 1
         } else if b[i] == 43 || b[i] == 45 {  // + -
             guard let oh = digits(i + 1, 2), i + 3 < b.count, b[i + 3] == 58, let om = digits(i + 4, 2),
-                  oh <= 23, om <= 59
+                oh <= 23, om <= 59
             else { return .failure(.malformed) }
             offsetMinutes = (oh * 60 + om) * (b[i] == 45 ? -1 : 1)
             i += 6
@@ -111,7 +111,7 @@ enum Instant {
         }
         guard i == b.count else { return .failure(.malformed) }
         guard (1...12).contains(month), day >= 1, day <= daysInMonth(year, month), hour <= 23, minute <= 59,
-              second <= 59
+            second <= 59
         else { return .failure(.outOfRange) }
         let days = daysFromCivil(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetMinutes * 60

@@ -397,7 +397,9 @@ package enum RuleSetValidator {
                     ValidationIssue(
                         path: "effective_from", line: ruleSet.effectiveFromPosition?.line, column: ruleSet.effectiveFromPosition?.column,
                         code: .retroactiveEffectiveFrom,
-                        message: "events of \(ruleSet.province) have already been judged under earlier rules; effective_from must be at or after \(Instant.format(earliestMs, offsetSeconds: offset))"))
+                        message:
+                            "events of \(ruleSet.province) have already been judged under earlier rules; effective_from must be at or after \(Instant.format(earliestMs, offsetSeconds: offset))"
+                    ))
             }
         }
         return issues

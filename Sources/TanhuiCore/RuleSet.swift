@@ -148,7 +148,12 @@ final class ActivityRule: Sendable {
         var flat: ExactDecimal?
         var series: String?
         var limits = TripLimits(minDistanceKm: nil, maxDistanceKm: nil, minDurationSeconds: nil, maxSpeedKmh: nil)
-        var minWeight: Int64?, maxWeight: Int64?, minUnits: Int64?, maxUnits: Int64?, maxDays: Int64?, fixed: Int64?
+        var minWeight: Int64?
+        var maxWeight: Int64?
+        var minUnits: Int64?
+        var maxUnits: Int64?
+        var maxDays: Int64?
+        var fixed: Int64?
         switch activity.method {
         case .perDistance(let r):
             method = .perDistance
@@ -238,7 +243,8 @@ final class ActivityRule: Sendable {
         return caps.indices.map { i in
             let cap = caps[i]
             return CapWindow(
-                capIndex: capIndices[i], id: .init(kind: cap.kind, period: cap.period, periodIndex: periodIndex(cap.period, day: day, monthIndex: month)),
+                capIndex: capIndices[i],
+                id: .init(kind: cap.kind, period: cap.period, periodIndex: periodIndex(cap.period, day: day, monthIndex: month)),
                 maxPoints: cap.maxPoints, maxEvents: cap.maxEvents)
         }
     }

@@ -48,8 +48,10 @@ package enum RuleSetDiff {
         }
 
         func campaignFields(_ c: Campaign, _ r: RuleSet) -> [(String, String)] {
-            [("kinds", c.kinds.joined(separator: ", ")), ("from", Instant.format(c.fromMs, offsetSeconds: r.zone.offsetSeconds(atMs: c.fromMs))),
-             ("to", Instant.format(c.toMs, offsetSeconds: r.zone.offsetSeconds(atMs: c.toMs))), ("multiplier", c.multiplier.description)]
+            [
+                ("kinds", c.kinds.joined(separator: ", ")), ("from", Instant.format(c.fromMs, offsetSeconds: r.zone.offsetSeconds(atMs: c.fromMs))),
+                ("to", Instant.format(c.toMs, offsetSeconds: r.zone.offsetSeconds(atMs: c.toMs))), ("multiplier", c.multiplier.description),
+            ]
         }
         let newNames = new.campaigns.map(\.name)
         let oldNames = old.campaigns.map(\.name)

@@ -445,7 +445,9 @@ private struct DocumentReader {
                 if kind == nil { kindsComplete = false }
                 if let kind {
                     if let first = kindsSeen[kind] {
-                        add("\(path).kind", (item.mapping?["kind"]) ?? item, .duplicateKind, "kind '\(kind)' is already defined by activities[\(first)]")
+                        add(
+                            "\(path).kind", (item.mapping?["kind"]) ?? item, .duplicateKind,
+                            "kind '\(kind)' is already defined by activities[\(first)]")
                     } else {
                         kindsSeen[kind] = i
                     }
@@ -476,7 +478,9 @@ private struct DocumentReader {
             if let period {
                 let key = "\(kind ?? "*")/\(period.rawValue)"
                 if let first = capKeys[key] {
-                    add(path, item, .duplicateCap, "caps[\(first)] already limits \(kind ?? "all kinds") per \(period.rawValue); put max_points and max_events in one cap")
+                    add(
+                        path, item, .duplicateCap,
+                        "caps[\(first)] already limits \(kind ?? "all kinds") per \(period.rawValue); put max_points and max_events in one cap")
                 } else {
                     capKeys[key] = i
                 }
@@ -542,13 +546,14 @@ private struct DocumentReader {
             for b in campaigns.indices where b > a {
                 let shared = campaigns[a].kinds.filter { campaigns[b].kinds.contains($0) }
                 guard !shared.isEmpty, campaigns[a].fromMs < campaigns[b].toMs, campaigns[b].fromMs < campaigns[a].toMs else { continue }
-                add("campaigns[\(campaignPaths[b])]", campaignNodes[b], .overlappingCampaigns,
+                add(
+                    "campaigns[\(campaignPaths[b])]", campaignNodes[b], .overlappingCampaigns,
                     "overlaps campaigns[\(campaignPaths[a])] ('\(campaigns[a].name)') for \(shared.joined(separator: ", "))")
             }
         }
 
         guard let province, let version, let effectiveFrom, let timeZone, let gramsPerPoint, let window, let methodology,
-              issues.isEmpty
+            issues.isEmpty
         else { return nil }
         func position(_ key: String) -> SourcePosition? {
             f[key]?.mark.map { SourcePosition(line: $0.line, column: $0.column) }
@@ -592,7 +597,8 @@ private struct DocumentReader {
         let source = string(f, "source", required: false, maxLength: 500)
         guard let methodName = string(f, "method", required: true, maxLength: 32) else { return (kind, nil) }
         guard Self.methodKeys[methodName] != nil else {
-            add(f.path("method"), f["method"], .unknownMethod,
+            add(
+                f.path("method"), f["method"], .unknownMethod,
                 "unknown method '\(methodName)'; use one of " + Self.methodKeys.keys.sorted().joined(separator: ", "))
             return (kind, nil)
         }
@@ -650,7 +656,8 @@ private struct DocumentReader {
             var baseline: BaselineDelta.Baseline?
             if let b = f["baseline"] {
                 if let bf = fields(b, f.path("baseline"), allowed: ["type", "wh_per_day"], what: "a baseline"),
-                   let type = string(bf, "type", required: true, maxLength: 32) {
+                    let type = string(bf, "type", required: true, maxLength: 32)
+                {
                     switch type {
                     case "fixed":
                         if let wh = integer(bf, "wh_per_day", required: true, range: 1...1_000_000, code: .absurdValue) {
@@ -701,7 +708,7 @@ private struct DocumentReader {
             for (name, _, value) in namedEntries(node, f.path(variantsKey), what: variantsKey) ?? [] {
                 let vp = "\(f.path(variantsKey)).\(name)"
                 guard let vf = fields(value, vp, allowed: [flatKey], what: "a \(variantsKey == "modes" ? "mode" : "variant")"),
-                      let d = factor(vf, flatKey, ack: ack)
+                    let d = factor(vf, flatKey, ack: ack)
                 else {
                     ok = false
                     continue

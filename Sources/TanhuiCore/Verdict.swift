@@ -16,7 +16,10 @@ package struct Verdict: Sendable, Equatable {
     /// Field problems, for `rejected`/`invalid` (malformed events are not stored).
     package var errors: [ValidationIssue]
 
-    package init(id: String, status: Status, code: String? = nil, message: String? = nil, award: AwardSummary? = nil, originalStatus: Status? = nil, errors: [ValidationIssue] = []) {
+    package init(
+        id: String, status: Status, code: String? = nil, message: String? = nil, award: AwardSummary? = nil, originalStatus: Status? = nil,
+        errors: [ValidationIssue] = []
+    ) {
         self.id = id
         self.status = status
         self.code = code

@@ -1,7 +1,7 @@
-import NIOFoundationEssentialsCompat
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOFoundationEssentialsCompat
 import TanhuiCore
 import TanhuiService
 
@@ -56,7 +56,8 @@ enum OperatorRoutes {
                 throw Problem(.notFound, code: "not_found", detail: "event id must be a UUID")
             }
             let body = try await collect(request, limit: 16 * 1024)
-            guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any], let reason = object["reason"] as? String else {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any], let reason = object["reason"] as? String
+            else {
                 throw Problem(.badRequest, code: "malformed_json", detail: "send {\"reason\": \"…\"}")
             }
             let identity = context.operatorIdentity!
@@ -65,9 +66,11 @@ enum OperatorRoutes {
                 event: eventID, province: try context.province, reason: reason,
                 actor: "operator \(identity.name) (\(identity.id.uuidString.lowercased()))"
             )
-            return EditedResponse(status: .created, response: ReversalBody(
-                province: record.province, transactionID: record.transactionID, eventID: record.eventID.uuidString.lowercased(),
-                points: record.points, gramsCO2e: record.gramsCO2e))
+            return EditedResponse(
+                status: .created,
+                response: ReversalBody(
+                    province: record.province, transactionID: record.transactionID, eventID: record.eventID.uuidString.lowercased(),
+                    points: record.points, gramsCO2e: record.gramsCO2e))
         }
     }
 
@@ -80,13 +83,17 @@ enum OperatorRoutes {
         }
         let body = try await collect(request, limit: maximumDocumentBytes)
         guard let document = String(bytes: body.readableBytesView, encoding: .utf8) else {
-            throw Problem(.unprocessableContent, code: "invalid_rule_set", detail: "the document is not UTF-8",
-                          errors: [.init(path: "", code: "not_utf8", message: "the document is not UTF-8")])
+            throw Problem(
+                .unprocessableContent, code: "invalid_rule_set", detail: "the document is not UTF-8",
+                errors: [.init(path: "", code: "not_utf8", message: "the document is not UTF-8")])
         }
         // The document's own province must be the one the route (and key) is for.
         if let ruleSet = try? RuleSetParser.parse(document), ruleSet.province != province {
-            throw Problem(.unprocessableContent, code: "invalid_rule_set", detail: "the document is for \(ruleSet.province), not \(province)",
-                          errors: [.init(path: "province", code: "province_mismatch", message: "document province \(ruleSet.province) does not match \(province)")])
+            throw Problem(
+                .unprocessableContent, code: "invalid_rule_set", detail: "the document is for \(ruleSet.province), not \(province)",
+                errors: [
+                    .init(path: "province", code: "province_mismatch", message: "document province \(ruleSet.province) does not match \(province)")
+                ])
         }
         return document
     }
@@ -115,7 +122,9 @@ enum OperatorRoutes {
         // Exactly one of the two, of its own type: a draft sent beside a version (or in the
         // wrong shape) must not be silently ignored while the published version is simulated.
         guard (object["ruleset_version"] == nil) != (object["document"] == nil) else {
-            throw Problem(.badRequest, code: "malformed_json", detail: "give exactly one of ruleset_version (a published version) or document (a rule set to try)")
+            throw Problem(
+                .badRequest, code: "malformed_json",
+                detail: "give exactly one of ruleset_version (a published version) or document (a rule set to try)")
         }
         if let value = object["ruleset_version"] {
             guard let version = value as? Int else {
@@ -148,7 +157,9 @@ enum OperatorRoutes {
 struct OperatorKeyMiddleware: RouterMiddleware {
     let operators: OperatorService
 
-    func handle(_ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response
+    ) async throws -> Response {
         guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "send an operator key as Authorization: Bearer thk_…")
         }
@@ -262,16 +273,22 @@ struct SimulationBody: ResponseEncodable {
         results = report.lines.map { line in
             switch line.evaluation {
             case .accepted(let award):
-                return Result(id: line.eventID, status: "accepted", code: nil, message: nil, award: AwardBody(
-                    gramsCO2e: award.gramsCO2e, points: award.pointsAwarded, pointsBeforeCaps: award.pointsBeforeCaps,
-                    capped: award.capped, capsApplied: award.capsApplied.map(\.key), campaign: award.campaign,
-                    multiplier: award.multiplier.description), errors: nil)
+                return Result(
+                    id: line.eventID, status: "accepted", code: nil, message: nil,
+                    award: AwardBody(
+                        gramsCO2e: award.gramsCO2e, points: award.pointsAwarded, pointsBeforeCaps: award.pointsBeforeCaps,
+                        capped: award.capped, capsApplied: award.capsApplied.map(\.key), campaign: award.campaign,
+                        multiplier: award.multiplier.description), errors: nil)
             case .rejected(let rejection):
-                return Result(id: line.eventID, status: "rejected", code: rejection.code.rawValue, message: rejection.message, award: nil, errors: nil)
+                return Result(
+                    id: line.eventID, status: "rejected", code: rejection.code.rawValue, message: rejection.message, award: nil, errors: nil)
             case nil:
-                return Result(id: line.eventID, status: "rejected", code: "invalid", message: "the event is malformed", award: nil, errors: line.invalid.map { Problem.FieldError($0) })
+                return Result(
+                    id: line.eventID, status: "rejected", code: "invalid", message: "the event is malformed", award: nil,
+                    errors: line.invalid.map { Problem.FieldError($0) })
             }
         }
-        totals = Totals(accepted: report.accepted, rejected: report.rejected, invalid: report.invalid, gramsCO2e: report.gramsCO2e, points: report.points)
+        totals = Totals(
+            accepted: report.accepted, rejected: report.rejected, invalid: report.invalid, gramsCO2e: report.gramsCO2e, points: report.points)
     }
 }

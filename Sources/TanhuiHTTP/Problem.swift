@@ -1,6 +1,6 @@
-import Logging
 import Foundation
 package import Hummingbird
+import Logging
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
@@ -82,7 +82,8 @@ package struct Problem: HTTPResponseError, Encodable, Sendable {
     }
 
     /// The database is down or saturated: clients back off and retry.
-    package static let unavailable = Problem(.serviceUnavailable, code: "unavailable", detail: "the service is temporarily unavailable; retry later", retryAfterSeconds: 2)
+    package static let unavailable = Problem(
+        .serviceUnavailable, code: "unavailable", detail: "the service is temporarily unavailable; retry later", retryAfterSeconds: 2)
 }
 
 extension Problem.FieldError {
@@ -99,7 +100,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let problem as Problem {
             throw problem
         } catch let rejected as RuleSetRejected {
-            throw Problem(.unprocessableContent, code: "invalid_rule_set", detail: "the rule set has \(rejected.issues.count) problem(s); nothing was stored", errors: rejected.issues.map { Problem.FieldError($0) })
+            throw Problem(
+                .unprocessableContent, code: "invalid_rule_set", detail: "the rule set has \(rejected.issues.count) problem(s); nothing was stored",
+                errors: rejected.issues.map { Problem.FieldError($0) })
         } catch RuleSetLookupError.notFound(let province, let version) {
             throw Problem(.notFound, code: "not_found", detail: "\(province) version \(version) is not published")
         } catch RuleSetLookupError.forbidden(let province) {

@@ -11,7 +11,9 @@ enum SyncRoutes {
     static let maximumStatusIDs = 500
     static let defaultPullLimit = 200
 
-    static func add(to router: Router<TanhuiRequestContext>, services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics, cursorSecret: [UInt8]) {
+    static func add(
+        to router: Router<TanhuiRequestContext>, services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics, cursorSecret: [UInt8]
+    ) {
         let sync = router.group("v1/sync").add(middleware: DeviceTokenMiddleware(tokens: tokens))
 
         sync.post("push") { request, context -> PushResponse in
@@ -28,7 +30,9 @@ enum SyncRoutes {
                 throw Problem(.badRequest, code: "malformed_request", detail: "events must be an array")
             }
             guard events.count <= LedgerService.maximumBatchSize else {
-                throw Problem.limits(.contentTooLarge, code: "too_many_events", detail: "at most \(LedgerService.maximumBatchSize) events per push; split the batch", maximumBodyBytes: context.maximumBodyBytes)
+                throw Problem.limits(
+                    .contentTooLarge, code: "too_many_events", detail: "at most \(LedgerService.maximumBatchSize) events per push; split the batch",
+                    maximumBodyBytes: context.maximumBodyBytes)
             }
             let items: [SubmissionItem] = events.map { raw in
                 switch EventWire.decode(raw) {
@@ -37,7 +41,8 @@ enum SyncRoutes {
                 }
             }
             let receivedAt = Date()
-            let submission = try await services.ledger.push(items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
+            let submission = try await services.ledger.push(
+                items, citizen: device.citizen, device: device.device, receivedAt: receivedAt, sentAt: sentAt)
             submission.verdicts.forEach(metrics.record)
             // Echo each id exactly as the client sent it, so clients match results by string.
             let sentIDs = events.map(Self.idText)
@@ -61,7 +66,8 @@ enum SyncRoutes {
             }
             var start = LedgerService.PullStart.beginning
             if let text = request.uri.queryParameters.get("cursor"), !text.isEmpty {
-                start = PullCursor.decode(String(text), citizen: device.citizen, secret: cursorSecret).map(LedgerService.PullStart.cursor) ?? .unreadable
+                start =
+                    PullCursor.decode(String(text), citizen: device.citizen, secret: cursorSecret).map(LedgerService.PullStart.cursor) ?? .unreadable
             }
             let page = try await services.ledger.pull(citizen: device.citizen, from: start, limit: limit)
             return PullResponse(page: page, citizen: device.citizen, secret: cursorSecret)
@@ -74,15 +80,21 @@ enum SyncRoutes {
                 throw Problem(.badRequest, code: "malformed_request", detail: "ids must be an array of event ids")
             }
             guard raw.count <= maximumStatusIDs else {
-                throw Problem.limits(.contentTooLarge, code: "too_many_ids", detail: "at most \(maximumStatusIDs) ids per request", maximumBodyBytes: context.maximumBodyBytes)
+                throw Problem.limits(
+                    .contentTooLarge, code: "too_many_ids", detail: "at most \(maximumStatusIDs) ids per request",
+                    maximumBodyBytes: context.maximumBodyBytes)
             }
             let texts = raw.map { value -> String in if case .string(let text) = value { text } else { "" } }
             let ids = texts.compactMap(UUID.init(uuidString:))
             let found = try await services.ledger.verdicts(citizen: device.citizen, ids: ids)
-            return StatusResponse(results: texts.map { text in
-                if let id = UUID(uuidString: text), let verdict = found[id] { return VerdictBody(verdict) }
-                return VerdictBody(id: text, status: "unknown", code: nil, message: "no verdict stored for this id (never received, or malformed and so not stored)", award: nil, originalStatus: nil, errors: nil)
-            })
+            return StatusResponse(
+                results: texts.map { text in
+                    if let id = UUID(uuidString: text), let verdict = found[id] { return VerdictBody(verdict) }
+                    return VerdictBody(
+                        id: text, status: "unknown", code: nil,
+                        message: "no verdict stored for this id (never received, or malformed and so not stored)", award: nil, originalStatus: nil,
+                        errors: nil)
+                })
         }
     }
 
@@ -103,7 +115,8 @@ enum SyncRoutes {
         do {
             body = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw Problem.limits(.contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes; split the batch", maximumBodyBytes: limit)
+            throw Problem.limits(
+                .contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes; split the batch", maximumBodyBytes: limit)
         }
         switch request.headers[.contentEncoding]?.lowercased() {
         case nil, "identity":
@@ -112,7 +125,9 @@ enum SyncRoutes {
             do {
                 body = try body.decompress(with: .gzip(), maxSize: limit)
             } catch let error as CompressNIOError where error == .bufferOverflow {
-                throw Problem.limits(.contentTooLarge, code: "body_too_large", detail: "the decompressed body is larger than \(limit) bytes; split the batch", maximumBodyBytes: limit)
+                throw Problem.limits(
+                    .contentTooLarge, code: "body_too_large", detail: "the decompressed body is larger than \(limit) bytes; split the batch",
+                    maximumBodyBytes: limit)
             } catch {
                 throw Problem(.badRequest, code: "malformed_request", detail: "the gzip body could not be decompressed")
             }
@@ -131,7 +146,8 @@ extension Problem {
     /// A 413 that tells clients the limits, so they can split and resend.
     static func limits(_ status: HTTPResponse.Status, code: String, detail: String, maximumBodyBytes: Int) -> Problem {
         var problem = Problem(status, code: code, detail: detail)
-        problem.limits = Limits(maxEventsPerPush: LedgerService.maximumBatchSize, maxBodyBytes: maximumBodyBytes, maxStatusIDs: SyncRoutes.maximumStatusIDs)
+        problem.limits = Limits(
+            maxEventsPerPush: LedgerService.maximumBatchSize, maxBodyBytes: maximumBodyBytes, maxStatusIDs: SyncRoutes.maximumStatusIDs)
         return problem
     }
 }
@@ -140,9 +156,11 @@ extension Problem {
 struct DeviceTokenMiddleware: RouterMiddleware {
     let tokens: DeviceTokens
 
-    func handle(_ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response
+    ) async throws -> Response {
         guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
-              let claims = await tokens.verify(String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces))
+            let claims = await tokens.verify(String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces))
         else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "send a valid, unexpired device token as Authorization: Bearer …")
         }
@@ -198,7 +216,10 @@ struct VerdictBody: Encodable {
     init(_ verdict: Verdict) {
         self.init(
             id: verdict.id, status: verdict.status.rawValue, code: verdict.code, message: verdict.message,
-            award: verdict.award.map { AwardBody(gramsCO2e: $0.gramsCO2e, points: $0.points, ruleset: .init(province: $0.province, version: $0.ruleSetVersion), capped: $0.capped) },
+            award: verdict.award.map {
+                AwardBody(
+                    gramsCO2e: $0.gramsCO2e, points: $0.points, ruleset: .init(province: $0.province, version: $0.ruleSetVersion), capped: $0.capped)
+            },
             originalStatus: verdict.originalStatus?.rawValue,
             errors: verdict.errors.isEmpty ? nil : verdict.errors.map { Problem.FieldError($0) }
         )
@@ -262,8 +283,9 @@ struct PullResponse: ResponseEncodable {
 
     init(page: PullPage, citizen: UUID, secret: [UInt8]) {
         entries = page.lines.map {
-            EntryBody(province: $0.province, seq: $0.citizenSeq, kind: $0.kind, eventID: $0.eventID.uuidString.lowercased(), points: $0.points,
-                      gramsCO2e: $0.gramsCO2e, rulesetVersion: $0.ruleSetVersion, createdAt: $0.createdAt, reason: $0.reason)
+            EntryBody(
+                province: $0.province, seq: $0.citizenSeq, kind: $0.kind, eventID: $0.eventID.uuidString.lowercased(), points: $0.points,
+                gramsCO2e: $0.gramsCO2e, rulesetVersion: $0.ruleSetVersion, createdAt: $0.createdAt, reason: $0.reason)
         }
         balances = page.balances.map { BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e) }
         nextCursor = page.next.encode(citizen: citizen, secret: secret)

@@ -22,7 +22,9 @@ package enum TanhuiApplication {
         )
     }
 
-    package static func buildRouter(services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics = TanhuiMetrics()) -> Router<TanhuiRequestContext> {
+    package static func buildRouter(
+        services: TanhuiServices, tokens: DeviceTokens, metrics: TanhuiMetrics = TanhuiMetrics()
+    ) -> Router<TanhuiRequestContext> {
         let router = Router(context: TanhuiRequestContext.self)
         router.add(middleware: MetricsMiddleware())
         let maximumBodyBytes = services.config.maximumBodyBytes
@@ -57,7 +59,9 @@ package enum TanhuiApplication {
 struct BodyLimitMiddleware: RouterMiddleware {
     let maximumBodyBytes: Int
 
-    func handle(_ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         context.maximumBodyBytes = maximumBodyBytes
         return try await next(request, context)

@@ -16,8 +16,9 @@ package final class TanhuiMetrics: Sendable {
         MetricNameDescriptor(namespace: "tanhui", metricName: "events", unitName: "total", helpText: "Events judged, by verdict status and code")
     }
     static var poolConnections: MetricNameDescriptor {
-        MetricNameDescriptor(namespace: "tanhui", subsystem: "db_pool", metricName: "connections", unitName: "count",
-                             helpText: "Database connections by state (open, in_use, waiting, maximum)")
+        MetricNameDescriptor(
+            namespace: "tanhui", subsystem: "db_pool", metricName: "connections", unitName: "count",
+            helpText: "Database connections by state (open, in_use, waiting, maximum)")
     }
 
     package init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {

@@ -16,7 +16,8 @@ enum BareTable {
     ]
 
     static func reset(_ connection: PostgresConnection) throws {
-        try connection.executeTrustedScript("""
+        try connection.executeTrustedScript(
+            """
             DROP TABLE IF EXISTS \(name);
             CREATE TABLE \(name) (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
             ALTER TABLE \(name) ADD PRIMARY KEY (province, event_id);
@@ -33,7 +34,9 @@ enum BareTable {
         let received = Workload.iso(now)
         for i in 0..<count {
             let citizen = Workload.citizen(seed: seed, index: i / 100).uuidString.lowercased()
-            let event = Workload.event(kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 100) * 6000 - 3600), slot: 6000, tag: "\(seed)-\(i)", rng: &rng)
+            let event = Workload.event(
+                kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 100) * 6000 - 3600), slot: 6000,
+                tag: "\(seed)-\(i)", rng: &rng)
             var data: [String: String] = [:]
             for (key, value) in event.data { data[key] = value.replacingOccurrences(of: "\"", with: "") }
             let occurred = Workload.iso(event.start)
@@ -42,7 +45,8 @@ enum BareTable {
             for _ in 0..<4 { hash += String(format: "%016llx", rng.next()) }
             rows.append([
                 Workload.province, event.id.uuidString.lowercased(), citizen, "phone", event.kind, occurred, ended, occurred, ended,
-                "0", data["mode"], data["material"], data["distance_m"], data["weight_g"], nil, data["consumption_wh"], data["baseline_wh"], data["days"],
+                "0", data["mode"], data["material"], data["distance_m"], data["weight_g"], nil, data["consumption_wh"], data["baseline_wh"],
+                data["days"],
                 event.evidence?.source, event.evidence?.ref, hash, event.end == nil ? "f" : "t", received, "accepted", nil, nil,
             ])
         }
@@ -57,7 +61,8 @@ struct CopyBaseline: AsyncParsableCommand {
     @Option var seed = 7
 
     func run() async throws {
-        let connection = try PostgresConnection.connect(PostgresConnectionSettings(url: db.databaseURL, statementTimeoutMilliseconds: Int(db.maxSeconds * 1000), applicationName: "tanhui-load"))
+        let connection = try PostgresConnection.connect(
+            PostgresConnectionSettings(url: db.databaseURL, statementTimeoutMilliseconds: Int(db.maxSeconds * 1000), applicationName: "tanhui-load"))
         defer { connection.close() }
         try BareTable.reset(connection)
         let rows = BareTable.rows(db.rows, seed: seed)
@@ -71,7 +76,8 @@ struct CopyBaseline: AsyncParsableCommand {
 
 /// Baseline for benchmark 2: one row per INSERT, autocommit, from C concurrent connections.
 struct InsertBaseline: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Single-row autocommit INSERTs into the bare table from C connections (one thread each).")
+    static let configuration = CommandConfiguration(
+        abstract: "Single-row autocommit INSERTs into the bare table from C connections (one thread each).")
     @OptionGroup var db: DatabaseOptions
     @Option var concurrency = 64
     @Option var seed = 8
@@ -94,14 +100,16 @@ struct InsertBaseline: AsyncParsableCommand {
     /// Runs on plain threads: libpq calls block, and the cooperative pool has only one thread per core.
     static func insert(rows: [[String?]], settings: PostgresConnectionSettings, concurrency: Int, maxSeconds: Double) -> [String: Any] {
         let tickets = Tickets(limit: rows.count, maxSeconds: maxSeconds)
-        let results = Mutex<(done: Int, failures: Int, latency: Histogram<UInt64>, error: String?)>((0, 0, Histogram<UInt64>(highestTrackableValue: 120_000_000), nil))
+        let results = Mutex<(done: Int, failures: Int, latency: Histogram<UInt64>, error: String?)>(
+            (0, 0, Histogram<UInt64>(highestTrackableValue: 120_000_000), nil))
         let group = DispatchGroup()
         let ready = DispatchSemaphore(value: 0)
         let go = DispatchSemaphore(value: 0)
         for _ in 0..<concurrency {
             group.enter()
             let thread = Thread {
-                var done = 0, failures = 0
+                var done = 0
+                var failures = 0
                 var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000)
                 var firstError: String?
                 let connection = try? PostgresConnection.connect(settings)
@@ -112,12 +120,14 @@ struct InsertBaseline: AsyncParsableCommand {
                         let row = rows[index]
                         let start = ContinuousClock.now
                         do {
-                            _ = try connection.query(PostgresQuery(sql: """
-                                INSERT INTO bench_bare_events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
-                                clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
-                                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message)
-                                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
-                                """, parameters: row))
+                            _ = try connection.query(
+                                PostgresQuery(
+                                    sql: """
+                                        INSERT INTO bench_bare_events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
+                                        clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
+                                        evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message)
+                                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+                                        """, parameters: row))
                             done += 1
                         } catch {
                             failures += 1
@@ -169,7 +179,9 @@ struct Evaluate: AsyncParsableCommand {
         let now = Date()
         var rng = SplitMix64(workloadSeed: 42)
         let decoded: [ActionEvent] = (0..<events).map { i in
-            let e = Workload.event(kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 500) * 600 - 3600), slot: 6000, tag: "\(i)", rng: &rng)
+            let e = Workload.event(
+                kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 500) * 600 - 3600), slot: 6000, tag: "\(i)",
+                rng: &rng)
             var data = EventData()
             for (key, value) in e.data {
                 let v = value.replacingOccurrences(of: "\"", with: "")
@@ -187,7 +199,10 @@ struct Evaluate: AsyncParsableCommand {
             return ActionEvent(id: e.id, kind: e.kind, province: Workload.province, occurredAt: e.start, endedAt: e.end, data: data)
         }
         let usage = CapUsage()
-        var awarded = 0, rejected = 0, points: Int64 = 0, evaluations = 0
+        var awarded = 0
+        var rejected = 0
+        var points: Int64 = 0
+        var evaluations = 0
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(maxSeconds * 1000))
         outer: while evaluations < maxEvaluations {
@@ -204,7 +219,9 @@ struct Evaluate: AsyncParsableCommand {
             if ContinuousClock.now >= deadline { break outer }
         }
         let elapsed = seconds(ContinuousClock.now - start)
-        emit(["benchmark": "evaluate", "evaluations": evaluations, "awarded": awarded, "rejected": rejected, "points_checksum": points,
-              "seconds": round3(elapsed), "evaluations_per_s": round3(Double(evaluations) / elapsed)])
+        emit([
+            "benchmark": "evaluate", "evaluations": evaluations, "awarded": awarded, "rejected": rejected, "points_checksum": points,
+            "seconds": round3(elapsed), "evaluations_per_s": round3(Double(evaluations) / elapsed),
+        ])
     }
 }

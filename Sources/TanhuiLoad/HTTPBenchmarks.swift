@@ -1,9 +1,9 @@
-import NIOHTTP1
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Histogram
 import NIOCore
+import NIOHTTP1
 import Synchronization
 import TanhuiService
 
@@ -118,7 +118,8 @@ enum LoadHTTP {
 
 /// Benchmark 1: a week of events per citizen, 100 per push, one citizen per push.
 struct Backlog: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Backlog sync: batches of N events from one citizen each; ~5 % of batches retried whole (duplicates), ~1 % conflicts.")
+    static let configuration = CommandConfiguration(
+        abstract: "Backlog sync: batches of N events from one citizen each; ~5 % of batches retried whole (duplicates), ~1 % conflicts.")
     @OptionGroup var http: HTTPOptions
     @Option(help: "Citizens (one batch each).") var citizens = 300
     @Option(help: "Events per batch.") var batch = 100
@@ -138,7 +139,9 @@ struct Backlog: AsyncParsableCommand {
         note("backlog: prepared \(citizens) batches of \(batch) in \(round3(seconds(ContinuousClock.now - prepStart))) s")
         let client = LoadHTTP.client(concurrency: http.concurrency)
         let tickets = Tickets(limit: citizens, maxSeconds: http.maxSeconds)
-        let url = http.url, batch = self.batch, retryEvery = self.retryEvery
+        let url = http.url
+        let batch = self.batch
+        let retryEvery = self.retryEvery
         let work2 = work
         let cpuStart = cpuSeconds()
         let start = ContinuousClock.now
@@ -179,7 +182,8 @@ struct Backlog: AsyncParsableCommand {
 
 /// Benchmark 2: many distinct citizens pushing 1–5 events, closed loop or rate-limited.
 struct Daily: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Daily sync: 1–5 events per push from distinct citizens; --rate for an open-loop schedule.")
+    static let configuration = CommandConfiguration(
+        abstract: "Daily sync: 1–5 events per push from distinct citizens; --rate for an open-loop schedule.")
     @OptionGroup var http: HTTPOptions
     @Option(help: "Pushes (each from a new citizen).") var requests = 10_000
     @Option(help: "Pushes per second on a fixed schedule (0: as fast as possible). Latency counts from the scheduled instant.") var rate = 0.0
@@ -199,7 +203,8 @@ struct Daily: AsyncParsableCommand {
         note("daily: prepared \(requests) pushes in \(round3(seconds(ContinuousClock.now - prepStart))) s")
         let client = LoadHTTP.client(concurrency: http.concurrency)
         let tickets = Tickets(limit: requests, maxSeconds: http.maxSeconds)
-        let url = http.url, rate = self.rate
+        let url = http.url
+        let rate = self.rate
         let work2 = work
         let cpuStart = cpuSeconds()
         let start = ContinuousClock.now
@@ -238,7 +243,8 @@ struct Daily: AsyncParsableCommand {
 
 /// Benchmark 3: citizens paging through their whole history.
 struct Pull: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Pull: each worker pages through one citizen's history (from a backlog seed) at a time.")
+    static let configuration = CommandConfiguration(
+        abstract: "Pull: each worker pages through one citizen's history (from a backlog seed) at a time.")
     @OptionGroup var http: HTTPOptions
     @Option(help: "Citizens of the backlog seed to read.") var citizens = 300
     @Option(help: "Page size.") var limit = 200
@@ -251,7 +257,9 @@ struct Pull: AsyncParsableCommand {
         }
         let client = LoadHTTP.client(concurrency: http.concurrency)
         let tickets = Tickets(limit: citizens, maxSeconds: http.maxSeconds)
-        let url = http.url, limit = self.limit, deadline = tickets.deadline
+        let url = http.url
+        let limit = self.limit
+        let deadline = tickets.deadline
         let work2 = work
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
         let cpuStart = cpuSeconds()
@@ -264,7 +272,9 @@ struct Pull: AsyncParsableCommand {
                         var cursor = ""
                         for _ in 0..<1000 {  // bounded: at most 1000 pages per citizen
                             guard ContinuousClock.now < deadline else { break }
-                            var request = HTTPClientRequest(url: url + "/v1/sync/pull?limit=\(limit)" + (cursor.isEmpty ? "" : "&cursor=" + (cursor.addingPercentEncoding(withAllowedCharacters: allowed) ?? cursor)))
+                            var request = HTTPClientRequest(
+                                url: url + "/v1/sync/pull?limit=\(limit)"
+                                    + (cursor.isEmpty ? "" : "&cursor=" + (cursor.addingPercentEncoding(withAllowedCharacters: allowed) ?? cursor)))
                             request.headers.add(name: "Authorization", value: "Bearer \(work2[index])")
                             let sent = ContinuousClock.now
                             tally.requests += 1
@@ -273,10 +283,13 @@ struct Pull: AsyncParsableCommand {
                                 let buffer = try await response.body.collect(upTo: 16 << 20)
                                 tally.record(sent)
                                 guard response.status == .ok,
-                                      let object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any],
-                                      let entries = object["entries"] as? [Any] else {
+                                    let object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any],
+                                    let entries = object["entries"] as? [Any]
+                                else {
                                     tally.failures += 1
-                                    if tally.firstError == nil { tally.firstError = "HTTP \(response.status.code): \(String(buffer: buffer).prefix(300))" }
+                                    if tally.firstError == nil {
+                                        tally.firstError = "HTTP \(response.status.code): \(String(buffer: buffer).prefix(300))"
+                                    }
                                     break
                                 }
                                 tally.entries += entries.count

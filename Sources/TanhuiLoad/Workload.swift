@@ -31,7 +31,8 @@ enum Workload {
         var evidence: (source: String, ref: String)?
 
         var json: String {
-            var s = "{\"id\":\"\(id.uuidString.lowercased())\",\"kind\":\"\(kind)\",\"province\":\"\(Workload.province)\",\"occurred_at\":\"\(Workload.iso(start))\""
+            var s =
+                "{\"id\":\"\(id.uuidString.lowercased())\",\"kind\":\"\(kind)\",\"province\":\"\(Workload.province)\",\"occurred_at\":\"\(Workload.iso(start))\""
             if let end { s += ",\"ended_at\":\"\(Workload.iso(end))\"" }
             s += ",\"data\":{" + data.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
             if let evidence { s += ",\"evidence\":{\"source\":\"\(evidence.source)\",\"ref\":\"\(evidence.ref)\"}" }
@@ -51,20 +52,24 @@ enum Workload {
             let minutes = Double.random(in: 15...min(60, slot / 60 - 1), using: &rng)
             let km = Double.random(in: 2...(minutes * 0.8), using: &rng)  // ≤ 48 km/h
             let mode = Bool.random(using: &rng) ? "metro" : "bus"
-            return Event(id: id, kind: kind, start: start, end: start.addingTimeInterval(minutes * 60),
-                         data: [("mode", "\"\(mode)\""), ("distance_m", "\(Int(km * 1000))")], evidence: ("sz_metro_card", "T-\(tag)"))
+            return Event(
+                id: id, kind: kind, start: start, end: start.addingTimeInterval(minutes * 60),
+                data: [("mode", "\"\(mode)\""), ("distance_m", "\(Int(km * 1000))")], evidence: ("sz_metro_card", "T-\(tag)"))
         case "bike_ride":
             let minutes = Double.random(in: 10...min(40, slot / 60 - 1), using: &rng)
             let km = Double.random(in: 1...(minutes * 0.25), using: &rng)  // ≤ 15 km/h
-            return Event(id: id, kind: kind, start: start, end: start.addingTimeInterval(minutes * 60),
-                         data: [("distance_m", "\(Int(min(km, 14) * 1000))")], evidence: ("sz_bike_share", "B-\(tag)"))
+            return Event(
+                id: id, kind: kind, start: start, end: start.addingTimeInterval(minutes * 60),
+                data: [("distance_m", "\(Int(min(km, 14) * 1000))")], evidence: ("sz_bike_share", "B-\(tag)"))
         case "recycling":
             let material = materials[Int.random(in: 0..<materials.count, using: &rng)]
-            return Event(id: id, kind: kind, start: start, end: nil,
-                         data: [("material", "\"\(material)\""), ("weight_g", "\(Int.random(in: 200...5000, using: &rng))")], evidence: nil)
+            return Event(
+                id: id, kind: kind, start: start, end: nil,
+                data: [("material", "\"\(material)\""), ("weight_g", "\(Int.random(in: 200...5000, using: &rng))")], evidence: nil)
         case "power_saving":
-            return Event(id: id, kind: kind, start: start, end: nil,
-                         data: [("consumption_wh", "\(Int.random(in: 5000...8000, using: &rng))"), ("baseline_wh", "1200"), ("days", "7")], evidence: nil)
+            return Event(
+                id: id, kind: kind, start: start, end: nil,
+                data: [("consumption_wh", "\(Int.random(in: 5000...8000, using: &rng))"), ("baseline_wh", "1200"), ("days", "7")], evidence: nil)
         default:
             return Event(id: id, kind: "waste_sorting", start: start, end: nil, data: [], evidence: nil)
         }
@@ -97,8 +102,10 @@ enum Workload {
             let tag = "\(seed)-\(citizen)-\(i)"
             if i == conflictAt, let trip = events.last(where: { $0.kind == "transit_trip" }) {
                 // Same citizen on a bike while on the metro: the server must flag an overlap.
-                events.append(Event(id: UUID(), kind: "bike_ride", start: trip.start.addingTimeInterval(60), end: trip.end,
-                                    data: [("distance_m", "1500")], evidence: ("sz_bike_share", "B-\(tag)")))
+                events.append(
+                    Event(
+                        id: UUID(), kind: "bike_ride", start: trip.start.addingTimeInterval(60), end: trip.end,
+                        data: [("distance_m", "1500")], evidence: ("sz_bike_share", "B-\(tag)")))
                 continue
             }
             var kind = kind(Int(rng.next() % 20))

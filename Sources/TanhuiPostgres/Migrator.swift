@@ -41,7 +41,8 @@ package enum MigrationError: Error, Sendable, CustomStringConvertible {
     package var description: String {
         switch self {
         case .changedAfterApplying(let names):
-            return "refusing to migrate: applied migration(s) changed since they ran: \(names.joined(separator: ", ")). Restore the original files or write a new migration."
+            return
+                "refusing to migrate: applied migration(s) changed since they ran: \(names.joined(separator: ", ")). Restore the original files or write a new migration."
         }
     }
 }
@@ -82,7 +83,8 @@ package struct Migrator: Sendable {
                 try connection.query("BEGIN")
                 do {
                     try connection.executeTrustedScript(migration.sql)
-                    try connection.query("""
+                    try connection.query(
+                        """
                         INSERT INTO tanhui_schema_migrations (name, checksum) VALUES (\(migration.name), \(migration.checksum))
                         """)
                     try connection.query("COMMIT")
@@ -97,7 +99,8 @@ package struct Migrator: Sendable {
     }
 
     private static func ensureTable(on connection: PostgresConnection) throws {
-        try connection.query("""
+        try connection.query(
+            """
             CREATE TABLE IF NOT EXISTS tanhui_schema_migrations (
                 name text PRIMARY KEY,
                 checksum text NOT NULL,

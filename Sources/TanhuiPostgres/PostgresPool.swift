@@ -201,7 +201,11 @@ package final class PostgresPool: Sendable {
     // MARK: Checkout
 
     private func acquire() async throws -> Grant {
-        enum Immediate { case grant(Grant), wait(UInt64), closed }
+        enum Immediate {
+            case grant(Grant)
+            case wait(UInt64)
+            case closed
+        }
         let immediate = state.withLock { state -> Immediate in
             if state.closed { return .closed }
             if let connection = state.idle.popLast() {
@@ -254,16 +258,21 @@ package final class PostgresPool: Sendable {
             guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
             return state.waiters.remove(at: index)
         }
-        waiter?.continuation.resume(throwing: PostgresError(
-            kind: .poolTimeout,
-            operation: "acquire",
-            message: "no database connection became free within \(configuration.acquireTimeout) (pool of \(configuration.maximumConnections))"
-        ))
+        waiter?.continuation.resume(
+            throwing: PostgresError(
+                kind: .poolTimeout,
+                operation: "acquire",
+                message: "no database connection became free within \(configuration.acquireTimeout) (pool of \(configuration.maximumConnections))"
+            ))
     }
 
     /// Returns a connection (nil: it broke or never opened, so its slot frees up).
     private func release(_ connection: PostgresConnection?) {
-        enum Next { case give(Waiter, Grant), close(PostgresConnection), nothing }
+        enum Next {
+            case give(Waiter, Grant)
+            case close(PostgresConnection)
+            case nothing
+        }
         let next = state.withLock { state -> Next in
             state.inUse -= 1
             if !state.waiters.isEmpty {

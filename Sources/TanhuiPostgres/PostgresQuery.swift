@@ -1,4 +1,5 @@
 import Foundation
+
 /// A parameterised statement.
 ///
 /// Built with string interpolation, every interpolated value becomes a `$n` parameter, so

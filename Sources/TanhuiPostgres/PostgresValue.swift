@@ -98,8 +98,11 @@ extension UUID: PostgresEncodable, PostgresDecodable {
             index += 1
             position += 2
         }
-        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        return UUID(
+            uuid: (
+                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+            ))
     }
 }
 
@@ -164,7 +167,10 @@ extension Date: PostgresEncodable, PostgresDecodable {
         let micros = Int64(totalMicros)
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
-        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        if fraction < 0 {
+            fraction += 1_000_000
+            seconds -= 1
+        }
         let (days, secondOfDay) = seconds.floorDivided(by: 86_400)
         let (year, month, day) = civilDate(daysSinceEpoch: days)
         let text = String(
@@ -196,7 +202,10 @@ extension Int64 {
     func floorDivided(by divisor: Int64) -> (quotient: Int64, remainder: Int64) {
         var quotient = self / divisor
         var remainder = self % divisor
-        if remainder < 0 { quotient -= 1; remainder += divisor }
+        if remainder < 0 {
+            quotient -= 1
+            remainder += divisor
+        }
         return (quotient, remainder)
     }
 }
@@ -271,8 +280,14 @@ func parsePostgresTimestamp(_ text: String) -> Date? {
         if sign != 0 {
             guard let offsetHours = number(2) else { return nil }
             var offset = offsetHours * 3600
-            if expect(58) { guard let m = number(2) else { return nil }; offset += m * 60 }
-            if expect(58) { guard let s = number(2) else { return nil }; offset += s }
+            if expect(58) {
+                guard let m = number(2) else { return nil }
+                offset += m * 60
+            }
+            if expect(58) {
+                guard let s = number(2) else { return nil }
+                offset += s
+            }
             offsetSeconds = sign * offset
         }
     }

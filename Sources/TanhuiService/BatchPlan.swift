@@ -18,9 +18,12 @@ struct BatchPlan: Sendable {
 
     /// Provinces of the batch's events, sorted.
     var provinces: [String] {
-        Array(Set(inputs.compactMap { input -> String? in
-            if case .event(let item) = input { return item.wire.event.province } else { return nil }
-        })).sorted()
+        Array(
+            Set(
+                inputs.compactMap { input -> String? in
+                    if case .event(let item) = input { return item.wire.event.province } else { return nil }
+                })
+        ).sorted()
     }
 
     var eventCount: Int { inputs.count }
@@ -120,8 +123,9 @@ struct BatchRound: Sendable {
                     status: Verdict.Status(rawValue: try row.decode(4)) ?? .rejected,
                     code: try row.decode(5, as: String?.self), message: try row.decode(6, as: String?.self),
                     award: try points.map { points in
-                        AwardSummary(gramsCO2e: try row.decode(8), points: points, province: province,
-                                     ruleSetVersion: try row.decode(9), capped: points < (try row.decode(10, as: Int64?.self) ?? points))
+                        AwardSummary(
+                            gramsCO2e: try row.decode(8), points: points, province: province,
+                            ruleSetVersion: try row.decode(9), capped: points < (try row.decode(10, as: Int64?.self) ?? points))
                     })
             }
             for row in rows(1) {
@@ -164,7 +168,8 @@ struct BatchRound: Sendable {
             for row in outcome.events {
                 let event = row.item.wire.event
                 existing[BatchJudge.EventKey(province: event.province, id: event.id)] = BatchJudge.Stored(
-                    citizen: member.citizen, contentSHA256: row.item.contentSHA256, status: row.status, code: row.code, message: row.message, award: nil)
+                    citizen: member.citizen, contentSHA256: row.item.contentSHA256, status: row.status, code: row.code, message: row.message,
+                    award: nil)
                 if row.status == .accepted, let evidence = row.item.wire.evidence {
                     claimed.insert(BatchJudge.EvidenceKey(province: event.province, source: evidence.source, ref: evidence.ref))
                 }
@@ -202,11 +207,14 @@ struct BatchRound: Sendable {
         var accounts: [(key: AccountKey, account: BatchJudge.Account)] = []
         var devices: [(key: AccountKey, device: String)] = []
 
-        mutating func add(_ outcome: BatchJudge.Outcome, of member: BatchPlan, offsetMs: Int64, before: [AccountKey: BatchJudge.Account],
-                          transactionIDs: inout IndexingIterator<[Int64]>) {
+        mutating func add(
+            _ outcome: BatchJudge.Outcome, of member: BatchPlan, offsetMs: Int64, before: [AccountKey: BatchJudge.Account],
+            transactionIDs: inout IndexingIterator<[Int64]>
+        ) {
             guard !outcome.events.isEmpty else { return }
             for row in outcome.events {
-                events.append(EventRow(row: row, citizen: member.citizen, device: member.device, offsetMs: offsetMs, receivedAtMs: member.receivedAtMs))
+                events.append(
+                    EventRow(row: row, citizen: member.citizen, device: member.device, offsetMs: offsetMs, receivedAtMs: member.receivedAtMs))
             }
             for row in outcome.awards {
                 // One id was drawn per judged event; awards are a subset.
@@ -247,13 +255,15 @@ struct BatchRound: Sendable {
         ]
         for province in provinces {
             let citizens = PostgresArray(accounts.filter { $0.province == province }.map(\.citizen))
-            statements.append("""
+            statements.append(
+                """
                 SELECT a.province, a.citizen_id, a.balance_points, a.balance_grams, a.last_seq
                 FROM unnest(\(citizens)::uuid[]) AS k(c)
                 JOIN citizen_accounts a ON a.province = \(province) AND a.citizen_id = k.c
                 ORDER BY a.citizen_id FOR UPDATE OF a
                 """)
-            statements.append("""
+            statements.append(
+                """
                 SELECT \(province)::text, coalesce(max(version), 0) FROM rule_sets r WHERE r.province = \(province)
                 """)
         }
@@ -281,7 +291,7 @@ struct BatchRound: Sendable {
         var statements: [PostgresQuery] = [
             """
             SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(keys.count))
-            """,
+            """
         ]
         for province in Array(Set(keys.map(\.province))).sorted() {
             let ids = keys.filter { $0.province == province }.map(\.id)
@@ -352,7 +362,8 @@ struct BatchRound: Sendable {
             statements.append(accountUpdate(province: province, writes.accounts.filter { $0.key.province == province }))
         }
         let devices = writes.devices.sorted { $0.key < $1.key }
-        statements.append("""
+        statements.append(
+            """
             INSERT INTO citizen_devices (province, citizen_id, device_id)
             SELECT * FROM unnest(\(PostgresArray(devices.map(\.key.province)))::text[], \(PostgresArray(devices.map(\.key.citizen)))::uuid[],
                                  \(PostgresArray(devices.map(\.device)))::text[])

@@ -74,8 +74,10 @@ package struct Checkpoint: Sendable, Equatable {
     }
 
     /// Signs a head with the checkpoint key (`TANHUI_CHECKPOINT_KEY`).
-    package static func sign(province: String, sequence: Int64, headHash: String, time: Date, watermark: Int64? = nil, summarySHA256: String? = nil,
-                            privateKey: Curve25519.Signing.PrivateKey) throws -> Checkpoint {
+    package static func sign(
+        province: String, sequence: Int64, headHash: String, time: Date, watermark: Int64? = nil, summarySHA256: String? = nil,
+        privateKey: Curve25519.Signing.PrivateKey
+    ) throws -> Checkpoint {
         var checkpoint = Checkpoint(
             province: province, sequence: sequence, headHash: headHash,
             time: Date(timeIntervalSince1970: time.timeIntervalSince1970.rounded(.down)),
@@ -98,11 +100,12 @@ package struct Checkpoint: Sendable, Equatable {
             fields[String(line[..<space])] = String(line[line.index(after: space)...])
         }
         guard let province = fields["province"], let sequenceText = fields["sequence"], let sequence = Int64(sequenceText),
-              let head = fields["head"], head.count == 64, let timeText = fields["time"], let seconds = Int64(timeText),
-              let keyText = fields["key"], let key = Data(base64Encoded: keyText),
-              let signatureText = fields["signature"], let signature = Data(base64Encoded: signatureText)
+            let head = fields["head"], head.count == 64, let timeText = fields["time"], let seconds = Int64(timeText),
+            let keyText = fields["key"], let key = Data(base64Encoded: keyText),
+            let signatureText = fields["signature"], let signature = Data(base64Encoded: signatureText)
         else { throw .malformed("missing or unreadable field") }
-        var watermark: Int64?, summary: String?
+        var watermark: Int64?
+        var summary: String?
         if version == "tanhui-checkpoint v2" {
             guard let text = fields["watermark"], let value = Int64(text), let digest = fields["summary"], digest.count == 64 else {
                 throw .malformed("a v2 checkpoint needs watermark and summary")
@@ -110,8 +113,9 @@ package struct Checkpoint: Sendable, Equatable {
             watermark = value
             summary = digest
         }
-        let checkpoint = Checkpoint(province: province, sequence: sequence, headHash: head, time: Date(timeIntervalSince1970: TimeInterval(seconds)),
-                                    watermark: watermark, summarySHA256: summary, publicKey: key, signature: signature)
+        let checkpoint = Checkpoint(
+            province: province, sequence: sequence, headHash: head, time: Date(timeIntervalSince1970: TimeInterval(seconds)),
+            watermark: watermark, summarySHA256: summary, publicKey: key, signature: signature)
         guard key == trustedKey.rawRepresentation else { throw .untrustedKey }
         guard trustedKey.isValidSignature(signature, for: Data(checkpoint.signedText.utf8)) else { throw .badSignature }
         return checkpoint

@@ -13,8 +13,12 @@ package struct DeviceClaims: JWTPayload, Equatable {
 
     package func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
-        guard UUID(uuidString: sub.value) != nil else { throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "sub must be a citizen UUID") }
-        guard (1...200).contains(device.utf8.count) else { throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "device must be 1–200 bytes") }
+        guard UUID(uuidString: sub.value) != nil else {
+            throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "sub must be a citizen UUID")
+        }
+        guard (1...200).contains(device.utf8.count) else {
+            throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "device must be 1–200 bytes")
+        }
     }
 
     package var citizen: UUID { UUID(uuidString: sub.value)! }

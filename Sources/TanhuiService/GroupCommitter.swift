@@ -82,7 +82,10 @@ final class GroupCommitter: Sendable {
                 }
             }
             state.queue = remaining
-            if taken.isEmpty { state.runningRounds -= 1; return nil }
+            if taken.isEmpty {
+                state.runningRounds -= 1
+                return nil
+            }
             return taken
         }
     }
@@ -92,7 +95,8 @@ final class GroupCommitter: Sendable {
             let results = try await execute(waiters.map(\.plan))
             for (waiter, result) in zip(waiters, results) { waiter.continuation.resume(returning: result) }
         } catch let error as PostgresError where waiters.count > 1 && !error.isUnavailable {
-            logger.debug("round failed; rerunning its members alone", metadata: ["db.sqlstate": "\(error.sqlState ?? "")", "members": "\(waiters.count)"])
+            logger.debug(
+                "round failed; rerunning its members alone", metadata: ["db.sqlstate": "\(error.sqlState ?? "")", "members": "\(waiters.count)"])
             for waiter in waiters {
                 do {
                     waiter.continuation.resume(returning: try await execute([waiter.plan])[0])
@@ -111,14 +115,15 @@ final class GroupCommitter: Sendable {
     /// most 5 attempts in all.
     private func execute(_ members: [BatchPlan]) async throws -> [BatchPlan.Result] {
         let round = BatchRound(members: members, ruleSets: ruleSets)
-        return try await pool.withTransaction(alsoRetrying: { [self] error in
+        let isLostRace: @Sendable (PostgresError) -> Bool = { [self] error in
             let lostRace = error.isUniqueViolation || error.sqlState == "23P01"
             if lostRace {
                 racesLost.add(1, ordering: .relaxed)
                 logger.debug("round lost a race; rerunning", metadata: ["db.sqlstate": "\(error.sqlState ?? "")"])
             }
             return lostRace
-        }) { connection in
+        }
+        return try await pool.withTransaction(alsoRetrying: isLostRace) { connection in
             try round.execute(on: connection)
         }
     }

@@ -94,9 +94,11 @@ package enum LedgerChain {
     /// sealed (a range scan of the primary key, no anti-join).
     static func seal(province: String, through watermark: Int64, on connection: PostgresConnection) throws -> Int {
         try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.seal." + province)))")
-        let head = try connection.query("""
+        let head = try connection.query(
+            """
             SELECT chain_seq, hash, coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1
-            """).first
+            """
+        ).first
         var seq: Int64 = try head?.decode(0) ?? 0
         var previous: String = try head?.decode(1) ?? genesisHash
         let sealedThrough: Int64 = try head?.decode(2) ?? 0
@@ -105,15 +107,23 @@ package enum LedgerChain {
         var pending: [RecordV2] = []
         for record in Record.allCases {
             for row in try connection.query(pendingQueryV2(record, province: province, after: sealedThrough, through: watermark)).rows {
-                pending.append(RecordV2(record: record, sealID: try row.decode(0), key: try row.decode(1),
-                                        fields: try decodeFields(row, from: 2, count: fieldCount(record))))
+                pending.append(
+                    RecordV2(
+                        record: record, sealID: try row.decode(0), key: try row.decode(1),
+                        fields: try decodeFields(row, from: 2, count: fieldCount(record))))
             }
         }
         guard !pending.isEmpty else { return 0 }
         pending.sort { $0.sealID < $1.sealID }
         if pending.count > maximumPerSeal { pending.removeLast(pending.count - maximumPerSeal) }
-        var seqs: [Int64] = [], records: [String] = [], sealIDs: [Int64] = [], transactionIDs: [Int64?] = [], eventIDs: [String?] = [],
-            versions: [Int?] = [], previousHashes: [String] = [], hashes: [String] = []
+        var seqs: [Int64] = []
+        var records: [String] = []
+        var sealIDs: [Int64] = []
+        var transactionIDs: [Int64?] = []
+        var eventIDs: [String?] = []
+        var versions: [Int?] = []
+        var previousHashes: [String] = []
+        var hashes: [String] = []
         for record in pending {
             let hash = linkV2(previous: previous, record: record)
             seq += 1
@@ -127,7 +137,8 @@ package enum LedgerChain {
             hashes.append(hash)
             previous = hash
         }
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO ledger_chain (province, chain_seq, format, record, seal_id, transaction_id, event_id, rule_set_version, previous_hash, hash)
             SELECT \(province), s, 2, k, i, t, e, v, p, h
             FROM unnest(\(PostgresArray(seqs))::bigint[], \(PostgresArray(records))::text[], \(PostgresArray(sealIDs))::bigint[],

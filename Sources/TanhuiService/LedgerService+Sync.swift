@@ -27,7 +27,7 @@ package struct PullCursor: Sendable, Equatable {
         guard text.utf8.count <= 2048 else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "v2",
-              constantTimeEqual(Array(mac(String(parts[1]), citizen: citizen, secret: secret).utf8), Array(parts[2].utf8))
+            constantTimeEqual(Array(mac(String(parts[1]), citizen: citizen, secret: secret).utf8), Array(parts[2].utf8))
         else { return nil }
         var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
@@ -51,7 +51,8 @@ package struct PullCursor: Sendable, Equatable {
     }
 
     static func base64url(_ data: Data) -> String {
-        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+            of: "=", with: "")
     }
 
     static func mac(_ payload: String, citizen: UUID, secret: [UInt8]) -> String {
@@ -97,7 +98,9 @@ extension LedgerService {
 
     package func balances(citizen: UUID) async throws -> [ProvinceBalance] {
         try await pool.withConnection { connection in
-            try connection.query(Self.balancesQuery(citizen)).rows.map { ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3)) }
+            try connection.query(Self.balancesQuery(citizen)).rows.map {
+                ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3))
+            }
         }
     }
 
@@ -147,8 +150,9 @@ extension LedgerService {
                     id: id.uuidString.lowercased(), status: Verdict.Status(rawValue: try row.decode(1)) ?? .rejected,
                     code: try row.decode(2, as: String?.self), message: try row.decode(3, as: String?.self),
                     award: try points.map { points in
-                        AwardSummary(gramsCO2e: try row.decode(6), points: points, province: try row.decode(4), ruleSetVersion: try row.decode(7),
-                                     capped: points < (try row.decode(8, as: Int64?.self) ?? points))
+                        AwardSummary(
+                            gramsCO2e: try row.decode(6), points: points, province: try row.decode(4), ruleSetVersion: try row.decode(7),
+                            capped: points < (try row.decode(8, as: Int64?.self) ?? points))
                     })
             }
             return found

@@ -1,7 +1,7 @@
-import Synchronization
 package import Crypto
 package import Foundation
 package import Logging
+import Synchronization
 package import TanhuiCore
 package import TanhuiPostgres
 
@@ -47,8 +47,9 @@ package final class LedgerService: Sendable {
             case .invalid(let id, let issues): return .invalid(id: id, issues: issues)
             }
         }
-        let plan = BatchPlan(inputs: inputs, citizen: citizen, device: device, receivedAtMs: Timestamp.milliseconds(of: receivedAt),
-                             sentAtMs: sentAt.map(Timestamp.milliseconds(of:)))
+        let plan = BatchPlan(
+            inputs: inputs, citizen: citizen, device: device, receivedAtMs: Timestamp.milliseconds(of: receivedAt),
+            sentAtMs: sentAt.map(Timestamp.milliseconds(of:)))
         let result = try await committer.submit(plan)
         return Submission(verdicts: result.verdicts, balances: result.balances)
     }
@@ -69,9 +70,13 @@ package final class LedgerService: Sendable {
     /// The citizen's current balance in one province (0 when they have no account there).
     package func balance(citizen: UUID, province: String) async throws -> (points: Int64, gramsCO2e: Int64) {
         try await pool.withConnection { connection in
-            guard let row = try connection.query("""
-                SELECT balance_points, balance_grams FROM citizen_accounts WHERE province = \(province) AND citizen_id = \(citizen)
-                """).first else { return (0, 0) }
+            guard
+                let row = try connection.query(
+                    """
+                    SELECT balance_points, balance_grams FROM citizen_accounts WHERE province = \(province) AND citizen_id = \(citizen)
+                    """
+                ).first
+            else { return (0, 0) }
             return (try row.decode(0), try row.decode(1))
         }
     }
@@ -84,9 +89,11 @@ package final class LedgerService: Sendable {
         // Every ledger transaction references a rule set of its province, so the small
         // rule_sets table names every province that can have something to seal.
         let provinces = try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT DISTINCT province FROM rule_sets WHERE \(only)::text IS NULL OR province = \(only) ORDER BY province
-                """).rows.map { try $0.decode(0, as: String.self) }
+                """
+            ).rows.map { try $0.decode(0, as: String.self) }
         }
         var sealed: [String: Int] = [:]
         for province in provinces {
@@ -109,7 +116,8 @@ package final class LedgerService: Sendable {
     /// Unsealed transactions per province and the age of the oldest: the sealer's backlog.
     package func unsealedBacklog() async throws -> [Backlog] {
         try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 -- citus: multi-shard (every province's backlog, for /metrics)
                 SELECT t.province, count(*), extract(epoch FROM now() - min(t.created_at))::bigint
                 FROM (SELECT DISTINCT province FROM rule_sets) p
@@ -117,7 +125,8 @@ package final class LedgerService: Sendable {
                   AND t.transaction_id > coalesce((SELECT coalesce(c.seal_id, c.transaction_id) FROM ledger_chain c WHERE c.province = p.province
                                                    ORDER BY c.chain_seq DESC LIMIT 1), 0)
                 GROUP BY t.province ORDER BY t.province
-                """).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
+                """
+            ).rows.map { Backlog(province: try $0.decode(0), unsealed: try $0.decode(1), oldestSeconds: try $0.decode(2)) }
         }
     }
 
@@ -135,7 +144,8 @@ package final class LedgerService: Sendable {
             let watermark: Int64
             do {
                 try connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                watermark = try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
+                watermark = try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(
+                    Int64.self)
                 try connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))")
             } catch {
                 _ = try? connection.query("ROLLBACK")
@@ -143,7 +153,8 @@ package final class LedgerService: Sendable {
                 throw error
             }
             do {
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO ledger_checkpoint_states (province, watermark, citizen_id, balance_points, balance_grams, last_seq, caps)
                     SELECT a.province, \(watermark), a.citizen_id, a.balance_points, a.balance_grams, a.last_seq,
                            coalesce((SELECT string_agg(u.window_key || '=' || u.points || '/' || u.events, ',' ORDER BY u.window_key COLLATE "C")
@@ -165,15 +176,19 @@ package final class LedgerService: Sendable {
             if (sealed[province] ?? 0) < LedgerChain.maximumPerSeal { break }
         }
         let head: (Int64, String) = try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT chain_seq, hash FROM ledger_chain WHERE province = \(province) AND coalesce(seal_id, transaction_id) <= \(watermark)
                 ORDER BY chain_seq DESC LIMIT 1
-                """).first.map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: String.self)) } ?? (0, LedgerChain.genesisHash)
+                """
+            ).first.map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: String.self)) } ?? (0, LedgerChain.genesisHash)
         }
-        let checkpoint = try Checkpoint.sign(province: province, sequence: head.0, headHash: head.1, time: time, watermark: watermark,
-                                             summarySHA256: summary, privateKey: privateKey)
+        let checkpoint = try Checkpoint.sign(
+            province: province, sequence: head.0, headHash: head.1, time: time, watermark: watermark,
+            summarySHA256: summary, privateKey: privateKey)
         try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO ledger_checkpoints (province, chain_seq, head_hash, signed_at, note)
                 VALUES (\(province), \(checkpoint.sequence), \(checkpoint.headHash), \(checkpoint.time), \(checkpoint.note))
                 """)
@@ -192,16 +207,22 @@ package final class LedgerService: Sendable {
         var after = "00000000-0000-0000-0000-000000000000"
         var first = true
         while true {
-            let rows = try connection.query("""
+            let rows = try connection.query(
+                """
                 SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
                 WHERE province = \(province) AND watermark = \(watermark) AND (\(first) OR citizen_id > \(after)::uuid)
                 ORDER BY citizen_id LIMIT 10000
-                """).rows
+                """
+            ).rows
             first = false
             for row in rows {
                 let citizen: String = try row.decode(0)
-                hasher.update(data: Data(summaryLine(citizen: citizen, points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3),
-                                                     caps: try row.decode(4)).utf8))
+                hasher.update(
+                    data: Data(
+                        summaryLine(
+                            citizen: citizen, points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3),
+                            caps: try row.decode(4)
+                        ).utf8))
                 after = citizen
             }
             if rows.count < 10000 { break }
@@ -213,9 +234,11 @@ package final class LedgerService: Sendable {
     package func chainExtends(_ checkpoint: Checkpoint) async throws -> Bool {
         if checkpoint.sequence == 0 { return true }
         return try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT hash FROM ledger_chain WHERE province = \(checkpoint.province) AND chain_seq = \(checkpoint.sequence)
-                """).first.map { try $0.decode(0, as: String.self) } == checkpoint.headHash
+                """
+            ).first.map { try $0.decode(0, as: String.self) } == checkpoint.headHash
         }
     }
 
@@ -261,10 +284,13 @@ package final class LedgerService: Sendable {
                 let citizen: UUID = try award.decode(2)
                 let points: Int64 = try award.decode(3)
                 let grams: Int64 = try award.decode(4)
-                let account = try connection.query("""
+                let account = try connection.query(
+                    """
                     SELECT last_seq FROM citizen_accounts WHERE province = \(province) AND citizen_id = \(citizen) FOR UPDATE
-                    """).scalar(Int64.self)
-                let reversed = try connection.query("""
+                    """
+                ).scalar(Int64.self)
+                let reversed = try connection.query(
+                    """
                     SELECT 1 FROM ledger_transactions WHERE province = \(province) AND reverses_id = \(awardID) AND kind = 'reversal'
                     """)
                 if !reversed.rows.isEmpty { throw ReversalError.alreadyReversed(eventID: eventID) }
@@ -287,7 +313,9 @@ package final class LedgerService: Sendable {
                     WHERE province = \(province) AND citizen_id = \(citizen)
                     """,
                 ])
-                return LedgerTransactionRecord(province: province, transactionID: transactionID, kind: "reversal", citizenSeq: seq, eventID: eventID, points: -points, gramsCO2e: -grams, ruleSetVersion: try award.decode(5))
+                return LedgerTransactionRecord(
+                    province: province, transactionID: transactionID, kind: "reversal", citizenSeq: seq, eventID: eventID, points: -points,
+                    gramsCO2e: -grams, ruleSetVersion: try award.decode(5))
             }
         } catch let error as PostgresError where error.isUniqueViolation {
             // A concurrent reversal of the same award won.
@@ -341,14 +369,19 @@ extension LedgerService {
     }
 
     /// A citizen's ledger transactions in order, after `afterSeq` per province (for paging).
-    package func statement(citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage) async throws -> [StatementLine] {
+    package func statement(
+        citizen: UUID, province: String? = nil, after cursor: [String: Int64] = [:], limit: Int = maximumPage
+    ) async throws -> [StatementLine] {
         let limit = min(max(limit, 1), Self.maximumPage)
         let provinces = cursor.keys.sorted()
         return try await pool.withConnection { connection in
-            try connection.query(Self.statementQuery(citizen: citizen, province: province, provinces: provinces, seqs: provinces.map { cursor[$0]! }, limit: limit)).rows.map { row in
-                StatementLine(province: try row.decode(0), citizenSeq: try row.decode(1), kind: try row.decode(2), eventID: try row.decode(3),
-                              points: try row.decode(4), gramsCO2e: try row.decode(5), ruleSetVersion: try row.decode(6),
-                              createdAt: try row.decode(7), reason: try row.decode(8, as: String?.self))
+            try connection.query(
+                Self.statementQuery(citizen: citizen, province: province, provinces: provinces, seqs: provinces.map { cursor[$0]! }, limit: limit)
+            ).rows.map { row in
+                StatementLine(
+                    province: try row.decode(0), citizenSeq: try row.decode(1), kind: try row.decode(2), eventID: try row.decode(3),
+                    points: try row.decode(4), gramsCO2e: try row.decode(5), ruleSetVersion: try row.decode(6),
+                    createdAt: try row.decode(7), reason: try row.decode(8, as: String?.self))
             }
         }
     }
@@ -365,7 +398,9 @@ extension LedgerService {
     }
 
     /// The tables that grow with citizens and events.
-    package static let ledgerTables = ["citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices"]
+    package static let ledgerTables = [
+        "citizen_accounts", "events", "ledger_transactions", "ledger_entries", "ledger_chain", "cap_usage", "citizen_devices",
+    ]
 
     /// EXPLAIN (plan only, nothing executed) of every statement on the push, pull, status,
     /// reversal and seal paths, built by the same functions those paths use, for a sample
@@ -378,29 +413,42 @@ extension LedgerService {
         let kind = history.versions.first?.activities.first?.kind ?? "transit_trip"
         let inputs: [BatchJudge.Input] = (0..<50).compactMap { index in
             let start = Date().addingTimeInterval(-3600 * Double(index + 1))
-            let wire = EventWire.decode([
-                "id": (index == 0 ? eventID : UUID()).uuidString, "kind": kind, "province": province,
-                "occurred_at": start.formatted(.iso8601), "ended_at": start.addingTimeInterval(1200).formatted(.iso8601),
-                "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample-\(index)"],
-            ] as [String: Any])
+            let wire = EventWire.decode(
+                [
+                    "id": (index == 0 ? eventID : UUID()).uuidString, "kind": kind, "province": province,
+                    "occurred_at": start.formatted(.iso8601), "ended_at": start.addingTimeInterval(1200).formatted(.iso8601),
+                    "data": ["mode": "metro", "distance_m": 5000], "evidence": ["source": "sample", "ref": "sample-\(index)"],
+                ] as [String: Any])
             return (try? wire.get()).map { .event(BatchJudge.Item(wire: $0, contentSHA256: BatchPlan.contentHash($0))) }
         }
         let plan = BatchPlan(inputs: inputs, citizen: citizen, device: "explain", receivedAtMs: Timestamp.milliseconds(of: Date()), sentAtMs: nil)
         let round = BatchRound(members: [plan], ruleSets: ruleSets)
         let prepared = BatchJudge.prepare(inputs, receivedAtMs: plan.receivedAtMs, sentAtMs: nil, histories: [province: history])
         var statements: [(String, PostgresQuery)] = []
-        for (index, query) in round.lockStatements(provinces: [province], accounts: round.accountKeys).enumerated() { statements.append(("push.lock.\(index)", query)) }
+        for (index, query) in round.lockStatements(provinces: [province], accounts: round.accountKeys).enumerated() {
+            statements.append(("push.lock.\(index)", query))
+        }
         for (index, query) in round.readStatements([prepared]).enumerated() { statements.append(("push.read.\(index)", query)) }
-        statements.append(("push.accounts", round.accountUpdate(province: province, [(BatchRound.AccountKey(province: province, citizen: citizen), BatchJudge.Account(points: 1, gramsCO2e: 1, lastSeq: 1))])))
+        statements.append(
+            (
+                "push.accounts",
+                round.accountUpdate(
+                    province: province,
+                    [(BatchRound.AccountKey(province: province, citizen: citizen), BatchJudge.Account(points: 1, gramsCO2e: 1, lastSeq: 1))])
+            ))
         statements.append(("pull.balances", Self.balancesQuery(citizen)))
         statements.append(("pull.statement", Self.statementQuery(citizen: citizen, province: nil, provinces: [province], seqs: [1], limit: 200)))
         statements.append(("status.verdicts", Self.verdictsQuery(citizen: citizen, ids: [eventID])))
         statements.append(("reversal.lookup", Self.awardLookup(event: eventID, province: province)))
         statements.append(("seal.sealed_through", LedgerChain.sealedThroughQuery(province)))
         statements.append(("seal.pending", LedgerChain.pendingQuery(province, after: 1, through: 1_000)))
-        statements.append(("publish.judged_through", """
-            SELECT occurred_at FROM events WHERE province = \(province) AND code IS DISTINCT FROM 'clock_skew' ORDER BY occurred_at DESC LIMIT 1
-            """))
+        statements.append(
+            (
+                "publish.judged_through",
+                """
+                SELECT occurred_at FROM events WHERE province = \(province) AND code IS DISTINCT FROM 'clock_skew' ORDER BY occurred_at DESC LIMIT 1
+                """
+            ))
         let all = statements
         return try await pool.withConnection { connection in
             try all.map { name, query in

@@ -55,16 +55,20 @@ package final class OperatorService: Sendable {
         for code in provinces where !Province.isKnown(code) { throw OperatorError.unknownProvince(code) }
         var random = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &random) }
-        let key = Self.keyPrefix + Data(bytes).base64EncodedString()
+        let key =
+            Self.keyPrefix
+            + Data(bytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         let id = UUID()
         let sortedProvinces = Array(Set(provinces)).sorted()
         let provinceArray = "{" + sortedProvinces.joined(separator: ",") + "}"
         let identity = try await pool.withConnection { connection in
-            let row = try connection.query("""
+            let row = try connection.query(
+                """
                 INSERT INTO operators (id, name, key_sha256, provinces) VALUES (\(id), \(trimmed), \(Self.hash(key: key)), \(provinceArray)::text[])
                 RETURNING created_at
-                """).rows[0]
+                """
+            ).rows[0]
             return OperatorIdentity(id: id, name: trimmed, provinces: sortedProvinces, createdAt: try row.decode(0), revokedAt: nil)
         }
         return (identity, key)
@@ -75,16 +79,19 @@ package final class OperatorService: Sendable {
         guard key.hasPrefix(Self.keyPrefix), key.utf8.count < 100 else { return nil }
         let hash = Self.hash(key: key)
         return try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators
                 WHERE key_sha256 = \(hash) AND revoked_at IS NULL
-                """).first.map(Self.decode)
+                """
+            ).first.map(Self.decode)
         }
     }
 
     package func list() async throws -> [OperatorIdentity] {
         try await pool.withConnection { connection in
-            try connection.query("SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators ORDER BY created_at, id").rows.map(Self.decode)
+            try connection.query("SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators ORDER BY created_at, id")
+                .rows.map(Self.decode)
         }
     }
 
@@ -94,9 +101,11 @@ package final class OperatorService: Sendable {
             // Not `coalesce(revoked_at, now())`: Citus refuses non-immutable functions inside
             // COALESCE or CASE of a modification (operators is a reference table there).
             try connection.query("UPDATE operators SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL")
-            return try connection.query("""
+            return try connection.query(
+                """
                 SELECT id, name, array_to_string(provinces, ','), created_at, revoked_at FROM operators WHERE id = \(id)
-                """).first.map(Self.decode)
+                """
+            ).first.map(Self.decode)
         }
         guard let found else { throw OperatorError.notFound(id) }
         return found

@@ -137,7 +137,9 @@ package final class RuleSetService: Sendable {
 
     /// Validates and stores the document atomically. `allowedProvinces` (nil: any) scopes
     /// operators; `ifAbsent` makes republishing the identical version a no-op (start-up scripts).
-    package func publish(document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false) async throws -> PublishOutcome {
+    package func publish(
+        document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false
+    ) async throws -> PublishOutcome {
         let ruleSet = try Self.parse(document)
         if let allowedProvinces, !allowedProvinces.contains(ruleSet.province) {
             throw RuleSetLookupError.forbidden(province: ruleSet.province)
@@ -149,15 +151,18 @@ package final class RuleSetService: Sendable {
             try connection.query("SELECT pg_advisory_xact_lock(hashtext(\(Self.publicationLockKey(ruleSet.province))))")
             if ifAbsent, let existing = try Self.summary(province: ruleSet.province, version: ruleSet.version, on: connection) {
                 guard existing.contentSHA256 == hash else {
-                    throw RuleSetRejected(issues: [ValidationIssue(
-                        path: "version", code: .versionNotIncreasing,
-                        message: "\(ruleSet.province) version \(ruleSet.version) is already published with different content")])
+                    throw RuleSetRejected(issues: [
+                        ValidationIssue(
+                            path: "version", code: .versionNotIncreasing,
+                            message: "\(ruleSet.province) version \(ruleSet.version) is already published with different content")
+                    ])
                 }
                 return .alreadyPublished(existing)
             }
             let issues = try Self.publicationIssues(ruleSet, on: connection)
             if !issues.isEmpty { throw RuleSetRejected(issues: issues) }
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO rule_sets (province, version, effective_from, document, document_format, content_sha256, methodology, published_by)
                 VALUES (\(ruleSet.province), \(ruleSet.version), \(ruleSet.effectiveFrom), \(document), \(format), \(hash), \(ruleSet.methodology), \(publishedBy))
                 """)
@@ -179,19 +184,23 @@ package final class RuleSetService: Sendable {
     }
 
     private static func summary(province: String, version: Int, on connection: PostgresConnection) throws -> RuleSetSummary? {
-        try connection.query("""
+        try connection.query(
+            """
             SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
             FROM rule_sets WHERE province = \(province) AND version = \(version)
-            """).first.map(decodeSummary)
+            """
+        ).first.map(decodeSummary)
     }
 
     package func list(province: String? = nil) async throws -> [RuleSetSummary] {
         try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
                 FROM rule_sets WHERE \(province)::text IS NULL OR province = \(province)
                 ORDER BY province, version
-                """).rows.map(Self.decodeSummary)
+                """
+            ).rows.map(Self.decodeSummary)
         }
     }
 
@@ -199,10 +208,14 @@ package final class RuleSetService: Sendable {
         // Versions are positive 32-bit integers; anything else cannot be published.
         guard (1...Int(Int32.max)).contains(version) else { throw RuleSetLookupError.notFound(province: province, version: version) }
         let found = try await pool.withConnection { connection -> StoredRuleSet? in
-            guard let row = try connection.query("""
-                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document, document_format
-                FROM rule_sets WHERE province = \(province) AND version = \(version)
-                """).first else { return nil }
+            guard
+                let row = try connection.query(
+                    """
+                    SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document, document_format
+                    FROM rule_sets WHERE province = \(province) AND version = \(version)
+                    """
+                ).first
+            else { return nil }
             return StoredRuleSet(summary: try Self.decodeSummary(row), document: try row.decode(7), format: try row.decode(8))
         }
         guard let found else { throw RuleSetLookupError.notFound(province: province, version: version) }
@@ -235,9 +248,11 @@ package final class RuleSetService: Sendable {
         if let cached = cache.withLock({ $0[province] }), cached.latestVersion == latestVersion {
             return cached.history
         }
-        let documents = try connection.query("""
+        let documents = try connection.query(
+            """
             SELECT document FROM rule_sets WHERE province = \(province) AND version <= \(latestVersion) ORDER BY version
-            """).rows.map { try $0.decode(0, as: String.self) }
+            """
+        ).rows.map { try $0.decode(0, as: String.self) }
         let history = RuleSetHistory(try documents.map { try Self.parse($0) })
         cache.withLock { $0[province] = CachedHistory(latestVersion: latestVersion, history: history) }
         return history
@@ -259,7 +274,8 @@ package final class RuleSetService: Sendable {
                 report.lines.append(.init(eventID: "line \(index + 1)", evaluation: nil, invalid: invalid.issues))
             case .success(let wire):
                 // Without an explicit receipt time, each event counts as synced when it happened.
-                let evaluation = RuleEvaluator.evaluate(event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt)
+                let evaluation = RuleEvaluator.evaluate(
+                    event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt)
                 switch evaluation {
                 case .accepted(let award):
                     usage.add(award.consumption)

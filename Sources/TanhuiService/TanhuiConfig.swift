@@ -66,7 +66,8 @@ package struct TanhuiConfig: Sendable {
 
         let databaseURL = environment["DATABASE_URL"] ?? ""
         if requireDatabase && databaseURL.isEmpty {
-            throw Invalid(variable: "DATABASE_URL", problem: "is not set (e.g. postgresql://tanhui@127.0.0.1:54329/tanhui; Scripts/db.sh url prints one)")
+            throw Invalid(
+                variable: "DATABASE_URL", problem: "is not set (e.g. postgresql://tanhui@127.0.0.1:54329/tanhui; Scripts/db.sh url prints one)")
         }
         let logLevel = (environment["TANHUI_LOG_LEVEL"] ?? "info").lowercased()
         guard logLevels.contains(logLevel) else {

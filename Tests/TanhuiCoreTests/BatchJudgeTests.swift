@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 /// The pure judge of a push: one test per verdict it gives, exact instants, checked sums,
@@ -25,9 +26,13 @@ struct BatchJudgeTests {
         }
     }
 
-    static func trip(_ id: UUID = UUID(), from start: String, to end: String?, kind: String = "transit_trip", evidence: String? = nil) -> [String: Any] {
-        var object: [String: Any] = ["id": id.uuidString, "kind": kind, "province": "CN-GD", "occurred_at": start,
-                                     "data": ["mode": kind == "bus_ride" ? "bus" : "metro", "distance_m": 5000]]
+    static func trip(
+        _ id: UUID = UUID(), from start: String, to end: String?, kind: String = "transit_trip", evidence: String? = nil
+    ) -> [String: Any] {
+        var object: [String: Any] = [
+            "id": id.uuidString, "kind": kind, "province": "CN-GD", "occurred_at": start,
+            "data": ["mode": kind == "bus_ride" ? "bus" : "metro", "distance_m": 5000],
+        ]
         if let end { object["ended_at"] = end }
         if let evidence { object["evidence"] = ["source": "metro", "ref": evidence] }
         return object
@@ -37,7 +42,9 @@ struct BatchJudgeTests {
         ["id": id.uuidString, "kind": "waste_sorting", "province": "CN-GD", "occurred_at": time]
     }
 
-    static func judge(_ inputs: [BatchJudge.Input], facts: BatchJudge.Facts = .init(), sentAt: String? = nil, document: String = baseDocument) throws -> BatchJudge.Outcome {
+    static func judge(
+        _ inputs: [BatchJudge.Input], facts: BatchJudge.Facts = .init(), sentAt: String? = nil, document: String = baseDocument
+    ) throws -> BatchJudge.Outcome {
         let prepared = BatchJudge.prepare(inputs, receivedAtMs: ms(received), sentAtMs: sentAt.map(ms), histories: try history(document))
         return BatchJudge.judge(prepared, citizen: citizen, facts: facts)
     }
@@ -61,18 +68,21 @@ struct BatchJudgeTests {
     func duplicatesAndReuse() throws {
         let id = UUID()
         var facts = BatchJudge.Facts()
-        facts.existing[.init(province: "CN-GD", id: id)] = .init(citizen: Self.citizen, contentSHA256: id.uuidString + "-content", status: .rejected, code: "too_old", message: "m", award: nil)
+        facts.existing[.init(province: "CN-GD", id: id)] = .init(
+            citizen: Self.citizen, contentSHA256: id.uuidString + "-content", status: .rejected, code: "too_old", message: "m", award: nil)
         let other = UUID()
-        facts.existing[.init(province: "CN-GD", id: other)] = .init(citizen: UUID(), contentSHA256: other.uuidString + "-content", status: .accepted, code: nil, message: nil, award: nil)
+        facts.existing[.init(province: "CN-GD", id: other)] = .init(
+            citizen: UUID(), contentSHA256: other.uuidString + "-content", status: .accepted, code: nil, message: nil, award: nil)
         let fresh = UUID()
-        let outcome = try Self.judge([
-            Self.input(Self.waste(id)),
-            Self.input(Self.waste(id), hash: "changed"),
-            Self.input(Self.waste(other)),
-            Self.input(Self.waste(fresh)),
-            Self.input(Self.waste(fresh)),
-            Self.input(Self.waste(fresh), hash: "changed"),
-        ], facts: facts)
+        let outcome = try Self.judge(
+            [
+                Self.input(Self.waste(id)),
+                Self.input(Self.waste(id), hash: "changed"),
+                Self.input(Self.waste(other)),
+                Self.input(Self.waste(fresh)),
+                Self.input(Self.waste(fresh)),
+                Self.input(Self.waste(fresh), hash: "changed"),
+            ], facts: facts)
         #expect(outcome.verdicts.map(\.status) == [.duplicate, .conflict, .conflict, .accepted, .duplicate, .conflict])
         #expect(Self.codes(outcome) == ["too_old", "id_reused", "id_reused", "accepted", "duplicate", "id_reused"])
         #expect(outcome.verdicts[0].originalStatus == .rejected && outcome.verdicts[4].originalStatus == .accepted)
@@ -83,11 +93,12 @@ struct BatchJudgeTests {
     func evidenceClaimed() throws {
         var facts = BatchJudge.Facts()
         facts.claimedEvidence.insert(.init(province: "CN-GD", source: "metro", ref: "T-1"))
-        let outcome = try Self.judge([
-            Self.input(Self.trip(from: "2027-03-02T08:00:00+08:00", to: "2027-03-02T08:20:00+08:00", evidence: "T-1")),
-            Self.input(Self.trip(from: "2027-03-02T09:00:00+08:00", to: "2027-03-02T09:20:00+08:00", evidence: "T-2")),
-            Self.input(Self.trip(from: "2027-03-02T10:00:00+08:00", to: "2027-03-02T10:20:00+08:00", evidence: "T-2")),
-        ], facts: facts)
+        let outcome = try Self.judge(
+            [
+                Self.input(Self.trip(from: "2027-03-02T08:00:00+08:00", to: "2027-03-02T08:20:00+08:00", evidence: "T-1")),
+                Self.input(Self.trip(from: "2027-03-02T09:00:00+08:00", to: "2027-03-02T09:20:00+08:00", evidence: "T-2")),
+                Self.input(Self.trip(from: "2027-03-02T10:00:00+08:00", to: "2027-03-02T10:20:00+08:00", evidence: "T-2")),
+            ], facts: facts)
         #expect(Self.codes(outcome) == ["evidence_claimed", "accepted", "evidence_claimed"])
         #expect(outcome.events.map(\.status) == [.conflict, .accepted, .conflict], "conflicts are stored as final verdicts")
     }
@@ -98,20 +109,22 @@ struct BatchJudgeTests {
         // arithmetic rounds these; epoch milliseconds do not.
         for aheadMs: Int64 in [0, 121_001, 123_456_789, 987_654_321, 1_000_000_007] {
             let sentAt = Instant.format(Self.ms(Self.received) + aheadMs, offsetSeconds: 0)
-            let outcome = try Self.judge([
-                Self.input(Self.trip(from: "2027-03-02T08:00:00.001+08:00", to: "2027-03-02T08:30:00.001+08:00")),
-                Self.input(Self.trip(from: "2027-03-02T08:30:00.001+08:00", to: "2027-03-02T09:00:00.003+08:00")),
-                Self.input(Self.trip(from: "2027-03-02T09:00:00.002+08:00", to: "2027-03-02T09:10:00+08:00")),
-            ], sentAt: aheadMs == 0 ? nil : sentAt)
+            let outcome = try Self.judge(
+                [
+                    Self.input(Self.trip(from: "2027-03-02T08:00:00.001+08:00", to: "2027-03-02T08:30:00.001+08:00")),
+                    Self.input(Self.trip(from: "2027-03-02T08:30:00.001+08:00", to: "2027-03-02T09:00:00.003+08:00")),
+                    Self.input(Self.trip(from: "2027-03-02T09:00:00.002+08:00", to: "2027-03-02T09:10:00+08:00")),
+                ], sentAt: aheadMs == 0 ? nil : sentAt)
             #expect(Self.codes(outcome) == ["accepted", "accepted", "overlap"], "device ahead by \(aheadMs) ms")
         }
         var facts = BatchJudge.Facts()
         facts.acceptedTrips["CN-GD"] = [.init(startMs: Self.ms("2027-03-02T07:00:00+08:00"), endMs: Self.ms("2027-03-02T07:30:00+08:00"))]
-        let open = try Self.judge([
-            Self.input(Self.trip(from: "2027-03-02T07:10:00+08:00", to: nil, kind: "bus_ride")),
-            Self.input(Self.trip(from: "2027-03-02T07:30:00+08:00", to: nil, kind: "bus_ride")),
-            Self.input(Self.trip(from: "2027-03-02T07:29:00+08:00", to: "2027-03-02T07:40:00+08:00", kind: "bus_ride")),
-        ], facts: facts)
+        let open = try Self.judge(
+            [
+                Self.input(Self.trip(from: "2027-03-02T07:10:00+08:00", to: nil, kind: "bus_ride")),
+                Self.input(Self.trip(from: "2027-03-02T07:30:00+08:00", to: nil, kind: "bus_ride")),
+                Self.input(Self.trip(from: "2027-03-02T07:29:00+08:00", to: "2027-03-02T07:40:00+08:00", kind: "bus_ride")),
+            ], facts: facts)
         #expect(Self.codes(open) == ["overlap", "accepted", "overlap"])
         #expect(open.events.map(\.occupiesInterval) == [false, true, false])
     }
@@ -143,8 +156,10 @@ struct BatchJudgeTests {
     func ruleOutcomes() throws {
         let outcome = try Self.judge([
             Self.input(Self.waste(at: "2026-12-31T23:59:59+08:00")),
-            Self.input(["id": UUID().uuidString, "kind": "transit_trip", "province": "CN-GD", "occurred_at": "2027-03-02T08:00:00+08:00",
-                        "ended_at": "2027-03-02T08:10:00+08:00", "data": ["mode": "metro", "distance_m": 100]]),
+            Self.input([
+                "id": UUID().uuidString, "kind": "transit_trip", "province": "CN-GD", "occurred_at": "2027-03-02T08:00:00+08:00",
+                "ended_at": "2027-03-02T08:10:00+08:00", "data": ["mode": "metro", "distance_m": 100],
+            ]),
             Self.input(["id": UUID().uuidString, "kind": "teleport", "province": "CN-GD", "occurred_at": "2027-03-02T08:00:00+08:00"]),
         ])
         #expect(Self.codes(outcome) == ["no_ruleset", "below_minimum", "kind_not_covered"])
@@ -155,8 +170,9 @@ struct BatchJudgeTests {
     func overflowChecked() throws {
         var facts = BatchJudge.Facts()
         facts.accounts["CN-GD"] = .init(points: .max - 3, gramsCO2e: 0, lastSeq: 1)
-        let outcome = try Self.judge([Self.input(Self.waste()), Self.input(Self.waste(at: "2027-03-02T10:00:00+08:00"))], facts: facts,
-                                     document: baseDocument.replacingOccurrences(of: "  - { period: day, max_points: 500 }\n", with: ""))
+        let outcome = try Self.judge(
+            [Self.input(Self.waste()), Self.input(Self.waste(at: "2027-03-02T10:00:00+08:00"))], facts: facts,
+            document: baseDocument.replacingOccurrences(of: "  - { period: day, max_points: 500 }\n", with: ""))
         #expect(Self.codes(outcome) == ["invalid_data", "invalid_data"], "4 points do not fit")
         #expect(outcome.accounts["CN-GD"] == .init(points: .max - 3, gramsCO2e: 0, lastSeq: 1))
         var usage = CapUsage()
@@ -209,7 +225,11 @@ struct BatchJudgeTests {
                 let award = outcome.awards.first { $0.eventID == row.item.wire.event.id }
                 facts.existing[.init(province: "CN-GD", id: row.item.wire.event.id)] = .init(
                     citizen: Self.citizen, contentSHA256: row.item.contentSHA256, status: row.status, code: row.code, message: row.message,
-                    award: award.map { AwardSummary(gramsCO2e: $0.award.gramsCO2e, points: $0.award.pointsAwarded, province: "CN-GD", ruleSetVersion: 3, capped: $0.award.capped) })
+                    award: award.map {
+                        AwardSummary(
+                            gramsCO2e: $0.award.gramsCO2e, points: $0.award.pointsAwarded, province: "CN-GD", ruleSetVersion: 3,
+                            capped: $0.award.capped)
+                    })
             }
             var usage = facts.usage["CN-GD"] ?? CapUsage()
             for award in outcome.awards { usage.add(award.award.consumption) }

@@ -1,10 +1,12 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 private func bike(_ when: String, meters: Int64 = 5_000, province: String = "CN-GD") -> ActionEvent {
     let start = at(when)
-    return ActionEvent(kind: "bike_ride", province: province, occurredAt: start, endedAt: start.addingTimeInterval(3600), data: .init(distanceMeters: meters))
+    return ActionEvent(
+        kind: "bike_ride", province: province, occurredAt: start, endedAt: start.addingTimeInterval(3600), data: .init(distanceMeters: meters))
 }
 
 private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Award? {
@@ -48,7 +50,8 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
         let waste = event("waste_sorting", "2027-03-01T09:00:00+08:00")
         usage[r.capWindows(for: waste)[0]] = .init(points: 480, events: 10)
         #expect(run(waste, r, &usage)?.pointsAwarded == 4)
-        let metro = event("transit_trip", "2027-03-01T10:00:00+08:00", ended: "2027-03-01T10:30:00+08:00", .init(mode: "metro", distanceMeters: 12_400))
+        let metro = event(
+            "transit_trip", "2027-03-01T10:00:00+08:00", ended: "2027-03-01T10:30:00+08:00", .init(mode: "metro", distanceMeters: 12_400))
         let a = try #require(run(metro, r, &usage))
         #expect(a.pointsAwarded == 16 && a.capsApplied.map(\.key) == ["*/day/2027-03-01"])
     }
@@ -112,7 +115,8 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
     }
 
     @Test func maxEventsCountsOnlyEventsThatEarn() throws {
-        let doc = baseDocument.replacingOccurrences(of: "  - { period: day, max_points: 500 }", with: "  - { kind: waste_sorting, period: day, max_events: 4 }")
+        let doc = baseDocument.replacingOccurrences(
+            of: "  - { period: day, max_points: 500 }", with: "  - { kind: waste_sorting, period: day, max_events: 4 }")
         let r = try parseOK(doc)
         var usage = CapUsage()
         for i in 0..<4 {
@@ -126,7 +130,9 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
     @Test func propertyAwardsNeverExceedCaps() throws {
         let doc = baseDocument.replacingOccurrences(
             of: "  - { period: day, max_points: 500 }",
-            with: "  - { period: day, max_points: 500 }\n  - { period: week, max_points: 1500 }\n  - { kind: recycling, period: month, max_points: 2000, max_events: 10 }")
+            with:
+                "  - { period: day, max_points: 500 }\n  - { period: week, max_points: 1500 }\n  - { kind: recycling, period: month, max_points: 2000, max_events: 10 }"
+        )
         let r = try parseOK(doc)
         var rng = SplitMix64(seed: 2027)
         var usage = CapUsage()
@@ -136,9 +142,18 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
             let start = base.addingTimeInterval(Double(Int.random(in: 0..<(60 * 86_400), using: &rng)))
             let e: ActionEvent
             switch Int.random(in: 0..<4, using: &rng) {
-            case 0: e = ActionEvent(kind: "bike_ride", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(3600), data: .init(distanceMeters: .random(in: 300...20_000, using: &rng)))
-            case 1: e = ActionEvent(kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(7200), data: .init(mode: Bool.random(using: &rng) ? "metro" : "bus", distanceMeters: .random(in: 500...200_000, using: &rng)))
-            case 2: e = ActionEvent(kind: "recycling", province: "CN-GD", occurredAt: start, data: .init(material: "aluminium", weightGrams: .random(in: 100...5_000, using: &rng)))
+            case 0:
+                e = ActionEvent(
+                    kind: "bike_ride", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(3600),
+                    data: .init(distanceMeters: .random(in: 300...20_000, using: &rng)))
+            case 1:
+                e = ActionEvent(
+                    kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(7200),
+                    data: .init(mode: Bool.random(using: &rng) ? "metro" : "bus", distanceMeters: .random(in: 500...200_000, using: &rng)))
+            case 2:
+                e = ActionEvent(
+                    kind: "recycling", province: "CN-GD", occurredAt: start,
+                    data: .init(material: "aluminium", weightGrams: .random(in: 100...5_000, using: &rng)))
             default: e = ActionEvent(kind: "waste_sorting", province: "CN-GD", occurredAt: start)
             }
             let a = try #require(RuleEvaluator.evaluate(event: e, ruleSet: r, usage: usage, receivedAt: start.addingTimeInterval(8000)).award)
@@ -166,8 +181,11 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
             let d1 = Int64.random(in: 500...200_000, using: &rng)
             let d2 = Int64.random(in: d1...200_000, using: &rng)
             func grams(_ d: Int64) -> Int64? {
-                let e = ActionEvent(kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(3 * 3600), data: .init(mode: mode, distanceMeters: d))
-                return RuleEvaluator.evaluate(event: e, ruleSet: r, usage: CapUsage(), receivedAt: start.addingTimeInterval(4 * 3600)).award?.gramsCO2e
+                let e = ActionEvent(
+                    kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(3 * 3600),
+                    data: .init(mode: mode, distanceMeters: d))
+                return RuleEvaluator.evaluate(event: e, ruleSet: r, usage: CapUsage(), receivedAt: start.addingTimeInterval(4 * 3600)).award?
+                    .gramsCO2e
             }
             let g1 = try #require(grams(d1))
             let g2 = try #require(grams(d2))
@@ -183,7 +201,9 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
         let base = at("2027-03-01T00:00:00+08:00")
         for _ in 0..<300 {
             let start = base.addingTimeInterval(Double(Int.random(in: 0..<(10 * 86_400), using: &rng)))
-            let e = ActionEvent(kind: "bike_ride", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(3600), data: .init(distanceMeters: .random(in: 300...15_000, using: &rng)))
+            let e = ActionEvent(
+                kind: "bike_ride", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(3600),
+                data: .init(distanceMeters: .random(in: 300...15_000, using: &rng)))
             let windows = r.capWindows(for: e)
             var usage = CapUsage()
             var counters: [CapUsage.Counter] = []
@@ -193,8 +213,9 @@ private func run(_ e: ActionEvent, _ r: RuleSet, _ usage: inout CapUsage) -> Awa
                 counters.append(c)
             }
             let received = start.addingTimeInterval(7200)
-            #expect(RuleEvaluator.evaluate(event: e, ruleSet: r, usage: usage, receivedAt: received)
-                == RuleEvaluator.evaluate(event: e, ruleSet: r, counters: counters, receivedAt: received))
+            #expect(
+                RuleEvaluator.evaluate(event: e, ruleSet: r, usage: usage, receivedAt: received)
+                    == RuleEvaluator.evaluate(event: e, ruleSet: r, counters: counters, receivedAt: received))
         }
     }
 }

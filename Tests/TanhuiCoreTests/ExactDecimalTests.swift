@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TanhuiCore
 
 @Suite struct ExactDecimalTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 @Suite("JSONValue: strict JSON straight from bytes")
@@ -15,10 +16,12 @@ struct JSONValueTests {
         #expect(try Self.parse(#""plain ünïcode""#) == .string("plain ünïcode"))
     }
 
-    @Test("refuses what JSON does not allow", arguments: [
-        "", "{", "[1,]", "{\"a\":1,}", "NaN", "Infinity", "-", "01", "1.", ".5", "1e", "{\"a\" 1}", "[1 2]", "\"\u{01}\"",
-        "\"\\ud83d\"", "\"\\ude00\"", "\"\\x\"", "\"unterminated", "{} {}", "tru", "nul", "'a'", "[1]//c",
-    ])
+    @Test(
+        "refuses what JSON does not allow",
+        arguments: [
+            "", "{", "[1,]", "{\"a\":1,}", "NaN", "Infinity", "-", "01", "1.", ".5", "1e", "{\"a\" 1}", "[1 2]", "\"\u{01}\"",
+            "\"\\ud83d\"", "\"\\ude00\"", "\"\\x\"", "\"unterminated", "{} {}", "tru", "nul", "'a'", "[1]//c",
+        ])
     func refuses(text: String) {
         #expect(throws: JSONValue.ParseError.self) { try Self.parse(text) }
     }
@@ -34,10 +37,17 @@ struct JSONValueTests {
 
     @Test("events decode the same from bytes as from JSONSerialization, quantities exact or refused")
     func eventQuantities() throws {
-        let text = #"{"id":"0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d10","kind":"walking","province":"CN-GD","occurred_at":"2027-03-01T07:31:00+08:00","data":{"count":1000}}"#
-        guard case .success(let wire) = EventWire.decode(try Self.parse(text)) else { Issue.record("should decode"); return }
+        let text =
+            #"{"id":"0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d10","kind":"walking","province":"CN-GD","occurred_at":"2027-03-01T07:31:00+08:00","data":{"count":1000}}"#
+        guard case .success(let wire) = EventWire.decode(try Self.parse(text)) else {
+            Issue.record("should decode")
+            return
+        }
         #expect(wire.event.data.count == 1000)
-        for (number, ok) in [("1.0", true), ("1e3", true), ("1.5", false), ("9000000000000001", false), ("-9223372036854775808", false), ("true", false), ("\"5\"", false)] {
+        for (number, ok) in [
+            ("1.0", true), ("1e3", true), ("1.5", false), ("9000000000000001", false), ("-9223372036854775808", false), ("true", false),
+            ("\"5\"", false),
+        ] {
             let event = text.replacingOccurrences(of: ":1000}", with: ":\(number)}")
             let result = EventWire.decode(try Self.parse(event))
             if case .success = result { #expect(ok, "\(number) must be refused") } else { #expect(!ok, "\(number) must decode") }
@@ -47,9 +57,11 @@ struct JSONValueTests {
 
 @Suite("Timestamp.textUTC: instants to PostgreSQL from integers alone")
 struct TimestampTextTests {
-    @Test("formats milliseconds exactly and round-trips through the parser", arguments: [
-        Int64(0), 1, -1, 999, 1_795_000_000_123, 946_684_800_000, 4_102_444_799_999, -62_135_596_800_000,
-    ])
+    @Test(
+        "formats milliseconds exactly and round-trips through the parser",
+        arguments: [
+            Int64(0), 1, -1, 999, 1_795_000_000_123, 946_684_800_000, 4_102_444_799_999, -62_135_596_800_000,
+        ])
     func roundTrips(milliseconds: Int64) {
         let text = Timestamp.textUTC(milliseconds: milliseconds)
         #expect(text.hasSuffix("Z") && text.contains("."))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 private let ruleSet = try! RuleSetParser.parse(baseDocument)
@@ -108,7 +109,8 @@ private let t0 = "2027-03-01T08:00:00+08:00"
         // Exactly the minimum distance, exactly 120 km/h, exactly the window: all accepted.
         #expect(judge(event("transit_trip", t0, ended: "2027-03-01T08:10:00+08:00", .init(mode: "metro", distanceMeters: 500))).award != nil)
         #expect(judge(event("transit_trip", t0, ended: "2027-03-01T08:05:00+08:00", .init(mode: "metro", distanceMeters: 10_000))).award != nil)
-        #expect(code(event("transit_trip", t0, ended: "2027-03-01T08:05:00+08:00", .init(mode: "metro", distanceMeters: 10_001))) == .implausibleSpeed)
+        #expect(
+            code(event("transit_trip", t0, ended: "2027-03-01T08:05:00+08:00", .init(mode: "metro", distanceMeters: 10_001))) == .implausibleSpeed)
         #expect(judge(event("waste_sorting", t0), receivedAt: at("2027-03-31T08:00:00+08:00")).award != nil)
         #expect(judge(event("bike_ride", t0, ended: "2027-03-01T08:01:00+08:00", .init(distanceMeters: 300))).award != nil)
         #expect(judge(event("waste_sorting", t0), receivedAt: at("2027-03-01T07:55:00+08:00")).award != nil)
@@ -117,7 +119,9 @@ private let t0 = "2027-03-01T08:00:00+08:00"
     @Test func campaignWindowIsHalfOpen() throws {
         func metro(_ when: String) -> Award? {
             let start = at(when)
-            let e = ActionEvent(kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(1800), data: .init(mode: "metro", distanceMeters: 12_400))
+            let e = ActionEvent(
+                kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(1800),
+                data: .init(mode: "metro", distanceMeters: 12_400))
             return judge(e).award
         }
         let inside = try #require(metro("2027-09-22T00:00:00+08:00"))
@@ -131,8 +135,11 @@ private let t0 = "2027-03-01T08:00:00+08:00"
         // A fractional multiplier floors once, after multiplying: 579 × 1.5 / 10 = 86.85 → 86.
         let r = try parseOK(baseDocument.replacingOccurrences(of: "multiplier: 2 }", with: "multiplier: 1.5 }"))
         let start = at("2027-09-22T10:00:00+08:00")
-        let e = ActionEvent(kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(1800), data: .init(mode: "metro", distanceMeters: 12_400))
-        #expect(RuleEvaluator.evaluate(event: e, ruleSet: r, usage: CapUsage(), receivedAt: start.addingTimeInterval(3600)).award?.pointsBeforeCaps == 86)
+        let e = ActionEvent(
+            kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(1800),
+            data: .init(mode: "metro", distanceMeters: 12_400))
+        #expect(
+            RuleEvaluator.evaluate(event: e, ruleSet: r, usage: CapUsage(), receivedAt: start.addingTimeInterval(3600)).award?.pointsBeforeCaps == 86)
     }
 
     @Test func versionInForceAtOccurredAt() throws {
@@ -160,7 +167,11 @@ private let t0 = "2027-03-01T08:00:00+08:00"
             kind: "", province: "CN-GD", occurredAt: at(t0), endedAt: at("2027-03-01T07:00:00+08:00"),
             data: .init(mode: "", distanceMeters: -1, weightGrams: 0, count: 0, consumptionWh: -1, baselineWh: 2_000_000_000_000, days: 0))
         let found = bad.validateShape()
-        #expect(Set(found.map(\.path)) == ["kind", "ended_at", "data.mode", "data.distance_m", "data.weight_g", "data.count", "data.consumption_wh", "data.baseline_wh", "data.days"])
+        #expect(
+            Set(found.map(\.path)) == [
+                "kind", "ended_at", "data.mode", "data.distance_m", "data.weight_g", "data.count", "data.consumption_wh", "data.baseline_wh",
+                "data.days",
+            ])
         #expect(found.allSatisfy { $0.code == .invalid })
     }
 }

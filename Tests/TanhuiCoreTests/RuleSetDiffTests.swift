@@ -1,11 +1,13 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 @Suite struct RuleSetDiffTests {
     @Test func listsFactorCapCampaignAndHeaderChanges() throws {
         let old = try parseOK(baseDocument)
-        let newDoc = baseDocument
+        let newDoc =
+            baseDocument
             .replacingOccurrences(of: "version: 3", with: "version: 4")
             .replacingOccurrences(of: "grams_per_point: 10", with: "grams_per_point: 20")
             .replacingOccurrences(of: "submission_window_days: 30", with: "submission_window_days: 7")

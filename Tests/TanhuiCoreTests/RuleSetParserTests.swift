@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 private struct Expected: Hashable, CustomStringConvertible {
@@ -25,7 +26,10 @@ private struct Expected: Hashable, CustomStringConvertible {
         #expect(r.effectiveFrom == at("2026-12-31T16:00:00Z"))
         #expect(r.timeZone.identifier == "Asia/Shanghai")
         #expect(r.gramsPerPoint == 10)
-        #expect(r.activities.map(\.kind) == ["transit_trip", "bike_ride", "bus_ride", "waste_sorting", "recycling", "walking", "power_saving", "power_own"])
+        #expect(
+            r.activities.map(\.kind) == [
+                "transit_trip", "bike_ride", "bus_ride", "waste_sorting", "recycling", "walking", "power_saving", "power_own",
+            ])
         guard case .perDistance(let transit) = r.activities[0].method, case .byName(let modes) = transit.gramsPerKm else {
             Issue.record("transit_trip should be per_distance by mode")
             return
@@ -213,7 +217,10 @@ private struct Expected: Hashable, CustomStringConvertible {
     }
 
     @Test(arguments: [
-        ("grams_per_km: 43\n", "grams_per_km: 43\n    modes: { a: { grams_per_km: 1 } }\n", "activities[1].modes", ValidationIssue.Code.conflictingKeys),
+        (
+            "grams_per_km: 43\n", "grams_per_km: 43\n    modes: { a: { grams_per_km: 1 } }\n", "activities[1].modes",
+            ValidationIssue.Code.conflictingKeys
+        ),
         ("method: per_event\n    grams_per_event: 40", "method: teleport\n    grams_per_event: 40", "activities[3].method", .unknownMethod),
         ("grams_per_event: 40", "grams_per_event: 0", "activities[3].grams_per_event", .notPositive),
         ("grams_per_event: 40", "grams_per_event: 6000", "activities[3].grams_per_event", .factorTooHigh),
@@ -225,7 +232,10 @@ private struct Expected: Hashable, CustomStringConvertible {
         ("effective_from: 2027-01-01T00:00:00+08:00", "effective_from: 2027-01-01", "effective_from", .badTimestamp),
         ("effective_from: 2027-01-01T00:00:00+08:00", "effective_from: 2027-02-30T00:00:00+08:00", "effective_from", .badTimestamp),
         ("max_speed_kmh: 25", "max_speed_kmh: 2500", "activities[1].max_speed_kmh", .absurdValue),
-        ("min_distance_km: 0.5\n    max_distance_km: 200", "min_distance_km: 5\n    max_distance_km: 2", "activities[0].min_distance_km", .inconsistentRange),
+        (
+            "min_distance_km: 0.5\n    max_distance_km: 200", "min_distance_km: 5\n    max_distance_km: 2", "activities[0].min_distance_km",
+            .inconsistentRange
+        ),
         ("multiplier: 2 }", "multiplier: 0.5 }", "campaigns[0].multiplier", .outOfRange),
         ("multiplier: 2 }", "multiplier: 20 }", "campaigns[0].multiplier", .absurdValue),
         ("to: 2027-09-23T00:00:00+08:00", "to: 2027-09-22T00:00:00+08:00", "campaigns[0].to", .inconsistentRange),
@@ -256,7 +266,8 @@ private struct Expected: Hashable, CustomStringConvertible {
     @Test func publicationChecksNameTheEarliestInstant() throws {
         let r = try parseOK(baseDocument)
         #expect(RuleSetValidator.checkPublication(r, latestPublishedVersion: nil, earliestAllowedEffectiveFrom: nil).isEmpty)
-        #expect(RuleSetValidator.checkPublication(r, latestPublishedVersion: 2, earliestAllowedEffectiveFrom: at("2027-01-01T00:00:00+08:00")).isEmpty)
+        #expect(
+            RuleSetValidator.checkPublication(r, latestPublishedVersion: 2, earliestAllowedEffectiveFrom: at("2027-01-01T00:00:00+08:00")).isEmpty)
         let found = RuleSetValidator.checkPublication(r, latestPublishedVersion: 3, earliestAllowedEffectiveFrom: at("2027-03-01T04:00:00Z"))
         #expect(found.map(\.code) == [.versionNotIncreasing, .retroactiveEffectiveFrom])
         #expect(found[0].path == "version" && found[0].line == 2 && found[0].column == 10)

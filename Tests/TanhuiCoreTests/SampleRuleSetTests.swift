@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 /// The sample rule sets shipped in Schema/rulesets must stay valid, and broken copies must be reported precisely.
@@ -62,7 +63,9 @@ import Testing
     @Test func guangdongMetroWorkedExample() throws {
         let r = try parseOK(try Self.load("CN-GD"))
         let start = at("2026-03-02T08:00:00+08:00")
-        let e = ActionEvent(kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(1800), data: .init(mode: "metro", distanceMeters: 12_400))
+        let e = ActionEvent(
+            kind: "transit_trip", province: "CN-GD", occurredAt: start, endedAt: start.addingTimeInterval(1800),
+            data: .init(mode: "metro", distanceMeters: 12_400))
         let a = try #require(RuleEvaluator.evaluate(event: e, ruleSet: r, usage: CapUsage(), receivedAt: start.addingTimeInterval(3600)).award)
         #expect(a.gramsCO2e == 579 && a.pointsAwarded == 57)
         // Shenzhen-style own-history power saving: (9 000 − 7 500) Wh × 386.9 g/kWh = 580.35 g → 580 g → 58 points.

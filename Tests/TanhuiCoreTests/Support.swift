@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TanhuiCore
 
 /// A compact rule set exercising every method; tests edit it by string replacement.
@@ -89,4 +90,3 @@ func event(
 ) -> ActionEvent {
     ActionEvent(kind: kind, province: province, occurredAt: at(when), endedAt: ended.map(at), data: data)
 }
-

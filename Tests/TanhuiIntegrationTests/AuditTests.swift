@@ -1,10 +1,10 @@
 import Crypto
 import Foundation
 import Synchronization
-import Testing
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// `tanhui audit` against a clean ledger built through the service, then against the same
 /// ledger corrupted directly in the database as a rogue superuser would.
@@ -28,31 +28,44 @@ struct AuditTests {
     /// Three citizens, awards of several kinds, a day's bike cap reached, a reversal; sealed.
     static func buildClean(_ services: TanhuiServices, url: String) async throws -> Clean {
         let receivedAt = F.base.addingTimeInterval(86_400)
-        let a = UUID(), b = UUID(), c = UUID()
+        let a = UUID()
+        let b = UUID()
+        let c = UUID()
         let hour: TimeInterval = 3600
         // A: a metro trip and four bike rides; the bike cap (100 points a day) binds on the third.
-        _ = try await services.ledger.submit([
-            F.metro(at: F.base),
-            F.bike(at: F.base.addingTimeInterval(1 * hour)), F.bike(at: F.base.addingTimeInterval(2 * hour)),
-            F.bike(at: F.base.addingTimeInterval(3 * hour)),
-        ], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
-        _ = try await services.ledger.submit([F.bike(at: F.base.addingTimeInterval(4 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit(
+            [
+                F.metro(at: F.base),
+                F.bike(at: F.base.addingTimeInterval(1 * hour)), F.bike(at: F.base.addingTimeInterval(2 * hour)),
+                F.bike(at: F.base.addingTimeInterval(3 * hour)),
+            ], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit(
+            [F.bike(at: F.base.addingTimeInterval(4 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
         // B: waste check-ins and a metro trip with evidence, later reversed.
         let reversed = UUID()
-        _ = try await services.ledger.submit([F.waste(at: F.base), F.metro(id: reversed, at: F.base.addingTimeInterval(hour), evidence: "TXN-1"),
-                                              F.waste(at: F.base.addingTimeInterval(3 * hour))], citizen: b, device: "b", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit(
+            [
+                F.waste(at: F.base), F.metro(id: reversed, at: F.base.addingTimeInterval(hour), evidence: "TXN-1"),
+                F.waste(at: F.base.addingTimeInterval(3 * hour)),
+            ], citizen: b, device: "b", receivedAt: receivedAt, sentAt: nil)
         // C: a metro trip, then more awards for A and C after it.
         let metro = UUID()
-        let verdicts = try await services.ledger.submit([F.metro(id: metro, at: F.base.addingTimeInterval(2 * hour), meters: 20_000)], citizen: c, device: "c", receivedAt: receivedAt, sentAt: nil)
+        let verdicts = try await services.ledger.submit(
+            [F.metro(id: metro, at: F.base.addingTimeInterval(2 * hour), meters: 20_000)], citizen: c, device: "c", receivedAt: receivedAt,
+            sentAt: nil)
         #expect(verdicts.map(\.status) == [.accepted])
-        _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(5 * hour))], citizen: c, device: "c", receivedAt: receivedAt, sentAt: nil)
-        _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(6 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit(
+            [F.waste(at: F.base.addingTimeInterval(5 * hour))], citizen: c, device: "c", receivedAt: receivedAt, sentAt: nil)
+        _ = try await services.ledger.submit(
+            [F.waste(at: F.base.addingTimeInterval(6 * hour))], citizen: a, device: "a", receivedAt: receivedAt, sentAt: nil)
         let reversal = try await services.ledger.reverse(event: reversed, province: "CN-GD", reason: "card reported stolen", actor: "admin:test")
         try await services.ledger.seal()
         #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions WHERE caps_applied <> '{}'") >= 1, "the bike cap must bind")
-        let metroTransaction = try await Self.scalar(url, "SELECT transaction_id FROM ledger_transactions WHERE event_id = \(metro) AND kind = 'award'", as: Int64.self)
-        return Clean(citizenA: a, citizenB: b, citizenC: c, metroEvent: metro, metroTransaction: metroTransaction,
-                     reversedEvent: reversed, reversalTransaction: reversal.transactionID)
+        let metroTransaction = try await Self.scalar(
+            url, "SELECT transaction_id FROM ledger_transactions WHERE event_id = \(metro) AND kind = 'award'", as: Int64.self)
+        return Clean(
+            citizenA: a, citizenB: b, citizenC: c, metroEvent: metro, metroTransaction: metroTransaction,
+            reversedEvent: reversed, reversalTransaction: reversal.transactionID)
     }
 
     static func scalar<Value: PostgresDecodable>(_ url: String, _ sql: PostgresQuery, as type: Value.Type) async throws -> Value {
@@ -76,15 +89,17 @@ struct AuditTests {
     /// balance (and `last_seq`) that match it, created `backdatedSeconds` ago. Returns its id.
     static func forgeAward(_ url: String, citizen: UUID, points: Int64, grams: Int64, backdatedSeconds: Int = 0) async throws -> Int64 {
         let forged = try await scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
-        try await rogue(url, [
-            """
-            INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, created_at)
-            SELECT 'CN-GD', \(forged), 'award', \(citizen), last_seq + 1, \(UUID()), \(points), \(grams), 1, 'forged', now() - make_interval(secs => \(backdatedSeconds))
-            FROM citizen_accounts WHERE citizen_id = \(citizen)
-            """,
-            "INSERT INTO ledger_entries (province, transaction_id, account, points) VALUES ('CN-GD', \(forged), 'issuance', \(-points)), ('CN-GD', \(forged), \("citizen:" + citizen.uuidString.lowercased()), \(points))",
-            "UPDATE citizen_accounts SET balance_points = balance_points + \(points), balance_grams = balance_grams + \(grams), last_seq = last_seq + 1 WHERE citizen_id = \(citizen)",
-        ])
+        try await rogue(
+            url,
+            [
+                """
+                INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, created_at)
+                SELECT 'CN-GD', \(forged), 'award', \(citizen), last_seq + 1, \(UUID()), \(points), \(grams), 1, 'forged', now() - make_interval(secs => \(backdatedSeconds))
+                FROM citizen_accounts WHERE citizen_id = \(citizen)
+                """,
+                "INSERT INTO ledger_entries (province, transaction_id, account, points) VALUES ('CN-GD', \(forged), 'issuance', \(-points)), ('CN-GD', \(forged), \("citizen:" + citizen.uuidString.lowercased()), \(points))",
+                "UPDATE citizen_accounts SET balance_points = balance_points + \(points), balance_grams = balance_grams + \(grams), last_seq = last_seq + 1 WHERE citizen_id = \(citizen)",
+            ])
         return forged
     }
 
@@ -101,8 +116,10 @@ struct AuditTests {
     }
 
     /// Asserts exit 1, `id` violated, and `field` = `value` in its first, worst or last offender.
-    static func expectViolated(_ outcome: (CommandResult, [String: Any]), _ id: String, _ field: String, _ value: String,
-                               sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectViolated(
+        _ outcome: (CommandResult, [String: Any]), _ id: String, _ field: String, _ value: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let (result, report) = outcome
         #expect(result.exitCode == 1, "exit \(result.exitCode): \(result.stderr)", sourceLocation: sourceLocation)
         #expect(report["ok"] as? Bool == false, sourceLocation: sourceLocation)
@@ -126,13 +143,16 @@ struct AuditTests {
             let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
             let file = Self.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            let exported = try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
+            let exported = try await CommandRunner.tanhui(
+                ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
             #expect(exported.exitCode == 0, "\(exported.stderr)")
 
             let text = try await CommandRunner.tanhui(["audit", "--checkpoint", file], databaseURL: url, environment: environment)
             #expect(text.exitCode == 0, "\(text.stdout)\n\(text.stderr)")
             for id in AuditCheckID.allCases {
-                #expect(text.stdout.split(separator: "\n").contains { $0.hasPrefix("ok") && $0.contains(" \(id.rawValue) ") }, "\(id.rawValue) not ok:\n\(text.stdout)")
+                #expect(
+                    text.stdout.split(separator: "\n").contains { $0.hasPrefix("ok") && $0.contains(" \(id.rawValue) ") },
+                    "\(id.rawValue) not ok:\n\(text.stdout)")
             }
             #expect(!text.stdout.contains("VIOLATED"))
             #expect(text.stderr.isEmpty, "no progress output when stderr is not a terminal: \(text.stderr)")
@@ -160,7 +180,8 @@ struct AuditTests {
     func updatedEntry() async throws {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
-            try await Self.rogue(url, ["UPDATE ledger_entries SET points = points + 100 WHERE transaction_id = \(clean.metroTransaction) AND account <> 'issuance'"])
+            try await Self.rogue(
+                url, ["UPDATE ledger_entries SET points = points + 100 WHERE transaction_id = \(clean.metroTransaction) AND account <> 'issuance'"])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "transactions_balance", "transaction_id", "\(clean.metroTransaction)")
             Self.expectViolated(outcome, "hash_chain", "transaction_id", "\(clean.metroTransaction)")
@@ -181,10 +202,12 @@ struct AuditTests {
     func deletedTransaction() async throws {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
-            try await Self.rogue(url, [
-                "DELETE FROM ledger_entries WHERE transaction_id = \(clean.metroTransaction)",
-                "DELETE FROM ledger_transactions WHERE transaction_id = \(clean.metroTransaction)",
-            ])
+            try await Self.rogue(
+                url,
+                [
+                    "DELETE FROM ledger_entries WHERE transaction_id = \(clean.metroTransaction)",
+                    "DELETE FROM ledger_transactions WHERE transaction_id = \(clean.metroTransaction)",
+                ])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "hash_chain", "transaction_id", "\(clean.metroTransaction)")
             Self.expectViolated(outcome, "completeness", "event_id", clean.metroEvent.uuidString.lowercased())
@@ -222,7 +245,11 @@ struct AuditTests {
     func editedRuleSet() async throws {
         try await F.withLedger { services, url in
             _ = try await Self.buildClean(services, url: url)
-            try await Self.rogue(url, ["UPDATE rule_sets SET document = replace(document, 'grams_per_km: 46.7', 'grams_per_km: 93.4') WHERE province = 'CN-GD' AND version = 1"])
+            try await Self.rogue(
+                url,
+                [
+                    "UPDATE rule_sets SET document = replace(document, 'grams_per_km: 46.7', 'grams_per_km: 93.4') WHERE province = 'CN-GD' AND version = 1"
+                ])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "replay", "rule_set_version", "1")
             let first = Self.check(outcome.1, "replay")["first"] as? [String: Any]
@@ -238,16 +265,19 @@ struct AuditTests {
             let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
             let file = Self.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            let exported = try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
+            let exported = try await CommandRunner.tanhui(
+                ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
             #expect(exported.exitCode == 0, "\(exported.stderr)")
             let sequence = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
 
-            try await Self.rogue(url, [
-                "UPDATE ledger_entries SET points = points * 10 WHERE transaction_id = \(clean.metroTransaction)",
-                "UPDATE ledger_transactions SET points = points * 10 WHERE transaction_id = \(clean.metroTransaction)",
-                "UPDATE citizen_accounts SET balance_points = balance_points + 9 * (SELECT points / 10 FROM ledger_transactions WHERE transaction_id = \(clean.metroTransaction)) WHERE citizen_id = \(clean.citizenC)",
-                "DELETE FROM ledger_chain",
-            ])
+            try await Self.rogue(
+                url,
+                [
+                    "UPDATE ledger_entries SET points = points * 10 WHERE transaction_id = \(clean.metroTransaction)",
+                    "UPDATE ledger_transactions SET points = points * 10 WHERE transaction_id = \(clean.metroTransaction)",
+                    "UPDATE citizen_accounts SET balance_points = balance_points + 9 * (SELECT points / 10 FROM ledger_transactions WHERE transaction_id = \(clean.metroTransaction)) WHERE citizen_id = \(clean.citizenC)",
+                    "DELETE FROM ledger_chain",
+                ])
             try await services.ledger.seal()
 
             let outcome = try await Self.audit(url, ["--checkpoint", file], environment: environment)
@@ -261,7 +291,8 @@ struct AuditTests {
             // A checkpoint signed by another key is refused.
             let other = Curve25519.Signing.PrivateKey().publicKey.rawRepresentation.base64EncodedString()
             let (_, report) = try await Self.audit(url, ["--checkpoint", file, "--public-key", other])
-            #expect((Self.check(report, "checkpoints")["first"] as? [String: Any])?["detail"] as? String == Checkpoint.Invalid.untrustedKey.description)
+            #expect(
+                (Self.check(report, "checkpoints")["first"] as? [String: Any])?["detail"] as? String == Checkpoint.Invalid.untrustedKey.description)
         }
     }
 
@@ -285,7 +316,8 @@ struct AuditTests {
     func disabledTrigger() async throws {
         try await F.withLedger { services, url in
             _ = try await Self.buildClean(services, url: url)
-            try await Self.rogue(url, ["ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only", "GRANT DELETE ON ledger_chain TO tanhui_service"])
+            try await Self.rogue(
+                url, ["ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only", "GRANT DELETE ON ledger_chain TO tanhui_service"])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "guard_rails", "trigger", "ledger_entries_append_only")
             Self.expectViolated(outcome, "guard_rails", "table", "ledger_chain")
@@ -296,12 +328,15 @@ struct AuditTests {
     func reversalsCapsBacklog() async throws {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
-            try await Self.rogue(url, [
-                "UPDATE ledger_transactions SET grams_co2e = grams_co2e + 1 WHERE transaction_id = \(clean.reversalTransaction)",
-                "UPDATE cap_usage SET points = points + 1000 WHERE citizen_id = \(clean.citizenA) AND window_key LIKE 'bike_ride/%'",
-            ])
-            _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b",
-                                                 receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            try await Self.rogue(
+                url,
+                [
+                    "UPDATE ledger_transactions SET grams_co2e = grams_co2e + 1 WHERE transaction_id = \(clean.reversalTransaction)",
+                    "UPDATE cap_usage SET points = points + 1000 WHERE citizen_id = \(clean.citizenA) AND window_key LIKE 'bike_ride/%'",
+                ])
+            _ = try await services.ledger.submit(
+                [F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b",
+                receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
             let unsealed = try await Self.scalar(url, "SELECT max(transaction_id) FROM ledger_transactions", as: Int64.self)
             let outcome = try await Self.audit(url, ["--seal-bound", "0"])
             Self.expectViolated(outcome, "reversals", "transaction_id", "\(clean.reversalTransaction)")
@@ -320,8 +355,9 @@ struct AuditTests {
         #expect(unreachable.exitCode == 2, "\(unreachable.stderr)")
         #expect(unreachable.stdout.isEmpty)
         try await F.withLedger { _, url in
-            let missing = try await CommandRunner.tanhui(["audit", "--checkpoint", "/nonexistent/cp-\(UUID().uuidString)"], databaseURL: url,
-                                                         environment: ["TANHUI_CHECKPOINT_KEY": Curve25519.Signing.PrivateKey().rawRepresentation.base64EncodedString()])
+            let missing = try await CommandRunner.tanhui(
+                ["audit", "--checkpoint", "/nonexistent/cp-\(UUID().uuidString)"], databaseURL: url,
+                environment: ["TANHUI_CHECKPOINT_KEY": Curve25519.Signing.PrivateKey().rawRepresentation.base64EncodedString()])
             #expect(missing.exitCode == 2)
             #expect(missing.stderr.contains("cannot read checkpoint file"))
             let jobs = try await CommandRunner.tanhui(["audit", "--jobs", "zero"], databaseURL: url)
@@ -340,11 +376,18 @@ struct AuditTests {
         _ = try await services.ruleSets.publish(document: try F.ruleSetDocument("CN-BJ"), publishedBy: "test")
         let beijing = UUID()
         let items: [SubmissionItem] = (0..<3).map { slot in
-            .event(F.wire(["id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-BJ", "occurred_at": F.iso(F.base.addingTimeInterval(Double(slot) * 3600))]))
+            .event(
+                F.wire([
+                    "id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-BJ",
+                    "occurred_at": F.iso(F.base.addingTimeInterval(Double(slot) * 3600)),
+                ]))
         }
-        let verdicts = try await services.ledger.submit(items, citizen: beijing, device: "bj", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+        let verdicts = try await services.ledger.submit(
+            items, citizen: beijing, device: "bj", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
         #expect(verdicts.map(\.status) == [.accepted, .accepted, .accepted])
-        _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(9 * 3600))], citizen: UUID(), device: "x", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+        _ = try await services.ledger.submit(
+            [F.waste(at: F.base.addingTimeInterval(9 * 3600))], citizen: UUID(), device: "x", receivedAt: F.base.addingTimeInterval(86_400),
+            sentAt: nil)
         try await services.ledger.seal()
         return (clean, beijing)
     }
@@ -353,7 +396,8 @@ struct AuditTests {
     func provincesAndJobs() async throws {
         try await F.withLedger { services, url in
             let (clean, _) = try await Self.buildTwoProvinces(services, url: url)
-            try await Self.rogue(url, ["UPDATE citizen_accounts SET balance_points = balance_points + 1 WHERE province = 'CN-GD' AND citizen_id = \(clean.citizenA)"])
+            try await Self.rogue(
+                url, ["UPDATE citizen_accounts SET balance_points = balance_points + 1 WHERE province = 'CN-GD' AND citizen_id = \(clean.citizenA)"])
 
             let (beijingResult, beijing) = try await Self.audit(url, ["--province", "CN-BJ"])
             #expect(beijingResult.exitCode == 0, "\(beijingResult.stdout)")
@@ -387,15 +431,19 @@ struct AuditTests {
     func evidenceCreditedTwice() async throws {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
-            try await Self.rogue(url, [
-                "DROP INDEX events_evidence_credited_once",
-                "UPDATE events SET evidence_source = 'sz_metro_card', evidence_ref = 'TXN-1' WHERE event_id = \(clean.metroEvent)",
-            ])
+            try await Self.rogue(
+                url,
+                [
+                    "DROP INDEX events_evidence_credited_once",
+                    "UPDATE events SET evidence_source = 'sz_metro_card', evidence_ref = 'TXN-1' WHERE event_id = \(clean.metroEvent)",
+                ])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "completeness", "evidence_ref", "TXN-1")
             let offender = Self.check(outcome.1, "completeness")["first"] as? [String: Any] ?? [:]
             let named = Set(["event_id", "first_event_id"].compactMap { offender[$0] as? String })
-            #expect(named.contains(clean.metroEvent.uuidString.lowercased()) && named.contains(clean.reversedEvent.uuidString.lowercased()), "\(offender)")
+            #expect(
+                named.contains(clean.metroEvent.uuidString.lowercased()) && named.contains(clean.reversedEvent.uuidString.lowercased()), "\(offender)"
+            )
         }
     }
 
@@ -404,20 +452,22 @@ struct AuditTests {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
             let second = try await Self.scalar(url, "SELECT nextval('ledger_transaction_ids')", as: Int64.self)
-            try await Self.rogue(url, [
-                "DROP INDEX ledger_one_reversal_per_award",
-                """
-                INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, reverses_id, reason, actor)
-                SELECT t.province, \(second), 'reversal', t.citizen_id, a.last_seq + 1, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.methodology, t.reverses_id, 'again', 'rogue'
-                FROM ledger_transactions t JOIN citizen_accounts a ON a.province = t.province AND a.citizen_id = t.citizen_id
-                WHERE t.transaction_id = \(clean.reversalTransaction)
-                """,
-                "INSERT INTO ledger_entries (province, transaction_id, account, points) SELECT province, \(second), account, points FROM ledger_entries WHERE transaction_id = \(clean.reversalTransaction)",
-                """
-                UPDATE citizen_accounts a SET last_seq = last_seq + 1, balance_points = balance_points + t.points, balance_grams = balance_grams + t.grams_co2e
-                FROM ledger_transactions t WHERE t.transaction_id = \(clean.reversalTransaction) AND a.province = t.province AND a.citizen_id = t.citizen_id
-                """,
-            ])
+            try await Self.rogue(
+                url,
+                [
+                    "DROP INDEX ledger_one_reversal_per_award",
+                    """
+                    INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology, reverses_id, reason, actor)
+                    SELECT t.province, \(second), 'reversal', t.citizen_id, a.last_seq + 1, t.event_id, t.points, t.grams_co2e, t.rule_set_version, t.methodology, t.reverses_id, 'again', 'rogue'
+                    FROM ledger_transactions t JOIN citizen_accounts a ON a.province = t.province AND a.citizen_id = t.citizen_id
+                    WHERE t.transaction_id = \(clean.reversalTransaction)
+                    """,
+                    "INSERT INTO ledger_entries (province, transaction_id, account, points) SELECT province, \(second), account, points FROM ledger_entries WHERE transaction_id = \(clean.reversalTransaction)",
+                    """
+                    UPDATE citizen_accounts a SET last_seq = last_seq + 1, balance_points = balance_points + t.points, balance_grams = balance_grams + t.grams_co2e
+                    FROM ledger_transactions t WHERE t.transaction_id = \(clean.reversalTransaction) AND a.province = t.province AND a.citizen_id = t.citizen_id
+                    """,
+                ])
             try await services.ledger.seal()
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "reversals", "transaction_id", "\(second)")
@@ -429,10 +479,12 @@ struct AuditTests {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
             let account = "citizen:" + clean.citizenB.uuidString.lowercased()
-            try await Self.rogue(url, [
-                "UPDATE ledger_entries SET points = -5000 WHERE transaction_id = \(clean.reversalTransaction) AND account = \(account)",
-                "UPDATE ledger_entries SET points = 5000 WHERE transaction_id = \(clean.reversalTransaction) AND account = 'issuance'",
-            ])
+            try await Self.rogue(
+                url,
+                [
+                    "UPDATE ledger_entries SET points = -5000 WHERE transaction_id = \(clean.reversalTransaction) AND account = \(account)",
+                    "UPDATE ledger_entries SET points = 5000 WHERE transaction_id = \(clean.reversalTransaction) AND account = 'issuance'",
+                ])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "caps_and_negative_balances", "transaction_id", "\(clean.reversalTransaction)")
             Self.expectViolated(outcome, "caps_and_negative_balances", "citizen_id", clean.citizenB.uuidString.lowercased())
@@ -461,7 +513,10 @@ struct AuditTests {
             let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
             let file = Self.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            #expect(try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment).exitCode == 0)
+            #expect(
+                try await CommandRunner.tanhui(
+                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment
+                ).exitCode == 0)
             let head = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
             try await Self.rogue(url, ["DELETE FROM ledger_chain WHERE chain_seq > \(head - 2)"])
             let outcome = try await Self.audit(url, ["--checkpoint", file], environment: environment)
@@ -477,7 +532,8 @@ struct AuditTests {
             let writer = Task {
                 for batch in 0..<2_000 where !stop.isSet {
                     let token = try await ServedLedger.token(UUID())
-                    let events = (0..<10).map { slot in ServedLedger.event(start: Date().addingTimeInterval(-Double((batch * 10 + slot) * 600 + 60))) }
+                    let events = (0..<10).map { slot in ServedLedger.event(start: Date().addingTimeInterval(-Double((batch * 10 + slot) * 600 + 60)))
+                    }
                     #expect(try await h.push(events, token: token).status == 200)
                 }
             }

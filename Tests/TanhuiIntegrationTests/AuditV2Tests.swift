@@ -1,9 +1,9 @@
 import Crypto
 import Foundation
-import Testing
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// Audit v2: edits the v1 audit let through (issue 12), each made exactly as a superuser
 /// would, each named by a VIOLATED finding; v1 chains still verify.
@@ -18,8 +18,9 @@ struct AuditV2Tests {
     static func buildWithRejection(_ services: TanhuiServices, url: String) async throws -> (AuditTests.Clean, rejected: UUID) {
         let clean = try await A.buildClean(services, url: url)
         let rejected = UUID()
-        let verdicts = try await services.ledger.submit([F.metro(id: rejected, at: F.base.addingTimeInterval(8 * 3600), evidence: "TXN-1")],
-                                                        citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+        let verdicts = try await services.ledger.submit(
+            [F.metro(id: rejected, at: F.base.addingTimeInterval(8 * 3600), evidence: "TXN-1")],
+            citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
         #expect(verdicts.map(\.status) != [.accepted], "a receipt credited once is not credited again")
         try await services.ledger.seal()
         return (clean, rejected)
@@ -29,9 +30,13 @@ struct AuditV2Tests {
     func cleanV2() async throws {
         try await F.withLedger { services, url in
             _ = try await Self.buildWithRejection(services, url: url)
-            #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE format = 2 AND record = 'event'") == (try await F.count(url, "SELECT count(*) FROM events")))
+            #expect(
+                try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE format = 2 AND record = 'event'")
+                    == (try await F.count(url, "SELECT count(*) FROM events")))
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE format = 2 AND record = 'rule_set'") == 1)
-            #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE format = 2 AND record = 'transaction'") == (try await F.count(url, "SELECT count(*) FROM ledger_transactions")))
+            #expect(
+                try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE format = 2 AND record = 'transaction'")
+                    == (try await F.count(url, "SELECT count(*) FROM ledger_transactions")))
             let (result, report) = try await A.audit(url)
             #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
             #expect(A.check(report, "overlapping_trips")["status"] as? String == "ok")
@@ -74,9 +79,17 @@ struct AuditV2Tests {
         try await F.withLedger { services, url in
             let (clean, _) = try await Self.buildWithRejection(services, url: url)
             let capped = try await A.scalar(url, "SELECT min(transaction_id) FROM ledger_transactions WHERE caps_applied <> '{}'", as: Int64.self)
-            try await A.rogue(url, ["UPDATE ledger_transactions SET reason = 'customer request', actor = 'admin:other' WHERE transaction_id = \(clean.reversalTransaction)"])
+            try await A.rogue(
+                url,
+                [
+                    "UPDATE ledger_transactions SET reason = 'customer request', actor = 'admin:other' WHERE transaction_id = \(clean.reversalTransaction)"
+                ])
             A.expectViolated(try await A.audit(url), "hash_chain", "transaction_id", "\(clean.reversalTransaction)")
-            try await A.rogue(url, ["UPDATE ledger_transactions SET reason = 'card reported stolen', actor = 'admin:test' WHERE transaction_id = \(clean.reversalTransaction)"])
+            try await A.rogue(
+                url,
+                [
+                    "UPDATE ledger_transactions SET reason = 'card reported stolen', actor = 'admin:test' WHERE transaction_id = \(clean.reversalTransaction)"
+                ])
             #expect(try await A.audit(url).0.exitCode == 0, "restoring the columns restores the hash")
             try await A.rogue(url, ["UPDATE ledger_transactions SET caps_applied = '{}', multiplier = '2' WHERE transaction_id = \(capped)"])
             A.expectViolated(try await A.audit(url), "hash_chain", "transaction_id", "\(capped)")
@@ -87,7 +100,11 @@ struct AuditV2Tests {
     func awardProvenanceEdited() async throws {
         try await F.withLedger { services, url in
             let (clean, _) = try await Self.buildWithRejection(services, url: url)
-            try await A.rogue(url, ["UPDATE ledger_transactions SET points_before_caps = points_before_caps + 1, campaign = 'launch' WHERE transaction_id = \(clean.metroTransaction)"])
+            try await A.rogue(
+                url,
+                [
+                    "UPDATE ledger_transactions SET points_before_caps = points_before_caps + 1, campaign = 'launch' WHERE transaction_id = \(clean.metroTransaction)"
+                ])
             A.expectViolated(try await A.audit(url), "hash_chain", "transaction_id", "\(clean.metroTransaction)")
         }
     }
@@ -97,10 +114,15 @@ struct AuditV2Tests {
         try await F.withLedger { services, url in
             _ = try await Self.buildWithRejection(services, url: url)
             let doctored = "document || E'\\n# a future x10 campaign\\n'"
-            try await A.rogue(url, [PostgresQuery(stringLiteral: """
-                UPDATE rule_sets SET document = \(doctored), content_sha256 = encode(sha256(convert_to(\(doctored), 'UTF8')), 'hex')
-                WHERE province = 'CN-GD' AND version = 1
-                """)])
+            try await A.rogue(
+                url,
+                [
+                    PostgresQuery(
+                        stringLiteral: """
+                            UPDATE rule_sets SET document = \(doctored), content_sha256 = encode(sha256(convert_to(\(doctored), 'UTF8')), 'hex')
+                            WHERE province = 'CN-GD' AND version = 1
+                            """)
+                ])
             let outcome = try await A.audit(url)
             A.expectViolated(outcome, "hash_chain", "rule_set_version", "1")
             #expect(A.check(outcome.1, "replay")["status"] as? String == "ok", "the doctored document still replays and matches its hash")
@@ -111,14 +133,16 @@ struct AuditV2Tests {
     func hollowTriggers() async throws {
         try await F.withLedger { services, url in
             _ = try await A.buildClean(services, url: url)
-            try await A.rogue(url, [
-                "DROP TRIGGER events_append_only ON events",
-                "CREATE TRIGGER events_append_only BEFORE UPDATE OF device_id ON events FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change()",
-                "DROP TRIGGER ledger_entries_append_only ON ledger_entries",
-                "CREATE TRIGGER ledger_entries_append_only AFTER UPDATE OF points ON ledger_entries FOR EACH ROW WHEN (false) EXECUTE FUNCTION tanhui_reject_change()",
-                "DROP TRIGGER rule_sets_append_only ON rule_sets",
-                "CREATE TRIGGER rule_sets_append_only AFTER UPDATE OR DELETE ON rule_sets FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change()",
-            ])
+            try await A.rogue(
+                url,
+                [
+                    "DROP TRIGGER events_append_only ON events",
+                    "CREATE TRIGGER events_append_only BEFORE UPDATE OF device_id ON events FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change()",
+                    "DROP TRIGGER ledger_entries_append_only ON ledger_entries",
+                    "CREATE TRIGGER ledger_entries_append_only AFTER UPDATE OF points ON ledger_entries FOR EACH ROW WHEN (false) EXECUTE FUNCTION tanhui_reject_change()",
+                    "DROP TRIGGER rule_sets_append_only ON rule_sets",
+                    "CREATE TRIGGER rule_sets_append_only AFTER UPDATE OR DELETE ON rule_sets FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change()",
+                ])
             // UPDATE on events now succeeds (as the database owner, triggers enabled). Findings: events
             // (type, column list), ledger_entries (type, column list, WHEN: the worst), rule_sets (type).
             let pool = TestDatabase.makePool(url: url, size: 1)
@@ -133,30 +157,38 @@ struct AuditV2Tests {
         }
         try await F.withLedger { services, url in
             _ = try await A.buildClean(services, url: url)
-            try await A.rogue(url, ["""
-                CREATE OR REPLACE FUNCTION tanhui_reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN
-                    IF false THEN RAISE EXCEPTION 'never'; END IF;
-                    RETURN NEW;
-                END;
-                $$
-                """])
+            try await A.rogue(
+                url,
+                [
+                    """
+                    CREATE OR REPLACE FUNCTION tanhui_reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        IF false THEN RAISE EXCEPTION 'never'; END IF;
+                        RETURN NEW;
+                    END;
+                    $$
+                    """
+                ])
             A.expectViolated(try await A.audit(url), "guard_rails", "function", "tanhui_reject_change")
         }
     }
 
-    @Test("(5) absurd amounts: a 64-bit-overflowing balance, a conservation sum beyond bigint, Int64.min points — findings, exit 1, never a crash or exit 2")
+    @Test(
+        "(5) absurd amounts: a 64-bit-overflowing balance, a conservation sum beyond bigint, Int64.min points — findings, exit 1, never a crash or exit 2"
+    )
     func absurdValues() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
             let citizen = "citizen:" + Self.lower(clean.citizenC)
-            try await A.rogue(url, [
-                "UPDATE ledger_entries SET points = 9223372036854775807 WHERE account = \(citizen)",
-                "UPDATE ledger_transactions SET points = -9223372036854775808 WHERE transaction_id = \(clean.reversalTransaction)",
-                "UPDATE events SET distance_m = 9223372036854775807 WHERE event_id = \(clean.metroEvent)",
-                "UPDATE cap_usage SET points = 9223372036854775807 WHERE citizen_id = \(clean.citizenA)",
-                "UPDATE citizen_accounts SET balance_points = -9223372036854775808, last_seq = 9223372036854775807 WHERE citizen_id = \(clean.citizenB)",
-            ])
+            try await A.rogue(
+                url,
+                [
+                    "UPDATE ledger_entries SET points = 9223372036854775807 WHERE account = \(citizen)",
+                    "UPDATE ledger_transactions SET points = -9223372036854775808 WHERE transaction_id = \(clean.reversalTransaction)",
+                    "UPDATE events SET distance_m = 9223372036854775807 WHERE event_id = \(clean.metroEvent)",
+                    "UPDATE cap_usage SET points = 9223372036854775807 WHERE citizen_id = \(clean.citizenA)",
+                    "UPDATE citizen_accounts SET balance_points = -9223372036854775808, last_seq = 9223372036854775807 WHERE citizen_id = \(clean.citizenB)",
+                ])
             let outcome = try await A.audit(url)
             A.expectViolated(outcome, "conservation", "account", "issuance")
             A.expectViolated(outcome, "caps_and_negative_balances", "citizen_id", Self.lower(clean.citizenC))
@@ -170,15 +202,23 @@ struct AuditV2Tests {
     func overlappingTrips() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
-            let trips = try await A.scalar(url, """
+            let trips = try await A.scalar(
+                url,
+                """
                 SELECT string_agg(event_id::text, ',' ORDER BY occurred_at) FROM events
                 WHERE citizen_id = \(clean.citizenA) AND status = 'accepted' AND occupies_interval
-                """, as: String.self).split(separator: ",").map(String.init)
+                """, as: String.self
+            ).split(separator: ",").map(String.init)
             #expect(trips.count >= 2)
-            try await A.rogue(url, [
-                "ALTER TABLE events DROP CONSTRAINT events_no_overlapping_trips",
-                PostgresQuery(stringLiteral: "UPDATE events SET occurred_at = (SELECT occurred_at + interval '5 minutes' FROM events WHERE event_id = '\(trips[0])') WHERE event_id = '\(trips[1])'"),
-            ])
+            try await A.rogue(
+                url,
+                [
+                    "ALTER TABLE events DROP CONSTRAINT events_no_overlapping_trips",
+                    PostgresQuery(
+                        stringLiteral:
+                            "UPDATE events SET occurred_at = (SELECT occurred_at + interval '5 minutes' FROM events WHERE event_id = '\(trips[0])') WHERE event_id = '\(trips[1])'"
+                    ),
+                ])
             A.expectViolated(try await A.audit(url), "overlapping_trips", "event_id", trips[1])
         }
     }
@@ -209,11 +249,14 @@ struct AuditV2Tests {
                 try connection.query("UPDATE rule_sets SET seal_id = nextval('ledger_transaction_ids')")
                 var previous = LedgerChain.genesisHash
                 var seq: Int64 = 0
-                for row in try connection.query("SELECT \(LedgerChain.rowColumns) FROM ledger_transactions t WHERE t.province = 'CN-GD' ORDER BY t.transaction_id").rows {
+                for row in try connection.query(
+                    "SELECT \(LedgerChain.rowColumns) FROM ledger_transactions t WHERE t.province = 'CN-GD' ORDER BY t.transaction_id"
+                ).rows {
                     let sealed = try LedgerChain.decodeRow(row)
                     let hash = LedgerChain.link(previous: previous, row: sealed)
                     seq += 1
-                    try connection.query("""
+                    try connection.query(
+                        """
                         INSERT INTO ledger_chain (province, chain_seq, transaction_id, previous_hash, hash) VALUES ('CN-GD', \(seq), \(sealed.transactionID), \(previous), \(hash))
                         """)
                     previous = hash
@@ -225,7 +268,8 @@ struct AuditV2Tests {
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE format = 2") >= 10)
             let (result, _) = try await A.audit(url)
             #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
-            try await A.rogue(url, ["UPDATE ledger_entries SET points = points + 1 WHERE transaction_id = \(clean.metroTransaction) AND account <> 'issuance'"])
+            try await A.rogue(
+                url, ["UPDATE ledger_entries SET points = points + 1 WHERE transaction_id = \(clean.metroTransaction) AND account <> 'issuance'"])
             A.expectViolated(try await A.audit(url), "hash_chain", "transaction_id", "\(clean.metroTransaction)")
         }
     }
@@ -237,8 +281,11 @@ struct AuditV2Tests {
             let count = 2_345
             let pool = TestDatabase.makePool(url: url, size: 1)
             try await pool.withTransaction { connection in
-                try connection.query("INSERT INTO citizen_accounts (province, citizen_id, balance_points, last_seq) VALUES ('CN-GD', \(citizen), \(Int64(count) * 3), \(Int64(count)))")
-                try connection.query("""
+                try connection.query(
+                    "INSERT INTO citizen_accounts (province, citizen_id, balance_points, last_seq) VALUES ('CN-GD', \(citizen), \(Int64(count) * 3), \(Int64(count)))"
+                )
+                try connection.query(
+                    """
                     INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology)
                     SELECT 'CN-GD', nextval('ledger_transaction_ids'), 'award', \(citizen), i, gen_random_uuid(), 3, 30, 1, 'm' FROM generate_series(1, \(count)) i
                     """)
@@ -258,26 +305,37 @@ struct AuditV2Tests {
         ((report["checks"] as? [[String: Any]]) ?? []).filter { $0["status"] as? String == "violated" }.compactMap { $0["id"] as? String }
     }
 
-    @Test("incremental audit: --since each checkpoint agrees with the full audit; tampering after a checkpoint is caught by both, an edited summary by --since, an edit before it by the full audit")
+    @Test(
+        "incremental audit: --since each checkpoint agrees with the full audit; tampering after a checkpoint is caught by both, an edited summary by --since, an edit before it by the full audit"
+    )
     func incremental() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
             let key = Curve25519.Signing.PrivateKey()
             let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
-            let first = A.checkpointFile(), second = A.checkpointFile()
+            let first = A.checkpointFile()
+            let second = A.checkpointFile()
             defer { for file in [first, second] { try? FileManager.default.removeItem(atPath: file) } }
             let receivedAt = F.base.addingTimeInterval(86_400)
-            #expect(try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", first], databaseURL: url, environment: environment).exitCode == 0)
+            #expect(
+                try await CommandRunner.tanhui(
+                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", first], databaseURL: url, environment: environment
+                ).exitCode == 0)
             #expect(try String(contentsOfFile: first, encoding: .utf8).hasPrefix("tanhui-checkpoint v2\n"))
 
             // After the first checkpoint: A rides again the same day (the day's bike cap, reached
             // before the checkpoint, must carry over from the summary), a new citizen, an old award reversed.
-            _ = try await services.ledger.submit([F.bike(at: F.base.addingTimeInterval(-3600))], citizen: clean.citizenA, device: "a", receivedAt: receivedAt, sentAt: nil)
+            _ = try await services.ledger.submit(
+                [F.bike(at: F.base.addingTimeInterval(-3600))], citizen: clean.citizenA, device: "a", receivedAt: receivedAt, sentAt: nil)
             _ = try await services.ledger.submit([F.waste(at: F.base)], citizen: UUID(), device: "d", receivedAt: receivedAt, sentAt: nil)
             _ = try await services.ledger.reverse(event: clean.metroEvent, province: "CN-GD", reason: "duplicate", actor: "admin:test")
             try await services.ledger.seal()
-            #expect(try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", second], databaseURL: url, environment: environment).exitCode == 0)
-            _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b", receivedAt: receivedAt, sentAt: nil)
+            #expect(
+                try await CommandRunner.tanhui(
+                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", second], databaseURL: url, environment: environment
+                ).exitCode == 0)
+            _ = try await services.ledger.submit(
+                [F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b", receivedAt: receivedAt, sentAt: nil)
             try await services.ledger.seal()
 
             let (full, fullReport) = try await A.audit(url, [], environment: environment)
@@ -307,8 +365,10 @@ struct AuditV2Tests {
             try await A.rogue(url, ["UPDATE ledger_checkpoint_states SET balance_points = balance_points - 1 WHERE citizen_id = \(clean.citizenA)"])
 
             // An edit before the first checkpoint: the full audit names it; --since does not read it (by design).
-            try await A.rogue(url, ["UPDATE ledger_entries SET points = points + 5 WHERE transaction_id = \(clean.reversalTransaction) AND account = 'issuance'"])
-            A.expectViolated(try await A.audit(url, [], environment: environment), "transactions_balance", "transaction_id", "\(clean.reversalTransaction)")
+            try await A.rogue(
+                url, ["UPDATE ledger_entries SET points = points + 5 WHERE transaction_id = \(clean.reversalTransaction) AND account = 'issuance'"])
+            A.expectViolated(
+                try await A.audit(url, [], environment: environment), "transactions_balance", "transaction_id", "\(clean.reversalTransaction)")
             #expect(try await A.audit(url, ["--since", second], environment: environment).0.exitCode == 0)
 
             // Not a v2 checkpoint, or no key: could not run / a finding, never a silent pass.

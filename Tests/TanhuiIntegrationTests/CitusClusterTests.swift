@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// What only a real Citus cluster can show (Scripts/citus.sh: a coordinator and two workers).
 /// Run by the cluster suite of Scripts/test.sh, which sets TANHUI_CITUS_DATABASE_URL; the
@@ -24,7 +24,9 @@ struct CitusClusterTests {
 
     /// A fresh distributed database with both provinces' rule sets and `count` waste-sorting
     /// check-ins per province from distinct citizens, pushed through the service.
-    static func withTwoProvinces<Result: Sendable>(events count: Int, _ body: (_ services: TanhuiServices, _ url: String) async throws -> Result) async throws -> Result {
+    static func withTwoProvinces<Result: Sendable>(
+        events count: Int, _ body: (_ services: TanhuiServices, _ url: String) async throws -> Result
+    ) async throws -> Result {
         try await TestDatabase.withFresh { url in
             let services = try TestDatabase.makeServices(url: url, environment: ["TANHUI_DB_POOL_SIZE": "8"])
             do {
@@ -62,13 +64,15 @@ struct CitusClusterTests {
             for province in Self.provinces {
                 // Every colocated table of the province: one shard each, all on one worker.
                 let placements = try await pool.withConnection { connection in
-                    try connection.query("""
+                    try connection.query(
+                        """
                         SELECT s.table_name::text, s.shardid, s.nodeport
                         FROM citus_shards s
                         WHERE s.citus_table_type = 'distributed'
                           AND s.shardid = get_shard_id_for_distribution_column(s.table_name, \(province)::text)
                         ORDER BY 1
-                        """).rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int64.self), try $0.decode(2, as: Int.self)) }
+                        """
+                    ).rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int64.self), try $0.decode(2, as: Int.self)) }
                 }
                 let distributedTables = try await pool.withConnection { connection in
                     try connection.query("SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'").scalar(Int.self)
@@ -81,12 +85,14 @@ struct CitusClusterTests {
                 let port = try #require(placements.first?.2)
                 var worker = URLComponents(string: url)!
                 worker.port = port
-                let onWorker = try await F.count(worker.string!, "SELECT count(*) FROM \(identifier: "events_\(eventsShard)") WHERE province = \(province)")
+                let onWorker = try await F.count(
+                    worker.string!, "SELECT count(*) FROM \(identifier: "events_\(eventsShard)") WHERE province = \(province)")
                 #expect(onWorker == 3, "\(province): \(onWorker) rows in events_\(eventsShard) on worker \(port)")
             }
             #expect(workerOf.count == 2)
-            #expect(workerOf[Self.provinces[0]] != workerOf[Self.provinces[1]],
-                    "provinces share a worker: \(workerOf); pick other sample provinces or another citus.shard_count")
+            #expect(
+                workerOf[Self.provinces[0]] != workerOf[Self.provinces[1]],
+                "provinces share a worker: \(workerOf); pick other sample provinces or another citus.shard_count")
             await pool.shutdown()
         }
     }
@@ -102,10 +108,13 @@ struct CitusClusterTests {
             let ready = try await HTTPClient.request("GET", server.baseURL + "/readyz")
             #expect(ready.status == 200, "\(ready.body)")
             let token = try await TestDatabase.tokens().issue(citizen: UUID(), device: "phone", ttl: 3600)
-            let event: [String: Any] = ["id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-BJ", "occurred_at": F.iso(Date().addingTimeInterval(-600))]
-            let reply = try await HTTPClient.request("POST", server.baseURL + "/v1/sync/push",
-                                                     headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"],
-                                                     body: try JSONSerialization.data(withJSONObject: ["events": [event], "sent_at": F.iso(Date())]))
+            let event: [String: Any] = [
+                "id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-BJ", "occurred_at": F.iso(Date().addingTimeInterval(-600)),
+            ]
+            let reply = try await HTTPClient.request(
+                "POST", server.baseURL + "/v1/sync/push",
+                headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"],
+                body: try JSONSerialization.data(withJSONObject: ["events": [event], "sent_at": F.iso(Date())]))
             #expect(reply.status == 200, "\(reply.body)")
             #expect(reply.body.contains("\"accepted\""), "\(reply.body)")
             server.signal(SIGTERM)

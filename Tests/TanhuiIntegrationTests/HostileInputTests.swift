@@ -1,11 +1,11 @@
-import NIOFoundationEssentialsCompat
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import Testing
+import NIOFoundationEssentialsCompat
 import TanhuiHTTP
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// Hostile and broken input: each gets its documented 4xx (or per-event verdict) and the
 /// tables change by nothing more than the verdicts the contract says are stored.
@@ -15,8 +15,10 @@ struct HostileInputTests {
 
     static func counts(_ url: String) async throws -> [Int] {
         var values: [Int] = []
-        for table: PostgresQuery in ["SELECT count(*) FROM events", "SELECT count(*) FROM ledger_transactions", "SELECT count(*) FROM ledger_entries",
-                                     "SELECT count(*) FROM rule_sets", "SELECT count(*) FROM citizen_accounts"] {
+        for table: PostgresQuery in [
+            "SELECT count(*) FROM events", "SELECT count(*) FROM ledger_transactions", "SELECT count(*) FROM ledger_entries",
+            "SELECT count(*) FROM rule_sets", "SELECT count(*) FROM citizen_accounts",
+        ] {
             values.append(try await F.count(url, table))
         }
         return values
@@ -35,16 +37,26 @@ struct HostileInputTests {
                 ("not an object", Array("[1,2,3]".utf8), .badRequest),
                 ("invalid UTF-8", [0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d], .badRequest),
                 ("deeply nested", Array(("{\"events\": " + deep + "}").utf8), .badRequest),
-                ("NaN", Array(#"{"events": [{"id": "0192a000-0000-7000-8000-000000000001", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "2026-11-18T00:00:00Z", "data": {"count": NaN}}]}"#.utf8), .badRequest),
+                (
+                    "NaN",
+                    Array(
+                        #"{"events": [{"id": "0192a000-0000-7000-8000-000000000001", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "2026-11-18T00:00:00Z", "data": {"count": NaN}}]}"#
+                            .utf8), .badRequest
+                ),
                 ("events not an array", Array(#"{"events": {"id": 1}}"#.utf8), .badRequest),
-                ("10 000 events", Array(("{\"events\": [" + Array(repeating: "{}", count: 10_000).joined(separator: ",") + "]}").utf8), .contentTooLarge),
+                (
+                    "10 000 events", Array(("{\"events\": [" + Array(repeating: "{}", count: 10_000).joined(separator: ",") + "]}").utf8),
+                    .contentTooLarge
+                ),
                 ("oversized", Array(("{\"events\": [], \"padding\": \"" + String(repeating: "x", count: 5 << 20) + "\"}").utf8), .contentTooLarge),
             ]
             try await app.test(.router) { client in
                 for (name, body, status) in bodies {
-                    try await client.execute(uri: "/v1/sync/push", method: .post,
-                                             headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
-                                             body: ByteBuffer(bytes: body)) { response in
+                    try await client.execute(
+                        uri: "/v1/sync/push", method: .post,
+                        headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
+                        body: ByteBuffer(bytes: body)
+                    ) { response in
                         #expect(response.status == status, "\(name): \(String(buffer: response.body).prefix(200))")
                         #expect(response.headers[.contentType] == "application/problem+json", "\(name)")
                     }
@@ -65,17 +77,44 @@ struct HostileInputTests {
             let now = Date()
             let sql = "x'); DELETE FROM ledger_entries; --\\\"\u{7f}"
             let items: [(String, String)] = [
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a1", "kind": "transit_trip", "province": "CN-GD", "occurred_at": "2026-11-18T07:31:00", "data": {"mode": "metro", "distance_m": 12400}}"#, "occurred_at"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a2", "kind": "transit_trip", "province": "CN-GD", "occurred_at": "99999-01-01T00:00:00Z", "data": {"mode": "metro", "distance_m": 12400}}"#, "occurred_at"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a3", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": -500}}"#, "data.weight_g"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a4", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": 0}}"#, "data.weight_g"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a5", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": 123456789012345678901234567890}}"#, "data.weight_g"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a6", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": 12.5}}"#, "data.weight_g"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a7", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "colour": "green"}"#, "colour"),
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a8", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"count": true}}"#, "data.count"),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a1", "kind": "transit_trip", "province": "CN-GD", "occurred_at": "2026-11-18T07:31:00", "data": {"mode": "metro", "distance_m": 12400}}"#,
+                    "occurred_at"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a2", "kind": "transit_trip", "province": "CN-GD", "occurred_at": "99999-01-01T00:00:00Z", "data": {"mode": "metro", "distance_m": 12400}}"#,
+                    "occurred_at"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a3", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": -500}}"#,
+                    "data.weight_g"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a4", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": 0}}"#,
+                    "data.weight_g"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a5", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": 123456789012345678901234567890}}"#,
+                    "data.weight_g"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a6", "kind": "recycling", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"material": "pet", "weight_g": 12.5}}"#,
+                    "data.weight_g"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a7", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "colour": "green"}"#,
+                    "colour"
+                ),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a8", "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": {"count": true}}"#,
+                    "data.count"
+                ),
                 (#"{"id": 42, "kind": "waste_sorting"}"#, "id"),
                 // Found by schemathesis: an unknown province used to reach the database and 500.
-                (#"{"id": "0192a000-0000-7000-8000-0000000000a9", "kind": "0", "province": "0", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": null}"#, "province"),
+                (
+                    #"{"id": "0192a000-0000-7000-8000-0000000000a9", "kind": "0", "province": "0", "occurred_at": "\#(F.iso(now.addingTimeInterval(-60)))", "data": null}"#,
+                    "province"
+                ),
             ]
             let metachar = try JSONSerialization.data(withJSONObject: [
                 "id": "0192a000-0000-7000-8000-0000000000b1", "kind": sql, "province": "CN-GD", "occurred_at": F.iso(now.addingTimeInterval(-60)),
@@ -84,10 +123,14 @@ struct HostileInputTests {
             let body = "{\"events\": [" + items.map(\.0).joined(separator: ",") + "," + String(decoding: metachar, as: UTF8.self) + "]}"
             let before = try await Self.counts(url)
             try await app.test(.router) { client in
-                try await client.execute(uri: "/v1/sync/push", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
-                                         body: ByteBuffer(string: body)) { response in
+                try await client.execute(
+                    uri: "/v1/sync/push", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
+                    body: ByteBuffer(string: body)
+                ) { response in
                     #expect(response.status == .ok)
-                    let results = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])["results"] as? [[String: Any]]
+                    let results =
+                        try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])["results"]
+                        as? [[String: Any]]
                     let all = try #require(results)
                     #expect(all.count == items.count + 1)
                     for (result, item) in zip(all, items) {
@@ -101,7 +144,8 @@ struct HostileInputTests {
             let after = try await Self.counts(url)
             #expect(after[0] == before[0] + 1)  // only the judged metacharacter event
             #expect(after[1] == before[1] && after[2] == before[2])
-            #expect(try await F.count(url, "SELECT count(*) FROM events WHERE kind = \(sql) AND evidence_ref = \(sql) AND device_id = \(device)") == 1)
+            #expect(
+                try await F.count(url, "SELECT count(*) FROM events WHERE kind = \(sql) AND evidence_ref = \(sql) AND device_id = \(device)") == 1)
         }
     }
 
@@ -121,15 +165,19 @@ struct HostileInputTests {
             let before = try await Self.counts(url)
             try await app.test(.router) { client in
                 // Found by schemathesis: a version beyond 32 bits used to reach the database and 500.
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/-3087415329879", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/-3087415329879", method: .get, headers: [.authorization: "Bearer \(key)"])
+                { response in
                     #expect(response.status == .notFound)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/99999999999", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/99999999999", method: .get, headers: [.authorization: "Bearer \(key)"]) {
+                    response in
                     #expect(response.status == .notFound)
                 }
                 for (name, document, status) in [("alias bomb", bomb, HTTPResponse.Status.unprocessableContent), ("huge", huge, .contentTooLarge)] {
-                    try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post,
-                                             headers: [.authorization: "Bearer \(key)", .contentType: "application/yaml"], body: ByteBuffer(string: document)) { response in
+                    try await client.execute(
+                        uri: "/v1/provinces/CN-GD/rulesets", method: .post,
+                        headers: [.authorization: "Bearer \(key)", .contentType: "application/yaml"], body: ByteBuffer(string: document)
+                    ) { response in
                         #expect(response.status == status, "\(name): \(String(buffer: response.body).prefix(300))")
                     }
                 }

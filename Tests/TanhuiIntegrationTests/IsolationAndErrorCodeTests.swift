@@ -1,7 +1,7 @@
-import TanhuiPostgres
 import Foundation
-import Testing
+import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// What one citizen's device can see of another's, and the documented error codes, through a
 /// real server.
@@ -12,8 +12,10 @@ struct IsolationAndErrorCodeTests {
     @Test("pull and status never show another citizen's entries, balances or verdicts; a foreign id is not a duplicate")
     func citizensAreIsolated() async throws {
         try await S.with { h in
-            let alice = UUID(), bob = UUID()
-            let aliceToken = try await S.token(alice), bobToken = try await S.token(bob)
+            let alice = UUID()
+            let bob = UUID()
+            let aliceToken = try await S.token(alice)
+            let bobToken = try await S.token(bob)
             let now = Date()
             let aliceEvents = (0..<3).map { S.event(start: now.addingTimeInterval(Double(-$0) * 3600 - 60)) }
             let bobEvents = (0..<2).map { S.event(start: now.addingTimeInterval(Double(-$0) * 3600 - 90)) }
@@ -67,27 +69,38 @@ struct IsolationAndErrorCodeTests {
             let batch = try JSONSerialization.data(withJSONObject: ["events": [event]])
 
             // Sync API.
-            let tooManyIDs = try await h.post("/v1/sync/status", body: try JSONSerialization.data(withJSONObject: ["ids": (0...500).map { _ in UUID().uuidString }]), token: token)
+            let tooManyIDs = try await h.post(
+                "/v1/sync/status", body: try JSONSerialization.data(withJSONObject: ["ids": (0...500).map { _ in UUID().uuidString }]), token: token)
             S.expectProblem(tooManyIDs, 413, "too_many_ids")
             let limits = try S.json(tooManyIDs.body)["limits"] as? [String: Any]
             #expect(limits?["max_status_ids"] as? Int == 500, "README: status takes ≤ 500 ids")
             #expect(limits?["max_events_per_push"] as? Int == 500, "README: more than 500 events get 413")
-            S.expectProblem(try await h.post("/v1/sync/push", body: batch, token: token, headers: ["Content-Encoding": "br"]), 415, "unsupported_encoding")
-            S.expectProblem(try await h.post("/v1/sync/push", body: batch, token: token, headers: ["Content-Type": "text/plain"]), 415, "unsupported_media_type")
+            S.expectProblem(
+                try await h.post("/v1/sync/push", body: batch, token: token, headers: ["Content-Encoding": "br"]), 415, "unsupported_encoding")
+            S.expectProblem(
+                try await h.post("/v1/sync/push", body: batch, token: token, headers: ["Content-Type": "text/plain"]), 415, "unsupported_media_type")
             S.expectProblem(try await h.post("/v1/sync/push", body: Data(#"{"events": {}}"#.utf8), token: token), 400, "malformed_request")
-            S.expectProblem(try await h.post("/v1/sync/push", body: try JSONSerialization.data(withJSONObject: ["events": [event], "sent_at": "2027-03-01T08:00:05"]), token: token), 400, "malformed_request")
+            S.expectProblem(
+                try await h.post(
+                    "/v1/sync/push", body: try JSONSerialization.data(withJSONObject: ["events": [event], "sent_at": "2027-03-01T08:00:05"]),
+                    token: token), 400, "malformed_request")
             S.expectProblem(try await h.post("/v1/sync/status", body: Data(#"{"ids": "x"}"#.utf8), token: token), 400, "malformed_request")
             S.expectProblem(try await h.post("/v1/sync/push", body: Data("[1, 2]".utf8), token: token), 400, "malformed_json")
             for limit in ["0", "1000", "ten"] {
-                S.expectProblem(try await HTTPClient.request("GET", h.server.baseURL + "/v1/sync/pull?limit=\(limit)", headers: ["Authorization": "Bearer \(token)"]), 400, "bad_limit")
+                S.expectProblem(
+                    try await HTTPClient.request(
+                        "GET", h.server.baseURL + "/v1/sync/pull?limit=\(limit)", headers: ["Authorization": "Bearer \(token)"]), 400, "bad_limit")
             }
             S.expectProblem(try await HTTPClient.request("GET", h.server.baseURL + "/v1/sync/pull"), 401, "unauthorized")
             #expect(try await h.count("SELECT count(*) FROM events") == 0)
 
             // Operator API.
             let key = try await h.operatorKey()
-            func op(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json", key: String? = nil) async throws -> HTTPReply {
-                try await HTTPClient.request(method, h.server.baseURL + path, headers: ["Content-Type": contentType, "Authorization": "Bearer \(key ?? "")"], body: body)
+            func op(
+                _ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json", key: String? = nil
+            ) async throws -> HTTPReply {
+                try await HTTPClient.request(
+                    method, h.server.baseURL + path, headers: ["Content-Type": contentType, "Authorization": "Bearer \(key ?? "")"], body: body)
             }
             let bearer = key
             S.expectProblem(try await op("GET", "/v1/provinces/CN-GD/rulesets/one", key: bearer), 400, "bad_version")
@@ -95,23 +108,45 @@ struct IsolationAndErrorCodeTests {
             S.expectProblem(try await op("GET", "/v1/provinces/CN-XX/rulesets", key: bearer), 404, "unknown_province")
             S.expectProblem(try await op("GET", "/v1/provinces/CN-BJ/rulesets", key: bearer), 403, "forbidden")
             S.expectProblem(try await op("GET", "/v1/provinces/CN-GD/rulesets", key: "thk_not_a_key"), 401, "unauthorized")
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/rulesets", body: Data("x: 1".utf8), contentType: "image/png", key: bearer), 415, "unsupported_media_type")
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/rulesets", body: Data(repeating: 0x61, count: 256 * 1024 + 1), contentType: "application/yaml", key: bearer), 413, "too_large")
+            S.expectProblem(
+                try await op("POST", "/v1/provinces/CN-GD/rulesets", body: Data("x: 1".utf8), contentType: "image/png", key: bearer), 415,
+                "unsupported_media_type")
+            S.expectProblem(
+                try await op(
+                    "POST", "/v1/provinces/CN-GD/rulesets", body: Data(repeating: 0x61, count: 256 * 1024 + 1), contentType: "application/yaml",
+                    key: bearer), 413, "too_large")
             let beijing = try LedgerFixtures.ruleSetDocument("CN-BJ")
-            let mismatch = try await op("POST", "/v1/provinces/CN-GD/rulesets", body: Data(beijing.utf8), contentType: "application/yaml", key: bearer)
+            let mismatch = try await op(
+                "POST", "/v1/provinces/CN-GD/rulesets", body: Data(beijing.utf8), contentType: "application/yaml", key: bearer)
             S.expectProblem(mismatch, 422, "invalid_rule_set")
             #expect(mismatch.body.contains("province_mismatch"))
             let unknownEvent = UUID().uuidString
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/events/\(unknownEvent)/reversal", body: Data(#"{"reason": "test"}"#.utf8), key: bearer), 404, "no_award")
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/events/not-a-uuid/reversal", body: Data(#"{"reason": "test"}"#.utf8), key: bearer), 404, "not_found")
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/events/\(unknownEvent)/reversal", body: Data("{}".utf8), key: bearer), 400, "malformed_json")
+            S.expectProblem(
+                try await op("POST", "/v1/provinces/CN-GD/events/\(unknownEvent)/reversal", body: Data(#"{"reason": "test"}"#.utf8), key: bearer),
+                404, "no_award")
+            S.expectProblem(
+                try await op("POST", "/v1/provinces/CN-GD/events/not-a-uuid/reversal", body: Data(#"{"reason": "test"}"#.utf8), key: bearer), 404,
+                "not_found")
+            S.expectProblem(
+                try await op("POST", "/v1/provinces/CN-GD/events/\(unknownEvent)/reversal", body: Data("{}".utf8), key: bearer), 400, "malformed_json"
+            )
 
             // An award, reversed once: a second reversal and an empty reason are refused.
             let award = UUID()
-            #expect(try S.results(try await h.push([S.event(award, start: Date().addingTimeInterval(-120))], token: token))[0]["status"] as? String == "accepted")
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": ""}"#.utf8), key: bearer), 400, "reason_required")
-            #expect(try await op("POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": "duplicate card"}"#.utf8), key: bearer).status == 201)
-            S.expectProblem(try await op("POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": "again"}"#.utf8), key: bearer), 409, "already_reversed")
+            #expect(
+                try S.results(try await h.push([S.event(award, start: Date().addingTimeInterval(-120))], token: token))[0]["status"] as? String
+                    == "accepted")
+            S.expectProblem(
+                try await op("POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": ""}"#.utf8), key: bearer),
+                400, "reason_required")
+            #expect(
+                try await op(
+                    "POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": "duplicate card"}"#.utf8), key: bearer
+                ).status == 201)
+            S.expectProblem(
+                try await op(
+                    "POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": "again"}"#.utf8), key: bearer), 409,
+                "already_reversed")
             #expect(try await h.count("SELECT count(*) FROM ledger_transactions WHERE kind = 'reversal'") == 1)
             #expect(try await h.count("SELECT count(*) FROM rule_sets") == 1)
         }

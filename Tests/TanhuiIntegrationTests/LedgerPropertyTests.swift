@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TanhuiCore
 import TanhuiPostgres
+import Testing
 
 /// A seeded random workload from concurrent devices, pushed through a real server, checked
 /// against an independent model: a small reference implementation of the verdict and cap rules
@@ -11,7 +11,6 @@ import TanhuiPostgres
 @Suite("Ledger under a randomized concurrent workload, against an independent model", .needsDatabase)
 struct LedgerPropertyTests {
     typealias S = ServedLedger
-
 
     /// One event as the device sends it (the model's input).
     struct Event: Sendable, Equatable {
@@ -54,12 +53,18 @@ struct LedgerPropertyTests {
             "\(status)/\(code ?? "-")\(originalStatus.map { " (was \($0))" } ?? "")\(points.map { " \($0) pt" } ?? "")\(grams.map { " \($0) g" } ?? "")\(capped == true ? " capped" : "")"
         }
         init(status: String, code: String? = nil, originalStatus: String? = nil, points: Int? = nil, grams: Int? = nil, capped: Bool? = nil) {
-            self.status = status; self.code = code; self.originalStatus = originalStatus; self.points = points; self.grams = grams; self.capped = capped
+            self.status = status
+            self.code = code
+            self.originalStatus = originalStatus
+            self.points = points
+            self.grams = grams
+            self.capped = capped
         }
         init(_ result: [String: Any]) {
             let award = result["award"] as? [String: Any]
-            self.init(status: result["status"] as? String ?? "?", code: result["code"] as? String, originalStatus: result["original_status"] as? String,
-                      points: award?["points"] as? Int, grams: award?["grams_co2e"] as? Int, capped: award?["capped"] as? Bool)
+            self.init(
+                status: result["status"] as? String ?? "?", code: result["code"] as? String, originalStatus: result["original_status"] as? String,
+                points: award?["points"] as? Int, grams: award?["grams_co2e"] as? Int, capped: award?["capped"] as? Bool)
         }
     }
 
@@ -75,7 +80,11 @@ struct LedgerPropertyTests {
     /// rules would apply: the rule set's rejections, then evidence, then overlap (the README
     /// does not say; the workload below never lets two of them apply to one event).
     struct Model {
-        struct Stored { var citizen: Int; var event: Event; var outcome: Outcome }
+        struct Stored {
+            var citizen: Int
+            var event: Event
+            var outcome: Outcome
+        }
         var stored: [String: Stored] = [:]
         var claimedEvidence = Set<String>()
         var acceptedIntervals: [Int: [(Date, Date)]] = [:]
@@ -181,18 +190,29 @@ struct LedgerPropertyTests {
                 case 3 where own.contains { $0.event.kind != .waste_sorting }:  // a second device records an earlier ride
                     let trips = own.filter { $0.event.kind != .waste_sorting }
                     let earlier = trips[random.below(trips.count)].event
-                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .bike_ride, start: earlier.start.addingTimeInterval(300), minutes: 30, meters: 4_000))
+                    items.append(
+                        Event(
+                            id: UUID().uuidString.lowercased(), kind: .bike_ride, start: earlier.start.addingTimeInterval(300), minutes: 30,
+                            meters: 4_000))
                 case 4:
-                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .transit_trip, start: start, minutes: 40, meters: 300))  // below_minimum
+                    // below_minimum
+                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .transit_trip, start: start, minutes: 40, meters: 300))
                 case 5:
-                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .bike_ride, start: start, minutes: 20, meters: 14_000))  // implausible_speed
+                    // implausible_speed
+                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .bike_ride, start: start, minutes: 20, meters: 14_000))
                 case 6:
-                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .waste_sorting, start: now.addingTimeInterval(-35 * 86_400 - Double(slot)), minutes: 0, meters: 0))  // too_old
+                    items.append(
+                        Event(
+                            id: UUID().uuidString.lowercased(), kind: .waste_sorting, start: now.addingTimeInterval(-35 * 86_400 - Double(slot)),
+                            minutes: 0, meters: 0))  // too_old
                 case 7...10:
-                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .transit_trip, start: start, minutes: 40, meters: 2_000 + random.below(60_000),
-                                       evidence: "L\(lane)-TXN-\(random.below(6))"))
+                    items.append(
+                        Event(
+                            id: UUID().uuidString.lowercased(), kind: .transit_trip, start: start, minutes: 40, meters: 2_000 + random.below(60_000),
+                            evidence: "L\(lane)-TXN-\(random.below(6))"))
                 case 11...14:
-                    items.append(Event(id: UUID().uuidString.lowercased(), kind: .bike_ride, start: start, minutes: 40, meters: 1_000 + random.below(9_000)))
+                    items.append(
+                        Event(id: UUID().uuidString.lowercased(), kind: .bike_ride, start: start, minutes: 40, meters: 1_000 + random.below(9_000)))
                 default:
                     items.append(Event(id: UUID().uuidString.lowercased(), kind: .waste_sorting, start: start, minutes: 0, meters: 0))
                 }
@@ -236,14 +256,18 @@ struct LedgerPropertyTests {
                 for ((citizen, events), outcomes) in zip(batches, observed[lane] ?? []) {
                     for (event, outcome) in zip(events, outcomes) {
                         let expected = model.judge(event, citizen: citizen, receivedAt: now)
-                        #expect(outcome == expected, "lane \(lane) citizen \(citizen) \(event.kind) \(event.id): service \(outcome), model \(expected)")
+                        #expect(
+                            outcome == expected, "lane \(lane) citizen \(citizen) \(event.kind) \(event.id): service \(outcome), model \(expected)")
                     }
                 }
             }
             let stored = model.stored.count
             // Every verdict kind the model knows was exercised (the workload is not vacuous).
             let codes = Set(model.stored.values.map { "\($0.outcome.status)/\($0.outcome.code ?? "-")" })
-            for needed in ["accepted/-", "conflict/evidence_claimed", "conflict/overlap", "rejected/below_minimum", "rejected/implausible_speed", "rejected/too_old"] {
+            for needed in [
+                "accepted/-", "conflict/evidence_claimed", "conflict/overlap", "rejected/below_minimum", "rejected/implausible_speed",
+                "rejected/too_old",
+            ] {
                 #expect(codes.contains(needed), "seed \(seed) never produced \(needed)")
             }
             #expect(model.stored.values.contains { $0.outcome.capped == true }, "no cap ever bound")
@@ -259,17 +283,23 @@ struct LedgerPropertyTests {
             }
             #expect(rows.count == stored)
             for (id, entry) in model.stored {
-                #expect(rows[id]?.0 == entry.outcome.status && rows[id]?.1 == entry.outcome.code, "\(id): stored \(rows[id].map { "\($0)" } ?? "nothing"), model \(entry.outcome)")
+                #expect(
+                    rows[id]?.0 == entry.outcome.status && rows[id]?.1 == entry.outcome.code,
+                    "\(id): stored \(rows[id].map { "\($0)" } ?? "nothing"), model \(entry.outcome)")
             }
             // Balances: the fold of the entries, the cache, and what pull reports.
             for (index, citizen) in citizens.enumerated() {
                 let account = "citizen:" + citizen.uuidString.lowercased()
                 let entries = try await h.count("SELECT coalesce(sum(points), 0)::int FROM ledger_entries WHERE account = \(account)")
-                #expect(entries == model.balance[index, default: 0], "citizen \(index): entries \(entries), model \(model.balance[index, default: 0])")
+                #expect(
+                    entries == model.balance[index, default: 0], "citizen \(index): entries \(entries), model \(model.balance[index, default: 0])")
                 let balances = try await h.pull(token: tokens[index])["balances"] as? [[String: Any]] ?? []
                 #expect((balances.first?["points"] as? Int ?? 0) == model.balance[index, default: 0])
             }
-            #expect(try await h.count("SELECT count(*) FROM citizen_accounts a WHERE balance_points <> (SELECT coalesce(sum(points), 0) FROM ledger_entries e WHERE e.province = a.province AND e.account = 'citizen:' || a.citizen_id)") == 0)
+            #expect(
+                try await h.count(
+                    "SELECT count(*) FROM citizen_accounts a WHERE balance_points <> (SELECT coalesce(sum(points), 0) FROM ledger_entries e WHERE e.province = a.province AND e.account = 'citizen:' || a.citizen_id)"
+                ) == 0)
             await pool.shutdown()
             let audit = try await CommandRunner.tanhui(["audit"], databaseURL: h.url)
             #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
@@ -295,8 +325,10 @@ struct LedgerPropertyTests {
                         var all: [Outcome] = []
                         for day in days {
                             let rides = (0..<2).map { ride in
-                                Event(id: UUID().uuidString.lowercased(), kind: .bike_ride,
-                                      start: dayStart(day).addingTimeInterval(3600 + Double(device * 2 + ride) * 4500), minutes: 40, meters: 10_000).json
+                                Event(
+                                    id: UUID().uuidString.lowercased(), kind: .bike_ride,
+                                    start: dayStart(day).addingTimeInterval(3600 + Double(device * 2 + ride) * 4500), minutes: 40, meters: 10_000
+                                ).json
                             }
                             all += try S.results(try await h.push(rides, token: token)).map(Outcome.init)
                         }
@@ -314,8 +346,10 @@ struct LedgerPropertyTests {
             #expect(total == expectedTotal)
             // Per day, from the ledger itself (not from cap_usage).
             for day in days {
-                let from = dayStart(day), to = dayStart(day + 1)
-                let points = try await h.count("""
+                let from = dayStart(day)
+                let to = dayStart(day + 1)
+                let points = try await h.count(
+                    """
                     SELECT coalesce(sum(t.points), 0)::int FROM ledger_transactions t JOIN events e ON e.province = t.province AND e.event_id = t.event_id
                     WHERE t.kind = 'award' AND e.citizen_id = \(citizen) AND e.occurred_at >= \(from) AND e.occurred_at < \(to)
                     """)

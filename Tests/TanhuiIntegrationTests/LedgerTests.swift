@@ -1,9 +1,9 @@
 import Crypto
 import Foundation
-import Testing
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 @Suite("Ledger: exactly-once awards, caps, reversals, tamper evidence", .needsDatabase)
 struct LedgerTests {
@@ -13,7 +13,8 @@ struct LedgerTests {
     func awardIsDoubleEntry() async throws {
         try await F.withLedger { services, url in
             let citizen = UUID()
-            let verdicts = try await services.ledger.submit([F.metro(at: F.base)], citizen: citizen, device: "phone-1", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
+            let verdicts = try await services.ledger.submit(
+                [F.metro(at: F.base)], citizen: citizen, device: "phone-1", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
             #expect(verdicts.map(\.status) == [.accepted])
             #expect(verdicts[0].award == AwardSummary(gramsCO2e: 579, points: 57, province: "CN-GD", ruleSetVersion: 1, capped: false))
             #expect(try await services.ledger.balance(citizen: citizen, province: "CN-GD") == (57, 579))
@@ -42,7 +43,10 @@ struct LedgerTests {
             let raced = F.metro(id: racedID, at: F.base.addingTimeInterval(7200), evidence: "TXN-2")
             let outcomes = try await withThrowingTaskGroup(of: Verdict.self) { group in
                 for _ in 0..<8 {
-                    group.addTask { try await services.ledger.submit([raced], citizen: citizen, device: "a", receivedAt: receivedAt.addingTimeInterval(7200), sentAt: nil)[0] }
+                    group.addTask {
+                        try await services.ledger.submit(
+                            [raced], citizen: citizen, device: "a", receivedAt: receivedAt.addingTimeInterval(7200), sentAt: nil)[0]
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -60,7 +64,10 @@ struct LedgerTests {
             let citizens = (0..<6).map { _ in UUID() }
             let verdicts = try await withThrowingTaskGroup(of: Verdict.self) { group in
                 for citizen in citizens {
-                    group.addTask { try await services.ledger.submit([F.metro(at: F.base, evidence: "TXN-SHARED")], citizen: citizen, device: "d", receivedAt: receivedAt, sentAt: nil)[0] }
+                    group.addTask {
+                        try await services.ledger.submit(
+                            [F.metro(at: F.base, evidence: "TXN-SHARED")], citizen: citizen, device: "d", receivedAt: receivedAt, sentAt: nil)[0]
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -79,17 +86,21 @@ struct LedgerTests {
             let id = UUID()
             let receivedAt = F.base.addingTimeInterval(86_400)
             _ = try await services.ledger.submit([F.metro(id: id, at: F.base)], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
-            let reused = try await services.ledger.submit([F.metro(id: id, at: F.base, meters: 20_000)], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
+            let reused = try await services.ledger.submit(
+                [F.metro(id: id, at: F.base, meters: 20_000)], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
             #expect(reused[0].status == .conflict)
             #expect(reused[0].code == "id_reused")
             // Another citizen using the same id cannot see or change the original either.
-            let stolen = try await services.ledger.submit([F.metro(id: id, at: F.base)], citizen: UUID(), device: "x", receivedAt: receivedAt, sentAt: nil)
+            let stolen = try await services.ledger.submit(
+                [F.metro(id: id, at: F.base)], citizen: UUID(), device: "x", receivedAt: receivedAt, sentAt: nil)
             #expect(stolen[0].code == "id_reused")
             // A bike ride during the metro trip, from a second device of the same citizen.
-            let overlap = try await services.ledger.submit([F.bike(at: F.base.addingTimeInterval(600))], citizen: citizen, device: "b", receivedAt: receivedAt, sentAt: nil)
+            let overlap = try await services.ledger.submit(
+                [F.bike(at: F.base.addingTimeInterval(600))], citizen: citizen, device: "b", receivedAt: receivedAt, sentAt: nil)
             #expect(overlap[0].status == .conflict)
             #expect(overlap[0].code == "overlap")
-            let after = try await services.ledger.submit([F.bike(at: F.base.addingTimeInterval(3600))], citizen: citizen, device: "b", receivedAt: receivedAt, sentAt: nil)
+            let after = try await services.ledger.submit(
+                [F.bike(at: F.base.addingTimeInterval(3600))], citizen: citizen, device: "b", receivedAt: receivedAt, sentAt: nil)
             #expect(after[0].status == .accepted)
             #expect(try await F.count(url, "SELECT count(*) FROM events") == 3)
         }
@@ -101,12 +112,14 @@ struct LedgerTests {
             let citizen = UUID()
             let receivedAt = F.base.addingTimeInterval(3600)
             // The device's clock runs 5 hours fast: it sends at receivedAt+5h, the trip at base+5h.
-            let ahead = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(5 * 3600))], citizen: citizen, device: "a",
-                                                         receivedAt: receivedAt, sentAt: receivedAt.addingTimeInterval(5 * 3600))
+            let ahead = try await services.ledger.submit(
+                [F.waste(at: F.base.addingTimeInterval(5 * 3600))], citizen: citizen, device: "a",
+                receivedAt: receivedAt, sentAt: receivedAt.addingTimeInterval(5 * 3600))
             #expect(ahead[0].status == .accepted)
             #expect(try await F.count(url, "SELECT clock_offset_ms::int / 1000 FROM events") == -5 * 3600)
             // Without sent_at nothing is corrected: an event 2 hours in the future is rejected.
-            let future = try await services.ledger.submit([F.waste(at: receivedAt.addingTimeInterval(7200))], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
+            let future = try await services.ledger.submit(
+                [F.waste(at: receivedAt.addingTimeInterval(7200))], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
             #expect(future[0].code == "clock_skew")
         }
     }
@@ -122,10 +135,11 @@ struct LedgerTests {
             let verdicts = try await withThrowingTaskGroup(of: [Verdict].self) { group in
                 for batch in 0..<6 {
                     group.addTask {
-                        try await services.ledger.submit([
-                            F.bike(at: day.addingTimeInterval(Double(batch * 2) * 3600)),
-                            F.bike(at: day.addingTimeInterval(Double(batch * 2 + 1) * 3600)),
-                        ], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
+                        try await services.ledger.submit(
+                            [
+                                F.bike(at: day.addingTimeInterval(Double(batch * 2) * 3600)),
+                                F.bike(at: day.addingTimeInterval(Double(batch * 2 + 1) * 3600)),
+                            ], citizen: citizen, device: "a", receivedAt: receivedAt, sentAt: nil)
                     }
                 }
                 return try await group.reduce(into: []) { $0 += $1 }
@@ -144,26 +158,35 @@ struct LedgerTests {
         try await F.withLedger { services, url in
             let citizen = UUID()
             let id = UUID()
-            _ = try await services.ledger.submit([F.metro(id: id, at: F.base)], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
+            _ = try await services.ledger.submit(
+                [F.metro(id: id, at: F.base)], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
             let record = try await services.ledger.reverse(event: id, province: "CN-GD", reason: "fraudulent card", actor: "admin:test")
             #expect(record.points == -57)
             #expect(record.gramsCO2e == -579)
             #expect(try await services.ledger.balance(citizen: citizen, province: "CN-GD") == (0, 0))
-            #expect(try await F.count(url, "SELECT count(*) FROM ledger_entries e JOIN ledger_transactions t USING (province, transaction_id) WHERE t.kind = 'reversal'") == 2)
+            #expect(
+                try await F.count(
+                    url, "SELECT count(*) FROM ledger_entries e JOIN ledger_transactions t USING (province, transaction_id) WHERE t.kind = 'reversal'"
+                ) == 2)
             #expect(try await F.count(url, "SELECT sum(points)::int FROM ledger_entries") == 0)
             await #expect(throws: LedgerService.ReversalError.alreadyReversed(eventID: id)) {
                 try await services.ledger.reverse(event: id, province: "CN-GD", reason: "again", actor: "admin:test")
             }
             await #expect(throws: LedgerService.ReversalError.noAward(eventID: UUID(uuidString: "00000000-0000-7000-8000-000000000000")!)) {
-                try await services.ledger.reverse(event: UUID(uuidString: "00000000-0000-7000-8000-000000000000")!, province: "CN-GD", reason: "x", actor: "admin")
+                try await services.ledger.reverse(
+                    event: UUID(uuidString: "00000000-0000-7000-8000-000000000000")!, province: "CN-GD", reason: "x", actor: "admin")
             }
             // The CLI path.
             let cliID = UUID()
-            _ = try await services.ledger.submit([F.metro(id: cliID, at: F.base.addingTimeInterval(7200))], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(9000), sentAt: nil)
-            let cli = try await CommandRunner.tanhui(["ledger", "reverse", "--event", cliID.uuidString, "--province", "CN-GD", "--reason", "duplicate card tap"], databaseURL: url)
+            _ = try await services.ledger.submit(
+                [F.metro(id: cliID, at: F.base.addingTimeInterval(7200))], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(9000),
+                sentAt: nil)
+            let cli = try await CommandRunner.tanhui(
+                ["ledger", "reverse", "--event", cliID.uuidString, "--province", "CN-GD", "--reason", "duplicate card tap"], databaseURL: url)
             #expect(cli.exitCode == 0, "\(cli.stderr)")
             #expect(cli.stdout.contains("-57 points"))
-            let twice = try await CommandRunner.tanhui(["ledger", "reverse", "--event", cliID.uuidString, "--province", "CN-GD", "--reason", "again"], databaseURL: url)
+            let twice = try await CommandRunner.tanhui(
+                ["ledger", "reverse", "--event", cliID.uuidString, "--province", "CN-GD", "--reason", "again"], databaseURL: url)
             #expect(twice.exitCode == 1)
             #expect(twice.stderr.contains("already reversed"))
             let statement = try await CommandRunner.tanhui(["ledger", "show", "--citizen", citizen.uuidString], databaseURL: url)
@@ -176,11 +199,15 @@ struct LedgerTests {
     @Test("the service role cannot UPDATE, DELETE or TRUNCATE ledger rows; triggers stop even the owner")
     func appendOnly() async throws {
         try await F.withLedger { services, url in
-            _ = try await services.ledger.submit([F.metro(at: F.base)], citizen: UUID(), device: "a", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
+            _ = try await services.ledger.submit(
+                [F.metro(at: F.base)], citizen: UUID(), device: "a", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
             var components = URLComponents(string: url)!
             components.user = "tanhui_service"
             let service = TestDatabase.makePool(url: components.string!, size: 1)
-            for statement: PostgresQuery in ["UPDATE ledger_entries SET points = points + 1", "DELETE FROM ledger_transactions", "TRUNCATE events", "UPDATE events SET status = 'rejected'", "DROP TABLE cap_usage"] {
+            for statement: PostgresQuery in [
+                "UPDATE ledger_entries SET points = points + 1", "DELETE FROM ledger_transactions", "TRUNCATE events",
+                "UPDATE events SET status = 'rejected'", "DROP TABLE cap_usage",
+            ] {
                 do {
                     try await service.withConnection { try $0.query(statement) }
                     Issue.record("service role could run \(statement.sql)")
@@ -211,7 +238,9 @@ struct LedgerTests {
         try await F.withLedger { services, url in
             let citizen = UUID()
             for hour in 0..<5 {
-                _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(Double(hour) * 3600))], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+                _ = try await services.ledger.submit(
+                    [F.waste(at: F.base.addingTimeInterval(Double(hour) * 3600))], citizen: citizen, device: "a",
+                    receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
             }
             let key = Curve25519.Signing.PrivateKey()
             let checkpoint = try await services.ledger.checkpoint(province: "CN-GD", privateKey: key)
@@ -223,10 +252,14 @@ struct LedgerTests {
             // A forged note, or one signed by another key, is refused.
             let forged = checkpoint.note.replacingOccurrences(of: "sequence 11", with: "sequence 10")
             #expect(throws: Checkpoint.Invalid.badSignature) { try Checkpoint.verify(note: forged, trustedKey: key.publicKey) }
-            #expect(throws: Checkpoint.Invalid.untrustedKey) { try Checkpoint.verify(note: checkpoint.note, trustedKey: Curve25519.Signing.PrivateKey().publicKey) }
+            #expect(throws: Checkpoint.Invalid.untrustedKey) {
+                try Checkpoint.verify(note: checkpoint.note, trustedKey: Curve25519.Signing.PrivateKey().publicKey)
+            }
 
             // More awards: the chain grows and still extends the checkpoint.
-            _ = try await services.ledger.submit([F.waste(at: F.base.addingTimeInterval(6 * 3600))], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            _ = try await services.ledger.submit(
+                [F.waste(at: F.base.addingTimeInterval(6 * 3600))], citizen: citizen, device: "a", receivedAt: F.base.addingTimeInterval(86_400),
+                sentAt: nil)
             try await services.ledger.seal()
             #expect(try await services.ledger.chainExtends(verified))
 
@@ -234,8 +267,11 @@ struct LedgerTests {
             let owner = TestDatabase.makePool(url: url, size: 1)
             try await owner.withTransaction { connection in
                 try TestDatabase.bypassTriggers(connection)  // disables the append-only triggers
-                try connection.query("UPDATE ledger_entries SET points = points * 10 WHERE transaction_id = (SELECT min(transaction_id) FROM ledger_transactions)")
-                try connection.query("UPDATE ledger_transactions SET points = points * 10 WHERE transaction_id = (SELECT min(transaction_id) FROM ledger_transactions)")
+                try connection.query(
+                    "UPDATE ledger_entries SET points = points * 10 WHERE transaction_id = (SELECT min(transaction_id) FROM ledger_transactions)")
+                try connection.query(
+                    "UPDATE ledger_transactions SET points = points * 10 WHERE transaction_id = (SELECT min(transaction_id) FROM ledger_transactions)"
+                )
                 try connection.query("DELETE FROM ledger_chain")
             }
             try await services.ledger.seal()
@@ -246,7 +282,8 @@ struct LedgerTests {
             // The CLI exports a checkpoint signed with TANHUI_CHECKPOINT_KEY.
             let out = FileManager.default.temporaryDirectory.appendingPathComponent("cp-\(UUID().uuidString)").path
             let keyBase64 = key.rawRepresentation.base64EncodedString()
-            let cli = try await CommandRunner.tanhui(["ledger", "checkpoint", "--province", "CN-GD", "--out", out], databaseURL: url, environment: ["TANHUI_CHECKPOINT_KEY": keyBase64])
+            let cli = try await CommandRunner.tanhui(
+                ["ledger", "checkpoint", "--province", "CN-GD", "--out", out], databaseURL: url, environment: ["TANHUI_CHECKPOINT_KEY": keyBase64])
             #expect(cli.exitCode == 0, "\(cli.stderr)")
             let note = try String(contentsOfFile: out, encoding: .utf8)
             #expect(try Checkpoint.verify(note: note, trustedKey: key.publicKey).sequence == 13)

@@ -1,8 +1,8 @@
-import TanhuiPostgres
-import NIOFoundationEssentialsCompat
 import Foundation
-import Testing
+import NIOFoundationEssentialsCompat
+import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// "Lost a response? Resend the batch: retries are safe forever." The response is lost for
 /// real: the client sends the push over a raw socket, waits until the commit is visible in the
@@ -22,12 +22,14 @@ struct LostResponseTests {
             var events = (0..<18).map { S.event(start: now.addingTimeInterval(Double(-$0) * 3600 - 60)) }
             events.append(S.event(start: now.addingTimeInterval(-40 * 86_400)))
             events.append(S.event(kind: "teleport", start: now.addingTimeInterval(-120)))
-            let expected: [(status: String, code: String?, points: Int?)] = Array(repeating: ("accepted", nil, 1), count: 18)
+            let expected: [(status: String, code: String?, points: Int?)] =
+                Array(repeating: ("accepted", nil, 1), count: 18)
                 + [("rejected", "too_old", nil), ("rejected", "kind_not_covered", nil)]
             let body = try JSONSerialization.data(withJSONObject: ["events": events, "sent_at": F.iso(now)])
 
-            let abandoned = try AbandonedRequest(port: h.server.port, method: "POST", path: "/v1/sync/push",
-                                                 headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: body)
+            let abandoned = try AbandonedRequest(
+                port: h.server.port, method: "POST", path: "/v1/sync/push",
+                headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: body)
             // Committed: all 20 verdicts are stored (the batch is one transaction, so all at once).
             try await Poll.until("the abandoned push committed") {
                 try await h.count("SELECT count(*) FROM events WHERE citizen_id = \(citizen)") == 20

@@ -1,12 +1,12 @@
-import NIOFoundationEssentialsCompat
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import HTTPTypes
-import Testing
+import NIOFoundationEssentialsCompat
 import TanhuiHTTP
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 @Suite("Operator HTTP API for rule sets", .needsDatabase)
 struct OperatorHTTPTests {
@@ -61,18 +61,21 @@ struct OperatorHTTPTests {
                     #expect(response.status == .unauthorized)
                     #expect(response.headers[.contentType] == "application/problem+json")
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .get, headers: [.authorization: "Bearer \(revokedKey)"]) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .get, headers: [.authorization: "Bearer \(revokedKey)"]) {
+                    response in
                     #expect(response.status == .unauthorized)
                 }
                 try await client.execute(uri: "/v1/provinces/CN-BJ/rulesets", method: .get, headers: yaml) { response in
                     #expect(response.status == .forbidden)
                 }
                 let bjDocument = try String(contentsOfFile: CommandRunner.repoRoot + "/Schema/rulesets/CN-BJ.yaml", encoding: .utf8)
-                try await client.execute(uri: "/v1/provinces/CN-BJ/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: bjDocument)) { response in
+                try await client.execute(uri: "/v1/provinces/CN-BJ/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: bjDocument)) {
+                    response in
                     #expect(response.status == .forbidden)
                 }
                 // A CN-BJ document sent to the CN-GD route is refused too.
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: bjDocument)) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: bjDocument)) {
+                    response in
                     #expect(response.status == .unprocessableContent)
                     #expect(String(buffer: response.body).contains("province_mismatch"))
                 }
@@ -80,7 +83,8 @@ struct OperatorHTTPTests {
                 // An invalid upload: every problem listed with path and line, nothing stored.
                 let broken = Self.gdDocument.replacingOccurrences(of: "grams_per_km: 46.7", with: "grams_per_km: -46.7")
                     .replacingOccurrences(of: "methodology:", with: "methodolgy:")
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: broken)) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: broken)) {
+                    response in
                     #expect(response.status == .unprocessableContent)
                     let body = try Self.json(response.body)
                     let errors = try #require(body["errors"] as? [[String: Any]])
@@ -89,32 +93,43 @@ struct OperatorHTTPTests {
                     #expect(paths.contains("methodolgy"))
                     #expect(errors.allSatisfy { $0["line"] is Int })
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/validate", method: .post, headers: yaml, body: ByteBuffer(string: broken)) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/validate", method: .post, headers: yaml, body: ByteBuffer(string: broken))
+                { response in
                     #expect(response.status == .unprocessableContent)
                 }
                 #expect(try await services.ruleSets.list().isEmpty)
 
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: [.authorization: "Bearer \(gdKey)", .contentType: "image/png"], body: ByteBuffer(string: Self.gdDocument)) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: [.authorization: "Bearer \(gdKey)", .contentType: "image/png"],
+                    body: ByteBuffer(string: Self.gdDocument)
+                ) { response in
                     #expect(response.status == .unsupportedMediaType)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: String(repeating: "# padding\n", count: 30_000))) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml,
+                    body: ByteBuffer(string: String(repeating: "# padding\n", count: 30_000))
+                ) { response in
                     #expect(response.status == .contentTooLarge)
                 }
 
                 // Validate, then publish.
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/validate", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/rulesets/validate", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)
+                ) { response in
                     #expect(response.status == .ok)
                     let body = try Self.json(response.body)
                     #expect(body["valid"] as? Bool == true)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument))
+                { response in
                     #expect(response.status == .created)
                     let body = try Self.json(response.body)
                     #expect(body["version"] as? Int == 1)
                     #expect(body["content_sha256"] as? String == RuleSetService.contentHash(of: Self.gdDocument))
                     #expect((body["published_by"] as? String)?.hasPrefix("operator gd") == true)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument)) { response in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: yaml, body: ByteBuffer(string: Self.gdDocument))
+                { response in
                     #expect(response.status == .unprocessableContent)
                     #expect(String(buffer: response.body).contains("version_not_increasing"))
                 }
@@ -139,7 +154,10 @@ struct OperatorHTTPTests {
                       {"id":"0192a000-0000-7000-8000-000000000003","kind":"transit_trip","province":"CN-GD","occurred_at":"2027-03-01T10:31:00+08:00","data":{"mode":"metro","distance_m":-5}}
                     ]}
                     """
-                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets/simulate", method: .post, headers: [.authorization: "Bearer \(gdKey)", .contentType: "application/json"], body: ByteBuffer(string: simulation)) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/rulesets/simulate", method: .post,
+                    headers: [.authorization: "Bearer \(gdKey)", .contentType: "application/json"], body: ByteBuffer(string: simulation)
+                ) { response in
                     #expect(response.status == .ok)
                     let body = try Self.json(response.body)
                     let results = try #require(body["results"] as? [[String: Any]])
@@ -161,34 +179,52 @@ struct OperatorHTTPTests {
             let (_, gdKey) = try await services.operators.create(name: "gd", provinces: ["CN-GD"])
             let (_, bjKey) = try await services.operators.create(name: "bj", provinces: ["CN-BJ"])
             let eventID = UUID()
-            _ = try await services.ledger.submit([LedgerFixtures.metro(id: eventID, at: LedgerFixtures.base)], citizen: UUID(), device: "d",
-                                                 receivedAt: LedgerFixtures.base.addingTimeInterval(3600), sentAt: nil)
+            _ = try await services.ledger.submit(
+                [LedgerFixtures.metro(id: eventID, at: LedgerFixtures.base)], citizen: UUID(), device: "d",
+                receivedAt: LedgerFixtures.base.addingTimeInterval(3600), sentAt: nil)
             let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
             let body = ByteBuffer(string: #"{"reason": "card reported stolen"}"#)
             try await app.test(.router) { client in
                 // A CN-BJ key asking about a CN-GD event in its own province learns nothing:
                 // the event is looked up in CN-BJ only (it used to answer 403 naming CN-GD).
-                try await client.execute(uri: "/v1/provinces/CN-BJ/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"], body: body) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-BJ/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"],
+                    body: body
+                ) { response in
                     #expect(response.status == .notFound)
                     let text = String(buffer: response.body)
                     #expect(text.contains("no_award") && !text.contains("CN-GD"), "\(text)")
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"], body: body) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(bjKey)"],
+                    body: body
+                ) { response in
                     #expect(response.status == .forbidden)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"],
+                    body: body
+                ) { response in
                     #expect(response.status == .created)
                     let json = try Self.json(response.body)
                     #expect(json["points"] as? Int == -57)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/events/\(eventID.uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"],
+                    body: body
+                ) { response in
                     #expect(response.status == .conflict)
                 }
-                try await client.execute(uri: "/v1/provinces/CN-GD/events/\(UUID().uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"], body: body) { response in
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/events/\(UUID().uuidString)/reversal", method: .post, headers: [.authorization: "Bearer \(gdKey)"],
+                    body: body
+                ) { response in
                     #expect(response.status == .notFound)
                 }
             }
-            #expect(try await LedgerFixtures.count(url, "SELECT count(*) FROM ledger_transactions WHERE kind = 'reversal' AND actor LIKE 'operator gd%'") == 1)
+            #expect(
+                try await LedgerFixtures.count(url, "SELECT count(*) FROM ledger_transactions WHERE kind = 'reversal' AND actor LIKE 'operator gd%'")
+                    == 1)
         }
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+
 @testable import TanhuiPostgres
 
 @Suite("PostgreSQL layer against the real test cluster", .needsDatabase)
@@ -139,7 +141,9 @@ struct PostgresLayerTests {
             #expect(try UUID(postgresText: id.uuidString) == id)
             #expect(try UUID(postgresText: id.uuidString.lowercased()) == id)
         }
-        for bad in ["", "not-a-uuid", "0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d1", "0b9e4a52x6f0e-4c57-9d61-3f7f2a8c1d10", "0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d1g"] {
+        for bad in [
+            "", "not-a-uuid", "0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d1", "0b9e4a52x6f0e-4c57-9d61-3f7f2a8c1d10", "0b9e4a52-6f0e-4c57-9d61-3f7f2a8c1d1g",
+        ] {
             #expect(throws: PostgresError.self) { try UUID(postgresText: bad) }
         }
     }
@@ -153,9 +157,11 @@ struct PostgresLayerTests {
             let id = UUID()
             let instant = Date(timeIntervalSince1970: 1_803_456_789.123456)
             let row = try await pool.withConnection { connection in
-                try connection.query("""
+                try connection.query(
+                    """
                     SELECT \(hostile)::text, \(bytes)::bytea, \(id)::uuid, \(instant)::timestamptz, \(Int64.min)::bigint, \(true)::boolean, \(String?.none)::text IS NULL
-                    """).rows[0]
+                    """
+                ).rows[0]
             }
             #expect(try row.decode(0, as: String.self) == hostile)
             #expect(try row.decode(1, as: PostgresBytes.self) == bytes)
@@ -214,7 +220,10 @@ struct PostgresLayerTests {
             #expect(try results[200].scalar(Int.self) == 200)
             do {
                 _ = try await pool.withTransaction { connection in
-                    try connection.pipeline(["INSERT INTO piped VALUES (\(1000), 'x')", "INSERT INTO piped VALUES (\(1), 'dup')", "INSERT INTO piped VALUES (\(1001), 'y')"])
+                    try connection.pipeline([
+                        "INSERT INTO piped VALUES (\(1000), 'x')", "INSERT INTO piped VALUES (\(1), 'dup')",
+                        "INSERT INTO piped VALUES (\(1001), 'y')",
+                    ])
                 }
                 Issue.record("expected a unique violation")
             } catch let error as PostgresError {
@@ -231,10 +240,15 @@ struct PostgresLayerTests {
     func changedMigrationRefused() async throws {
         try await TestDatabase.withFresh(migrated: false) { url in
             let pool = TestDatabase.makePool(url: url)
-            let original = [Migration(name: "0001_a.sql", sql: "CREATE TABLE a (id int);"), Migration(name: "0002_b.sql", sql: "CREATE TABLE b (id int);")]
+            let original = [
+                Migration(name: "0001_a.sql", sql: "CREATE TABLE a (id int);"), Migration(name: "0002_b.sql", sql: "CREATE TABLE b (id int);"),
+            ]
             #expect(try await Migrator(pool: pool, migrations: original).migrate() == ["0001_a.sql", "0002_b.sql"])
             #expect(try await Migrator(pool: pool, migrations: original).migrate() == [])
-            let edited = [Migration(name: "0001_a.sql", sql: "CREATE TABLE a (id bigint);"), original[1], Migration(name: "0003_c.sql", sql: "CREATE TABLE c (id int);")]
+            let edited = [
+                Migration(name: "0001_a.sql", sql: "CREATE TABLE a (id bigint);"), original[1],
+                Migration(name: "0003_c.sql", sql: "CREATE TABLE c (id int);"),
+            ]
             let status = try await Migrator(pool: pool, migrations: edited).status()
             #expect(status.changed == ["0001_a.sql"])
             #expect(status.pending == ["0003_c.sql"])
@@ -252,7 +266,10 @@ struct PostgresLayerTests {
     func failingMigrationRollsBack() async throws {
         try await TestDatabase.withFresh(migrated: false) { url in
             let pool = TestDatabase.makePool(url: url)
-            let migrations = [Migration(name: "0001_ok.sql", sql: "CREATE TABLE ok (id int);"), Migration(name: "0002_bad.sql", sql: "CREATE TABLE half (id int); SELECT no_such_function();")]
+            let migrations = [
+                Migration(name: "0001_ok.sql", sql: "CREATE TABLE ok (id int);"),
+                Migration(name: "0002_bad.sql", sql: "CREATE TABLE half (id int); SELECT no_such_function();"),
+            ]
             await #expect(throws: PostgresError.self) { try await Migrator(pool: pool, migrations: migrations).migrate() }
             let status = try await Migrator(pool: pool, migrations: migrations).status()
             #expect(status.applied.map(\.name) == ["0001_ok.sql"])
@@ -267,8 +284,11 @@ struct PostgresLayerTests {
 /// Counts closure attempts across retries (the closure runs on pool threads).
 final class AttemptCounter: Sendable {
     private let value = Mutex(0)
-    func next() -> Int { value.withLock { $0 += 1; return $0 } }
+    func next() -> Int {
+        value.withLock {
+            $0 += 1
+            return $0
+        }
+    }
     var count: Int { value.withLock { $0 } }
 }
-
-import Synchronization

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import TanhuiCore
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// Push path v2: what one hostile or unlucky citizen could do to everyone else, each defect
 /// reproduced from outside (issue 19) against the real functions and a real server.
@@ -41,7 +41,10 @@ struct PushPathTests {
             let reply = try await h.push(hostile + [honestTrip], sentAt: Date(timeIntervalSince1970: 60))
             #expect(reply.status == 200, "\(reply.body)")
             let results = try H.results(reply)
-            #expect(results.map { "\($0["status"] as? String ?? "?")/\($0["code"] as? String ?? "-")" } == ["rejected/invalid", "rejected/invalid", "rejected/clock_skew"])
+            #expect(
+                results.map { "\($0["status"] as? String ?? "?")/\($0["code"] as? String ?? "-")" } == [
+                    "rejected/invalid", "rejected/invalid", "rejected/clock_skew",
+                ])
             #expect(try await F.count(h.url, "SELECT count(*) FROM events") == 0, "nothing judged by the device clock is stored")
 
             // Publication is not frozen: the real function sees no verdict at all.
@@ -54,7 +57,9 @@ struct PushPathTests {
             #expect(resent[0]["status"] as? String == "accepted", "\(resent)")
 
             // A clock_skew row stored by an earlier version never holds publication back.
-            _ = try await F.count(h.url, """
+            _ = try await F.count(
+                h.url,
+                """
                 WITH stored AS (
                     INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, device_occurred_at, clock_offset_ms,
                         content_sha256, received_at, status, code, message)
@@ -90,8 +95,9 @@ struct PushPathTests {
             #expect(paths == ["occurred_at"])
 
             // A sent_at centuries ahead shifts every instant below 2000: invalid per item, 200.
-            let shifted = try await h.push([H.event(kind: "waste_sorting", start: now.addingTimeInterval(-900), data: [:])],
-                                           sentAt: Date(timeIntervalSince1970: 16_725_225_600))  // 2500-01-01
+            let shifted = try await h.push(
+                [H.event(kind: "waste_sorting", start: now.addingTimeInterval(-900), data: [:])],
+                sentAt: Date(timeIntervalSince1970: 16_725_225_600))  // 2500-01-01
             #expect(shifted.status == 200, "\(shifted.body)")
             #expect(try H.results(shifted)[0]["code"] as? String == "invalid")
             #expect(try await F.count(h.url, "SELECT count(*) FROM events") == 1)
@@ -114,7 +120,10 @@ struct PushPathTests {
             #expect(reply.status == 200, "\(reply.body)")
             let results = try H.results(reply)
             #expect(results.map { $0["code"] as? String ?? $0["status"] as? String } == ["accepted", "accepted", "no_ruleset", "accepted"])
-            #expect(results.compactMap { ($0["award"] as? [String: Any])?["ruleset"] as? [String: Any] }.map { $0["province"] as? String } == ["CN-GD", "CN-SH", "CN-GD"])
+            #expect(
+                results.compactMap { ($0["award"] as? [String: Any])?["ruleset"] as? [String: Any] }.map { $0["province"] as? String } == [
+                    "CN-GD", "CN-SH", "CN-GD",
+                ])
             let balances = try #require(try H.json(reply.body)["balances"] as? [[String: Any]])
             #expect(balances.map { $0["province"] as? String } == ["CN-BJ", "CN-GD", "CN-SH"])
             #expect(balances.map { $0["points"] as? Int } == [0, 58, 1], "GD: 1 + 57 points; SH: one 10 g check-in at its own rate; BJ: nothing")
@@ -132,7 +141,9 @@ struct PushPathTests {
             let first = try await h.pull(cursor: nil)
             let cursorA = try #require(first["next_cursor"] as? String)
             // B's award lands between A's pull and A's push.
-            #expect(try H.results(try await h.push([H.event(kind: "waste_sorting", start: now.addingTimeInterval(-1200), data: [:])], token: deviceB))[0]["status"] as? String == "accepted")
+            #expect(
+                try H.results(try await h.push([H.event(kind: "waste_sorting", start: now.addingTimeInterval(-1200), data: [:])], token: deviceB))[0][
+                    "status"] as? String == "accepted")
             let pushA = try await h.push([H.event(kind: "waste_sorting", start: now.addingTimeInterval(-600), data: [:])])
             #expect(try H.json(pushA.body)["cursor"] == nil, "a push response must not hand out a position")
             let page = try await h.pull(cursor: cursorA)
@@ -179,13 +190,16 @@ struct PushPathTests {
             let deadline = ContinuousClock.now + .seconds(60)
             var waiting = 0
             while waiting == 0 && ContinuousClock.now < deadline {
-                waiting = try publisher.query("""
+                waiting = try publisher.query(
+                    """
                     SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                    """).scalar(Int.self)
+                    """
+                ).scalar(Int.self)
                 if waiting == 0 { try await Task.sleep(for: .milliseconds(20)) }
             }
             #expect(waiting == 1, "the batch must wait for the publication lock instead of judging under the old version")
-            try publisher.query("""
+            try publisher.query(
+                """
                 INSERT INTO rule_sets (province, version, effective_from, document, document_format, content_sha256, methodology, published_by)
                 VALUES ('CN-GD', 2, \(eventAt.addingTimeInterval(-86_400)), \(v2), 'yaml', \(RuleSetService.contentHash(of: v2)), 'v2', 'race test')
                 """)
@@ -206,18 +220,29 @@ struct PushPathTests {
             let id = UUID()
             let receivedAt = F.base.addingTimeInterval(3600)
             let gd = F.metro(id: id, at: F.base)
-            let bj = F.event(F.wire(["id": id.uuidString, "kind": "transit_trip", "province": "CN-BJ", "occurred_at": F.iso(F.base.addingTimeInterval(7200)),
-                                     "ended_at": F.iso(F.base.addingTimeInterval(9000)), "data": ["mode": "rail", "distance_m": 12_400]]))
+            let bj = F.event(
+                F.wire([
+                    "id": id.uuidString, "kind": "transit_trip", "province": "CN-BJ", "occurred_at": F.iso(F.base.addingTimeInterval(7200)),
+                    "ended_at": F.iso(F.base.addingTimeInterval(9000)), "data": ["mode": "rail", "distance_m": 12_400],
+                ]))
             // Raced by two citizens' batches at once, then resent: each key keeps its verdict.
             let citizens = [UUID(), UUID()]
             async let first = services.ledger.submit([gd], citizen: citizens[0], device: "a", receivedAt: receivedAt, sentAt: nil)
-            async let second = services.ledger.submit([bj], citizen: citizens[1], device: "b", receivedAt: receivedAt.addingTimeInterval(7200), sentAt: nil)
+            async let second = services.ledger.submit(
+                [bj], citizen: citizens[1], device: "b", receivedAt: receivedAt.addingTimeInterval(7200), sentAt: nil)
             let (a, b) = try await (first, second)
             #expect(a[0].status == .accepted && b[0].status == .accepted, "\(a) \(b)")
             for _ in 0..<3 {
-                #expect(try await services.ledger.submit([gd], citizen: citizens[0], device: "a", receivedAt: receivedAt, sentAt: nil)[0].status == .duplicate)
-                #expect(try await services.ledger.submit([bj], citizen: citizens[1], device: "b", receivedAt: receivedAt.addingTimeInterval(7200), sentAt: nil)[0].status == .duplicate)
-                #expect(try await services.ledger.submit([gd], citizen: citizens[1], device: "b", receivedAt: receivedAt, sentAt: nil)[0].code == "id_reused")
+                #expect(
+                    try await services.ledger.submit([gd], citizen: citizens[0], device: "a", receivedAt: receivedAt, sentAt: nil)[0].status
+                        == .duplicate)
+                #expect(
+                    try await services.ledger.submit(
+                        [bj], citizen: citizens[1], device: "b", receivedAt: receivedAt.addingTimeInterval(7200), sentAt: nil)[0].status == .duplicate
+                )
+                #expect(
+                    try await services.ledger.submit([gd], citizen: citizens[1], device: "b", receivedAt: receivedAt, sentAt: nil)[0].code
+                        == "id_reused")
             }
             #expect(try await F.count(url, "SELECT count(*) FROM events WHERE event_id = \(id)") == 2)
         }
@@ -231,21 +256,26 @@ struct PushPathTests {
             let citizen = UUID()
             let receivedAt = F.base.addingTimeInterval(7200)
             func bus(_ start: Date, end: Date?) -> SubmissionItem {
-                var object: [String: Any] = ["id": UUID().uuidString, "kind": "transit_trip", "province": "CN-SH", "occurred_at": F.iso(start), "data": ["mode": "bus"]]
+                var object: [String: Any] = [
+                    "id": UUID().uuidString, "kind": "transit_trip", "province": "CN-SH", "occurred_at": F.iso(start), "data": ["mode": "bus"],
+                ]
                 if let end { object["ended_at"] = F.iso(end) }
                 return F.event(F.wire(object))
             }
-            let verdicts = try await services.ledger.submit([
-                bus(F.base, end: F.base.addingTimeInterval(1800)),
-                bus(F.base.addingTimeInterval(600), end: nil),          // inside the first trip
-                bus(F.base.addingTimeInterval(3600), end: nil),         // open-ended, alone: fine
-                bus(F.base.addingTimeInterval(3000), end: F.base.addingTimeInterval(4000)),  // covers the open-ended one
-            ], citizen: citizen, device: "d", receivedAt: receivedAt, sentAt: nil)
+            let verdicts = try await services.ledger.submit(
+                [
+                    bus(F.base, end: F.base.addingTimeInterval(1800)),
+                    bus(F.base.addingTimeInterval(600), end: nil),  // inside the first trip
+                    bus(F.base.addingTimeInterval(3600), end: nil),  // open-ended, alone: fine
+                    bus(F.base.addingTimeInterval(3000), end: F.base.addingTimeInterval(4000)),  // covers the open-ended one
+                ], citizen: citizen, device: "d", receivedAt: receivedAt, sentAt: nil)
             #expect(verdicts.map { $0.code ?? $0.status.rawValue } == ["accepted", "overlap", "accepted", "overlap"], "\(verdicts)")
             // The database holds the same line when the judge is bypassed: the exclusion
             // constraint refuses an accepted open-ended trip inside an accepted one.
             let error = await #expect(throws: PostgresError.self) {
-                _ = try await F.count(url, """
+                _ = try await F.count(
+                    url,
+                    """
                     WITH stored AS (
                         INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, device_occurred_at, clock_offset_ms,
                             content_sha256, occupies_interval, received_at, status)
@@ -273,40 +303,47 @@ struct HotStatementPlanTests {
             try await pool.withConnection { connection in
                 // 100k citizens with one award, one event, one chain link and one cap row each
                 // (written directly: the plans, not the writes, are under test).
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO citizen_accounts (province, citizen_id, balance_points, balance_grams, last_seq)
                     SELECT 'CN-GD', md5(i::text)::uuid, 10, 100, 1 FROM generate_series(1, 100000) i
                     """)
                 // Statistics taken while no event is accepted (as after a bulk import), then
                 // accepted events with evidence arrive: plans must not trust the stale counts.
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, device_occurred_at, clock_offset_ms,
                         content_sha256, received_at, status, code, message)
                     SELECT 'CN-GD', md5('e' || i)::uuid, md5(i::text)::uuid, 'd', 'waste_sorting', timestamptz '2026-11-01' + i * interval '1 second', 'x', 0,
                         repeat('0', 64), now(), 'rejected', 'too_old', 'm' FROM generate_series(1, 100000) i
                     """)
                 try connection.query("ANALYZE events")
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, clock_offset_ms,
                         content_sha256, received_at, status, evidence_source, evidence_ref, occupies_interval)
                     SELECT 'CN-GD', md5('a' || i)::uuid, md5(i::text)::uuid, 'd', 'transit_trip', timestamptz '2026-11-01' + i * interval '1 hour',
                         timestamptz '2026-11-01' + i * interval '1 hour' + interval '20 minutes', 'x', 0,
                         repeat('0', 64), now(), 'accepted', 'card', 'ref-' || i, true FROM generate_series(1, 30000) i
                     """)
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e, rule_set_version, methodology)
                     SELECT 'CN-GD', i, 'award', md5(i::text)::uuid, 1, md5('e' || i)::uuid, 10, 100, 1, 'm' FROM generate_series(1, 100000) i
                     """)
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO ledger_entries (province, transaction_id, account, points)
                     SELECT 'CN-GD', i, a, CASE a WHEN 'issuance' THEN -10 ELSE 10 END
                     FROM generate_series(1, 100000) i, LATERAL (VALUES ('issuance'), ('citizen:' || md5(i::text)::uuid)) AS v(a)
                     """)
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO ledger_chain (province, chain_seq, transaction_id, previous_hash, hash)
                     SELECT 'CN-GD', i, i, repeat('0', 64), repeat('0', 64) FROM generate_series(1, 100000) i
                     """)
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO cap_usage (province, citizen_id, window_key, points, events)
                     SELECT 'CN-GD', md5(i::text)::uuid, '*/day/2026-11-01', 10, 1 FROM generate_series(1, 100000) i
                     """)
@@ -351,8 +388,10 @@ struct CrossProcessRaceTests {
 
     /// Two services (two pools, as two `serve` processes would have) release their batches at
     /// the same instant: both wait on the publication lock the test holds, then run together.
-    static func race(url: String, _ a: TanhuiServices, _ b: TanhuiServices, _ batchA: SubmissionItem, _ batchB: SubmissionItem,
-                     citizens: (UUID, UUID), receivedAt: Date) async throws -> (Verdict, Verdict) {
+    static func race(
+        url: String, _ a: TanhuiServices, _ b: TanhuiServices, _ batchA: SubmissionItem, _ batchB: SubmissionItem,
+        citizens: (UUID, UUID), receivedAt: Date
+    ) async throws -> (Verdict, Verdict) {
         let holder = try PostgresConnection.connect(.init(url: url, statementTimeoutMilliseconds: 60_000, applicationName: "race-gate"))
         try holder.query("BEGIN")
         try holder.query("SELECT pg_advisory_xact_lock(hashtext('tanhui.rules.CN-GD'))")
@@ -378,20 +417,27 @@ struct CrossProcessRaceTests {
             for attempt in 0..<6 {
                 let start = F.base.addingTimeInterval(Double(attempt) * 7200)
                 // Same evidence, different ids and citizens.
-                let (e1, e2) = try await Self.race(url: url, a, b, F.metro(at: start, evidence: "RACE-\(attempt)"), F.metro(at: start, evidence: "RACE-\(attempt)"),
-                                                   citizens: (UUID(), UUID()), receivedAt: start.addingTimeInterval(3 * 3600))
+                let (e1, e2) = try await Self.race(
+                    url: url, a, b, F.metro(at: start, evidence: "RACE-\(attempt)"), F.metro(at: start, evidence: "RACE-\(attempt)"),
+                    citizens: (UUID(), UUID()), receivedAt: start.addingTimeInterval(3 * 3600))
                 #expect(Set([e1.code ?? e1.status.rawValue, e2.code ?? e2.status.rawValue]) == ["accepted", "evidence_claimed"], "\(e1) \(e2)")
                 // Same id, different citizens: one event, the other id_reused.
                 let id = UUID()
-                let (i1, i2) = try await Self.race(url: url, a, b, F.metro(id: id, at: start.addingTimeInterval(3600)), F.metro(id: id, at: start.addingTimeInterval(3600)),
-                                                   citizens: (UUID(), UUID()), receivedAt: start.addingTimeInterval(3 * 3600))
+                let (i1, i2) = try await Self.race(
+                    url: url, a, b, F.metro(id: id, at: start.addingTimeInterval(3600)), F.metro(id: id, at: start.addingTimeInterval(3600)),
+                    citizens: (UUID(), UUID()), receivedAt: start.addingTimeInterval(3 * 3600))
                 #expect(Set([i1.code ?? i1.status.rawValue, i2.code ?? i2.status.rawValue]) == ["accepted", "id_reused"], "\(i1) \(i2)")
                 raced = a.ledger.racesLost + b.ledger.racesLost
                 if raced >= 2 && attempt >= 1 { break }
             }
             #expect(raced >= 1, "no round ever reached the unique indexes: the race was decided before the database")
-            #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions") == F.count(url, "SELECT count(*) FROM events WHERE status = 'accepted'"))
-            let duplicates = try await F.count(url, "SELECT count(*) FROM (SELECT evidence_ref FROM events WHERE status = 'accepted' AND evidence_ref IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d")
+            #expect(
+                try await F.count(url, "SELECT count(*) FROM ledger_transactions")
+                    == F.count(url, "SELECT count(*) FROM events WHERE status = 'accepted'"))
+            let duplicates = try await F.count(
+                url,
+                "SELECT count(*) FROM (SELECT evidence_ref FROM events WHERE status = 'accepted' AND evidence_ref IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d"
+            )
             #expect(duplicates == 0)
             await b.shutdown()
         }
@@ -407,8 +453,9 @@ struct CrossProcessRaceTests {
             var doubled = false
             for attempt in 0..<6 where !doubled {
                 let start = F.base.addingTimeInterval(Double(attempt) * 7200)
-                let (e1, e2) = try await Self.race(url: url, a, b, F.metro(at: start, evidence: "RACE-\(attempt)"), F.metro(at: start, evidence: "RACE-\(attempt)"),
-                                                   citizens: (UUID(), UUID()), receivedAt: start.addingTimeInterval(3 * 3600))
+                let (e1, e2) = try await Self.race(
+                    url: url, a, b, F.metro(at: start, evidence: "RACE-\(attempt)"), F.metro(at: start, evidence: "RACE-\(attempt)"),
+                    citizens: (UUID(), UUID()), receivedAt: start.addingTimeInterval(3 * 3600))
                 doubled = e1.status == .accepted && e2.status == .accepted
             }
             #expect(doubled, "the oracle above could not tell a missing index from a working one")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TanhuiPostgres
+import Testing
 
 @Suite("Reconnect after the server restarts", .needsDatabase)
 struct ReconnectTests {
@@ -8,7 +8,8 @@ struct ReconnectTests {
     static let clusterName = "reconnect-test"
 
     static func db(_ command: String) async throws {
-        let result = try await CommandRunner.run("/bin/bash", [CommandRunner.repoRoot + "/Scripts/db.sh", "--name", clusterName, command], timeout: .seconds(180))
+        let result = try await CommandRunner.run(
+            "/bin/bash", [CommandRunner.repoRoot + "/Scripts/db.sh", "--name", clusterName, command], timeout: .seconds(180))
         #expect(result.exitCode == 0, "db.sh \(command): \(result.stderr)")
     }
 

@@ -1,8 +1,8 @@
 import Foundation
 import Synchronization
-import Testing
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// Tries to break Tanhui the way production will. The oracle: every verdict a 200 carried is
 /// stored once with exactly that verdict (and is never judged afresh a second time), every
@@ -42,7 +42,8 @@ struct ReliabilityTests {
             var deliberateRetry: Bool
             var results: [Seen]
         }
-        private let state = Mutex<(acks: [Acknowledgement], statuses: [Int], lostInFlight: Int, timedOut: Int, abandoned: [[String]])>(([], [], 0, 0, []))
+        private let state = Mutex<(acks: [Acknowledgement], statuses: [Int], lostInFlight: Int, timedOut: Int, abandoned: [[String]])>(
+            ([], [], 0, 0, []))
         let inFlight = Atomic<Int>(0)
 
         func attempt(_ reply: HTTPReply) {
@@ -108,21 +109,25 @@ struct ReliabilityTests {
     static func push(_ baseURL: String, token: String, body: Data, book: Book, timeoutSeconds: Int = 30) async throws -> HTTPReply {
         book.inFlight.add(1, ordering: .sequentiallyConsistent)
         defer { book.inFlight.subtract(1, ordering: .sequentiallyConsistent) }
-        let reply = try await HTTPClient.request("POST", baseURL + "/v1/sync/push",
-                                                 headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: body, timeoutSeconds: timeoutSeconds)
+        let reply = try await HTTPClient.request(
+            "POST", baseURL + "/v1/sync/push",
+            headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: body, timeoutSeconds: timeoutSeconds)
         book.attempt(reply)
         return reply
     }
 
     static func results(of reply: HTTPReply) -> [Seen]? {
         guard reply.status == 200, let object = try? JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any],
-              let results = object["results"] as? [[String: Any]] else { return nil }
+            let results = object["results"] as? [[String: Any]]
+        else { return nil }
         return results.map(Seen.init)
     }
 
     /// Pushes `batch` until a 200 with results arrives (bounded); records it and returns it.
     @discardableResult
-    static func pushUntilAcknowledged(baseURL: @Sendable () -> String, token: String, batch: Batch, deliberateRetry: Bool, book: Book, attempts: Int = 400) async throws -> [Seen] {
+    static func pushUntilAcknowledged(
+        baseURL: @Sendable () -> String, token: String, batch: Batch, deliberateRetry: Bool, book: Book, attempts: Int = 400
+    ) async throws -> [Seen] {
         for _ in 0..<attempts {
             let reply = try await push(baseURL(), token: token, body: batch.body, book: book)
             // A 200 whose body was cut by a crash is not an acknowledgement: retry.
@@ -140,21 +145,27 @@ struct ReliabilityTests {
     /// Open transactions of the service role on `url`'s database, seen from the owner.
     static func serviceTransactions(_ pool: PostgresPool) async throws -> Int {
         try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT count(*) FROM pg_stat_activity
                 WHERE datname = current_database() AND usename = 'tanhui_service' AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
-                """).scalar(Int.self)
+                """
+            ).scalar(Int.self)
         }
     }
 
     static func serviceSessions(_ pool: PostgresPool) async throws -> Int {
         try await pool.withConnection { connection in
-            try connection.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'tanhui_service'").scalar(Int.self)
+            try connection.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'tanhui_service'").scalar(
+                Int.self)
         }
     }
 
     static func unsealed(_ url: String) async throws -> Int {
-        try await F.count(url, "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)")
+        try await F.count(
+            url,
+            "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)"
+        )
     }
 
     /// The oracle over everything the clients were told.
@@ -170,9 +181,16 @@ struct ReliabilityTests {
         for ack in acks where ack.deliberateRetry {
             let first = try #require(firstOfBatch[ack.batch], "retry of \(ack.batch) before its acknowledgement", sourceLocation: sourceLocation)
             for (again, original) in zip(ack.results, first) {
-                #expect(again.status == "duplicate", "retry of \(ack.batch): \(again.id) came back \(again.status), not duplicate", sourceLocation: sourceLocation)
-                #expect(again.originalStatus == original.judged, "retry of \(ack.batch): \(again.id) original_status \(again.originalStatus ?? "nil") ≠ \(original.judged)", sourceLocation: sourceLocation)
-                #expect(again.points == original.points && again.code == original.code, "retry of \(ack.batch): \(again.id) award/code changed", sourceLocation: sourceLocation)
+                #expect(
+                    again.status == "duplicate", "retry of \(ack.batch): \(again.id) came back \(again.status), not duplicate",
+                    sourceLocation: sourceLocation)
+                #expect(
+                    again.originalStatus == original.judged,
+                    "retry of \(ack.batch): \(again.id) original_status \(again.originalStatus ?? "nil") ≠ \(original.judged)",
+                    sourceLocation: sourceLocation)
+                #expect(
+                    again.points == original.points && again.code == original.code, "retry of \(ack.batch): \(again.id) award/code changed",
+                    sourceLocation: sourceLocation)
             }
         }
         // All verdicts per id (not only the first): one judgement at most, all agreeing. A
@@ -180,7 +198,9 @@ struct ReliabilityTests {
         var byID: [String: [Seen]] = [:]
         for ack in acks { for seen in ack.results { byID[seen.id, default: []].append(seen) } }
         for (id, seen) in byID {
-            #expect(seen.filter { $0.status != "duplicate" }.count <= 1, "\(id) judged afresh more than once: \(seen.map(\.status))", sourceLocation: sourceLocation)
+            #expect(
+                seen.filter { $0.status != "duplicate" }.count <= 1, "\(id) judged afresh more than once: \(seen.map(\.status))",
+                sourceLocation: sourceLocation)
             #expect(Set(seen.map(\.judged)).count == 1, "\(id) verdicts disagree: \(seen)", sourceLocation: sourceLocation)
             #expect(Set(seen.map { $0.points ?? -1 }).count == 1, "\(id) awards disagree: \(seen)", sourceLocation: sourceLocation)
         }
@@ -188,10 +208,12 @@ struct ReliabilityTests {
         let pool = TestDatabase.makePool(url: url, size: 1)
         let stored: [String: (status: String, points: Int?)] = try await pool.withConnection { connection in
             var map: [String: (String, Int?)] = [:]
-            for row in try connection.query("""
+            for row in try connection.query(
+                """
                 SELECT e.event_id::text, e.status, t.points::int FROM events e
                 LEFT JOIN ledger_transactions t ON t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
-                """).rows {
+                """
+            ).rows {
                 map[try row.decode(0, as: String.self)] = (try row.decode(1, as: String.self), try row.decode(2, as: Int?.self))
             }
             return map
@@ -199,8 +221,12 @@ struct ReliabilityTests {
         await pool.shutdown()
         for (id, seen) in byID {
             let row = stored[id]
-            #expect(row?.status == seen[0].judged, "acknowledged \(id) as \(seen[0].judged) but stored \(row.map { $0.status } ?? "nothing")", sourceLocation: sourceLocation)
-            #expect(row?.points == seen[0].points, "acknowledged \(id) with \(seen[0].points ?? -1) points, ledger has \(row?.points ?? -1)", sourceLocation: sourceLocation)
+            #expect(
+                row?.status == seen[0].judged, "acknowledged \(id) as \(seen[0].judged) but stored \(row.map { $0.status } ?? "nothing")",
+                sourceLocation: sourceLocation)
+            #expect(
+                row?.points == seen[0].points, "acknowledged \(id) with \(seen[0].points ?? -1) points, ledger has \(row?.points ?? -1)",
+                sourceLocation: sourceLocation)
         }
         // Whole batch or none: every batch ever sent (acknowledged or abandoned) is stored
         // entirely or not at all, and nothing is stored that no batch contained.
@@ -211,7 +237,11 @@ struct ReliabilityTests {
             sentIDs.formUnion(ids)
         }
         #expect(Set(stored.keys).isSubset(of: sentIDs), "events stored that no batch sent", sourceLocation: sourceLocation)
-        #expect(try await F.count(url, "SELECT count(*) FROM (SELECT province, event_id FROM ledger_transactions WHERE kind = 'award' GROUP BY 1, 2 HAVING count(*) > 1) x") == 0, sourceLocation: sourceLocation)
+        #expect(
+            try await F.count(
+                url,
+                "SELECT count(*) FROM (SELECT province, event_id FROM ledger_transactions WHERE kind = 'award' GROUP BY 1, 2 HAVING count(*) > 1) x")
+                == 0, sourceLocation: sourceLocation)
         let audit = try await CommandRunner.tanhui(["audit"], databaseURL: url)
         #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)", sourceLocation: sourceLocation)
     }
@@ -224,7 +254,9 @@ struct ReliabilityTests {
             let book = Book()
             let killingDone = StopFlag()
             let sentBatches = Locked(0)
-            let tokens = try await Self.tokens(4) { index in try await TestDatabase.tokens().issue(citizen: UUID(), device: "crash-\(index)", ttl: 3600) }
+            let tokens = try await Self.tokens(4) { index in
+                try await TestDatabase.tokens().issue(citizen: UUID(), device: "crash-\(index)", ttl: 3600)
+            }
             let clients = Task {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     // Three clients push and deliberately retry until the kills are over (at least
@@ -234,9 +266,11 @@ struct ReliabilityTests {
                             for number in 0..<500 where number < 12 || !killingDone.isSet {
                                 let batch = Self.batch(client: index, index: number)
                                 sentBatches.withLock { $0 += 1 }
-                                try await Self.pushUntilAcknowledged(baseURL: baseURL, token: tokens[index], batch: batch, deliberateRetry: false, book: book)
+                                try await Self.pushUntilAcknowledged(
+                                    baseURL: baseURL, token: tokens[index], batch: batch, deliberateRetry: false, book: book)
                                 // A deliberate retry of an acknowledged batch.
-                                try await Self.pushUntilAcknowledged(baseURL: baseURL, token: tokens[index], batch: batch, deliberateRetry: true, book: book)
+                                try await Self.pushUntilAcknowledged(
+                                    baseURL: baseURL, token: tokens[index], batch: batch, deliberateRetry: true, book: book)
                             }
                         }
                     }
@@ -292,18 +326,23 @@ struct ReliabilityTests {
     /// With the default seal interval, and with one longer than the shutdown bound (allowed by
     /// the configuration; it used to keep the server taking work until the bound expired,
     /// because the sealer slept through graceful shutdown and was stopped before the server).
-    @Test("SIGTERM during load: requests in flight finish with 200 and are stored; unanswered ones stored nothing; exit 0; the pool closes",
-          arguments: ["1000", "60000"])
+    @Test(
+        "SIGTERM during load: requests in flight finish with 200 and are stored; unanswered ones stored nothing; exit 0; the pool closes",
+        arguments: ["1000", "60000"])
     func gracefulShutdown(sealIntervalMilliseconds: String) async throws {
         try await F.withLedger { _, url in
-            let server = try await ServerProcess.start(databaseURL: url, environment: ["TANHUI_SHUTDOWN_TIMEOUT_S": "10", "TANHUI_SEAL_INTERVAL_MS": sealIntervalMilliseconds])
+            let server = try await ServerProcess.start(
+                databaseURL: url, environment: ["TANHUI_SHUTDOWN_TIMEOUT_S": "10", "TANHUI_SEAL_INTERVAL_MS": sealIntervalMilliseconds])
             func guarantee(_ comment: Comment, _ body: () -> Void) { body() }
             let book = Book()
             let base = server.baseURL
             let signalled = StopFlag()
             // Requests by number; which were in flight when SIGTERM was sent; what each got.
-            let requests = Locked<(next: Int, open: Set<Int>, atSignal: Set<Int>, outcome: [Int: HTTPReply], batches: [Int: [String]])>((0, [], [], [:], [:]))
-            let tokens = try await Self.tokens(4) { index in try await TestDatabase.tokens().issue(citizen: UUID(), device: "term-\(index)", ttl: 3600) }
+            let requests = Locked<(next: Int, open: Set<Int>, atSignal: Set<Int>, outcome: [Int: HTTPReply], batches: [Int: [String]])>(
+                (0, [], [], [:], [:]))
+            let tokens = try await Self.tokens(4) { index in
+                try await TestDatabase.tokens().issue(citizen: UUID(), device: "term-\(index)", ttl: 3600)
+            }
             let load = Task {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for index in 0..<4 {
@@ -346,7 +385,9 @@ struct ReliabilityTests {
             signalled.set()
             let status = await server.waitForExit(timeout: .seconds(60))
             #expect(status != nil, "still running after SIGTERM, past its shutdown bound: \(server.stderr)")
-            guarantee("SIGTERM drain sometimes crashes: `Fatal error: Deinited NIOAsyncWriter without calling finish()` (exit 4); needs a fix in Sources") {
+            guarantee(
+                "SIGTERM drain sometimes crashes: `Fatal error: Deinited NIOAsyncWriter without calling finish()` (exit 4); needs a fix in Sources"
+            ) {
                 #expect(status == 0, "exit \(status.map(String.init) ?? "none (still running)"): \(server.stderr)")
             }
             if status == nil { server.signal(SIGKILL) }
@@ -361,13 +402,19 @@ struct ReliabilityTests {
             // answered, work it did not take in leaves no trace.
             for (number, reply) in outcome.sorted(by: { $0.key < $1.key }) where reply.status != 200 {
                 let unanswered = reply.refused || reply.lostInFlight
-                #expect(unanswered, "request \(number)\(atSignal.contains(number) ? " (in flight at SIGTERM)" : ""): status \(reply.status), failure \(String(describing: reply.failure)): \(reply.body.prefix(300))")
+                #expect(
+                    unanswered,
+                    "request \(number)\(atSignal.contains(number) ? " (in flight at SIGTERM)" : ""): status \(reply.status), failure \(String(describing: reply.failure)): \(reply.body.prefix(300))"
+                )
                 let ids = (batches[number] ?? []).compactMap { UUID(uuidString: $0) }
                 let stored = try await pool.withConnection { connection in
                     try connection.query("SELECT count(*) FROM events WHERE event_id = ANY(\(PostgresArray(ids))::uuid[])").scalar(Int.self)
                 }
                 guarantee("SIGTERM drain sometimes commits a batch and closes its connection unanswered; needs a fix in Sources") {
-                    #expect(stored == 0, "request \(number) (failure \(String(describing: reply.failure)), \(atSignal.contains(number) ? "in flight at SIGTERM" : "sent after SIGTERM")) got no response, yet \(stored) of its events were stored")
+                    #expect(
+                        stored == 0,
+                        "request \(number) (failure \(String(describing: reply.failure)), \(atSignal.contains(number) ? "in flight at SIGTERM" : "sent after SIGTERM")) got no response, yet \(stored) of its events were stored"
+                    )
                 }
             }
             await pool.shutdown()
@@ -399,11 +446,14 @@ struct ReliabilityTests {
         components.path = "/" + database
         let url = components.string!
         #expect(try await CommandRunner.tanhui(["migrate"], databaseURL: url).exitCode == 0)
-        #expect(try await CommandRunner.tanhui(["rules", "publish", CommandRunner.repoRoot + "/Schema/rulesets/CN-GD.yaml"], databaseURL: url).exitCode == 0)
+        #expect(
+            try await CommandRunner.tanhui(["rules", "publish", CommandRunner.repoRoot + "/Schema/rulesets/CN-GD.yaml"], databaseURL: url).exitCode
+                == 0)
 
         // Server-side bounds: 2 s to connect, 2 s for a pooled connection. The client's own
         // timeout (30 s) is far above them, so a client timeout is a request hung past its bound.
-        let server = try await ServerProcess.start(databaseURL: url, environment: ["TANHUI_DB_CONNECT_TIMEOUT_S": "2", "TANHUI_DB_ACQUIRE_TIMEOUT_MS": "2000"])
+        let server = try await ServerProcess.start(
+            databaseURL: url, environment: ["TANHUI_DB_CONNECT_TIMEOUT_S": "2", "TANHUI_DB_ACQUIRE_TIMEOUT_MS": "2000"])
         let book = Book()
         let base = server.baseURL
         let token = try await TestDatabase.tokens().issue(citizen: UUID(), device: "db-restart", ttl: 3600)
@@ -412,7 +462,8 @@ struct ReliabilityTests {
         let load = Task {
             for number in 0..<5_000 where !recovered.isSet {
                 sentBatches.withLock { $0 += 1 }
-                try await Self.pushUntilAcknowledged(baseURL: { base }, token: token, batch: Self.batch(client: 0, index: number), deliberateRetry: false, book: book)
+                try await Self.pushUntilAcknowledged(
+                    baseURL: { base }, token: token, batch: Self.batch(client: 0, index: number), deliberateRetry: false, book: book)
             }
         }
         func count503() -> Int { book.statuses.filter { $0 == 503 }.count }
@@ -420,8 +471,9 @@ struct ReliabilityTests {
         let stopped = try await db("stop")
         #expect(stopped.exitCode == 0, "db.sh stop: \(stopped.stderr)")
         // While it is down: a problem document with Retry-After, within the server's bounds.
-        let down = try await HTTPClient.request("POST", base + "/v1/sync/push", headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"],
-                                                body: Self.batches(client: 9, count: 1)[0].body, timeoutSeconds: 30)
+        let down = try await HTTPClient.request(
+            "POST", base + "/v1/sync/push", headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"],
+            body: Self.batches(client: 9, count: 1)[0].body, timeoutSeconds: 30)
         #expect(down.status == 503, "status \(down.status), failure \(String(describing: down.failure)): \(down.body)")
         #expect(down.headers["retry-after"] != nil)
         #expect(down.headers["content-type"] == "application/problem+json")
@@ -477,8 +529,10 @@ struct ReliabilityTests {
             let pool = TestDatabase.makePool(url: h.url, size: 1)
             try await pool.withTransaction { connection in
                 try connection.query("SET session_replication_role = replica")
-                try connection.query("DELETE FROM ledger_entries WHERE transaction_id IN (SELECT transaction_id FROM ledger_transactions WHERE event_id = \(victim))")
-                try connection.query("DELETE FROM ledger_chain WHERE transaction_id IN (SELECT transaction_id FROM ledger_transactions WHERE event_id = \(victim))")
+                try connection.query(
+                    "DELETE FROM ledger_entries WHERE transaction_id IN (SELECT transaction_id FROM ledger_transactions WHERE event_id = \(victim))")
+                try connection.query(
+                    "DELETE FROM ledger_chain WHERE transaction_id IN (SELECT transaction_id FROM ledger_transactions WHERE event_id = \(victim))")
                 try connection.query("DELETE FROM ledger_transactions WHERE event_id = \(victim)")
                 try connection.query("DELETE FROM events WHERE event_id = \(victim)")
             }

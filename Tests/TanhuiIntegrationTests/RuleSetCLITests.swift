@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TanhuiPostgres
+import Testing
 
 @Suite("tanhui rules / tanhui operator against the real database", .needsDatabase)
 struct RuleSetCLITests {
@@ -103,7 +103,8 @@ struct RuleSetCLITests {
             // Pretend verdicts exist up to 2027-03-01 (the ledger defines this function for real).
             let pool = TestDatabase.makePool(url: url, size: 1)
             try await pool.withConnection { connection in
-                try connection.query("""
+                try connection.query(
+                    """
                     CREATE OR REPLACE FUNCTION tanhui_province_judged_through(p_province text) RETURNS timestamptz
                     LANGUAGE sql STABLE AS $$ SELECT '2027-03-01T00:00:00Z'::timestamptz $$
                     """)
@@ -140,7 +141,8 @@ struct RuleSetCLITests {
                 #expect(result.stdout.contains("line 3  invalid  id: id must be a UUID"))
                 #expect(result.stdout.contains("total: 1 accepted, 1 rejected, 1 invalid; 579 g CO2e, 57 points (CN-GD v1)"))
             }
-            let late = try await CommandRunner.tanhui(["rules", "simulate", "CN-GD@1", "--events", eventsPath, "--received-at", "2028-01-01T00:00:00+08:00"], databaseURL: url)
+            let late = try await CommandRunner.tanhui(
+                ["rules", "simulate", "CN-GD@1", "--events", eventsPath, "--received-at", "2028-01-01T00:00:00+08:00"], databaseURL: url)
             #expect(late.stdout.contains("rejected  too_old"))
             #expect(try await Self.count(url, "SELECT count(*) FROM rule_sets") == 1)
         }
@@ -149,7 +151,8 @@ struct RuleSetCLITests {
     @Test("operator keys: created once, listed without the key, stored hashed, revocable")
     func operatorLifecycle() async throws {
         try await TestDatabase.withFresh { url in
-            let created = try await CommandRunner.tanhui(["operator", "create", "--province", "CN-GD", "--province", "CN-SH", "--name", "粤 operator"], databaseURL: url)
+            let created = try await CommandRunner.tanhui(
+                ["operator", "create", "--province", "CN-GD", "--province", "CN-SH", "--name", "粤 operator"], databaseURL: url)
             #expect(created.exitCode == 0, "\(created.stderr)")
             let key = try #require(created.stdout.split(separator: "\n").first { $0.hasPrefix("key thk_") }).dropFirst(4)
             #expect(key.count == 47)

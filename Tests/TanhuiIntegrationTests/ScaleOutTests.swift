@@ -1,8 +1,8 @@
-import TanhuiPostgres
-import HTTPTypes
 import Foundation
-import Testing
+import HTTPTypes
+import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// API nodes are stateless: two `tanhui serve` processes on one database behave as one.
 @Suite("Two API nodes on one database", .needsDatabase)
@@ -19,7 +19,8 @@ struct ScaleOutTests {
             for (index, citizen) in citizens.enumerated() {
                 let token = try await TestDatabase.tokens().issue(citizen: citizen, device: "phone", ttl: 3600)
                 let events = (0..<10).map { slot in
-                    SyncHTTPTests.event(start: Date().addingTimeInterval(Double(-(index * 10 + slot + 1) * 3600)), evidence: "TXN-\(slot)-\(index % 2)")
+                    SyncHTTPTests.event(
+                        start: Date().addingTimeInterval(Double(-(index * 10 + slot + 1) * 3600)), evidence: "TXN-\(slot)-\(index % 2)")
                 }
                 batches.append((token, try JSONSerialization.data(withJSONObject: ["events": events, "sent_at": F.iso(Date())])))
             }
@@ -28,8 +29,9 @@ struct ScaleOutTests {
                 for (token, body) in batches {
                     for server in [first, second, second, first] {
                         group.addTask {
-                            try await HTTPClient.request("POST", server.baseURL + "/v1/sync/push",
-                                                         headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: body)
+                            try await HTTPClient.request(
+                                "POST", server.baseURL + "/v1/sync/push",
+                                headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: body)
                         }
                     }
                 }
@@ -40,7 +42,9 @@ struct ScaleOutTests {
             #expect(try await F.count(url, "SELECT count(*) FROM events") == 40)
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions") == 20)
             #expect(try await F.count(url, "SELECT count(*) FROM events WHERE status = 'conflict' AND code = 'evidence_claimed'") == 20)
-            #expect(try await F.count(url, "SELECT count(*) FROM (SELECT event_id FROM ledger_transactions GROUP BY event_id HAVING count(*) > 1) x") == 0)
+            #expect(
+                try await F.count(url, "SELECT count(*) FROM (SELECT event_id FROM ledger_transactions GROUP BY event_id HAVING count(*) > 1) x") == 0
+            )
             await first.stop()
             await second.stop()
             let audit = try await CommandRunner.tanhui(["audit"], databaseURL: url)

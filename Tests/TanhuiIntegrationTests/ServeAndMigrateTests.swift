@@ -1,11 +1,11 @@
-import NIOCore
-import HTTPTypes
 import Foundation
+import HTTPTypes
 import HummingbirdTesting
-import Testing
+import NIOCore
 import TanhuiHTTP
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 @Suite("migrate, serve, health and configuration", .needsDatabase)
 struct ServeAndMigrateTests {
@@ -54,7 +54,8 @@ struct ServeAndMigrateTests {
 
     @Test("a bad setting stops the process with a message naming the variable")
     func badConfigurationNamesVariable() async throws {
-        let result = try await CommandRunner.tanhui(["migrate"], databaseURL: "postgresql://x@127.0.0.1:1/x", environment: ["TANHUI_DB_POOL_SIZE": "lots"])
+        let result = try await CommandRunner.tanhui(
+            ["migrate"], databaseURL: "postgresql://x@127.0.0.1:1/x", environment: ["TANHUI_DB_POOL_SIZE": "lots"])
         #expect(result.exitCode == 2)
         #expect(result.stderr.contains("TANHUI_DB_POOL_SIZE must be an integer"))
         let missing = try await CommandRunner.tanhui(["migrate"], databaseURL: nil, environment: ["DATABASE_URL": ""])
@@ -129,7 +130,9 @@ struct ServeAndMigrateTests {
             let token = try await ServedLedger.token(citizen)
             let trip = UUID()
             let events = [
-                ServedLedger.event(trip, kind: "transit_trip", start: Date().addingTimeInterval(-7200), data: ["mode": "metro", "distance_m": 12_400], evidence: "TXN-SVC"),
+                ServedLedger.event(
+                    trip, kind: "transit_trip", start: Date().addingTimeInterval(-7200), data: ["mode": "metro", "distance_m": 12_400],
+                    evidence: "TXN-SVC"),
                 ServedLedger.event(start: Date().addingTimeInterval(-600)),
                 ServedLedger.event(kind: "teleport", start: Date().addingTimeInterval(-600)),
             ]
@@ -149,11 +152,14 @@ struct ServeAndMigrateTests {
             var document = try LedgerFixtures.ruleSetDocument()
             document = document.replacingOccurrences(of: "version: 1", with: "version: 2")
                 .replacingOccurrences(of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: 2099-01-01T00:00:00+08:00")
-            let published = try await HTTPClient.request("POST", h.server.baseURL + "/v1/provinces/CN-GD/rulesets",
-                                                         headers: ["Content-Type": "application/yaml", "Authorization": "Bearer \(key)"], body: Data(document.utf8))
+            let published = try await HTTPClient.request(
+                "POST", h.server.baseURL + "/v1/provinces/CN-GD/rulesets",
+                headers: ["Content-Type": "application/yaml", "Authorization": "Bearer \(key)"], body: Data(document.utf8))
             #expect(published.status == 201, "\(published.body.prefix(300))")
-            let reversed = try await HTTPClient.request("POST", h.server.baseURL + "/v1/provinces/CN-GD/events/\(trip.uuidString)/reversal",
-                                                        headers: ["Content-Type": "application/json", "Authorization": "Bearer \(key)"], body: Data(#"{"reason": "card reported stolen"}"#.utf8))
+            let reversed = try await HTTPClient.request(
+                "POST", h.server.baseURL + "/v1/provinces/CN-GD/events/\(trip.uuidString)/reversal",
+                headers: ["Content-Type": "application/json", "Authorization": "Bearer \(key)"],
+                body: Data(#"{"reason": "card reported stolen"}"#.utf8))
             #expect(reversed.status == 201, "\(reversed.body.prefix(300))")
             // The background sealer appends to the chain as the service role.
             try await Poll.until("the sealer seals every transaction") { try await h.unsealed() == 0 }
@@ -183,7 +189,9 @@ struct ServeAndMigrateTests {
             let tokens = [try await ServedLedger.token(UUID()), try await ServedLedger.token(UUID())]
             for round in 0..<3 {
                 for (index, token) in tokens.enumerated() {
-                    let events = (0..<4).map { slot in ServedLedger.event(start: Date().addingTimeInterval(-Double((round * 8 + index * 4 + slot) * 600 + 60))) }
+                    let events = (0..<4).map { slot in
+                        ServedLedger.event(start: Date().addingTimeInterval(-Double((round * 8 + index * 4 + slot) * 600 + 60)))
+                    }
                     #expect(try await h.push(events, token: token).status == 200)
                 }
                 let transactions = (round + 1) * 8
@@ -193,12 +201,14 @@ struct ServeAndMigrateTests {
                     return total == transactions && unsealed == 0
                 }
                 #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'transaction'") == transactions)
-                #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'event'") == transactions, "chain v2 seals every event too")
+                #expect(
+                    try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'event'") == transactions, "chain v2 seals every event too")
             }
             // The chain the sealer built is contiguous and replays: the audit checks it with no
             // tolerance for an unsealed backlog.
             // 24 transactions, 24 events and the rule-set publications, numbered 1…n.
-            #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 48 + (SELECT count(*) FROM rule_sets)") == 0)
+            #expect(
+                try await h.count("SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 48 + (SELECT count(*) FROM rule_sets)") == 0)
             let audit = try await CommandRunner.tanhui(["audit", "--seal-bound", "0"], databaseURL: h.url)
             #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
         }

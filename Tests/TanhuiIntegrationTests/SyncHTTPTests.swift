@@ -1,9 +1,9 @@
-import TanhuiPostgres
-import NIOFoundationEssentialsCompat
 import Foundation
-import Testing
+import NIOFoundationEssentialsCompat
 import TanhuiCore
+import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// The sync API through a real `tanhui serve` on loopback, with Hummingbird's TestClient as the client.
 @Suite("Sync API over HTTP", .needsDatabase)
@@ -17,7 +17,8 @@ struct SyncHTTPTests {
         let citizen: UUID
         let token: String
 
-        func push(_ events: [[String: Any]], sentAt: Date? = Date(), token: String? = nil, headers: [String: String] = [:]) async throws -> HTTPReply {
+        func push(_ events: [[String: Any]], sentAt: Date? = Date(), token: String? = nil, headers: [String: String] = [:]) async throws -> HTTPReply
+        {
             var body: [String: Any] = ["events": events]
             if let sentAt { body["sent_at"] = F.iso(sentAt) }
             return try await post("/v1/sync/push", body: try JSONSerialization.data(withJSONObject: body), token: token, headers: headers)
@@ -32,7 +33,8 @@ struct SyncHTTPTests {
         func pull(cursor: String?, limit: Int = 200, token: String? = nil) async throws -> [String: Any] {
             var query = "?limit=\(limit)"
             if let cursor { query += "&cursor=\(cursor)" }
-            let reply = try await HTTPClient.request("GET", server.baseURL + "/v1/sync/pull" + query, headers: ["Authorization": "Bearer \(token ?? self.token)"])
+            let reply = try await HTTPClient.request(
+                "GET", server.baseURL + "/v1/sync/pull" + query, headers: ["Authorization": "Bearer \(token ?? self.token)"])
             #expect(reply.status == 200, "\(reply.body)")
             return try SyncHTTPTests.json(reply.body)
         }
@@ -61,7 +63,10 @@ struct SyncHTTPTests {
         }
     }
 
-    static func event(_ id: UUID = UUID(), kind: String = "transit_trip", start: Date, minutes: Double = 30, data: [String: Any] = ["mode": "metro", "distance_m": 12_400], evidence: String? = nil) -> [String: Any] {
+    static func event(
+        _ id: UUID = UUID(), kind: String = "transit_trip", start: Date, minutes: Double = 30,
+        data: [String: Any] = ["mode": "metro", "distance_m": 12_400], evidence: String? = nil
+    ) -> [String: Any] {
         var object: [String: Any] = ["id": id.uuidString, "kind": kind, "province": "CN-GD", "occurred_at": F.iso(start), "data": data]
         if kind == "transit_trip" || kind == "bike_ride" { object["ended_at"] = F.iso(start.addingTimeInterval(minutes * 60)) }
         if let evidence { object["evidence"] = ["source": "sz_metro_card", "ref": evidence] }
@@ -92,16 +97,19 @@ struct SyncHTTPTests {
             reused["data"] = ["mode": "metro", "distance_m": 99_000]
             let invalidID = UUID()
             let batch: [[String: Any]] = [
-                trip,                                                                                          // 1 duplicate
-                reused,                                                                                        // 2 id_reused
-                Self.event(start: now.addingTimeInterval(-3 * 3600), evidence: "TXN-1"),                      // 3 evidence_claimed
-                Self.event(kind: "bike_ride", start: now.addingTimeInterval(-7000), data: ["distance_m": 3000]), // 4 overlap
-                Self.event(kind: "waste_sorting", start: now.addingTimeInterval(3 * 3600), data: [:]),       // 5 clock_skew
-                Self.event(kind: "waste_sorting", start: now.addingTimeInterval(-40 * 86_400), data: [:]),    // 6 too_old
-                Self.event(kind: "teleport", start: now.addingTimeInterval(-600), data: [:]),                 // 7 kind_not_covered
-                Self.event(start: now.addingTimeInterval(-20_000), data: ["mode": "metro", "distance_m": 100]), // 7 below_minimum
-                ["id": invalidID.uuidString, "kind": "transit_trip", "province": "CN-GD", "occurred_at": "2027-03-01T07:31:00", "data": ["distance_m": -5]], // 8 invalid
-                Self.event(kind: "waste_sorting", start: now.addingTimeInterval(-300), data: [:]),            // accepted after all that
+                trip,  // 1 duplicate
+                reused,  // 2 id_reused
+                Self.event(start: now.addingTimeInterval(-3 * 3600), evidence: "TXN-1"),  // 3 evidence_claimed
+                Self.event(kind: "bike_ride", start: now.addingTimeInterval(-7000), data: ["distance_m": 3000]),  // 4 overlap
+                Self.event(kind: "waste_sorting", start: now.addingTimeInterval(3 * 3600), data: [:]),  // 5 clock_skew
+                Self.event(kind: "waste_sorting", start: now.addingTimeInterval(-40 * 86_400), data: [:]),  // 6 too_old
+                Self.event(kind: "teleport", start: now.addingTimeInterval(-600), data: [:]),  // 7 kind_not_covered
+                Self.event(start: now.addingTimeInterval(-20_000), data: ["mode": "metro", "distance_m": 100]),  // 7 below_minimum
+                [
+                    "id": invalidID.uuidString, "kind": "transit_trip", "province": "CN-GD", "occurred_at": "2027-03-01T07:31:00",
+                    "data": ["distance_m": -5],
+                ],  // 8 invalid
+                Self.event(kind: "waste_sorting", start: now.addingTimeInterval(-300), data: [:]),  // accepted after all that
             ]
             let reply = try await h.push(batch)
             #expect(reply.status == 200, "\(reply.body)")
@@ -109,10 +117,11 @@ struct SyncHTTPTests {
             #expect(results.count == batch.count)
             #expect(results.map { $0["id"] as? String } == batch.map { $0["id"] as? String })
             let statuses = results.map { "\($0["status"] as? String ?? "?")/\($0["code"] as? String ?? "-")" }
-            #expect(statuses == [
-                "duplicate/-", "conflict/id_reused", "conflict/evidence_claimed", "conflict/overlap", "rejected/clock_skew",
-                "rejected/too_old", "rejected/kind_not_covered", "rejected/below_minimum", "rejected/invalid", "accepted/-",
-            ])
+            #expect(
+                statuses == [
+                    "duplicate/-", "conflict/id_reused", "conflict/evidence_claimed", "conflict/overlap", "rejected/clock_skew",
+                    "rejected/too_old", "rejected/kind_not_covered", "rejected/below_minimum", "rejected/invalid", "accepted/-",
+                ])
             #expect(results[0]["original_status"] as? String == "accepted")
             #expect((results[0]["award"] as? [String: Any])?["points"] as? Int == 57)
             let invalidErrors = try #require(results[8]["errors"] as? [[String: Any]])
@@ -121,7 +130,10 @@ struct SyncHTTPTests {
             // Final verdicts are stable: resending the whole batch changes nothing. Device-clock
             // and malformed verdicts are not stored, so they are answered the same way again.
             let again = try Self.results(try await h.push(batch))
-            #expect(again.map { $0["status"] as? String } == ["duplicate", "conflict", "duplicate", "duplicate", "rejected", "duplicate", "duplicate", "duplicate", "rejected", "duplicate"])
+            #expect(
+                again.map { $0["status"] as? String } == [
+                    "duplicate", "conflict", "duplicate", "duplicate", "rejected", "duplicate", "duplicate", "duplicate", "rejected", "duplicate",
+                ])
             #expect(again[4]["code"] as? String == "clock_skew")
             #expect(again[2]["original_status"] as? String == "conflict" && again[2]["code"] as? String == "evidence_claimed")
             // The malformed item was not stored, so the fixed event can use the same id.
@@ -145,7 +157,10 @@ struct SyncHTTPTests {
             // Same ride recorded independently by each device: different ids, same interval.
             let replies = try await withThrowingTaskGroup(of: HTTPReply.self) { group in
                 for (index, token) in [h.token, other, h.token, other].enumerated() {
-                    group.addTask { try await h.push([Self.event(kind: "bike_ride", start: start.addingTimeInterval(Double(index)), data: ["distance_m": 4000])], token: token) }
+                    group.addTask {
+                        try await h.push(
+                            [Self.event(kind: "bike_ride", start: start.addingTimeInterval(Double(index)), data: ["distance_m": 4000])], token: token)
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -167,8 +182,12 @@ struct SyncHTTPTests {
             }
             expectProblem(try await h.post("/v1/sync/push", body: Data("{\"events\": [".utf8)), 400, "malformed_json")
             expectProblem(try await h.post("/v1/sync/push", body: Data([0xff, 0xfe, 0x00])), 400, "malformed_json")
-            expectProblem(try await h.post("/v1/sync/push", body: Data("{}".utf8), headers: ["Content-Type": "text/plain"]), 415, "unsupported_media_type")
-            expectProblem(try await HTTPClient.request("POST", h.server.baseURL + "/v1/sync/push", headers: ["Content-Type": "application/json"], body: Data("{}".utf8)), 401, "unauthorized")
+            expectProblem(
+                try await h.post("/v1/sync/push", body: Data("{}".utf8), headers: ["Content-Type": "text/plain"]), 415, "unsupported_media_type")
+            expectProblem(
+                try await HTTPClient.request(
+                    "POST", h.server.baseURL + "/v1/sync/push", headers: ["Content-Type": "application/json"], body: Data("{}".utf8)), 401,
+                "unauthorized")
 
             // Forged, expired, foreign-key and alg:none tokens.
             let expired = try await TestDatabase.tokens().issue(citizen: h.citizen, device: "d", ttl: 60, now: Date().addingTimeInterval(-3600))
@@ -192,12 +211,16 @@ struct SyncHTTPTests {
             try JSONSerialization.data(withJSONObject: ["events": [event], "sent_at": F.iso(Date())]).write(to: plain)
             let gzipped = try await CommandRunner.run("/bin/bash", ["-c", "gzip -c \(plain.path) > \(plain.path).gz"])
             #expect(gzipped.exitCode == 0)
-            let compressed = try await h.post("/v1/sync/push", body: try Data(contentsOf: URL(fileURLWithPath: plain.path + ".gz")), headers: ["Content-Encoding": "gzip"])
+            let compressed = try await h.post(
+                "/v1/sync/push", body: try Data(contentsOf: URL(fileURLWithPath: plain.path + ".gz")), headers: ["Content-Encoding": "gzip"])
             #expect(try Self.results(compressed)[0]["status"] as? String == "accepted")
             let bomb = directory.appendingPathComponent("bomb.gz").path
             _ = try await CommandRunner.run("/bin/bash", ["-c", "head -c 50000000 /dev/zero | gzip -c > \(bomb)"])
-            expectProblem(try await h.post("/v1/sync/push", body: try Data(contentsOf: URL(fileURLWithPath: bomb)), headers: ["Content-Encoding": "gzip"]), 413, "body_too_large")
-            expectProblem(try await h.post("/v1/sync/push", body: Data("not gzip".utf8), headers: ["Content-Encoding": "gzip"]), 400, "malformed_request")
+            expectProblem(
+                try await h.post("/v1/sync/push", body: try Data(contentsOf: URL(fileURLWithPath: bomb)), headers: ["Content-Encoding": "gzip"]), 413,
+                "body_too_large")
+            expectProblem(
+                try await h.post("/v1/sync/push", body: Data("not gzip".utf8), headers: ["Content-Encoding": "gzip"]), 400, "malformed_request")
             try? FileManager.default.removeItem(at: directory)
             #expect(try await F.count(h.url, "SELECT count(*) FROM events") == 1)
         }
@@ -206,7 +229,9 @@ struct SyncHTTPTests {
     @Test("pull pages through the ledger; a reader polling while 4 writers commit never misses or repeats an entry")
     func pullUnderConcurrentWriters() async throws {
         try await Self.withServer { h in
-            let tokens = try await (0..<4).asyncMap { index in try await TestDatabase.tokens().issue(citizen: h.citizen, device: "writer-\(index)", ttl: 3600) }
+            let tokens = try await (0..<4).asyncMap { index in
+                try await TestDatabase.tokens().issue(citizen: h.citizen, device: "writer-\(index)", ttl: 3600)
+            }
             let base = Date().addingTimeInterval(-20 * 86_400)
             // Writers push waste check-ins (no overlap rules) concurrently; the reader polls meanwhile.
             let writers = Task {
@@ -215,7 +240,9 @@ struct SyncHTTPTests {
                         group.addTask {
                             for round in 0..<6 {
                                 let events = (0..<5).map { slot in
-                                    Self.event(kind: "waste_sorting", start: base.addingTimeInterval(Double(((writer * 6 + round) * 5 + slot) * 600)), data: [:])
+                                    Self.event(
+                                        kind: "waste_sorting", start: base.addingTimeInterval(Double(((writer * 6 + round) * 5 + slot) * 600)),
+                                        data: [:])
                                 }
                                 let reply = try await h.push(events, token: token)
                                 #expect(reply.status == 200)
@@ -256,15 +283,22 @@ struct SyncHTTPTests {
             let reset = try await h.pull(cursor: "v1.forged.cursor")
             #expect(reset["reset"] as? Bool == true)
             #expect(((reset["balances"] as? [[String: Any]])?.first?["points"] as? Int) == 120)
-            let badLimit = try await HTTPClient.request("GET", h.server.baseURL + "/v1/sync/pull?limit=0", headers: ["Authorization": "Bearer \(h.token)"])
+            let badLimit = try await HTTPClient.request(
+                "GET", h.server.baseURL + "/v1/sync/pull?limit=0", headers: ["Authorization": "Bearer \(h.token)"])
             #expect(badLimit.status == 400)
         }
     }
 
     static func isDone(_ task: Task<Void, any Error>) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
-            group.addTask { _ = try? await task.value; return true }
-            group.addTask { try? await Task.sleep(for: .milliseconds(50)); return false }
+            group.addTask {
+                _ = try? await task.value
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(50))
+                return false
+            }
             let first = await group.next()!
             group.cancelAll()
             return first
@@ -274,8 +308,10 @@ struct SyncHTTPTests {
     @Test("/metrics exposes requests by route and status, events by verdict and code, and pool usage")
     func metrics() async throws {
         try await Self.withServer { h in
-            _ = try await h.push([Self.event(kind: "waste_sorting", start: Date().addingTimeInterval(-60), data: [:]),
-                                  Self.event(kind: "teleport", start: Date().addingTimeInterval(-60), data: [:])])
+            _ = try await h.push([
+                Self.event(kind: "waste_sorting", start: Date().addingTimeInterval(-60), data: [:]),
+                Self.event(kind: "teleport", start: Date().addingTimeInterval(-60), data: [:]),
+            ])
             let reply = try await HTTPClient.request("GET", h.server.baseURL + "/metrics")
             #expect(reply.status == 200)
             #expect(reply.headers["content-type"]?.hasPrefix("text/plain") == true)
@@ -291,14 +327,17 @@ struct SyncHTTPTests {
     func tokenCLI() async throws {
         try await Self.withServer { h in
             let citizen = UUID()
-            let issued = try await CommandRunner.tanhui(["token", "issue", "--citizen", citizen.uuidString, "--device", "cli-phone", "--ttl", "10m"], databaseURL: nil,
-                                                        environment: ["TANHUI_TOKEN_SECRET": TestDatabase.tokenSecretBase64])
+            let issued = try await CommandRunner.tanhui(
+                ["token", "issue", "--citizen", citizen.uuidString, "--device", "cli-phone", "--ttl", "10m"], databaseURL: nil,
+                environment: ["TANHUI_TOKEN_SECRET": TestDatabase.tokenSecretBase64])
             #expect(issued.exitCode == 0, "\(issued.stderr)")
             let token = issued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let reply = try await h.push([Self.event(kind: "waste_sorting", start: Date().addingTimeInterval(-60), data: [:])], token: token)
             #expect(try Self.results(reply)[0]["status"] as? String == "accepted")
             #expect(try await F.count(h.url, "SELECT count(*) FROM events WHERE citizen_id = \(citizen) AND device_id = 'cli-phone'") == 1)
-            let bad = try await CommandRunner.tanhui(["token", "issue", "--citizen", "nope", "--device", "x"], databaseURL: nil, environment: ["TANHUI_TOKEN_SECRET": TestDatabase.tokenSecretBase64])
+            let bad = try await CommandRunner.tanhui(
+                ["token", "issue", "--citizen", "nope", "--device", "x"], databaseURL: nil,
+                environment: ["TANHUI_TOKEN_SECRET": TestDatabase.tokenSecretBase64])
             #expect(bad.exitCode != 0)
         }
     }

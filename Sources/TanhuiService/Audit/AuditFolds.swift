@@ -98,7 +98,8 @@ struct AuditSummaryRow: Sendable {
         var counters: [String: (points: Int64, events: Int64)] = [:]
         for pair in caps.split(separator: ",") {
             guard let equals = pair.lastIndex(of: "="), let slash = pair[equals...].firstIndex(of: "/"),
-                  let points = Int64(pair[pair.index(after: equals)..<slash]), let events = Int64(pair[pair.index(after: slash)...]) else { continue }
+                let points = Int64(pair[pair.index(after: equals)..<slash]), let events = Int64(pair[pair.index(after: slash)...])
+            else { continue }
             counters[String(pair[..<equals])] = (points, events)
         }
         return counters
@@ -139,8 +140,10 @@ struct ProvinceFold {
     }
 
     private func base(_ row: AuditTransactionRow) -> [(String, AuditValue)] {
-        [("province", .string(province)), ("transaction_id", .int(row.transactionID)), ("citizen_id", .string(row.citizen)),
-         ("citizen_seq", .int(row.citizenSeq)), ("event_id", .string(row.eventID))]
+        [
+            ("province", .string(province)), ("transaction_id", .int(row.transactionID)), ("citizen_id", .string(row.citizen)),
+            ("citizen_seq", .int(row.citizenSeq)), ("event_id", .string(row.eventID)),
+        ]
     }
 
     /// Starts a citizen from nothing, or (incremental audit) from the signed summary.
@@ -164,26 +167,39 @@ struct ProvinceFold {
         // 1. Balanced, at least two legs, legs carry the transaction's points.
         audit.checked(.transactionsBalance)
         if row.entryCount < 2 {
-            audit.record(.transactionsBalance, AuditFinding("has \(row.entryCount) entr\(row.entryCount == 1 ? "y" : "ies"); at least 2 are required",
-                                                            magnitude: max(Saturating.magnitude(row.entrySum), 1), at: at, ids + [("entries", .int(row.entryCount))]))
+            audit.record(
+                .transactionsBalance,
+                AuditFinding(
+                    "has \(row.entryCount) entr\(row.entryCount == 1 ? "y" : "ies"); at least 2 are required",
+                    magnitude: max(Saturating.magnitude(row.entrySum), 1), at: at, ids + [("entries", .int(row.entryCount))]))
         }
         if row.entrySum != 0 {
-            audit.record(.transactionsBalance, AuditFinding("entries sum to \(row.entrySum), not 0", magnitude: Saturating.magnitude(row.entrySum), at: at,
-                                                            ids + [("entries_sum", .int(row.entrySum))]))
+            audit.record(
+                .transactionsBalance,
+                AuditFinding(
+                    "entries sum to \(row.entrySum), not 0", magnitude: Saturating.magnitude(row.entrySum), at: at,
+                    ids + [("entries_sum", .int(row.entrySum))]))
         }
         if row.foreignEntries > 0 {
-            audit.record(.transactionsBalance, AuditFinding("\(row.foreignEntries) entries on accounts other than issuance and its citizen", at: at, ids))
+            audit.record(
+                .transactionsBalance, AuditFinding("\(row.foreignEntries) entries on accounts other than issuance and its citizen", at: at, ids))
         }
         if row.entrySum == 0 && row.entryCount >= 2 && (row.citizenSum != row.points || !Saturating.isNegation(row.issuanceSum, row.points)) {
-            audit.record(.transactionsBalance, AuditFinding("entries move \(row.citizenSum) points to the citizen but the transaction records \(row.points)",
-                                                            magnitude: Saturating.gap(row.citizenSum, row.points), at: at,
-                                                            ids + [("entries_points", .int(row.citizenSum)), ("transaction_points", .int(row.points))]))
+            audit.record(
+                .transactionsBalance,
+                AuditFinding(
+                    "entries move \(row.citizenSum) points to the citizen but the transaction records \(row.points)",
+                    magnitude: Saturating.gap(row.citizenSum, row.points), at: at,
+                    ids + [("entries_points", .int(row.citizenSum)), ("transaction_points", .int(row.points))]))
         }
 
         // 3. Gap-free numbering per citizen.
         if row.citizenSeq != expectedSeq {
-            audit.record(.cachedBalances, AuditFinding("citizen_seq \(row.citizenSeq) where \(expectedSeq) was expected (missing or extra transaction)",
-                                                       magnitude: Saturating.gap(row.citizenSeq, expectedSeq), at: at, ids))
+            audit.record(
+                .cachedBalances,
+                AuditFinding(
+                    "citizen_seq \(row.citizenSeq) where \(expectedSeq) was expected (missing or extra transaction)",
+                    magnitude: Saturating.gap(row.citizenSeq, expectedSeq), at: at, ids))
         }
         expectedSeq = Saturating.add(row.citizenSeq, 1)
         lastSeq = max(lastSeq, row.citizenSeq)
@@ -195,12 +211,18 @@ struct ProvinceFold {
         grams = gramsOverflow ? Saturating.add(grams, row.grams) : newGrams
         audit.checked(.capsAndNegativeBalances)
         if pointsOverflow || gramsOverflow {
-            audit.record(.capsAndNegativeBalances, AuditFinding("the citizen's running balance overflows 64 bits after this transaction", magnitude: Int64.max, at: at,
-                                                                ids + [("balance_points", .int(points)), ("balance_grams", .int(grams))]))
+            audit.record(
+                .capsAndNegativeBalances,
+                AuditFinding(
+                    "the citizen's running balance overflows 64 bits after this transaction", magnitude: Int64.max, at: at,
+                    ids + [("balance_points", .int(points)), ("balance_grams", .int(grams))]))
         }
         if points < 0 {
-            audit.record(.capsAndNegativeBalances, AuditFinding("citizen balance \(points) points after this transaction", magnitude: Saturating.magnitude(points), at: at,
-                                                                ids + [("balance_points", .int(points))]))
+            audit.record(
+                .capsAndNegativeBalances,
+                AuditFinding(
+                    "citizen balance \(points) points after this transaction", magnitude: Saturating.magnitude(points), at: at,
+                    ids + [("balance_points", .int(points))]))
         }
 
         switch row.kind {
@@ -215,29 +237,46 @@ struct ProvinceFold {
         let at = row.createdAt
         audit.checked(.completeness)
         guard let event = row.event else {
-            audit.record(.completeness, AuditFinding("award references event \(row.eventID), which does not exist", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "award references event \(row.eventID), which does not exist", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
             return
         }
         if event.status != "accepted" {
-            audit.record(.completeness, AuditFinding("award references an event whose verdict is '\(event.status)'", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "award references an event whose verdict is '\(event.status)'", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
         }
         if event.citizen != row.citizen {
-            audit.record(.completeness, AuditFinding("award is credited to another citizen than the event's (\(event.citizen))", magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "award is credited to another citizen than the event's (\(event.citizen))", magnitude: max(Saturating.magnitude(row.points), 1),
+                    at: at, ids))
         }
 
         // 6. Replay under the version the award names, caps accumulating in citizen order.
         audit.checked(.replay)
         let version = row.ruleSetVersion
         guard let ruleSet = ruleSets[version] else {
-            audit.record(.replay, AuditFinding("names rule-set version \(version), which is not published or whose document no longer matches its hash",
-                                               magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version)))]))
+            audit.record(
+                .replay,
+                AuditFinding(
+                    "names rule-set version \(version), which is not published or whose document no longer matches its hash",
+                    magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version)))]))
             return
         }
         guard let id = UUID(uuidString: row.eventID) else { return }
         let judged = ActionEvent(id: id, kind: event.kind, province: province, occurredAt: event.occurredAt, endedAt: event.endedAt, data: event.data)
         if let inForce = history.inForce(at: event.occurredAt)?.version, inForce != version {
-            audit.record(.replay, AuditFinding("names rule-set version \(version) but version \(inForce) is in force at occurred_at \(AuditReport.instant(event.occurredAt))",
-                                               magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version))), ("in_force", .int(Int64(inForce)))]))
+            audit.record(
+                .replay,
+                AuditFinding(
+                    "names rule-set version \(version) but version \(inForce) is in force at occurred_at \(AuditReport.instant(event.occurredAt))",
+                    magnitude: max(Saturating.magnitude(row.points), 1), at: at,
+                    ids + [("rule_set_version", .int(Int64(version))), ("in_force", .int(Int64(inForce)))]))
         }
         let windows = ruleSet.capWindows(for: judged)
         for window in windows where !seeded.contains(window.key) {
@@ -247,16 +286,25 @@ struct ProvinceFold {
         switch RuleEvaluator.evaluate(event: judged, ruleSet: ruleSet, usage: usage, receivedAt: event.receivedAt) {
         case .accepted(let replayed):
             if replayed.gramsCO2e != row.grams || replayed.pointsAwarded != row.points
-                || (row.pointsBeforeCaps.map { $0 != replayed.pointsBeforeCaps } ?? false) {
-                audit.record(.replay, AuditFinding(
-                    "stored \(row.points) points / \(row.grams) g, replay gives \(replayed.pointsAwarded) points / \(replayed.gramsCO2e) g",
-                    magnitude: Saturating.add(Saturating.gap(replayed.pointsAwarded, row.points), Saturating.gap(replayed.gramsCO2e, row.grams)), at: at,
-                    ids + [("stored_points", .int(row.points)), ("replayed_points", .int(replayed.pointsAwarded)),
-                           ("stored_grams", .int(row.grams)), ("replayed_grams", .int(replayed.gramsCO2e))]))
+                || (row.pointsBeforeCaps.map { $0 != replayed.pointsBeforeCaps } ?? false)
+            {
+                audit.record(
+                    .replay,
+                    AuditFinding(
+                        "stored \(row.points) points / \(row.grams) g, replay gives \(replayed.pointsAwarded) points / \(replayed.gramsCO2e) g",
+                        magnitude: Saturating.add(Saturating.gap(replayed.pointsAwarded, row.points), Saturating.gap(replayed.gramsCO2e, row.grams)),
+                        at: at,
+                        ids + [
+                            ("stored_points", .int(row.points)), ("replayed_points", .int(replayed.pointsAwarded)),
+                            ("stored_grams", .int(row.grams)), ("replayed_grams", .int(replayed.gramsCO2e)),
+                        ]))
             }
         case .rejected(let rejection):
-            audit.record(.replay, AuditFinding("replay rejects the event: \(rejection.code.rawValue): \(rejection.message)",
-                                               magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("code", .string(rejection.code.rawValue))]))
+            audit.record(
+                .replay,
+                AuditFinding(
+                    "replay rejects the event: \(rejection.code.rawValue): \(rejection.message)",
+                    magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("code", .string(rejection.code.rawValue))]))
         }
         // What the service consumed: the stored points, one event per window (nothing for 0 points).
         guard row.points > 0 else { return }
@@ -267,12 +315,18 @@ struct ProvinceFold {
             usage[window] = counter
             recomputed[window.key] = (counter.points, counter.events, window)
             if let max = window.maxPoints, counter.points > max {
-                audit.record(.capsAndNegativeBalances, AuditFinding("cap \(window.key) reaches \(counter.points) points, above its \(max)",
-                                                                    magnitude: Saturating.gap(counter.points, max), at: at, ids + [("window_key", .string(window.key))]))
+                audit.record(
+                    .capsAndNegativeBalances,
+                    AuditFinding(
+                        "cap \(window.key) reaches \(counter.points) points, above its \(max)",
+                        magnitude: Saturating.gap(counter.points, max), at: at, ids + [("window_key", .string(window.key))]))
             }
             if let max = window.maxEvents, counter.events > max {
-                audit.record(.capsAndNegativeBalances, AuditFinding("cap \(window.key) reaches \(counter.events) events, above its \(max)",
-                                                                    magnitude: Saturating.gap(counter.events, max), at: at, ids + [("window_key", .string(window.key))]))
+                audit.record(
+                    .capsAndNegativeBalances,
+                    AuditFinding(
+                        "cap \(window.key) reaches \(counter.events) events, above its \(max)",
+                        magnitude: Saturating.gap(counter.events, max), at: at, ids + [("window_key", .string(window.key))]))
             }
         }
     }
@@ -282,8 +336,11 @@ struct ProvinceFold {
         let fields = ids + [("reverses_id", row.reversesID.map { .int($0) } ?? .string("-"))]
         audit.checked(.reversals)
         guard let original = row.original else {
-            audit.record(.reversals, AuditFinding("reverses transaction \(row.reversesID.map(String.init) ?? "-"), which does not exist",
-                                                  magnitude: max(Saturating.magnitude(row.points), 1), at: at, fields))
+            audit.record(
+                .reversals,
+                AuditFinding(
+                    "reverses transaction \(row.reversesID.map(String.init) ?? "-"), which does not exist",
+                    magnitude: max(Saturating.magnitude(row.points), 1), at: at, fields))
             return
         }
         var problems: [String] = []
@@ -294,18 +351,27 @@ struct ProvinceFold {
         if row.citizen != original.citizen { problems.append("citizen differs from the award's") }
         if row.ruleSetVersion != original.ruleSetVersion { problems.append("rule-set version \(row.ruleSetVersion) ≠ \(original.ruleSetVersion)") }
         if !Saturating.isNegation(row.issuanceSum, original.issuanceSum) || !Saturating.isNegation(row.citizenSum, original.citizenSum) {
-            problems.append("entries (issuance \(row.issuanceSum), citizen \(row.citizenSum)) do not mirror the award's (\(original.issuanceSum), \(original.citizenSum))")
+            problems.append(
+                "entries (issuance \(row.issuanceSum), citizen \(row.citizenSum)) do not mirror the award's (\(original.issuanceSum), \(original.citizenSum))"
+            )
         }
         if !problems.isEmpty {
-            audit.record(.reversals, AuditFinding("does not mirror its award: " + problems.joined(separator: "; "),
-                                                  magnitude: Saturating.add(Saturating.add(Saturating.sumMagnitude(row.points, original.points), Saturating.sumMagnitude(row.grams, original.grams)), 1), at: at, fields))
+            audit.record(
+                .reversals,
+                AuditFinding(
+                    "does not mirror its award: " + problems.joined(separator: "; "),
+                    magnitude: Saturating.add(
+                        Saturating.add(Saturating.sumMagnitude(row.points, original.points), Saturating.sumMagnitude(row.grams, original.grams)), 1),
+                    at: at, fields))
         }
     }
 
     /// Closes the current citizen: compares the cached account row and cap usage with the fold.
     mutating func end(account: AuditAccountRow?, capUsage: [AuditCapUsageRow], into audit: inout AuditAccumulator) {
         guard let citizen else { return }
-        let ids: [(String, AuditValue)] = [("province", .string(province)), ("account", .string("citizen:" + citizen)), ("citizen_id", .string(citizen))]
+        let ids: [(String, AuditValue)] = [
+            ("province", .string(province)), ("account", .string("citizen:" + citizen)), ("citizen_id", .string(citizen)),
+        ]
         audit.checked(.cachedBalances)
         if let account {
             var problems: [String] = []
@@ -313,14 +379,24 @@ struct ProvinceFold {
             if account.balanceGrams != grams { problems.append("balance_grams \(account.balanceGrams) ≠ \(grams) from transactions") }
             if account.lastSeq != lastSeq { problems.append("last_seq \(account.lastSeq) ≠ \(lastSeq)") }
             if !problems.isEmpty {
-                audit.record(.cachedBalances, AuditFinding(problems.joined(separator: "; "),
-                                                           magnitude: Saturating.add(Saturating.add(Saturating.gap(account.balancePoints, points), Saturating.gap(account.balanceGrams, grams)), Saturating.gap(account.lastSeq, lastSeq)),
-                                                           ids + [("cached_points", .int(account.balancePoints)), ("ledger_points", .int(points)),
-                                                                  ("cached_grams", .int(account.balanceGrams)), ("ledger_grams", .int(grams)),
-                                                                  ("cached_last_seq", .int(account.lastSeq)), ("ledger_last_seq", .int(lastSeq))]))
+                audit.record(
+                    .cachedBalances,
+                    AuditFinding(
+                        problems.joined(separator: "; "),
+                        magnitude: Saturating.add(
+                            Saturating.add(Saturating.gap(account.balancePoints, points), Saturating.gap(account.balanceGrams, grams)),
+                            Saturating.gap(account.lastSeq, lastSeq)),
+                        ids + [
+                            ("cached_points", .int(account.balancePoints)), ("ledger_points", .int(points)),
+                            ("cached_grams", .int(account.balanceGrams)), ("ledger_grams", .int(grams)),
+                            ("cached_last_seq", .int(account.lastSeq)), ("ledger_last_seq", .int(lastSeq)),
+                        ]))
             }
         } else if lastSeq > 0 {
-            audit.record(.cachedBalances, AuditFinding("has \(lastSeq) transactions but no citizen_accounts row", magnitude: Saturating.add(Saturating.magnitude(points), 1), ids))
+            audit.record(
+                .cachedBalances,
+                AuditFinding(
+                    "has \(lastSeq) transactions but no citizen_accounts row", magnitude: Saturating.add(Saturating.magnitude(points), 1), ids))
         }
 
         audit.checked(.capsAndNegativeBalances, Int64(capUsage.count))
@@ -330,9 +406,12 @@ struct ProvinceFold {
             let have = stored[key].map { ($0.points, $0.events) } ?? (0, 0)
             let want = recomputed[key].map { ($0.points, $0.events) } ?? priorCaps[key].map { ($0.points, $0.events) } ?? (0, 0)
             if have != want {
-                audit.record(.capsAndNegativeBalances, AuditFinding(
-                    "cap_usage \(key) holds \(have.0) points / \(have.1) events, awards give \(want.0) / \(want.1)",
-                    magnitude: Saturating.add(Saturating.gap(have.0, want.0), Saturating.gap(have.1, want.1)), ids + [("window_key", .string(key))]))
+                audit.record(
+                    .capsAndNegativeBalances,
+                    AuditFinding(
+                        "cap_usage \(key) holds \(have.0) points / \(have.1) events, awards give \(want.0) / \(want.1)",
+                        magnitude: Saturating.add(Saturating.gap(have.0, want.0), Saturating.gap(have.1, want.1)),
+                        ids + [("window_key", .string(key))]))
             }
         }
         self.citizen = nil
@@ -426,8 +505,11 @@ struct ChainReplay {
         if !broken.isEmpty {
             let rule = broken.map { String($0.prefix { $0 != ":" }) }.joined(separator: ",")
             let at = createdAt.map { Date(timeIntervalSince1970: Double($0) / 1_000_000) }
-            audit.record(.hashChain, AuditFinding(broken.joined(separator: "; "), magnitude: Int64(broken.count), at: at,
-                                                  [("province", .string(province))] + link.names + [("rule", .string(rule))]))
+            audit.record(
+                .hashChain,
+                AuditFinding(
+                    broken.joined(separator: "; "), magnitude: Int64(broken.count), at: at,
+                    [("province", .string(province))] + link.names + [("rule", .string(rule))]))
         }
 
         var disorder: [String] = []
@@ -441,15 +523,20 @@ struct ChainReplay {
             let behind = latest.micros.subtractingReportingOverflow(createdAt)
             let gap = behind.overflow ? Int64.max : behind.partialValue
             if gap > sealBoundMicroseconds {
-                disorder.append("created_at: \(gap / 1000) ms before transaction \(latest.transactionID)'s, earlier in the chain (bound \(sealBoundMicroseconds / 1_000_000) s)")
+                disorder.append(
+                    "created_at: \(gap / 1000) ms before transaction \(latest.transactionID)'s, earlier in the chain (bound \(sealBoundMicroseconds / 1_000_000) s)"
+                )
                 magnitude = gap / 1000
             }
         }
         if !disorder.isEmpty {
             let rule = disorder.map { String($0.prefix { $0 != ":" }) }.joined(separator: ",")
-            audit.record(.chainOrder, AuditFinding(disorder.joined(separator: "; "), magnitude: magnitude,
-                                                   at: createdAt.map { Date(timeIntervalSince1970: Double($0) / 1_000_000) },
-                                                   [("province", .string(province))] + link.names + [("rule", .string(rule))]))
+            audit.record(
+                .chainOrder,
+                AuditFinding(
+                    disorder.joined(separator: "; "), magnitude: magnitude,
+                    at: createdAt.map { Date(timeIntervalSince1970: Double($0) / 1_000_000) },
+                    [("province", .string(province))] + link.names + [("rule", .string(rule))]))
         }
         // Continue from the stored link, so one tampered row is one finding, not a cascade.
         expectedSeq = link.seq &+ 1

@@ -22,16 +22,24 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .transactionsBalance: return "every transaction has ≥ 2 entries summing to zero that carry its points; no entry without a transaction"
         case .conservation: return "per province: −issuance = Σ citizen entries = issued − reversed"
         case .cachedBalances: return "citizen_accounts balance_points, balance_grams and last_seq equal the fold of the ledger; citizen_seq runs 1…n"
-        case .hashChain: return "hash chain replays from genesis: contiguous sequence, links, hashes (v1: transactions; v2: every column of transactions, events and rule-set publications); every record sealed at most once, none skipped"
+        case .hashChain:
+            return
+                "hash chain replays from genesis: contiguous sequence, links, hashes (v1: transactions; v2: every column of transactions, events and rule-set publications); every record sealed at most once, none skipped"
         case .unsealedBacklog: return "no transaction left unsealed longer than the seal bound"
         case .checkpoints: return "each --checkpoint is signed by the trusted key and the current chain still holds its head"
-        case .replay: return "every award re-evaluates to its stored grams and points (caps in citizen order) under the version in force; rule-set documents match their hashes"
-        case .completeness: return "each accepted event has exactly one award, each award an accepted event of its citizen; no evidence credited twice"
+        case .replay:
+            return
+                "every award re-evaluates to its stored grams and points (caps in citizen order) under the version in force; rule-set documents match their hashes"
+        case .completeness:
+            return "each accepted event has exactly one award, each award an accepted event of its citizen; no evidence credited twice"
         case .capsAndNegativeBalances: return "no cap exceeded, cap_usage equals the recomputed usage, no citizen balance ever negative"
         case .reversals: return "each reversal mirrors an award exactly (points, grams, event, citizen, entries); at most one per award"
-        case .guardRails: return "append-only triggers present, enabled, BEFORE ROW UPDATE OR DELETE (TRUNCATE: statement), no column list or WHEN, calling the shipped tanhui_reject_change(); tanhui_service has no UPDATE/DELETE/TRUNCATE on history tables"
+        case .guardRails:
+            return
+                "append-only triggers present, enabled, BEFORE ROW UPDATE OR DELETE (TRUNCATE: statement), no column list or WHEN, calling the shipped tanhui_reject_change(); tanhui_service has no UPDATE/DELETE/TRUNCATE on history tables"
         case .overlappingTrips: return "no two accepted trips of one citizen overlap in time"
-        case .chainOrder: return "the chain follows seal-id order, never returns from v2 to v1 links, and contradicts created_at order by at most the seal bound"
+        case .chainOrder:
+            return "the chain follows seal-id order, never returns from v2 to v1 links, and contradicts created_at order by at most the seal bound"
         }
     }
 }
@@ -192,7 +200,8 @@ package struct AuditReport: Sendable {
             "provinces": provinces,
             "rows_checked": NSNumber(value: rowsChecked),
             "snapshot": snapshot,
-            "window": ["from": from.map { Self.instant($0) as Any } ?? NSNull(), "to": to.map { Self.instant($0) as Any } ?? NSNull()] as [String: Any],
+            "window": ["from": from.map { Self.instant($0) as Any } ?? NSNull(), "to": to.map { Self.instant($0) as Any } ?? NSNull()]
+                as [String: Any],
             "seal_bound_seconds": sealBoundSeconds,
             "checks": checks.map { check -> [String: Any] in
                 [
@@ -207,15 +216,20 @@ package struct AuditReport: Sendable {
                 ]
             },
         ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 
     /// One line per check; for each violation its count and first, worst and last offenders.
     package func human() -> [String] {
         var lines: [String] = []
-        let window = (from == nil && to == nil) ? "" : ", findings restricted to transactions created in [\(from.map(Self.instant) ?? "-∞"), \(to.map(Self.instant) ?? "+∞"))"
-        lines.append("tanhui audit: \(provinces.count) province(s) \(provinces.isEmpty ? "(none)" : provinces.joined(separator: " ")), \(rowsChecked) rows checked, \(snapshot) snapshot\(window)")
+        let window =
+            (from == nil && to == nil)
+            ? "" : ", findings restricted to transactions created in [\(from.map(Self.instant) ?? "-∞"), \(to.map(Self.instant) ?? "+∞"))"
+        lines.append(
+            "tanhui audit: \(provinces.count) province(s) \(provinces.isEmpty ? "(none)" : provinces.joined(separator: " ")), \(rowsChecked) rows checked, \(snapshot) snapshot\(window)"
+        )
         let width = AuditCheckID.allCases.map(\.rawValue.count).max()!
         for check in checks {
             let name = check.id.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)

@@ -40,7 +40,9 @@ package final class LedgerAudit: Sendable {
     let pool: PostgresPool
 
     /// Append-only history tables the guard rails cover.
-    package static let guardedTables = ["events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states"]
+    package static let guardedTables = [
+        "events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states",
+    ]
 
     package init(pool: PostgresPool) {
         self.pool = pool
@@ -53,14 +55,17 @@ package final class LedgerAudit: Sendable {
         var since: Checkpoint?
         if let sinceFile = adjusted.since {
             adjusted.checkpoints.append(sinceFile)
-            if let key = adjusted.trustedKey, let checkpoint = try? Checkpoint.verify(note: sinceFile.note, trustedKey: key), checkpoint.watermark != nil {
+            if let key = adjusted.trustedKey, let checkpoint = try? Checkpoint.verify(note: sinceFile.note, trustedKey: key),
+                checkpoint.watermark != nil
+            {
                 since = checkpoint
                 adjusted.provinces = [checkpoint.province]
             } else {
                 adjusted.provinces = []
             }
         }
-        let options = adjusted, sinceCheckpoint = since
+        let options = adjusted
+        let sinceCheckpoint = since
         // The coordinator's connection is its own (it holds the exported snapshot open while
         // the workers use pooled connections); its blocking calls run on the pool's threads.
         let settings = pool.configuration.connection
@@ -74,11 +79,13 @@ package final class LedgerAudit: Sendable {
             }
             let provinces: [String]
             if options.provinces.isEmpty {
-                provinces = try coordinator.query("""
+                provinces = try coordinator.query(
+                    """
                     -- citus: multi-shard (the provinces to audit)
                     SELECT province FROM rule_sets UNION SELECT DISTINCT province FROM citizen_accounts
                     UNION SELECT DISTINCT province FROM ledger_transactions ORDER BY 1
-                    """).rows.map { try $0.decode(0, as: String.self) }
+                    """
+                ).rows.map { try $0.decode(0, as: String.self) }
             } else {
                 provinces = Array(Set(options.provinces)).sorted()
             }
@@ -101,16 +108,23 @@ package final class LedgerAudit: Sendable {
                     let result = try await self.pool.withTransaction(isolation: .repeatableRead, maximumAttempts: 1) { connection in
                         try connection.query(PostgresQuery(stringLiteral: "SET TRANSACTION SNAPSHOT '\(snapshot)'"))
                         try connection.query("SET TRANSACTION READ ONLY")
-                        var audit = ProvinceAudit(province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
+                        var audit = ProvinceAudit(
+                            province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
                         return try audit.run()
                     }
                     return (index, result)
                 }
             }
-            while next < min(jobs, provinces.count) { start(next); next += 1 }
+            while next < min(jobs, provinces.count) {
+                start(next)
+                next += 1
+            }
             while let (index, result) = try await group.next() {
                 collected[index] = result
-                if next < provinces.count { start(next); next += 1 }
+                if next < provinces.count {
+                    start(next)
+                    next += 1
+                }
             }
             return collected
         }
@@ -127,10 +141,12 @@ package final class LedgerAudit: Sendable {
     /// Rows the audit will stream, from the planner's statistics (for a progress ETA only).
     package func estimatedRows() async throws -> Int64 {
         try await pool.withConnection { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT coalesce(sum(greatest(reltuples, 0)), 0)::bigint FROM pg_class
                 WHERE oid IN ('ledger_transactions'::regclass, 'ledger_chain'::regclass, 'citizen_accounts'::regclass, 'cap_usage'::regclass)
-                """).scalar(Int64.self)
+                """
+            ).scalar(Int64.self)
         }
     }
 
@@ -144,13 +160,15 @@ package final class LedgerAudit: Sendable {
     static let shippedRejectBody: String = {
         let sql = SchemaMigrations.all.first { $0.name.hasPrefix("0001") }?.sql ?? ""
         guard let function = sql.range(of: "CREATE FUNCTION tanhui_reject_change()"),
-              let open = sql.range(of: "$$", range: function.upperBound..<sql.endIndex),
-              let close = sql.range(of: "$$", range: open.upperBound..<sql.endIndex) else { return "" }
+            let open = sql.range(of: "$$", range: function.upperBound..<sql.endIndex),
+            let close = sql.range(of: "$$", range: open.upperBound..<sql.endIndex)
+        else { return "" }
         return String(sql[open.upperBound..<close.lowerBound])
     }()
 
     static func guardRails(on connection: PostgresConnection, into audit: inout AuditAccumulator) throws {
-        let triggers = try connection.query("""
+        let triggers = try connection.query(
+            """
             SELECT t.name || s.suffix, tr.tgname IS NOT NULL, coalesce(tr.tgenabled::text, ''), coalesce(p.proname = 'tanhui_reject_change' AND p.pronargs = 0, false),
                    coalesce(tr.tgtype::integer, 0), coalesce(tr.tgattr::text, ''), tr.tgqual IS NOT NULL, coalesce(p.prosrc, ''), coalesce(l.lanname, '')
             FROM unnest(\(PostgresArray(guardedTables))::text[]) AS t(name)
@@ -175,9 +193,10 @@ package final class LedgerAudit: Sendable {
             let type: Int = try row.decode(4)
             let wanted = name.hasSuffix("_no_truncate") ? Self.noTruncateTriggerType : Self.appendOnlyTriggerType
             if type != wanted {
-                problems.append(name.hasSuffix("_no_truncate")
-                    ? "is not BEFORE TRUNCATE FOR EACH STATEMENT (tgtype \(type), expected \(wanted))"
-                    : "is not BEFORE UPDATE OR DELETE FOR EACH ROW (tgtype \(type), expected \(wanted))")
+                problems.append(
+                    name.hasSuffix("_no_truncate")
+                        ? "is not BEFORE TRUNCATE FOR EACH STATEMENT (tgtype \(type), expected \(wanted))"
+                        : "is not BEFORE UPDATE OR DELETE FOR EACH ROW (tgtype \(type), expected \(wanted))")
             }
             if !(try row.decode(5, as: String.self)).isEmpty { problems.append("fires only for a column list (UPDATE OF …)") }
             if try row.decode(6, as: Bool.self) { problems.append("has a WHEN condition") }
@@ -186,16 +205,25 @@ package final class LedgerAudit: Sendable {
                 problems.append("calls a tanhui_reject_change() whose body is not the shipped one")
             }
             if !problems.isEmpty {
-                audit.record(.guardRails, AuditFinding("append-only trigger \(name) " + problems.joined(separator: "; "), magnitude: Int64(problems.count), fields))
+                audit.record(
+                    .guardRails,
+                    AuditFinding("append-only trigger \(name) " + problems.joined(separator: "; "), magnitude: Int64(problems.count), fields))
             }
         }
         audit.checked(.guardRails)
-        let rejects = try connection.query("""
+        let rejects = try connection.query(
+            """
             SELECT prosrc, l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE proname = 'tanhui_reject_change' AND pronargs = 0
-            """).rows
-        let shipped = try rejects.count == 1 && rejects[0].decode(0, as: String.self) == Self.shippedRejectBody && rejects[0].decode(1, as: String.self) == "plpgsql"
+            """
+        ).rows
+        let shipped =
+            try rejects.count == 1 && rejects[0].decode(0, as: String.self) == Self.shippedRejectBody
+            && rejects[0].decode(1, as: String.self) == "plpgsql"
         if !shipped {
-            audit.record(.guardRails, AuditFinding("function tanhui_reject_change() is missing or its body is not the shipped one", [("function", .string("tanhui_reject_change"))]))
+            audit.record(
+                .guardRails,
+                AuditFinding(
+                    "function tanhui_reject_change() is missing or its body is not the shipped one", [("function", .string("tanhui_reject_change"))]))
         }
         audit.checked(.guardRails)
         guard let role = try connection.query("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'tanhui_service'").first else {
@@ -203,9 +231,11 @@ package final class LedgerAudit: Sendable {
             return
         }
         if try role.decode(0, as: Bool.self) || role.decode(1, as: Bool.self) {
-            audit.record(.guardRails, AuditFinding("role tanhui_service is a superuser or bypasses row security", [("role", .string("tanhui_service"))]))
+            audit.record(
+                .guardRails, AuditFinding("role tanhui_service is a superuser or bypasses row security", [("role", .string("tanhui_service"))]))
         }
-        let privileges = try connection.query("""
+        let privileges = try connection.query(
+            """
             SELECT t, p, has_table_privilege('tanhui_service', t, p), pg_get_userbyid(c.relowner) = 'tanhui_service'
             FROM unnest(\(PostgresArray(guardedTables))::text[]) AS t
             CROSS JOIN unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) AS p
@@ -214,12 +244,21 @@ package final class LedgerAudit: Sendable {
             """)
         for row in privileges.rows {
             audit.checked(.guardRails)
-            let table: String = try row.decode(0), privilege: String = try row.decode(1)
+            let table: String = try row.decode(0)
+            let privilege: String = try row.decode(1)
             if try row.decode(2, as: Bool.self) {
-                audit.record(.guardRails, AuditFinding("tanhui_service holds \(privilege) on \(table)", [("role", .string("tanhui_service")), ("table", .string(table)), ("privilege", .string(privilege))]))
+                audit.record(
+                    .guardRails,
+                    AuditFinding(
+                        "tanhui_service holds \(privilege) on \(table)",
+                        [("role", .string("tanhui_service")), ("table", .string(table)), ("privilege", .string(privilege))]))
             }
             if privilege == "UPDATE", try row.decode(3, as: Bool.self) {
-                audit.record(.guardRails, AuditFinding("tanhui_service owns \(table) (an owner can disable its triggers)", [("role", .string("tanhui_service")), ("table", .string(table))]))
+                audit.record(
+                    .guardRails,
+                    AuditFinding(
+                        "tanhui_service owns \(table) (an owner can disable its triggers)",
+                        [("role", .string("tanhui_service")), ("table", .string(table))]))
             }
         }
     }
@@ -241,18 +280,26 @@ package final class LedgerAudit: Sendable {
             }
             fields += [("province", .string(checkpoint.province)), ("chain_seq", .int(checkpoint.sequence)), ("head", .string(checkpoint.headHash))]
             guard checkpoint.sequence > 0 else { continue }
-            let row = try connection.query("""
+            let row = try connection.query(
+                """
                 SELECT (SELECT hash FROM ledger_chain WHERE province = \(checkpoint.province) AND chain_seq = \(checkpoint.sequence)),
                        (SELECT coalesce(max(chain_seq), 0) FROM ledger_chain WHERE province = \(checkpoint.province))
-                """).rows[0]
+                """
+            ).rows[0]
             let current = try row.decode(0, as: String?.self)
             let length = try row.decode(1, as: Int64.self)
             if current == nil {
-                audit.record(.checkpoints, AuditFinding("the chain has \(length) links, fewer than the checkpoint's \(checkpoint.sequence): history was truncated or rolled back",
-                                                        magnitude: 3, fields + [("chain_length", .int(length))]))
+                audit.record(
+                    .checkpoints,
+                    AuditFinding(
+                        "the chain has \(length) links, fewer than the checkpoint's \(checkpoint.sequence): history was truncated or rolled back",
+                        magnitude: 3, fields + [("chain_length", .int(length))]))
             } else if current != checkpoint.headHash {
-                audit.record(.checkpoints, AuditFinding("the chain's hash at sequence \(checkpoint.sequence) is \(current!), not the checkpoint's head: history was rewritten",
-                                                        magnitude: 3, fields + [("current_hash", .string(current!))]))
+                audit.record(
+                    .checkpoints,
+                    AuditFinding(
+                        "the chain's hash at sequence \(checkpoint.sequence) is \(current!), not the checkpoint's head: history was rewritten",
+                        magnitude: 3, fields + [("current_hash", .string(current!))]))
             }
         }
     }
@@ -263,14 +310,20 @@ extension LedgerAudit {
     static func sinceSummary(_ since: Checkpoint?, file: String, on connection: PostgresConnection, into audit: inout AuditAccumulator) throws {
         audit.checked(.checkpoints)
         guard let since, let watermark = since.watermark, let signed = since.summarySHA256 else {
-            audit.record(.checkpoints, AuditFinding("--since needs a valid v2 checkpoint (signed by the trusted key, with a watermark and summary); nothing was folded from it",
-                                                    magnitude: 3, [("file", .string(file))]))
+            audit.record(
+                .checkpoints,
+                AuditFinding(
+                    "--since needs a valid v2 checkpoint (signed by the trusted key, with a watermark and summary); nothing was folded from it",
+                    magnitude: 3, [("file", .string(file))]))
             return
         }
         let stored = try LedgerService.summaryDigest(province: since.province, watermark: watermark, on: connection)
         if stored != signed {
-            audit.record(.checkpoints, AuditFinding("the stored summary at watermark \(watermark) hashes to \(stored), not the checkpoint's \(signed): the summary was edited",
-                                                    magnitude: 3, [("file", .string(file)), ("province", .string(since.province)), ("watermark", .int(watermark))]))
+            audit.record(
+                .checkpoints,
+                AuditFinding(
+                    "the stored summary at watermark \(watermark) hashes to \(stored), not the checkpoint's \(signed): the summary was edited",
+                    magnitude: 3, [("file", .string(file)), ("province", .string(since.province)), ("watermark", .int(watermark))]))
         }
     }
 }
@@ -370,25 +423,34 @@ struct ProvinceAudit {
     /// Every stored document must hash to its content_sha256 and parse; only those replay.
     private mutating func ruleSetVersions() throws -> [Int: RuleSet] {
         var versions: [Int: RuleSet] = [:]
-        for row in try connection.query("SELECT version, document, content_sha256 FROM rule_sets WHERE province = \(province) ORDER BY version").rows {
-            let version: Int = try row.decode(0), document: String = try row.decode(1), stored: String = try row.decode(2)
+        for row in try connection.query("SELECT version, document, content_sha256 FROM rule_sets WHERE province = \(province) ORDER BY version").rows
+        {
+            let version: Int = try row.decode(0)
+            let document: String = try row.decode(1)
+            let stored: String = try row.decode(2)
             let fields: [(String, AuditValue)] = [provinceField, ("rule_set_version", .int(Int64(version)))]
             audit.checked(.replay)
             let actual = RuleSetService.contentHash(of: document)
             guard actual == stored else {
-                audit.record(.replay, AuditFinding("stored rule-set document hashes to \(actual), not its content_sha256 \(stored): the published rules were edited",
-                                                   magnitude: 1_000_000, fields + [("content_sha256", .string(stored)), ("document_sha256", .string(actual))]))
+                audit.record(
+                    .replay,
+                    AuditFinding(
+                        "stored rule-set document hashes to \(actual), not its content_sha256 \(stored): the published rules were edited",
+                        magnitude: 1_000_000, fields + [("content_sha256", .string(stored)), ("document_sha256", .string(actual))]))
                 continue
             }
             do {
                 let ruleSet = try RuleSetParser.parse(document)
                 guard ruleSet.province == province, ruleSet.version == version else {
-                    audit.record(.replay, AuditFinding("document declares \(ruleSet.province) version \(ruleSet.version)", magnitude: 1_000_000, fields))
+                    audit.record(
+                        .replay, AuditFinding("document declares \(ruleSet.province) version \(ruleSet.version)", magnitude: 1_000_000, fields))
                     continue
                 }
                 versions[version] = ruleSet
             } catch {
-                audit.record(.replay, AuditFinding("stored rule-set document no longer parses: \(error.description.prefix(200))", magnitude: 1_000_000, fields))
+                audit.record(
+                    .replay, AuditFinding("stored rule-set document no longer parses: \(error.description.prefix(200))", magnitude: 1_000_000, fields)
+                )
             }
         }
         return versions
@@ -397,34 +459,46 @@ struct ProvinceAudit {
     /// Sums in numeric (no bigint cast to overflow), compared in the database: absurd amounts
     /// are findings like any other.
     private mutating func conservation() throws {
-        let row = try connection.query("""
+        let row = try connection.query(
+            """
             SELECT i::text, c::text, a::text, r::text, -i = c, a - r = c,
                    least(abs(i + c), 9223372036854775807)::bigint, least(abs(a - r - c), 9223372036854775807)::bigint, (a - r)::text
             FROM (SELECT (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account = 'issuance' AND transaction_id > \(sinceID)) AS i,
                          (SELECT coalesce(sum(points), 0) FROM ledger_entries WHERE province = \(province) AND account <> 'issuance' AND transaction_id > \(sinceID)) AS c,
                          (SELECT coalesce(sum(points) FILTER (WHERE kind = 'award'), 0) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) AS a,
                          (SELECT coalesce(-sum(points) FILTER (WHERE kind = 'reversal'), 0) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) AS r) sums
-            """).rows[0]
+            """
+        ).rows[0]
         func amount(_ column: Int) throws -> AuditValue {
             let text: String = try row.decode(column)
             return Int64(text).map { .int($0) } ?? .string(text)
         }
-        let issuance = try amount(0), citizens = try amount(1), issued = try amount(2), reversed = try amount(3)
+        let issuance = try amount(0)
+        let citizens = try amount(1)
+        let issued = try amount(2)
+        let reversed = try amount(3)
         audit.checked(.conservation)
-        let fields: [(String, AuditValue)] = [provinceField, ("account", .string("issuance")), ("issuance_balance", issuance),
-                                              ("citizen_entries", citizens), ("issued", issued), ("reversed", reversed)]
+        let fields: [(String, AuditValue)] = [
+            provinceField, ("account", .string("issuance")), ("issuance_balance", issuance),
+            ("citizen_entries", citizens), ("issued", issued), ("reversed", reversed),
+        ]
         if !(try row.decode(4, as: Bool.self)) {
-            audit.record(.conservation, AuditFinding("−issuance balance −(\(issuance)) ≠ Σ citizen entries \(citizens)", magnitude: try row.decode(6), fields))
+            audit.record(
+                .conservation, AuditFinding("−issuance balance −(\(issuance)) ≠ Σ citizen entries \(citizens)", magnitude: try row.decode(6), fields))
         }
         if !(try row.decode(5, as: Bool.self)) {
-            audit.record(.conservation, AuditFinding("issued \(issued) − reversed \(reversed) = \(try row.decode(8, as: String.self)) ≠ Σ citizen balances \(citizens)",
-                                                     magnitude: try row.decode(7), fields))
+            audit.record(
+                .conservation,
+                AuditFinding(
+                    "issued \(issued) − reversed \(reversed) = \(try row.decode(8, as: String.self)) ≠ Σ citizen balances \(citizens)",
+                    magnitude: try row.decode(7), fields))
         }
     }
 
     /// Transactions by (citizen, citizen_seq), merged with citizen_accounts and cap_usage.
     private mutating func ledgerFold(ruleSets: [Int: RuleSet], counter: RowCounter) throws {
-        let transactions = try cursor("""
+        let transactions = try cursor(
+            """
             DECLARE audit_tx NO SCROLL CURSOR FOR
             SELECT t.transaction_id, t.kind, t.citizen_id::text, t.citizen_seq, t.event_id::text, t.points, t.grams_co2e, t.rule_set_version,
                    t.points_before_caps, t.reverses_id, t.created_at,
@@ -449,18 +523,21 @@ struct ProvinceAudit {
             WHERE t.province = \(province) AND t.transaction_id > \(sinceID)
             ORDER BY t.citizen_id, t.citizen_seq, t.transaction_id
             """, name: "audit_tx", counter: counter)
-        let accounts = try cursor("""
+        let accounts = try cursor(
+            """
             DECLARE audit_accounts NO SCROLL CURSOR FOR
             SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province)
               AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id
             """, name: "audit_accounts", counter: counter)
-        let usage = try cursor("""
+        let usage = try cursor(
+            """
             DECLARE audit_caps NO SCROLL CURSOR FOR
             SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province)
               AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id, window_key
             """, name: "audit_caps", counter: counter)
         // Incremental: each touched citizen starts from the signed summary at the watermark.
-        let summary = try cursor("""
+        let summary = try cursor(
+            """
             DECLARE audit_summary NO SCROLL CURSOR FOR
             SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
             WHERE province = \(province) AND watermark = \(sinceID) AND \(incremental)
@@ -470,8 +547,10 @@ struct ProvinceAudit {
 
         var fold = ProvinceFold(province: province, ruleSets: ruleSets)
         while true {
-            let candidates = [try transactions.peek()?.decode(2, as: String.self), try accounts.peek()?.decode(0, as: String.self),
-                              try usage.peek()?.decode(0, as: String.self), try summary.peek()?.decode(0, as: String.self)]
+            let candidates = [
+                try transactions.peek()?.decode(2, as: String.self), try accounts.peek()?.decode(0, as: String.self),
+                try usage.peek()?.decode(0, as: String.self), try summary.peek()?.decode(0, as: String.self),
+            ]
             guard let citizen = candidates.compactMap({ $0 }).min() else { break }
             var prior: AuditSummaryRow?
             while let row = try summary.peek(), try row.decode(0, as: String.self) == citizen {
@@ -486,12 +565,14 @@ struct ProvinceAudit {
             var account: AuditAccountRow?
             while let row = try accounts.peek(), try row.decode(0, as: String.self) == citizen {
                 _ = try accounts.next()
-                account = AuditAccountRow(citizen: citizen, balancePoints: try row.decode(1), balanceGrams: try row.decode(2), lastSeq: try row.decode(3))
+                account = AuditAccountRow(
+                    citizen: citizen, balancePoints: try row.decode(1), balanceGrams: try row.decode(2), lastSeq: try row.decode(3))
             }
             var capUsage: [AuditCapUsageRow] = []
             while let row = try usage.peek(), try row.decode(0, as: String.self) == citizen {
                 _ = try usage.next()
-                capUsage.append(AuditCapUsageRow(citizen: citizen, windowKey: try row.decode(1), points: try row.decode(2), events: try row.decode(3)))
+                capUsage.append(
+                    AuditCapUsageRow(citizen: citizen, windowKey: try row.decode(1), points: try row.decode(2), events: try row.decode(3)))
             }
             fold.end(account: account, capUsage: capUsage, into: &audit)
         }
@@ -513,10 +594,11 @@ struct ProvinceAudit {
             result.event = AuditEventRow(
                 status: try row.decode(17), citizen: try row.decode(18), kind: try row.decode(19), occurredAt: try row.decode(20),
                 endedAt: try row.decode(21, as: Date?.self), receivedAt: try row.decode(22),
-                data: EventData(mode: try row.decode(23, as: String?.self), material: try row.decode(24, as: String?.self),
-                                distanceMeters: try row.decode(25, as: Int64?.self), weightGrams: try row.decode(26, as: Int64?.self),
-                                count: try row.decode(27, as: Int64?.self), consumptionWh: try row.decode(28, as: Int64?.self),
-                                baselineWh: try row.decode(29, as: Int64?.self), days: try row.decode(30, as: Int64?.self))
+                data: EventData(
+                    mode: try row.decode(23, as: String?.self), material: try row.decode(24, as: String?.self),
+                    distanceMeters: try row.decode(25, as: Int64?.self), weightGrams: try row.decode(26, as: Int64?.self),
+                    count: try row.decode(27, as: Int64?.self), consumptionWh: try row.decode(28, as: Int64?.self),
+                    baselineWh: try row.decode(29, as: Int64?.self), days: try row.decode(30, as: Int64?.self))
             )
         }
         if try row.decode(31, as: Bool.self) {
@@ -531,7 +613,8 @@ struct ProvinceAudit {
     /// The hash chain from genesis, recomputed with the sealer's own canonical forms (v1
     /// links: transactions; v2 links: transactions, events and rule-set publications).
     private mutating func chain(counter: RowCounter) throws {
-        let links = try cursor("""
+        let links = try cursor(
+            """
             DECLARE audit_chain NO SCROLL CURSOR FOR
             SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
                    t.transaction_id IS NOT NULL, e.event_id IS NOT NULL, r.version IS NOT NULL,
@@ -543,13 +626,17 @@ struct ProvinceAudit {
             WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
             ORDER BY c.chain_seq
             """, name: "audit_chain", counter: counter)
-        var replay = ChainReplay(province: province, sealBoundSeconds: options.sealBoundSeconds, after: sinceSeq, head: sinceHead, sealedThrough: sinceID)
-        let v1 = 12, v2 = v1 + 13
-        let eventColumn = v2 + LedgerChain.fieldCount(.transaction), ruleSetColumn = eventColumn + LedgerChain.fieldCount(.event)
+        var replay = ChainReplay(
+            province: province, sealBoundSeconds: options.sealBoundSeconds, after: sinceSeq, head: sinceHead, sealedThrough: sinceID)
+        let v1 = 12
+        let v2 = v1 + 13
+        let eventColumn = v2 + LedgerChain.fieldCount(.transaction)
+        let ruleSetColumn = eventColumn + LedgerChain.fieldCount(.event)
         while let row = try links.next() {
             var link = ChainLink(
                 seq: try row.decode(0), format: try row.decode(1), record: try row.decode(2), transactionID: try row.decode(3, as: Int64?.self),
-                eventID: try row.decode(4, as: String?.self), ruleSetVersion: try row.decode(5, as: Int?.self), sealID: try row.decode(6, as: Int64?.self),
+                eventID: try row.decode(4, as: String?.self), ruleSetVersion: try row.decode(5, as: Int?.self),
+                sealID: try row.decode(6, as: Int64?.self),
                 previousHash: try row.decode(7), hash: try row.decode(8))
             let kind = LedgerChain.Record(rawValue: link.record)
             switch kind {
@@ -577,84 +664,125 @@ struct ProvinceAudit {
         }
         let p = provinceField
 
-        try each("""
+        try each(
+            """
             DECLARE audit_orphans NO SCROLL CURSOR FOR
             SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
             WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id)
             ORDER BY 1, 2
-            """, "audit_orphans") { row in
+            """, "audit_orphans"
+        ) { row in
             let points: Int64 = try row.decode(2)
-            audit.record(.transactionsBalance, AuditFinding("entry of \(points) points belongs to no transaction", magnitude: abs(points),
-                                                            [p, ("transaction_id", .int(try row.decode(0))), ("account", .string(try row.decode(1)))]))
+            audit.record(
+                .transactionsBalance,
+                AuditFinding(
+                    "entry of \(points) points belongs to no transaction", magnitude: abs(points),
+                    [p, ("transaction_id", .int(try row.decode(0))), ("account", .string(try row.decode(1)))]))
         }
 
-        audit.checked(.completeness, try connection.query("SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND seal_id > \(sinceID)").scalar(Int64.self))
-        try each("""
+        audit.checked(
+            .completeness,
+            try connection.query("SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND seal_id > \(sinceID)").scalar(
+                Int64.self))
+        try each(
+            """
             DECLARE audit_unawarded NO SCROLL CURSOR FOR
             SELECT e.event_id::text, e.citizen_id::text, e.received_at FROM events e
             WHERE e.province = \(province) AND e.status = 'accepted' AND e.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')
             ORDER BY e.received_at, e.event_id
-            """, "audit_unawarded") { row in
-            audit.record(.completeness, AuditFinding("accepted event has no award transaction", at: try row.decode(2),
-                                                     [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
+            """, "audit_unawarded"
+        ) { row in
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "accepted event has no award transaction", at: try row.decode(2),
+                    [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
         }
-        try each("""
+        try each(
+            """
             DECLARE audit_double_awards NO SCROLL CURSOR FOR
             SELECT event_id::text, count(*), min(transaction_id), max(transaction_id) FROM ledger_transactions
             WHERE province = \(province) AND kind = 'award'
               AND (\(!incremental) OR event_id IN (SELECT n.event_id FROM ledger_transactions n WHERE n.province = \(province) AND n.kind = 'award' AND n.transaction_id > \(sinceID)))
             GROUP BY event_id HAVING count(*) > 1 ORDER BY 3
-            """, "audit_double_awards") { row in
+            """, "audit_double_awards"
+        ) { row in
             let count: Int64 = try row.decode(1)
-            audit.record(.completeness, AuditFinding("event has \(count) award transactions", magnitude: count,
-                                                     [p, ("event_id", .string(try row.decode(0))), ("transaction_id", .int(try row.decode(3))), ("first_transaction_id", .int(try row.decode(2)))]))
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "event has \(count) award transactions", magnitude: count,
+                    [
+                        p, ("event_id", .string(try row.decode(0))), ("transaction_id", .int(try row.decode(3))),
+                        ("first_transaction_id", .int(try row.decode(2))),
+                    ]))
         }
-        try each("""
+        try each(
+            """
             DECLARE audit_evidence NO SCROLL CURSOR FOR
             SELECT evidence_source, evidence_ref, count(*), min(event_id::text), max(event_id::text) FROM events
             WHERE province = \(province) AND status = 'accepted' AND evidence_source IS NOT NULL
               AND (\(!incremental) OR (evidence_source, evidence_ref) IN (SELECT n.evidence_source, n.evidence_ref FROM events n
                                                                           WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted'))
             GROUP BY evidence_source, evidence_ref HAVING count(*) > 1 ORDER BY 1, 2
-            """, "audit_evidence") { row in
+            """, "audit_evidence"
+        ) { row in
             let count: Int64 = try row.decode(2)
-            audit.record(.completeness, AuditFinding("evidence credited \(count) times", magnitude: count,
-                                                     [p, ("evidence_source", .string(try row.decode(0))), ("evidence_ref", .string(try row.decode(1))),
-                                                      ("event_id", .string(try row.decode(4))), ("first_event_id", .string(try row.decode(3)))]))
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "evidence credited \(count) times", magnitude: count,
+                    [
+                        p, ("evidence_source", .string(try row.decode(0))), ("evidence_ref", .string(try row.decode(1))),
+                        ("event_id", .string(try row.decode(4))), ("first_event_id", .string(try row.decode(3))),
+                    ]))
         }
-        try each("""
+        try each(
+            """
             DECLARE audit_double_reversals NO SCROLL CURSOR FOR
             SELECT reverses_id, count(*), max(transaction_id) FROM ledger_transactions
             WHERE province = \(province) AND kind = 'reversal'
               AND (\(!incremental) OR reverses_id IN (SELECT n.reverses_id FROM ledger_transactions n WHERE n.province = \(province) AND n.kind = 'reversal' AND n.transaction_id > \(sinceID)))
             GROUP BY reverses_id HAVING count(*) > 1 ORDER BY 1
-            """, "audit_double_reversals") { row in
+            """, "audit_double_reversals"
+        ) { row in
             let count: Int64 = try row.decode(1)
-            audit.record(.reversals, AuditFinding("award is reversed \(count) times", magnitude: count,
-                                                  [p, ("reverses_id", .int(try row.decode(0))), ("transaction_id", .int(try row.decode(2)))]))
+            audit.record(
+                .reversals,
+                AuditFinding(
+                    "award is reversed \(count) times", magnitude: count,
+                    [p, ("reverses_id", .int(try row.decode(0))), ("transaction_id", .int(try row.decode(2)))]))
         }
-        try each("""
+        try each(
+            """
             DECLARE audit_double_seals NO SCROLL CURSOR FOR
             SELECT record, min(transaction_id), min(event_id::text), min(rule_set_version), count(*), max(chain_seq) FROM ledger_chain
             WHERE province = \(province) AND chain_seq > \(sinceSeq)
             GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text) HAVING count(*) > 1 ORDER BY 6
-            """, "audit_double_seals") { row in
+            """, "audit_double_seals"
+        ) { row in
             let count: Int64 = try row.decode(4)
             var names: [(String, AuditValue)] = [p, ("record", .string(try row.decode(0)))]
             if let id = try row.decode(1, as: Int64?.self) { names.append(("transaction_id", .int(id))) }
             if let id = try row.decode(2, as: String?.self) { names.append(("event_id", .string(id))) }
             if let version = try row.decode(3, as: Int64?.self) { names.append(("rule_set_version", .int(version))) }
-            audit.record(.hashChain, AuditFinding("\(try row.decode(0, as: String.self)) sealed \(count) times (rule: sealed exactly once)", magnitude: count,
-                                                  names + [("chain_seq", .int(try row.decode(5))), ("rule", .string("once"))]))
+            audit.record(
+                .hashChain,
+                AuditFinding(
+                    "\(try row.decode(0, as: String.self)) sealed \(count) times (rule: sealed exactly once)", magnitude: count,
+                    names + [("chain_seq", .int(try row.decode(5))), ("rule", .string("once"))]))
         }
         // The sealer appends in seal-id order, so a record below the head's id and not in the
         // chain was skipped (or inserted under an old id later): it is sealed by nothing.
-        let headID = try connection.query("""
+        let headID = try connection.query(
+            """
             SELECT coalesce((SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1), 0)
-            """).scalar(Int64.self)
-        try each("""
+            """
+        ).scalar(Int64.self)
+        try each(
+            """
             DECLARE audit_skipped NO SCROLL CURSOR FOR
             SELECT 'transaction', t.transaction_id::text, t.transaction_id FROM ledger_transactions t
             WHERE t.province = \(province) AND t.transaction_id <= \(headID) AND t.transaction_id > \(sinceID)
@@ -668,22 +796,33 @@ struct ProvinceAudit {
             WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
             ORDER BY 3
-            """, "audit_skipped") { row in
-            let record: String = try row.decode(0), key: String = try row.decode(1)
-            let name: (String, AuditValue) = switch record {
-            case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
-            case "event": ("event_id", .string(key))
-            default: ("rule_set_version", .int(Int64(key) ?? 0))
-            }
-            audit.record(.hashChain, AuditFinding("\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
-                                                  [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
+            """, "audit_skipped"
+        ) { row in
+            let record: String = try row.decode(0)
+            let key: String = try row.decode(1)
+            let name: (String, AuditValue) =
+                switch record {
+                case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
+                case "event": ("event_id", .string(key))
+                default: ("rule_set_version", .int(Int64(key) ?? 0))
+                }
+            audit.record(
+                .hashChain,
+                AuditFinding(
+                    "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
+                    [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
         }
         // Accepted trips of one citizen, in start order: a trip starting before the latest end
         // among the citizen's earlier trips overlaps one of them (the exclusion constraint's rule).
-        audit.checked(.overlappingTrips, try connection.query("""
-            SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval AND seal_id > \(sinceID)
-            """).scalar(Int64.self))
-        try each("""
+        audit.checked(
+            .overlappingTrips,
+            try connection.query(
+                """
+                SELECT count(*) FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval AND seal_id > \(sinceID)
+                """
+            ).scalar(Int64.self))
+        try each(
+            """
             DECLARE audit_overlaps NO SCROLL CURSOR FOR
             SELECT event_id::text, citizen_id::text, received_at, previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
             FROM (SELECT *, max(upper(tanhui_trip_range(occurred_at, ended_at))) OVER (
@@ -692,21 +831,33 @@ struct ProvinceAudit {
                     AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM events n WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted' AND n.occupies_interval))) trips
             WHERE previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
             ORDER BY citizen_id, occurred_at
-            """, "audit_overlaps") { row in
-            audit.record(.overlappingTrips, AuditFinding("accepted trip overlaps an earlier accepted trip of the same citizen", at: try row.decode(2),
-                                                         [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
+            """, "audit_overlaps"
+        ) { row in
+            audit.record(
+                .overlappingTrips,
+                AuditFinding(
+                    "accepted trip overlaps an earlier accepted trip of the same citizen", at: try row.decode(2),
+                    [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
         }
-        audit.checked(.unsealedBacklog, try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)").scalar(Int64.self))
-        try each("""
+        audit.checked(
+            .unsealedBacklog,
+            try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)").scalar(
+                Int64.self))
+        try each(
+            """
             DECLARE audit_unsealed NO SCROLL CURSOR FOR
             SELECT t.transaction_id, t.created_at, extract(epoch FROM now() - t.created_at)::bigint FROM ledger_transactions t
             WHERE t.province = \(province) AND t.transaction_id > \(sinceID) AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
             ORDER BY t.transaction_id
-            """, "audit_unsealed") { row in
+            """, "audit_unsealed"
+        ) { row in
             let age: Int64 = try row.decode(2)
-            audit.record(.unsealedBacklog, AuditFinding("unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound", magnitude: age, at: try row.decode(1),
-                                                        [p, ("transaction_id", .int(try row.decode(0))), ("age_seconds", .int(age))]))
+            audit.record(
+                .unsealedBacklog,
+                AuditFinding(
+                    "unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound", magnitude: age, at: try row.decode(1),
+                    [p, ("transaction_id", .int(try row.decode(0))), ("age_seconds", .int(age))]))
         }
     }
 }

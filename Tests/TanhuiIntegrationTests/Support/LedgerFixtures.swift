@@ -40,7 +40,9 @@ enum LedgerFixtures {
         date.formatted(.iso8601)
     }
 
-    static func metro(id: UUID = UUID(), at start: Date, minutes: Double = 30, meters: Int = 12_400, evidence: String? = nil, province: String = "CN-GD") -> SubmissionItem {
+    static func metro(
+        id: UUID = UUID(), at start: Date, minutes: Double = 30, meters: Int = 12_400, evidence: String? = nil, province: String = "CN-GD"
+    ) -> SubmissionItem {
         var object: [String: Any] = [
             "id": id.uuidString, "kind": "transit_trip", "province": province,
             "occurred_at": iso(start), "ended_at": iso(start.addingTimeInterval(minutes * 60)),
@@ -51,11 +53,12 @@ enum LedgerFixtures {
     }
 
     static func bike(id: UUID = UUID(), at start: Date, meters: Int = 10_000, minutes: Double = 40) -> SubmissionItem {
-        .event(wire([
-            "id": id.uuidString, "kind": "bike_ride", "province": "CN-GD",
-            "occurred_at": iso(start), "ended_at": iso(start.addingTimeInterval(minutes * 60)),
-            "data": ["distance_m": meters],
-        ]))
+        .event(
+            wire([
+                "id": id.uuidString, "kind": "bike_ride", "province": "CN-GD",
+                "occurred_at": iso(start), "ended_at": iso(start.addingTimeInterval(minutes * 60)),
+                "data": ["distance_m": meters],
+            ]))
     }
 
     static func waste(id: UUID = UUID(), at start: Date) -> SubmissionItem {

@@ -45,4 +45,3 @@ final class Locked<Value: Sendable>: Sendable {
     func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }
-

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TanhuiPostgres
 import TanhuiService
+import Testing
 
 /// A real `tanhui serve` (as `tanhui_service`) on a fresh ledger database with the Guangdong
 /// sample rule set, for tests that talk to it over HTTP only.
@@ -29,14 +29,17 @@ struct ServedLedger: Sendable {
 
     /// An operator key for `provinces`, created with the CLI as the owner would.
     func operatorKey(_ provinces: [String] = ["CN-GD"]) async throws -> String {
-        let created = try await CommandRunner.tanhui(["operator", "create", "--name", "test-operator"] + provinces.flatMap { ["--province", $0] }, databaseURL: url)
+        let created = try await CommandRunner.tanhui(
+            ["operator", "create", "--name", "test-operator"] + provinces.flatMap { ["--province", $0] }, databaseURL: url)
         #expect(created.exitCode == 0, "\(created.stderr)")
         let line = created.stdout.split(separator: "\n").first { $0.hasPrefix("key ") }
         return try #require(line.map { String($0.dropFirst(4)) }, "no key in: \(created.stdout)")
     }
 
-    static func event(_ id: UUID = UUID(), kind: String = "waste_sorting", start: Date, minutes: Double = 30,
-                      data: [String: Any] = [:], evidence: String? = nil, province: String = "CN-GD") -> [String: Any] {
+    static func event(
+        _ id: UUID = UUID(), kind: String = "waste_sorting", start: Date, minutes: Double = 30,
+        data: [String: Any] = [:], evidence: String? = nil, province: String = "CN-GD"
+    ) -> [String: Any] {
         var object: [String: Any] = ["id": id.uuidString, "kind": kind, "province": province, "occurred_at": F.iso(start), "data": data]
         if kind == "transit_trip" || kind == "bike_ride" { object["ended_at"] = F.iso(start.addingTimeInterval(minutes * 60)) }
         if let evidence { object["evidence"] = ["source": "sz_metro_card", "ref": evidence] }
@@ -82,7 +85,9 @@ struct ServedLedger: Sendable {
         #expect(reply.status == status, "expected \(status) \(code), got \(reply.status): \(reply.body.prefix(300))", sourceLocation: sourceLocation)
         #expect(reply.headers["content-type"] == "application/problem+json", sourceLocation: sourceLocation)
         let object = (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any]
-        #expect((object?["type"] as? String)?.hasSuffix("/problems/\(code)") == true, "problem type is not \(code): \(reply.body.prefix(300))", sourceLocation: sourceLocation)
+        #expect(
+            (object?["type"] as? String)?.hasSuffix("/problems/\(code)") == true, "problem type is not \(code): \(reply.body.prefix(300))",
+            sourceLocation: sourceLocation)
         #expect(object?["status"] as? Int == status, sourceLocation: sourceLocation)
     }
 
@@ -90,6 +95,8 @@ struct ServedLedger: Sendable {
 
     /// Transactions not yet in a hash chain.
     func unsealed() async throws -> Int {
-        try await count("SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)")
+        try await count(
+            "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)"
+        )
     }
 }

@@ -28,8 +28,10 @@ final class ServerProcess: Sendable {
 
     /// Starts the server on an OS-chosen port (`--port 0`; a restart gets a new one) as
     /// `role`, and waits at most `startTimeout` for its "listening on" line.
-    static func start(databaseURL: String, role: Role = .service, environment: [String: String] = [:],
-                      startTimeout: Duration = .seconds(60)) async throws -> ServerProcess {
+    static func start(
+        databaseURL: String, role: Role = .service, environment: [String: String] = [:],
+        startTimeout: Duration = .seconds(60)
+    ) async throws -> ServerProcess {
         var variables = ProcessInfo.processInfo.environment
         variables["DATABASE_URL"] = role == .service ? serviceURL(databaseURL) : databaseURL
         variables["TANHUI_LOG_LEVEL"] = "warning"
@@ -39,7 +41,8 @@ final class ServerProcess: Sendable {
         process.executableURL = URL(fileURLWithPath: CommandRunner.tanhuiBinary)
         process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0"]
         process.environment = variables
-        let outPipe = Pipe(), errPipe = Pipe()
+        let outPipe = Pipe()
+        let errPipe = Pipe()
         process.standardOutput = outPipe
         process.standardError = errPipe
         process.standardInput = FileHandle.nullDevice
@@ -87,7 +90,10 @@ final class ServerProcess: Sendable {
             let reason = outcome.decided
             if reason == .timedOut { server.signal(SIGKILL) }
             _ = await server.waitForExit(timeout: .seconds(30))
-            throw ServerStartFailure(message: "server did not start (\(reason.map { "\($0)" } ?? "?"), exit \(process.isRunning ? -1 : process.terminationStatus)): \(server.stderr)")
+            throw ServerStartFailure(
+                message:
+                    "server did not start (\(reason.map { "\($0)" } ?? "?"), exit \(process.isRunning ? -1 : process.terminationStatus)): \(server.stderr)"
+            )
         }
         return server
     }
@@ -191,7 +197,8 @@ enum HTTPClient {
     ) async throws -> HTTPReply {
         guard timeoutSeconds >= 1 else { throw ServerStartFailure(message: "HTTPClient.request needs a timeout of at least 1 s") }
         guard let components = URLComponents(string: url), let host = components.host, let port = components.port,
-              let requestMethod = HTTPRequest.Method(method) else {
+            let requestMethod = HTTPRequest.Method(method)
+        else {
             throw ServerStartFailure(message: "HTTPClient.request: not an http://host:port URL or method: \(method) \(url)")
         }
         var target = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
@@ -208,7 +215,8 @@ enum HTTPClient {
             _ = try await client.getChannel()
             do {
                 let response = try await client.execute(
-                    TestClient.Request(target, method: requestMethod, authority: "\(host):\(port)", headers: fields, body: body.map { ByteBuffer(bytes: $0) })
+                    TestClient.Request(
+                        target, method: requestMethod, authority: "\(host):\(port)", headers: fields, body: body.map { ByteBuffer(bytes: $0) })
                 )
                 var parsedHeaders: [String: String] = [:]
                 for field in response.headers { parsedHeaders[field.name.canonicalName] = field.value }
@@ -230,9 +238,10 @@ enum HTTPClient {
     /// Scripts/check-openapi.py can check it against Schema/openapi.yaml.
     static func capture(method: String, url: String, reply: HTTPReply) {
         guard let directory = ProcessInfo.processInfo.environment["TANHUI_CONTRACT_DIR"], !directory.isEmpty,
-              reply.status > 0, let contentType = reply.headers["content-type"], contentType.contains("json"),
-              let parsed = try? JSONSerialization.jsonObject(with: Data(reply.body.utf8)),
-              let path = URLComponents(string: url)?.path else { return }
+            reply.status > 0, let contentType = reply.headers["content-type"], contentType.contains("json"),
+            let parsed = try? JSONSerialization.jsonObject(with: Data(reply.body.utf8)),
+            let path = URLComponents(string: url)?.path
+        else { return }
         let record: [String: Any] = ["method": method, "path": path, "status": reply.status, "content_type": contentType, "body": parsed]
         guard let data = try? JSONSerialization.data(withJSONObject: record) else { return }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -257,7 +266,10 @@ final class AbandonedRequest: Sendable {
         let connected = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
-        guard connected else { close(fd); throw ServerStartFailure(message: "connect to 127.0.0.1:\(port) failed: errno \(errno)") }
+        guard connected else {
+            close(fd)
+            throw ServerStartFailure(message: "connect to 127.0.0.1:\(port) failed: errno \(errno)")
+        }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: \(body.count)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "\r\n"
@@ -266,7 +278,10 @@ final class AbandonedRequest: Sendable {
         var sent = 0
         while sent < bytes.count {
             let written = bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { close(fd); throw ServerStartFailure(message: "send failed: errno \(errno)") }
+            guard written > 0 else {
+                close(fd)
+                throw ServerStartFailure(message: "send failed: errno \(errno)")
+            }
             sent += written
         }
         descriptor = fd

@@ -167,7 +167,10 @@ actor AsyncGate {
     }
 
     private func acquire() async {
-        if available > 0 { available -= 1; return }
+        if available > 0 {
+            available -= 1
+            return
+        }
         await withCheckedContinuation { waiters.append($0) }
     }
 
