@@ -3,9 +3,9 @@ import PackageDescription
 
 /// Two siblings at the bottom: TanhuiCore (pure rules and arithmetic, no I/O) and TanhuiPostgres
 /// (the only module that calls libpq). TanhuiService joins them; TanhuiHTTP and the CLI are thin
-/// adapters over TanhuiService. Every module a file imports is declared below, and
-/// `Scripts/test.sh` builds with `--explicit-target-dependency-import-check error`, so an
-/// undeclared import fails the build. Cross-target API is `package`, never `public`: nothing
+/// adapters over TanhuiService. Every module a file imports is declared below; `Scripts/test.sh`
+/// enforces it (SwiftPM's `--explicit-target-dependency-import-check error` for this package's
+/// targets, `Scripts/check-imports.py` for products). Cross-target API is `package`, never `public`: nothing
 /// outside this package links these modules.
 let strictSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -94,7 +94,7 @@ let package = Package(
             dependencies: [
                 "TanhuiCore",
                 "TanhuiHTTP",
-                // `migrate` reports the migrator's outcome; nothing else touches libpq types.
+                // `migrate` and `serve` read the migrator's status; nothing else touches libpq types.
                 "TanhuiPostgres",
                 "TanhuiService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

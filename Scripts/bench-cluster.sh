@@ -7,7 +7,7 @@
 # timed). Two fresh databases: one on Scripts/db.sh --name NAME (single node), one made by
 # Scripts/citus.sh --name NAME create-database (coordinator + 2 workers, migrated and
 # distributed). On each: `tanhui serve` on 127.0.0.1, `tanhui-load backlog` (100-event batches)
-# and `tanhui-load daily` (one-event pushes), the same seeds and sizes, alternating single and
+# and `tanhui-load daily` (1–5 events a push), the same seeds and sizes, alternating single and
 # cluster so both see the same machine load. Prints one JSON line per run and a Markdown table
 # of medians; writes nothing else. Everything is loopback; every load run is time-bounded.
 set -euo pipefail
@@ -49,20 +49,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# serve LABEL URL: starts a server; prints its base URL.
+# serve LABEL URL: starts a server (in this shell, so `cleanup` can stop it); sets `served`
+# to its base URL.
 serve() {
   DATABASE_URL="$2" "$TANHUI_BIN" serve --host 127.0.0.1 --port 0 >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  local port=""
+  local pid=$! port=""
+  pids+=("$pid")
   for _ in $(seq 1 2000); do
     port="$(sed -n 's#^tanhui listening on http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$work/$1.log" | head -n 1)"
-    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/readyz"; then echo "http://127.0.0.1:$port"; return; fi
+    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/readyz"; then served="http://127.0.0.1:$port"; return; fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.01
   done
   cat "$work/$1.log" >&2; echo "bench-cluster: $1 server not ready" >&2; exit 1
 }
-single="$(serve single "$single_server/$db")"
-cluster="$(serve cluster "$cluster_server/$db")"
+serve single "$single_server/$db"; single="$served"
+serve cluster "$cluster_server/$db"; cluster="$served"
 
 results="$work/results.jsonl"
 for r in $(seq 1 "$RUNS"); do

@@ -37,10 +37,10 @@ def main() -> int:
             continue
         declared = set()
         for dependency in target["dependencies"]:
-            kind, value = next(iter(dependency.items()))
+            value = next(iter(dependency.values()))
             declared.add(value[0])
-        folder = root / (target.get("path") or ("Tests" if target["type"] == "test" else "Sources")) \
-            if target.get("path") else root / ("Tests" if target["type"] == "test" else "Sources") / target["name"]
+        folder = root / target["path"] if target.get("path") else \
+            root / ("Tests" if target["type"] == "test" else "Sources") / target["name"]
         for source in sorted(folder.rglob("*.swift")):
             text = source.read_text(encoding="utf-8")
             for match in IMPORT.finditer(text):

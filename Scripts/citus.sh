@@ -29,19 +29,7 @@ port_file="$cluster/port"
 # and the name (TANHUI_DB_NAMESPACE too), 40000–49998 in steps of 3, clear of db.sh's
 # 20000–39999; at the first start the next free triple is taken, then recorded in
 # .tanhui/citus-NAME/port. TANHUI_CITUS_PORT overrides it.
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-triple_in_use() { port_in_use "$1" || port_in_use $(($1 + 1)) || port_in_use $(($1 + 2)); }
-if [ -n "${TANHUI_CITUS_PORT:-}" ]; then
-  port="$TANHUI_CITUS_PORT"
-elif [ -f "$port_file" ]; then
-  port="$(cat "$port_file")"
-else
-  port=$((40000 + $(printf '%s' "$root:${TANHUI_DB_NAMESPACE:-}citus-$name" | cksum | cut -d' ' -f1) % 3333 * 3))
-  if [ "$command" = start ]; then
-    while triple_in_use "$port"; do port=$(( port >= 49995 ? 40000 : port + 3 )); done
-  fi
-fi
-case "$port" in (*[!0-9]*|"") echo "citus.sh: bad port '$port' (from TANHUI_CITUS_PORT or $port_file)" >&2; exit 2;; esac
+port="$(cluster_port "$command" "$port_file" "${TANHUI_CITUS_PORT:-}" "$root:${TANHUI_DB_NAMESPACE:-}citus-$name" 40000 3333 3)"
 worker_ports=($((port + 1)) $((port + 2)))
 url="postgresql://tanhui@127.0.0.1:$port/tanhui"
 vendor="$root/../shared/vendor"
@@ -177,10 +165,16 @@ citus.shard_count = ${TANHUI_CITUS_SHARD_COUNT:-8}"
   create-database)
     # For the cluster test suite: a fresh database set up like `start`'s (`bare`: no schema).
     case "${2:-}" in (""|*[!a-z0-9_]*) echo "citus.sh: bad database name '${2:-}'" >&2; exit 2;; esac
+    # One at a time per cluster: two databases set up at once update the same Citus catalogs
+    # on the workers and one fails ("tuple concurrently updated").
+    exec 9>"$cluster/ddl.lock"
+    flock 9
     setup_database "$2" "${3:-full}"
     ;;
   drop-database)
     case "${2:-}" in (""|*[!a-z0-9_]*|tanhui|postgres) echo "citus.sh: bad database name '${2:-}'" >&2; exit 2;; esac
+    exec 9>"$cluster/ddl.lock"
+    flock 9
     drop_database "$2"
     ;;
   destroy)

@@ -23,23 +23,10 @@ data="$cluster/data"
 log="$cluster/server.log"
 port_file="$cluster/port"
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# 20000–39999, from the checkout's path and the cluster's name (TANHUI_DB_NAMESPACE too).
-derived_port=$((20000 + $(printf '%s' "$root:${TANHUI_DB_NAMESPACE:-}$name" | cksum | cut -d' ' -f1) % 20000))
-if [ -n "${TANHUI_DB_PORT:-}" ]; then
-  port="$TANHUI_DB_PORT"
-elif [ -f "$port_file" ]; then
-  port="$(cat "$port_file")"
-else
-  port="$derived_port"
-  if [ "$command" = start ]; then
-    while port_in_use "$port"; do port=$(( port >= 39999 ? 20000 : port + 1 )); done
-  fi
-fi
-case "$port" in (*[!0-9]*|"") echo "db.sh: bad port '$port' (from TANHUI_DB_PORT or $port_file)" >&2; exit 2;; esac
-url="postgresql://tanhui@127.0.0.1:$port/tanhui"
-
 source "$root/Scripts/pg-lib.sh"
+# 20000–39999, from the checkout's path and the cluster's name (TANHUI_DB_NAMESPACE too).
+port="$(cluster_port "$command" "$port_file" "${TANHUI_DB_PORT:-}" "$root:${TANHUI_DB_NAMESPACE:-}$name" 20000 20000)"
+url="postgresql://tanhui@127.0.0.1:$port/tanhui"
 
 bindir="$(find_bindir)"
 if [ -z "$bindir" ] && [ "$command" = start ]; then

@@ -14,6 +14,31 @@ install_postgres() {
   "$(dirname "${BASH_SOURCE[0]}")/prerequisites.sh" --postgres
 }
 
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# cluster_port COMMAND PORT_FILE OVERRIDE KEY LOW COUNT [WIDTH]: the first of a cluster's WIDTH
+# consecutive ports. OVERRIDE when set, else the one recorded in PORT_FILE, else derived from
+# KEY (the checkout's path and the cluster's name) in [LOW, LOW + COUNT × WIDTH); on `start`,
+# moved on to the next block that is free. The caller records it once the server runs.
+cluster_port() {
+  local command="$1" file="$2" override="$3" key="$4" low="$5" count="$6" width="${7:-1}" port busy p
+  if [ -n "$override" ]; then
+    port="$override"
+  elif [ -f "$file" ]; then
+    port="$(cat "$file")"
+  else
+    port=$((low + $(printf '%s' "$key" | cksum | cut -d' ' -f1) % count * width))
+    while [ "$command" = start ]; do
+      busy=false
+      for ((p = port; p < port + width; p++)); do if port_in_use "$p"; then busy=true; fi; done
+      $busy || break
+      port=$((port + width >= low + count * width ? low : port + width))
+    done
+  fi
+  case "$port" in (*[!0-9]*|"") echo "bad port '$port' (from the override or $file)" >&2; return 2;; esac
+  echo "$port"
+}
+
 # Runs a command as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() {
   if [ "$(id -u)" = 0 ]; then

@@ -14,13 +14,17 @@
 #   upgrades the server under running clusters), libkrb5-dev, liblz4-dev, libzstd-dev, make, gcc;
 #
 #   Scripts/prerequisites.sh [--build|--postgres|--citus]
-#     --build: only what `swift build` needs (Scripts/start.sh); --postgres: only PostgreSQL
-#     (Scripts/db.sh); --citus: PostgreSQL and the Citus build dependencies (Scripts/citus.sh)
+#     --build: only what `swift build` needs (Scripts/start.sh); --postgres: the build packages
+#     and PostgreSQL (Scripts/db.sh); --citus: PostgreSQL and the Citus build dependencies (Scripts/citus.sh)
 # Sourced or executed.
 (
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scope="${1:-test}"
+case "$scope" in
+  (test|--build|--postgres|--citus) ;;
+  (*) echo "usage: Scripts/prerequisites.sh [--build|--postgres|--citus]" >&2; exit 2 ;;
+esac
 
 # apt_install PACKAGE…: installs what is given (nothing when empty).
 apt_install() {

@@ -1,43 +1,35 @@
 package import Hummingbird
-import Synchronization
 
-/// The methods each route path answers, filled once from the router after every route is
-/// added, so a listed path asked with another method (`TRACE /healthz`) gets `405` with
-/// `Allow` (RFC 9110 §15.5.5) rather than a 404 claiming the path does not exist.
-package final class RouteMethods: Sendable {
+/// The methods each route path answers, taken from the router once every route is added, so
+/// a listed path asked with another method (`TRACE /healthz`) gets `405` with `Allow`
+/// (RFC 9110 §15.5.5) rather than a 404 claiming the path does not exist.
+package struct RouteMethods: Sendable {
     struct Template: Sendable {
         /// nil marks a `:parameter` segment, which matches any one segment.
         var segments: [String?]
         var methods: [String]
     }
 
-    private let templates = Mutex<[Template]>([])
+    private let templates: [Template]
 
-    package init() {}
-
-    /// Records the router's routes (call after the last route is added).
-    package func record(_ routes: [Router<some RequestContext>.RouteDescription]) {
+    package init(_ routes: [Router<some RequestContext>.RouteDescription]) {
         var byPath: [String: Template] = [:]
         for route in routes {
-            let key = route.path.description
             let segments = route.path.components.map { element -> String? in
                 let text = element.description
                 return text.hasPrefix(":") || text.hasPrefix("{") ? nil : text
             }
-            byPath[key, default: Template(segments: segments, methods: [])].methods.append(route.method.rawValue)
+            byPath[route.path.description, default: Template(segments: segments, methods: [])].methods.append(route.method.rawValue)
         }
-        let recorded = byPath.values.map { Template(segments: $0.segments, methods: $0.methods.sorted()) }
-        templates.withLock { $0 = recorded }
+        templates = Array(byPath.values)
     }
 
     /// The methods routed for `path`, or nil when no route has that shape.
     package func methods(forPath path: String) -> [String]? {
         let requested = path.split(separator: "/", omittingEmptySubsequences: true)
-        let matching = templates.withLock { templates in
-            templates.filter { template in
-                template.segments.count == requested.count
-                    && zip(template.segments, requested).allSatisfy { literal, segment in literal.map { $0 == segment } ?? true }
-            }
+        let matching = templates.filter { template in
+            template.segments.count == requested.count
+                && zip(template.segments, requested).allSatisfy { literal, segment in literal.map { $0 == segment } ?? true }
         }
         // The router prefers a literal segment to a parameter (`rulesets/validate` over
         // `rulesets/:version`), so only the most literal shapes answer this path.
@@ -48,6 +40,7 @@ package final class RouteMethods: Sendable {
 }
 
 /// Turns the router's 404 for a known path with an unrouted method into `405 method_not_allowed`.
+/// Added after the last route, so Hummingbird runs it only in the not-found responder.
 struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: RouteMethods
 

@@ -30,8 +30,6 @@ package enum TanhuiApplication {
         let maximumBodyBytes = services.config.maximumBodyBytes
         router.add(middleware: BodyLimitMiddleware(maximumBodyBytes: maximumBodyBytes))
         router.add(middleware: ProblemMiddleware())
-        let routeMethods = RouteMethods()
-        router.add(middleware: MethodNotAllowedMiddleware(routes: routeMethods))
 
         // Liveness: the process answers. Never touches the database.
         router.get("/healthz") { _, _ in
@@ -50,7 +48,9 @@ package enum TanhuiApplication {
         }
         OperatorRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
-        routeMethods.record(router.routes)
+        // Last: Hummingbird applies a middleware to the routes added after it and to the
+        // not-found responder, so this one runs only when no route matched.
+        router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))
         return router
     }
 }

@@ -35,7 +35,7 @@ enum BareTable {
         for i in 0..<count {
             let citizen = Workload.citizen(seed: seed, index: i / 100).uuidString.lowercased()
             let event = Workload.event(
-                kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 100) * 6000 - 3600), slot: 6000,
+                kind: Workload.kind(rng.below(20)), start: now.addingTimeInterval(-Double(i % 100) * 6000 - 3600), slot: 6000,
                 tag: "\(seed)-\(i)", rng: &rng)
             var data: [String: String] = [:]
             for (key, value) in event.data { data[key] = value.replacingOccurrences(of: "\"", with: "") }
@@ -180,7 +180,7 @@ struct Evaluate: AsyncParsableCommand {
         var rng = SplitMix64(workloadSeed: 42)
         let decoded: [ActionEvent] = (0..<events).map { i in
             let e = Workload.event(
-                kind: Workload.kind(Int(rng.next() % 20)), start: now.addingTimeInterval(-Double(i % 500) * 600 - 3600), slot: 6000, tag: "\(i)",
+                kind: Workload.kind(rng.below(20)), start: now.addingTimeInterval(-Double(i % 500) * 600 - 3600), slot: 6000, tag: "\(i)",
                 rng: &rng)
             var data = EventData()
             for (key, value) in e.data {

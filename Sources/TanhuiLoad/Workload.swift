@@ -108,7 +108,7 @@ enum Workload {
                         data: [("distance_m", "1500")], evidence: ("sz_bike_share", "B-\(tag)")))
                 continue
             }
-            var kind = kind(Int(rng.next() % 20))
+            var kind = kind(rng.below(20))
             if i == conflictAt - 1 { kind = "transit_trip" }
             events.append(event(kind: kind, start: start, slot: slot, tag: tag, rng: &rng))
         }
@@ -122,7 +122,7 @@ enum Workload {
         let slot = 3600.0
         return (0..<count).map { i in
             let start = now.addingTimeInterval(-Double(count - i) * slot - 600)
-            return event(kind: kind(Int(rng.next() % 20)), start: start, slot: slot, tag: "d\(seed)-\(citizen)-\(i)", rng: &rng)
+            return event(kind: kind(rng.below(20)), start: start, slot: slot, tag: "d\(seed)-\(citizen)-\(i)", rng: &rng)
         }
     }
 }

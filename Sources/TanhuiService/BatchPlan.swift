@@ -10,15 +10,17 @@ struct BatchPlan: Sendable {
     let device: String
     let receivedAtMs: Int64
     let sentAtMs: Int64?
+    /// Provinces of the batch's events, sorted; computed once, since the committer compares
+    /// it under its lock for every queued batch and a round reads it per statement group.
+    let provinces: [String]
 
-    struct Result: Sendable {
-        var verdicts: [Verdict]
-        var balances: [ProvinceBalance]
-    }
-
-    /// Provinces of the batch's events, sorted.
-    var provinces: [String] {
-        Array(
+    init(inputs: [BatchJudge.Input], citizen: UUID, device: String, receivedAtMs: Int64, sentAtMs: Int64?) {
+        self.inputs = inputs
+        self.citizen = citizen
+        self.device = device
+        self.receivedAtMs = receivedAtMs
+        self.sentAtMs = sentAtMs
+        provinces = Array(
             Set(
                 inputs.compactMap { input -> String? in
                     if case .event(let item) = input { return item.wire.event.province } else { return nil }
@@ -26,7 +28,10 @@ struct BatchPlan: Sendable {
         ).sorted()
     }
 
-    var eventCount: Int { inputs.count }
+    struct Result: Sendable {
+        var verdicts: [Verdict]
+        var balances: [ProvinceBalance]
+    }
 
     /// The canonical content of an event as the device sent it: a resubmission is a
     /// duplicate only if this matches exactly. Length-prefixed fields, instants in epoch ms.

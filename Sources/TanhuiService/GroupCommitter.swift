@@ -71,12 +71,12 @@ final class GroupCommitter: Sendable {
             var roundProvinces: [String] = []
             for waiter in state.queue {
                 let provinces = waiter.plan.provinces
-                let fits = taken.isEmpty || (events + waiter.plan.eventCount <= Self.maximumEventsPerRound && provinces == roundProvinces)
+                let fits = taken.isEmpty || (events + waiter.plan.inputs.count <= Self.maximumEventsPerRound && provinces == roundProvinces)
                 if fits && !citizens.contains(waiter.plan.citizen) {
                     if taken.isEmpty { roundProvinces = provinces }
                     taken.append(waiter)
                     citizens.insert(waiter.plan.citizen)
-                    events += waiter.plan.eventCount
+                    events += waiter.plan.inputs.count
                 } else {
                     remaining.append(waiter)
                 }

@@ -2,15 +2,17 @@ import Crypto
 package import Foundation
 package import TanhuiPostgres
 
-/// The per-province hash chain over ledger transactions, and signed checkpoints of its head.
+/// The per-province hash chain over every stored record a verdict or a balance depends on
+/// (v2: transactions, events, rule-set publications; v1 links: transactions only), and
+/// signed checkpoints of its head.
 ///
 /// Sealing is asynchronous (a background task in `serve`, and before every checkpoint): it
-/// appends links in transaction-id order up to a watermark below which every transaction
-/// is final (`watermark`), so no award waits on a chain lock and nothing is skipped.
+/// appends links in seal-id order up to a watermark below which every record is final
+/// (`watermark`), so no award waits on a chain lock and nothing is skipped.
 package enum LedgerChain {
     /// The link before the first: 64 zeros.
     package static let genesisHash = String(repeating: "0", count: 64)
-    /// Most transactions sealed per round; the rest wait for the next round.
+    /// Most records sealed per round; the rest wait for the next round.
     package static let maximumPerSeal = 20_000
 
     /// Canonical bytes of a transaction and its entries: length-prefixed fields in a fixed order.
@@ -70,8 +72,8 @@ package enum LedgerChain {
         )
     }
 
-    /// The highest transaction id below which every ledger write of `province` has committed
-    /// or rolled back. Every ledger write holds the province's publication lock in shared mode
+    /// The highest seal id below which every ledger write and publication of `province` has
+    /// committed or rolled back. Every ledger write holds the province's publication lock in shared mode
     /// from before it draws transaction ids until it commits; holding it exclusively for an
     /// instant therefore means none is in flight, and every id drawn so far is final.
     static func watermark(province: String, on connection: PostgresConnection) throws -> Int64 {
@@ -84,14 +86,9 @@ package enum LedgerChain {
         "SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1"
     }
 
-    /// The v1 form's pending transactions (kept for plan checks of old deployments' queries).
-    static func pendingQuery(_ province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
-        pendingQueryV2(.transaction, province: province, after: sealedThrough, through: watermark)
-    }
-
     /// Seals one round for a province up to `watermark`; returns how many were sealed.
-    /// The chain follows transaction-id order, so the next links start after the highest id
-    /// sealed (a range scan of the primary key, no anti-join).
+    /// The chain follows seal-id order, so each kind's next records are a range scan by id
+    /// after the head's seal id (no anti-join).
     static func seal(province: String, through watermark: Int64, on connection: PostgresConnection) throws -> Int {
         try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.seal." + province)))")
         let head = try connection.query(

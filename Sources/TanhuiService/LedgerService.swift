@@ -8,8 +8,9 @@ package import TanhuiPostgres
 /// Citizen actions and the carbon-credit ledger: exactly-once awards under caps, reversals,
 /// and the sealed per-province hash chain.
 ///
-/// A batch is one database transaction (`BatchPlan`): locks and rule-set versions, reads,
-/// the pure `BatchJudge`, writes, COMMIT. The database enforces the guarantees (unique ids,
+/// Concurrent batches share one database transaction per round (`GroupCommitter`,
+/// `BatchRound`): locks and rule-set versions, reads, the pure `BatchJudge` per batch, writes,
+/// COMMIT. The database enforces the guarantees (unique ids,
 /// evidence credited once, one award per event, no overlapping trips); a concurrent batch
 /// that loses such a race is rerun and then sees the winner's rows.
 package final class LedgerService: Sendable {
@@ -441,7 +442,7 @@ extension LedgerService {
         statements.append(("status.verdicts", Self.verdictsQuery(citizen: citizen, ids: [eventID])))
         statements.append(("reversal.lookup", Self.awardLookup(event: eventID, province: province)))
         statements.append(("seal.sealed_through", LedgerChain.sealedThroughQuery(province)))
-        statements.append(("seal.pending", LedgerChain.pendingQuery(province, after: 1, through: 1_000)))
+        statements.append(("seal.pending", LedgerChain.pendingQueryV2(.transaction, province: province, after: 1, through: 1_000)))
         statements.append(
             (
                 "publish.judged_through",

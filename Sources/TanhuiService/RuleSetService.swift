@@ -122,12 +122,17 @@ package final class RuleSetService: Sendable {
     }
 
     private static func publicationIssues(_ ruleSet: RuleSet, on connection: PostgresConnection) throws -> [ValidationIssue] {
-        // Two statements: on Citus the first is routed to the province's shard whole, and a
-        // function reading a distributed table (events) must not run there.
-        let latest = try connection.query("SELECT max(version) FROM rule_sets WHERE province = \(ruleSet.province)").rows[0].decode(0, as: Int?.self)
+        // Two statements (on Citus the first is routed to the province's shard whole, and a
+        // function reading a distributed table, events, must not run there), one round trip:
+        // the exclusive publication lock is held meanwhile, so the province's pushes wait.
+        let results = try connection.pipeline([
+            "SELECT max(version) FROM rule_sets WHERE province = \(ruleSet.province)",
+            "SELECT tanhui_province_judged_through(\(ruleSet.province))",
+        ])
+        let latest = try results[0].rows[0].decode(0, as: Int?.self)
         // A verdict exists at `judged`, so the new version must start strictly after it:
         // from the next whole second, an instant operators can write down.
-        let judged = try connection.query("SELECT tanhui_province_judged_through(\(ruleSet.province))").rows[0].decode(0, as: Date?.self)
+        let judged = try results[1].rows[0].decode(0, as: Date?.self)
         return RuleSetValidator.checkPublication(
             ruleSet,
             latestPublishedVersion: latest,

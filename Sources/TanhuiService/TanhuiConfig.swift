@@ -67,7 +67,8 @@ package struct TanhuiConfig: Sendable {
         let databaseURL = environment["DATABASE_URL"] ?? ""
         if requireDatabase && databaseURL.isEmpty {
             throw Invalid(
-                variable: "DATABASE_URL", problem: "is not set (e.g. postgresql://tanhui@127.0.0.1:54329/tanhui; Scripts/db.sh url prints one)")
+                variable: "DATABASE_URL",
+                problem: "is not set (e.g. postgresql://tanhui@127.0.0.1:PORT/tanhui; Scripts/db.sh url prints this checkout's)")
         }
         let logLevel = (environment["TANHUI_LOG_LEVEL"] ?? "info").lowercased()
         guard logLevels.contains(logLevel) else {

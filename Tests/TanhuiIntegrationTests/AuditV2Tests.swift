@@ -371,7 +371,7 @@ struct AuditV2Tests {
                 try await A.audit(url, [], environment: environment), "transactions_balance", "transaction_id", "\(clean.reversalTransaction)")
             #expect(try await A.audit(url, ["--since", second], environment: environment).0.exitCode == 0)
 
-            // Not a v2 checkpoint, or no key: could not run / a finding, never a silent pass.
+            // No trusted key: the audit cannot run (exit 2), never a silent pass.
             let noKey = try await CommandRunner.tanhui(["audit", "--since", first], databaseURL: url)
             #expect(noKey.exitCode == 2)
         }

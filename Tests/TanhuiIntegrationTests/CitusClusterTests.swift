@@ -59,8 +59,10 @@ struct CitusClusterTests {
         try Self.requireCluster()
         try await Self.withTwoProvinces(events: 3) { _, url in
             let pool = TestDatabase.makePool(url: url, size: 1)
-            defer { Task { await pool.shutdown() } }
             var workerOf: [String: Int] = [:]
+            let distributedTables = try await pool.withConnection { connection in
+                try connection.query("SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'").scalar(Int.self)
+            }
             for province in Self.provinces {
                 // Every colocated table of the province: one shard each, all on one worker.
                 let placements = try await pool.withConnection { connection in
@@ -73,9 +75,6 @@ struct CitusClusterTests {
                         ORDER BY 1
                         """
                     ).rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int64.self), try $0.decode(2, as: Int.self)) }
-                }
-                let distributedTables = try await pool.withConnection { connection in
-                    try connection.query("SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'").scalar(Int.self)
                 }
                 #expect(placements.count == distributedTables, "\(province): \(placements)")
                 #expect(Set(placements.map(\.2)).count == 1, "\(province) is split over workers: \(placements)")

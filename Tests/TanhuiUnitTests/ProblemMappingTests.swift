@@ -14,8 +14,6 @@ struct ProblemMappingTests {
     static func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ProblemMiddleware())
-        let routes = RouteMethods()
-        router.add(middleware: MethodNotAllowedMiddleware(routes: routes))
         router.get("/unavailable") { _, _ -> String in
             throw PostgresError(kind: .connectionLost, operation: "query", message: "server closed the connection")
         }
@@ -28,7 +26,7 @@ struct ProblemMappingTests {
         router.get("/items/:id") { _, _ in "item" }
         router.post("/items/:id") { _, _ in "posted" }
         router.get("/items/special") { _, _ in "special" }
-        routes.record(router.routes)
+        router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))
         return router
     }
 

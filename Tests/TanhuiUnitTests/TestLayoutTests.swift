@@ -12,7 +12,7 @@ struct TestLayoutTests {
         #expect(files.count > 10, "found \(files.count) files in \(folder.path)")
         for file in files {
             let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
-            for line in text.split(separator: "\n") where line.hasPrefix("@Suite(") {
+            for line in text.split(separator: "\n") where line.trimmingCharacters(in: .whitespaces).hasPrefix("@Suite") {
                 #expect(line.contains(".needsDatabase"), "\(file): \(line)")
             }
         }

@@ -60,8 +60,6 @@ package final class LedgerAudit: Sendable {
             {
                 since = checkpoint
                 adjusted.provinces = [checkpoint.province]
-            } else {
-                adjusted.provinces = []
             }
         }
         let options = adjusted
@@ -78,7 +76,9 @@ package final class LedgerAudit: Sendable {
                 throw PostgresError(kind: .invalidValue, operation: "audit", message: "unexpected snapshot id")
             }
             let provinces: [String]
-            if options.provinces.isEmpty {
+            if options.since != nil && sinceCheckpoint == nil {
+                provinces = []  // the --since checkpoint did not verify: its finding is the report
+            } else if options.provinces.isEmpty {
                 provinces = try coordinator.query(
                     """
                     -- citus: multi-shard (the provinces to audit)
@@ -95,7 +95,7 @@ package final class LedgerAudit: Sendable {
             if let file = options.since?.file {
                 try Self.sinceSummary(sinceCheckpoint, file: file, on: coordinator, into: &global)
             }
-            return (snapshot, sinceCheckpoint == nil && options.since != nil ? [] : provinces, global)
+            return (snapshot, provinces, global)
         }
 
         let jobs = max(1, min(options.jobs, pool.configuration.maximumConnections))
@@ -776,11 +776,7 @@ struct ProvinceAudit {
         }
         // The sealer appends in seal-id order, so a record below the head's id and not in the
         // chain was skipped (or inserted under an old id later): it is sealed by nothing.
-        let headID = try connection.query(
-            """
-            SELECT coalesce((SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1), 0)
-            """
-        ).scalar(Int64.self)
+        let headID = try connection.query(LedgerChain.sealedThroughQuery(province)).first.flatMap { try $0.decode(0, as: Int64?.self) } ?? 0
         try each(
             """
             DECLARE audit_skipped NO SCROLL CURSOR FOR

@@ -101,8 +101,9 @@ enum TestDatabase {
         }
     }
 
-    /// Two database set-ups at a time: each one distributes a schema over three nodes.
-    private static let citusGate = AsyncGate(permits: 2)
+    /// One database set-up at a time (Scripts/citus.sh serialises them per cluster too: two at
+    /// once collide on the workers' Citus catalogs); each distributes a schema over three nodes.
+    private static let citusGate = AsyncGate(permits: 1)
 
     private static func citusScript(_ arguments: [String]) async throws {
         try await citusGate.withPermit {
