@@ -31,7 +31,10 @@ struct Audit: AsyncParsableCommand {
         name: .customLong("public-key"),
         help: "Base64 Ed25519 public key checkpoints must be signed with (default: the key of TANHUI_CHECKPOINT_KEY).") var publicKey: String?
     @Option(name: .customLong("seal-bound"), help: "Unsealed transactions older than this many seconds are a finding.") var sealBound = "60"
-    @Option(help: "Provinces audited in parallel (all read one exported snapshot).") var jobs = "1"
+    @Option(
+        help:
+            "Parallel workers, each on its own connection in one exported snapshot: a province's ledger fold (split by citizen range), its chain and its set checks run as separate parts (default: the number of cores, at most 8)."
+    ) var jobs = String(min(8, max(1, ProcessInfo.processInfo.activeProcessorCount)))
     @Flag(help: "Print the report as JSON (stable, documented structure) instead of text.") var json = false
 
     static let maximumCheckpointBytes = 64 * 1024

@@ -185,11 +185,28 @@ extension LedgerChain {
         return text
     }
 
+    /// SHA-256 of `previous` then `canonicalV2(record)`, with the canonical bytes written into
+    /// one reused buffer instead of an interpolated String (the audit hashes every link).
     package static func linkV2(previous: String, record: RecordV2) -> String {
-        var hasher = SHA256()
-        hasher.update(data: Data(previous.utf8))
-        hasher.update(data: Data(canonicalV2(record).utf8))
-        return hasher.finalize().hexString
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(previous.utf8.count + 64 + record.fields.count * 24)
+        func append(_ text: String) {
+            bytes.append(contentsOf: String(text.utf8.count).utf8)
+            bytes.append(UInt8(ascii: ":"))
+            bytes.append(contentsOf: text.utf8)
+            bytes.append(UInt8(ascii: ";"))
+        }
+        bytes.append(contentsOf: previous.utf8)
+        append(record.record.tag)
+        for field in record.fields {
+            if let field {
+                append(field)
+            } else {
+                bytes.append(UInt8(ascii: "~"))
+                bytes.append(UInt8(ascii: ";"))
+            }
+        }
+        return SHA256.hash(data: bytes).hexString
     }
 
     /// The SELECT list of a v2 record's fields, per kind (shared by the sealer and the audit).
@@ -260,5 +277,55 @@ extension LedgerChain {
     /// Decodes `count` text fields starting at `column`.
     static func decodeFields(_ row: PostgresRow, from column: Int, count: Int) throws -> [String?] {
         try (column..<(column + count)).map { try row.decode($0, as: String?.self) }
+    }
+}
+
+// MARK: Sealed records by kind (the audit's chain replay)
+
+extension LedgerChain {
+    /// Where a kind's records live: the table (with the alias its `fieldColumns` use), the
+    /// seal-id column, and the key column with the cast its text key needs. A new kind adds
+    /// one case here, next to its `fieldColumns` and `pendingQueryV2`.
+    package struct SealedTable: Sendable {
+        let from: SQLFragment
+        let province: SQLFragment
+        let sealID: SQLFragment
+        let key: SQLFragment
+        let keyText: SQLFragment
+        let keyCast: SQLFragment
+    }
+
+    package static func sealedTable(_ record: Record) -> SealedTable {
+        switch record {
+        case .transaction:
+            return SealedTable(
+                from: "ledger_transactions t", province: "t.province", sealID: "t.transaction_id", key: "t.transaction_id", keyText: "t.transaction_id::text", keyCast: "::bigint")
+        case .event:
+            return SealedTable(from: "events e", province: "e.province", sealID: "e.seal_id", key: "e.event_id", keyText: "e.event_id::text", keyCast: "::uuid")
+        case .ruleSet:
+            return SealedTable(from: "rule_sets r", province: "r.province", sealID: "r.seal_id", key: "r.version", keyText: "r.version::text", keyCast: "::integer")
+        }
+    }
+
+    /// Seal id, key and v2 fields of a kind's records with seal ids in (after, through], in
+    /// seal-id order (the audit reads each kind in such chunks and merges them with the chain).
+    static func sealedRecordsQuery(_ record: Record, province: String, after: Int64, through: Int64) -> PostgresQuery {
+        let table = sealedTable(record)
+        let fields = fieldColumns(record)
+        return """
+            SELECT \(table.sealID), \(table.keyText), \(fields) FROM \(table.from)
+            WHERE \(table.province) = \(province) AND \(table.sealID) > \(after) AND \(table.sealID) <= \(through)
+            ORDER BY \(table.sealID), \(table.key)
+            """
+    }
+
+    /// One record of a kind by its key (for a link out of seal-id order).
+    static func sealedRecordQuery(_ record: Record, province: String, key: String) -> PostgresQuery {
+        let table = sealedTable(record)
+        let fields = fieldColumns(record)
+        return """
+            SELECT \(table.sealID), \(table.keyText), \(fields) FROM \(table.from)
+            WHERE \(table.province) = \(province) AND \(table.key) = \(key)\(table.keyCast)
+            """
     }
 }

@@ -235,6 +235,43 @@ struct AuditV2Tests {
         }
     }
 
+    @Test("an event stored but never sealed (a rejected claim, so no transaction): unsealed_backlog names the event by its age")
+    func unsealedEvent() async throws {
+        try await F.withLedger { services, url in
+            _ = try await A.buildClean(services, url: url)
+            let rejected = UUID()
+            let verdicts = try await services.ledger.submit(
+                [F.metro(id: rejected, at: F.base.addingTimeInterval(8 * 3600), evidence: "TXN-1")],
+                citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            #expect(verdicts.map(\.status) != [.accepted])
+            #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.transaction_id = t.transaction_id)") == 0)
+            let outcome = try await A.audit(url, ["--seal-bound", "0"])
+            A.expectViolated(outcome, "unsealed_backlog", "event_id", Self.lower(rejected))
+            #expect(try await A.audit(url, ["--seal-bound", "864000000"]).0.exitCode == 0, "within the bound it is no finding")
+        }
+    }
+
+    @Test("infinite instants in tampered rows (a transaction's created_at, an event's received_at, an unsealed forgery's created_at): findings, exit 1, never exit 2")
+    func infiniteInstants() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await A.buildClean(services, url: url)
+            let forged = try await A.forgeAward(url, citizen: clean.citizenC, points: 0, grams: 0)
+            try await A.rogue(
+                url,
+                [
+                    "UPDATE ledger_transactions SET created_at = 'infinity' WHERE transaction_id = \(clean.reversalTransaction)",
+                    "UPDATE ledger_transactions SET created_at = '-infinity' WHERE transaction_id = \(forged)",
+                    "UPDATE events SET received_at = 'infinity' WHERE event_id = \(clean.metroEvent)",
+                ])
+            let outcome = try await A.audit(url)
+            #expect(outcome.0.exitCode == 1, "\(outcome.0.stderr.prefix(500))")
+            A.expectViolated(outcome, "chain_order", "transaction_id", "\(clean.reversalTransaction)")
+            A.expectViolated(outcome, "unsealed_backlog", "transaction_id", "\(forged)")
+            A.expectViolated(outcome, "replay", "event_id", Self.lower(clean.metroEvent))
+            A.expectViolated(outcome, "hash_chain", "event_id", Self.lower(clean.metroEvent))
+        }
+    }
+
     @Test("a chain sealed in v1 before the migration keeps verifying; v2 links follow it; a v1-sealed transaction edited is still caught")
     func v1ChainStillVerifies() async throws {
         try await F.withLedger { services, url in

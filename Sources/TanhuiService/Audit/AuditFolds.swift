@@ -46,7 +46,8 @@ struct AuditTransactionRow: Sendable {
     var ruleSetVersion: Int
     var pointsBeforeCaps: Int64?
     var reversesID: Int64?
-    var createdAt: Date
+    /// nil: not an instant in years 1000…9999 (`infinity`, or absurd: a tampered row).
+    var createdAt: Date?
     var entryCount: Int64
     var entrySum: Int64
     var issuanceSum: Int64
@@ -64,6 +65,9 @@ struct AuditEventRow: Sendable {
     var occurredAt: Date
     var endedAt: Date?
     var receivedAt: Date
+    /// occurred_at, ended_at and received_at are instants in years 1000…9999 (else the
+    /// Date fields are placeholders and the award cannot be replayed).
+    var instantsInRange: Bool
     var data: EventData
 }
 
@@ -139,7 +143,8 @@ struct ProvinceFold {
         self.history = RuleSetHistory(Array(ruleSets.values))
     }
 
-    private func base(_ row: AuditTransactionRow) -> [(String, AuditValue)] {
+    /// A finding's row ids (built only when a finding is recorded: no per-row allocation).
+    private static func base(_ province: String, _ row: AuditTransactionRow) -> [(String, AuditValue)] {
         [
             ("province", .string(province)), ("transaction_id", .int(row.transactionID)), ("citizen_id", .string(row.citizen)),
             ("citizen_seq", .int(row.citizenSeq)), ("event_id", .string(row.eventID)),
@@ -162,7 +167,8 @@ struct ProvinceFold {
     /// One transaction of the current citizen, in citizen_seq order.
     mutating func transaction(_ row: AuditTransactionRow, into audit: inout AuditAccumulator) {
         let at = row.createdAt
-        let ids = base(row)
+        let province = self.province
+        lazy var ids = Self.base(province, row)
 
         // 1. Balanced, at least two legs, legs carry the transaction's points.
         audit.checked(.transactionsBalance)
@@ -191,6 +197,12 @@ struct ProvinceFold {
                     "entries move \(row.citizenSum) points to the citizen but the transaction records \(row.points)",
                     magnitude: Saturating.gap(row.citizenSum, row.points), at: at,
                     ids + [("entries_points", .int(row.citizenSum)), ("transaction_points", .int(row.points))]))
+        }
+
+        if row.createdAt == nil {
+            audit.record(
+                .chainOrder,
+                AuditFinding("created_at is not an instant between the years 1000 and 9999 (infinity or absurd)", magnitude: Int64.max, ids))
         }
 
         // 3. Gap-free numbering per citizen.
@@ -227,13 +239,15 @@ struct ProvinceFold {
 
         switch row.kind {
         case "award":
-            award(row, ids: ids, into: &audit)
+            award(row, into: &audit)
         default:
-            reversal(row, ids: ids, into: &audit)
+            reversal(row, into: &audit)
         }
     }
 
-    private mutating func award(_ row: AuditTransactionRow, ids: [(String, AuditValue)], into audit: inout AuditAccumulator) {
+    private mutating func award(_ row: AuditTransactionRow, into audit: inout AuditAccumulator) {
+        let province = self.province
+        lazy var ids = Self.base(province, row)
         let at = row.createdAt
         audit.checked(.completeness)
         guard let event = row.event else {
@@ -259,6 +273,14 @@ struct ProvinceFold {
 
         // 6. Replay under the version the award names, caps accumulating in citizen order.
         audit.checked(.replay)
+        guard event.instantsInRange else {
+            audit.record(
+                .replay,
+                AuditFinding(
+                    "the event's occurred_at, ended_at or received_at is not an instant between the years 1000 and 9999: the award cannot be replayed",
+                    magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids))
+            return
+        }
         let version = row.ruleSetVersion
         guard let ruleSet = ruleSets[version] else {
             audit.record(
@@ -331,9 +353,11 @@ struct ProvinceFold {
         }
     }
 
-    private func reversal(_ row: AuditTransactionRow, ids: [(String, AuditValue)], into audit: inout AuditAccumulator) {
+    private func reversal(_ row: AuditTransactionRow, into audit: inout AuditAccumulator) {
+        let province = self.province
+        lazy var ids = Self.base(province, row)
         let at = row.createdAt
-        let fields = ids + [("reverses_id", row.reversesID.map { .int($0) } ?? .string("-"))]
+        lazy var fields = ids + [("reverses_id", row.reversesID.map { .int($0) } ?? .string("-"))]
         audit.checked(.reversals)
         guard let original = row.original else {
             audit.record(
@@ -369,7 +393,8 @@ struct ProvinceFold {
     /// Closes the current citizen: compares the cached account row and cap usage with the fold.
     mutating func end(account: AuditAccountRow?, capUsage: [AuditCapUsageRow], into audit: inout AuditAccumulator) {
         guard let citizen else { return }
-        let ids: [(String, AuditValue)] = [
+        let province = self.province
+        lazy var ids: [(String, AuditValue)] = [
             ("province", .string(province)), ("account", .string("citizen:" + citizen)), ("citizen_id", .string(citizen)),
         ]
         audit.checked(.cachedBalances)
@@ -434,6 +459,8 @@ struct ChainLink: Sendable {
     var v1Row: LedgerChain.SealedRow?
     /// v2 fields of the sealed record.
     var fields: [String?]?
+    /// A transaction link's created_at (µs; `Int64.min` outside years 1000…9999), for chain order.
+    var createdAtMicroseconds: Int64?
 
     /// The id the chain is ordered by: the seal id (v2), the transaction id (v1).
     var orderID: Int64? { sealID ?? transactionID }
@@ -482,7 +509,7 @@ struct ChainReplay {
         switch (link.format, LedgerChain.Record(rawValue: link.record)) {
         case (1, .transaction?):
             if let row = link.v1Row {
-                createdAt = row.createdAtMicroseconds
+                createdAt = link.createdAtMicroseconds
                 if LedgerChain.link(previous: link.previousHash, row: row) != link.hash {
                     broken.append("hash: recomputed v1 hash of the transaction and its entries differs from the stored one")
                 }
@@ -495,7 +522,7 @@ struct ChainReplay {
                 if LedgerChain.linkV2(previous: link.previousHash, record: sealed) != link.hash {
                     broken.append("hash: recomputed v2 hash of the \(record.rawValue) (every column) differs from the stored one")
                 }
-                if record == .transaction { createdAt = link.v1Row?.createdAtMicroseconds }
+                if record == .transaction { createdAt = link.createdAtMicroseconds }
             } else {
                 broken.append("record: the sealed \(record.rawValue) no longer exists")
             }

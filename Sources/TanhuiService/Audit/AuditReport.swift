@@ -25,7 +25,7 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .hashChain:
             return
                 "hash chain replays from genesis: contiguous sequence, links, hashes (v1: transactions; v2: every column of transactions, events and rule-set publications); every record sealed at most once, none skipped"
-        case .unsealedBacklog: return "no transaction left unsealed longer than the seal bound"
+        case .unsealedBacklog: return "no transaction, event or rule-set publication left unsealed longer than the seal bound"
         case .checkpoints: return "each --checkpoint is signed by the trusted key and the current chain still holds its head"
         case .replay:
             return

@@ -17,7 +17,8 @@ package struct AuditOptions: Sendable {
     package var trustedKey: Curve25519.Signing.PublicKey?
     /// Unsealed transactions older than this are a finding.
     package var sealBoundSeconds: Int = 60
-    /// Provinces audited in parallel (each on its own pooled connection, same snapshot).
+    /// Parts audited in parallel, each on its own pooled connection in the same snapshot: per
+    /// province, the ledger fold split into `jobs` citizen ranges, the chain, the set checks.
     package var jobs: Int = 1
     /// Rows fetched per cursor round trip.
     package var pageSize: Int = 5000
@@ -31,11 +32,12 @@ package struct AuditOptions: Sendable {
 /// `tanhui audit`: proves the books are right, or says exactly where they are not.
 ///
 /// Snapshot: a coordinator connection opens a READ ONLY REPEATABLE READ transaction and
-/// exports its snapshot; every province worker imports it (`SET TRANSACTION SNAPSHOT`), so
-/// all provinces, the guard rails and the checkpoints are read at one instant even with
-/// `jobs > 1`. Memory: every large table is read through server-side cursors in pages;
-/// only one citizen's running sums and cap windows and each check's first/worst/last
-/// offender are held.
+/// exports its snapshot; every worker imports it (`SET TRANSACTION SNAPSHOT`), so all
+/// provinces, the guard rails and the checkpoints are read at one instant even with
+/// `jobs > 1` (workers take the parts of `ProvinceAudit.Part`; results merge in part
+/// order). Memory: large tables are read through server-side cursors in pages, or in
+/// seal-id chunks (the chain's records); only one citizen's running sums and cap windows per
+/// fold worker and each check's first/worst/last offender are held.
 package final class LedgerAudit: Sendable {
     let pool: PostgresPool
 
@@ -98,30 +100,45 @@ package final class LedgerAudit: Sendable {
             return (snapshot, provinces, global)
         }
 
+        // Work items: per province, its ledger fold in citizen ranges, its chain, its set
+        // checks; merged in this order, which is the order one sequential pass records
+        // findings in, so any --jobs gives the same report.
         let jobs = max(1, min(options.jobs, pool.configuration.maximumConnections))
+        let ranges = ProvinceAudit.citizenRanges(jobs)
+        var parts: [(province: String, part: ProvinceAudit.Part)] = []
+        for province in provinces {
+            for (index, range) in ranges.enumerated() { parts.append((province, .fold(range, first: index == 0))) }
+            parts.append((province, .chain))
+            parts.append((province, .sets))
+        }
+        let work = parts
         let results = try await withThrowingTaskGroup(of: (Int, AuditAccumulator).self) { group in
             var collected: [Int: AuditAccumulator] = [:]
             var next = 0
             func start(_ index: Int) {
-                let province = provinces[index]
+                let (province, part) = work[index]
                 group.addTask {
                     let result = try await self.pool.withTransaction(isolation: .repeatableRead, maximumAttempts: 1) { connection in
                         try connection.query(PostgresQuery(stringLiteral: "SET TRANSACTION SNAPSHOT '\(snapshot)'"))
                         try connection.query("SET TRANSACTION READ ONLY")
+                        // The audit's plans are long scans and sorts: JIT compilation costs more than
+                        // it saves, and sorts of a few hundred MB stay in memory.
+                        try connection.query("SET LOCAL jit = off")
+                        try connection.query("SET LOCAL work_mem = '256MB'")
                         var audit = ProvinceAudit(
                             province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
-                        return try audit.run()
+                        return try audit.run(part)
                     }
                     return (index, result)
                 }
             }
-            while next < min(jobs, provinces.count) {
+            while next < min(jobs, work.count) {
                 start(next)
                 next += 1
             }
             while let (index, result) = try await group.next() {
                 collected[index] = result
-                if next < provinces.count {
+                if next < work.count {
                     start(next)
                     next += 1
                 }
@@ -131,7 +148,7 @@ package final class LedgerAudit: Sendable {
         _ = try await pool.runBlocking { try coordinator.query("COMMIT") }
 
         var total = global
-        for index in provinces.indices { total.merge(results[index]!) }
+        for index in work.indices { total.merge(results[index]!) }
         return AuditReport(
             provinces: provinces, checks: AuditCheckID.allCases.map { total.results[$0]! }, rowsChecked: total.rowsChecked,
             snapshot: "shared", from: options.from, to: options.to, sealBoundSeconds: options.sealBoundSeconds
@@ -396,7 +413,7 @@ struct ProvinceAudit {
 
     private var pageSize: Int { max(100, options.pageSize) }
 
-    private func cursor(_ declare: PostgresQuery, name: String, counter: RowCounter) throws -> AuditCursor {
+    func cursor(_ declare: PostgresQuery, name: String, counter: RowCounter) throws -> AuditCursor {
         try AuditCursor(declare, name: name, on: connection, pageSize: pageSize) { [progress] count in
             counter.rows += count
             progress?(count)
@@ -407,13 +424,43 @@ struct ProvinceAudit {
         var rows: Int64 = 0
     }
 
-    mutating func run() throws -> AuditAccumulator {
+    /// A share of one province's audit that runs on its own connection in the shared snapshot.
+    enum Part: Sendable {
+        /// The ledger fold of citizens in a range (`first`: also the rule-set document checks).
+        case fold(CitizenRange, first: Bool)
+        case chain
+        /// Conservation and the set-based checks.
+        case sets
+    }
+
+    /// Citizens with ids in [lower, upper) (nil: unbounded); uuids order like their text.
+    struct CitizenRange: Sendable {
+        var lower: String?
+        var upper: String?
+    }
+
+    /// `count` ranges splitting the uuid space evenly by its first byte.
+    static func citizenRanges(_ count: Int) -> [CitizenRange] {
+        let parts = max(1, min(count, 256))
+        let bounds: [String?] =
+            [nil] + (1..<parts).map { index in String(format: "%02x", index * 256 / parts) + "000000-0000-0000-0000-000000000000" } + [nil]
+        return (0..<parts).map { CitizenRange(lower: bounds[$0], upper: bounds[$0 + 1]) }
+    }
+
+    mutating func run(_ part: Part) throws -> AuditAccumulator {
         let counter = RowCounter()
-        let ruleSets = try ruleSetVersions()
-        try conservation()
-        try ledgerFold(ruleSets: ruleSets, counter: counter)
-        try chain(counter: counter)
-        try setChecks(counter: counter)
+        switch part {
+        case .fold(let range, let first):
+            var documents = AuditAccumulator(from: options.from, to: options.to)
+            let ruleSets = try ruleSetVersions(into: &documents)
+            if first { audit.merge(documents) }
+            try ledgerFold(ruleSets: ruleSets, citizens: range, counter: counter)
+        case .chain:
+            try chain(counter: counter)
+        case .sets:
+            try conservation()
+            try setChecks(counter: counter)
+        }
         audit.rowsChecked += counter.rows
         return audit
     }
@@ -421,7 +468,7 @@ struct ProvinceAudit {
     private var provinceField: (String, AuditValue) { ("province", .string(province)) }
 
     /// Every stored document must hash to its content_sha256 and parse; only those replay.
-    private mutating func ruleSetVersions() throws -> [Int: RuleSet] {
+    private func ruleSetVersions(into audit: inout AuditAccumulator) throws -> [Int: RuleSet] {
         var versions: [Int: RuleSet] = [:]
         for row in try connection.query("SELECT version, document, content_sha256 FROM rule_sets WHERE province = \(province) ORDER BY version").rows
         {
@@ -496,17 +543,24 @@ struct ProvinceAudit {
     }
 
     /// Transactions by (citizen, citizen_seq), merged with citizen_accounts and cap_usage.
-    private mutating func ledgerFold(ruleSets: [Int: RuleSet], counter: RowCounter) throws {
+    private mutating func ledgerFold(ruleSets: [Int: RuleSet], citizens: CitizenRange, counter: RowCounter) throws {
         let transactions = try cursor(
             """
             DECLARE audit_tx NO SCROLL CURSOR FOR
             SELECT t.transaction_id, t.kind, t.citizen_id::text, t.citizen_seq, t.event_id::text, t.points, t.grams_co2e, t.rule_set_version,
-                   t.points_before_caps, t.reverses_id, t.created_at,
+                   t.points_before_caps, t.reverses_id, CASE WHEN t.created_at BETWEEN '1000-01-01' AND '9999-12-31' THEN t.created_at END,
                    en.n, en.total, en.issuance, en.citizen, en.other,
-                   e.event_id IS NOT NULL, e.status, e.citizen_id::text, e.kind, e.occurred_at, e.ended_at, e.received_at,
+                   e.event_id IS NOT NULL, e.status, e.citizen_id::text, e.kind, CASE WHEN e.occurred_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.occurred_at END,
+                   CASE WHEN e.ended_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.ended_at END, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END,
                    e.mode, e.material, e.distance_m, e.weight_g, e.unit_count, e.consumption_wh, e.baseline_wh, e.days,
                    o.transaction_id IS NOT NULL, o.kind, o.citizen_id::text, o.event_id::text, o.points, o.grams_co2e, o.rule_set_version,
-                   oen.issuance, oen.citizen
+                   CASE WHEN o.transaction_id IS NOT NULL THEN (
+                       SELECT least(greatest(coalesce(sum(y.points), 0), -9223372036854775808), 9223372036854775807)::bigint FROM ledger_entries y
+                       WHERE y.province = o.province AND y.transaction_id = o.transaction_id AND y.account = 'issuance') END,
+                   CASE WHEN o.transaction_id IS NOT NULL THEN (
+                       SELECT least(greatest(coalesce(sum(y.points), 0), -9223372036854775808), 9223372036854775807)::bigint FROM ledger_entries y
+                       WHERE y.province = o.province AND y.transaction_id = o.transaction_id AND y.account = 'citizen:' || o.citizen_id::text) END,
+                   e.event_id IS NULL OR (e.occurred_at BETWEEN '1000-01-01' AND '9999-12-31' AND e.received_at BETWEEN '1000-01-01' AND '9999-12-31' AND (e.ended_at IS NULL OR e.ended_at BETWEEN '1000-01-01' AND '9999-12-31'))
             FROM ledger_transactions t
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n, least(greatest(coalesce(sum(x.points), 0), -9223372036854775808), 9223372036854775807)::bigint AS total,
@@ -515,24 +569,23 @@ struct ProvinceAudit {
                        count(*) FILTER (WHERE x.account <> 'issuance' AND x.account <> 'citizen:' || t.citizen_id::text) AS other
                 FROM ledger_entries x WHERE x.province = t.province AND x.transaction_id = t.transaction_id) en
             LEFT JOIN events e ON e.province = t.province AND e.event_id = t.event_id
-            LEFT JOIN ledger_transactions o ON o.province = t.province AND o.transaction_id = t.reverses_id
-            LEFT JOIN LATERAL (
-                SELECT least(greatest(coalesce(sum(y.points) FILTER (WHERE y.account = 'issuance'), 0), -9223372036854775808), 9223372036854775807)::bigint AS issuance,
-                       least(greatest(coalesce(sum(y.points) FILTER (WHERE y.account = 'citizen:' || o.citizen_id::text), 0), -9223372036854775808), 9223372036854775807)::bigint AS citizen
-                FROM ledger_entries y WHERE y.province = o.province AND y.transaction_id = o.transaction_id) oen ON o.transaction_id IS NOT NULL
+            LEFT JOIN ledger_transactions o ON t.reverses_id IS NOT NULL AND o.province = t.province AND o.transaction_id = t.reverses_id
             WHERE t.province = \(province) AND t.transaction_id > \(sinceID)
+              AND t.citizen_id >= coalesce(\(citizens.lower)::uuid, t.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR t.citizen_id < \(citizens.upper)::uuid)
             ORDER BY t.citizen_id, t.citizen_seq, t.transaction_id
             """, name: "audit_tx", counter: counter)
         let accounts = try cursor(
             """
             DECLARE audit_accounts NO SCROLL CURSOR FOR
             SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province)
+              AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
               AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id
             """, name: "audit_accounts", counter: counter)
         let usage = try cursor(
             """
             DECLARE audit_caps NO SCROLL CURSOR FOR
             SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province)
+              AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
               AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id, window_key
             """, name: "audit_caps", counter: counter)
         // Incremental: each touched citizen starts from the signed summary at the watermark.
@@ -541,6 +594,7 @@ struct ProvinceAudit {
             DECLARE audit_summary NO SCROLL CURSOR FOR
             SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
             WHERE province = \(province) AND watermark = \(sinceID) AND \(incremental)
+              AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
               AND citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))
             ORDER BY citizen_id
             """, name: "audit_summary", counter: counter)
@@ -586,14 +640,16 @@ struct ProvinceAudit {
         var result = AuditTransactionRow(
             transactionID: try row.decode(0), kind: try row.decode(1), citizen: try row.decode(2), citizenSeq: try row.decode(3),
             eventID: try row.decode(4), points: try row.decode(5), grams: try row.decode(6), ruleSetVersion: try row.decode(7),
-            pointsBeforeCaps: try row.decode(8, as: Int64?.self), reversesID: try row.decode(9, as: Int64?.self), createdAt: try row.decode(10),
+            pointsBeforeCaps: try row.decode(8, as: Int64?.self), reversesID: try row.decode(9, as: Int64?.self),
+            createdAt: try row.decode(10, as: Date?.self),
             entryCount: try row.decode(11), entrySum: try row.decode(12), issuanceSum: try row.decode(13), citizenSum: try row.decode(14),
             foreignEntries: try row.decode(15), event: nil, original: nil
         )
         if try row.decode(16, as: Bool.self) {
             result.event = AuditEventRow(
-                status: try row.decode(17), citizen: try row.decode(18), kind: try row.decode(19), occurredAt: try row.decode(20),
-                endedAt: try row.decode(21, as: Date?.self), receivedAt: try row.decode(22),
+                status: try row.decode(17), citizen: try row.decode(18), kind: try row.decode(19),
+                occurredAt: try row.decode(20, as: Date?.self) ?? .distantPast, endedAt: try row.decode(21, as: Date?.self),
+                receivedAt: try row.decode(22, as: Date?.self) ?? .distantPast, instantsInRange: try row.decode(40),
                 data: EventData(
                     mode: try row.decode(23, as: String?.self), material: try row.decode(24, as: String?.self),
                     distanceMeters: try row.decode(25, as: Int64?.self), weightGrams: try row.decode(26, as: Int64?.self),
@@ -608,51 +664,6 @@ struct ProvinceAudit {
             )
         }
         return result
-    }
-
-    /// The hash chain from genesis, recomputed with the sealer's own canonical forms (v1
-    /// links: transactions; v2 links: transactions, events and rule-set publications).
-    private mutating func chain(counter: RowCounter) throws {
-        let links = try cursor(
-            """
-            DECLARE audit_chain NO SCROLL CURSOR FOR
-            SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
-                   t.transaction_id IS NOT NULL, e.event_id IS NOT NULL, r.version IS NOT NULL,
-                   \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet))
-            FROM ledger_chain c
-            LEFT JOIN ledger_transactions t ON c.record = 'transaction' AND t.province = c.province AND t.transaction_id = c.transaction_id
-            LEFT JOIN events e ON c.record = 'event' AND e.province = c.province AND e.event_id = c.event_id
-            LEFT JOIN rule_sets r ON c.record = 'rule_set' AND r.province = c.province AND r.version = c.rule_set_version
-            WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
-            ORDER BY c.chain_seq
-            """, name: "audit_chain", counter: counter)
-        var replay = ChainReplay(
-            province: province, sealBoundSeconds: options.sealBoundSeconds, after: sinceSeq, head: sinceHead, sealedThrough: sinceID)
-        let v1 = 12
-        let v2 = v1 + 13
-        let eventColumn = v2 + LedgerChain.fieldCount(.transaction)
-        let ruleSetColumn = eventColumn + LedgerChain.fieldCount(.event)
-        while let row = try links.next() {
-            var link = ChainLink(
-                seq: try row.decode(0), format: try row.decode(1), record: try row.decode(2), transactionID: try row.decode(3, as: Int64?.self),
-                eventID: try row.decode(4, as: String?.self), ruleSetVersion: try row.decode(5, as: Int?.self),
-                sealID: try row.decode(6, as: Int64?.self),
-                previousHash: try row.decode(7), hash: try row.decode(8))
-            let kind = LedgerChain.Record(rawValue: link.record)
-            switch kind {
-            case .transaction where try row.decode(9, as: Bool.self):
-                link.v1Row = try LedgerChain.decodeRow(row, from: v1)
-                link.fields = try LedgerChain.decodeFields(row, from: v2, count: LedgerChain.fieldCount(.transaction))
-            case .event where try row.decode(10, as: Bool.self):
-                link.fields = try LedgerChain.decodeFields(row, from: eventColumn, count: LedgerChain.fieldCount(.event))
-            case .ruleSet where try row.decode(11, as: Bool.self):
-                link.fields = try LedgerChain.decodeFields(row, from: ruleSetColumn, count: LedgerChain.fieldCount(.ruleSet))
-            default:
-                break
-            }
-            replay.link(link, into: &audit)
-        }
-        try links.close()
     }
 
     /// Checks that are set differences or groupings: the database streams only the offenders.
@@ -688,7 +699,7 @@ struct ProvinceAudit {
         try each(
             """
             DECLARE audit_unawarded NO SCROLL CURSOR FOR
-            SELECT e.event_id::text, e.citizen_id::text, e.received_at FROM events e
+            SELECT e.event_id::text, e.citizen_id::text, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END FROM events e
             WHERE e.province = \(province) AND e.status = 'accepted' AND e.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')
             ORDER BY e.received_at, e.event_id
@@ -697,7 +708,7 @@ struct ProvinceAudit {
             audit.record(
                 .completeness,
                 AuditFinding(
-                    "accepted event has no award transaction", at: try row.decode(2),
+                    "accepted event has no award transaction", at: try row.decode(2, as: Date?.self),
                     [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
         }
         try each(
@@ -760,7 +771,10 @@ struct ProvinceAudit {
             DECLARE audit_double_seals NO SCROLL CURSOR FOR
             SELECT record, min(transaction_id), min(event_id::text), min(rule_set_version), count(*), max(chain_seq) FROM ledger_chain
             WHERE province = \(province) AND chain_seq > \(sinceSeq)
-            GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text) HAVING count(*) > 1 ORDER BY 6
+            -- grouped by the first non-NULL key column, typed (no text per link)
+            GROUP BY record, transaction_id, CASE WHEN transaction_id IS NULL THEN event_id END,
+                     CASE WHEN transaction_id IS NULL AND event_id IS NULL THEN rule_set_version END
+            HAVING count(*) > 1 ORDER BY 6
             """, "audit_double_seals"
         ) { row in
             let count: Int64 = try row.decode(4)
@@ -820,40 +834,70 @@ struct ProvinceAudit {
         try each(
             """
             DECLARE audit_overlaps NO SCROLL CURSOR FOR
-            SELECT event_id::text, citizen_id::text, received_at, previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
-            FROM (SELECT *, max(upper(tanhui_trip_range(occurred_at, ended_at))) OVER (
+            SELECT event_id::text, citizen_id::text, CASE WHEN received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN received_at END
+            FROM (SELECT event_id, citizen_id, received_at, occurred_at,
+                         max(coalesce(ended_at, occurred_at + interval '1 millisecond')) OVER (
                             PARTITION BY citizen_id ORDER BY occurred_at, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_end
                   FROM events WHERE province = \(province) AND status = 'accepted' AND occupies_interval
+                    -- tanhui_trip_range(occurred_at, ended_at) spelled out: [occurred_at, end), an empty range never overlaps
+                    AND coalesce(ended_at, occurred_at + interval '1 millisecond') > occurred_at
                     AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM events n WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted' AND n.occupies_interval))) trips
-            WHERE previous_end > lower(tanhui_trip_range(occurred_at, ended_at))
+            WHERE previous_end > occurred_at
             ORDER BY citizen_id, occurred_at
             """, "audit_overlaps"
         ) { row in
             audit.record(
                 .overlappingTrips,
                 AuditFinding(
-                    "accepted trip overlaps an earlier accepted trip of the same citizen", at: try row.decode(2),
+                    "accepted trip overlaps an earlier accepted trip of the same citizen", at: try row.decode(2, as: Date?.self),
                     [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
         }
-        audit.checked(
-            .unsealedBacklog,
-            try connection.query("SELECT count(*) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)").scalar(
-                Int64.self))
+        // Every record kind the chain seals is held to the seal bound (transactions by
+        // created_at, events by received_at, rule sets by published_at).
+        let records = try connection.query(
+            """
+            SELECT (SELECT count(*) FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID))
+                 + (SELECT count(*) FROM events WHERE province = \(province) AND seal_id > \(sinceID))
+                 + (SELECT count(*) FROM rule_sets WHERE province = \(province) AND seal_id > \(sinceID))
+            """
+        ).scalar(Int64.self)
+        audit.checked(.unsealedBacklog, records)
         try each(
             """
             DECLARE audit_unsealed NO SCROLL CURSOR FOR
-            SELECT t.transaction_id, t.created_at, extract(epoch FROM now() - t.created_at)::bigint FROM ledger_transactions t
+            SELECT 'transaction', t.transaction_id::text, t.transaction_id, CASE WHEN t.created_at BETWEEN '1000-01-01' AND '9999-12-31' THEN t.created_at END, CASE WHEN isfinite(t.created_at) THEN least(extract(epoch FROM now() - t.created_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
+            FROM ledger_transactions t
             WHERE t.province = \(province) AND t.transaction_id > \(sinceID) AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
-            ORDER BY t.transaction_id
+            UNION ALL
+            SELECT 'event', e.event_id::text, e.seal_id, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END, CASE WHEN isfinite(e.received_at) THEN least(extract(epoch FROM now() - e.received_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
+            FROM events e
+            WHERE e.province = \(province) AND e.seal_id > \(sinceID) AND e.received_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
+            UNION ALL
+            SELECT 'rule_set', r.version::text, r.seal_id, CASE WHEN r.published_at BETWEEN '1000-01-01' AND '9999-12-31' THEN r.published_at END, CASE WHEN isfinite(r.published_at) THEN least(extract(epoch FROM now() - r.published_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
+            FROM rule_sets r
+            WHERE r.province = \(province) AND r.seal_id > \(sinceID) AND r.published_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
+            ORDER BY 3
             """, "audit_unsealed"
         ) { row in
-            let age: Int64 = try row.decode(2)
+            let record: String = try row.decode(0)
+            let key: String = try row.decode(1)
+            let age: Int64 = try row.decode(4)
+            let name: (String, AuditValue) =
+                switch record {
+                case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
+                case "event": ("event_id", .string(key))
+                default: ("rule_set_version", .int(Int64(key) ?? 0))
+                }
+            var fields: [(String, AuditValue)] = [p, name]
+            if record != "transaction" { fields += [("record", .string(record)), ("seal_id", .int(try row.decode(2)))] }
             audit.record(
                 .unsealedBacklog,
                 AuditFinding(
-                    "unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound", magnitude: age, at: try row.decode(1),
-                    [p, ("transaction_id", .int(try row.decode(0))), ("age_seconds", .int(age))]))
+                    "\(record == "transaction" ? "" : record + " ")unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound", magnitude: age,
+                    at: try row.decode(3, as: Date?.self), fields + [("age_seconds", .int(age))]))
         }
     }
 }

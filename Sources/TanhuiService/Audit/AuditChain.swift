@@ -1,0 +1,156 @@
+import Foundation
+import TanhuiPostgres
+
+// The chain replay's reads. The chain follows seal-id order, so the record each link seals is
+// found by merging the links (in chain_seq order) with each kind's records (in seal-id
+// order, read in chunks of ids): a few range scans instead of one index look-up per link
+// and per joined table. A link whose record is not where the merge expects it (out of
+// order, edited seal id, missing) is looked up by its key, so a tampered chain gets exactly
+// the verdicts a join would give.
+
+/// One kind's sealed records in seal-id order, a chunk of seal ids at a time; `Value` is
+/// what a row decodes to (from column 2 on: columns 0 and 1 are the seal id and the key).
+final class SealedRecordStream<Value> {
+    let connection: PostgresConnection
+    /// Seal ids per fetch (at most that many rows: seal ids are unique per kind).
+    let span: Int64
+    private let query: (_ after: Int64, _ through: Int64) -> PostgresQuery
+    private let lookup: (_ key: String) -> PostgresQuery
+    private let decodeValue: (PostgresRow) throws -> Value
+    private var buffer: [(sealID: Int64, key: String, value: Value)] = []
+    private var index = 0
+    private var fetchedThrough: Int64
+    private(set) var rowsRead: Int64 = 0
+
+    init(
+        connection: PostgresConnection, span: Int64, after: Int64, query: @escaping (Int64, Int64) -> PostgresQuery,
+        lookup: @escaping (String) -> PostgresQuery, decode: @escaping (PostgresRow) throws -> Value
+    ) {
+        self.connection = connection
+        self.span = span
+        self.query = query
+        self.lookup = lookup
+        self.decodeValue = decode
+        fetchedThrough = after
+    }
+
+    private func read(_ statement: PostgresQuery) throws -> [(sealID: Int64, key: String, value: Value)] {
+        let rows = try connection.query(statement).rows
+        rowsRead += Int64(rows.count)
+        return try rows.map { (try $0.decode(0), try $0.decode(1), try decodeValue($0)) }
+    }
+
+    /// The record with this seal id and key; nil when it does not exist.
+    func value(sealID: Int64?, key: String?) throws -> Value? {
+        guard let key else { return nil }
+        if let sealID {
+            while index < buffer.count && buffer[index].sealID < sealID { index += 1 }
+            if index == buffer.count && sealID > fetchedThrough {
+                let after = max(fetchedThrough, sealID - 1)
+                let through = after > Int64.max - span ? Int64.max : after + span
+                buffer = try read(query(after, through))
+                index = 0
+                fetchedThrough = through
+            }
+            var probe = index
+            while probe < buffer.count && buffer[probe].sealID == sealID {
+                if buffer[probe].key == key {
+                    index = probe + 1
+                    return buffer[probe].value
+                }
+                probe += 1
+            }
+        }
+        // Not where seal-id order puts it: looked up by key (a disordered or tampered chain).
+        return try read(lookup(key)).first?.value
+    }
+}
+
+extension ProvinceAudit {
+    /// Seal ids per chunk read of each kind.
+    static let chainChunkIDs: Int64 = 20_000
+
+    /// The hash chain from genesis (or the `--since` checkpoint), recomputed with the sealer's
+    /// own canonical forms (v1 links: transactions; v2 links: every kind of `LedgerChain.Record`).
+    mutating func chain(counter: RowCounter) throws {
+        let links = try cursor(
+            """
+            DECLARE audit_chain NO SCROLL CURSOR FOR
+            SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash
+            FROM ledger_chain c
+            WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
+            ORDER BY c.chain_seq
+            """, name: "audit_chain", counter: counter)
+        let province = self.province
+        var streams: [LedgerChain.Record: SealedRecordStream<[String?]>] = [:]
+        for record in LedgerChain.Record.allCases {
+            let count = LedgerChain.fieldCount(record)
+            streams[record] = SealedRecordStream(
+                connection: connection, span: Self.chainChunkIDs, after: sinceID,
+                query: { LedgerChain.sealedRecordsQuery(record, province: province, after: $0, through: $1) },
+                lookup: { LedgerChain.sealedRecordQuery(record, province: province, key: $0) },
+                decode: { try LedgerChain.decodeFields($0, from: 2, count: count) })
+        }
+        // v1 links seal transactions in transaction-id order, in the v1 canonical form.
+        let v1 = SealedRecordStream<LedgerChain.SealedRow>(
+            connection: connection, span: Self.chainChunkIDs, after: 0,
+            query: { after, through in
+                """
+                SELECT t.transaction_id, t.transaction_id::text, \(LedgerChain.rowColumns) FROM ledger_transactions t
+                WHERE t.province = \(province) AND t.transaction_id > \(after) AND t.transaction_id <= \(through) ORDER BY t.transaction_id
+                """
+            },
+            lookup: { key in
+                """
+                SELECT t.transaction_id, t.transaction_id::text, \(LedgerChain.rowColumns) FROM ledger_transactions t
+                WHERE t.province = \(province) AND t.transaction_id = \(key)::bigint
+                """
+            },
+            decode: { try LedgerChain.decodeRow($0, from: 2) })
+        var replay = ChainReplay(
+            province: province, sealBoundSeconds: options.sealBoundSeconds, after: sinceSeq, head: sinceHead, sealedThrough: sinceID)
+        while let row = try links.next() {
+            var link = ChainLink(
+                seq: try row.decode(0), format: try row.decode(1), record: try row.decode(2), transactionID: try row.decode(3, as: Int64?.self),
+                eventID: try row.decode(4, as: String?.self), ruleSetVersion: try row.decode(5, as: Int?.self),
+                sealID: try row.decode(6, as: Int64?.self),
+                previousHash: try row.decode(7), hash: try row.decode(8))
+            switch (link.format, LedgerChain.Record(rawValue: link.record)) {
+            case (1, .transaction?):
+                link.v1Row = try v1.value(sealID: link.transactionID, key: link.transactionID.map(String.init))
+                link.createdAtMicroseconds = link.v1Row?.createdAtMicroseconds
+            case (2, let record?):
+                link.fields = try streams[record]!.value(sealID: link.sealID, key: Self.chainKey(record, of: link))
+                if record == .transaction, let fields = link.fields {
+                    link.createdAtMicroseconds = Self.createdAtMicroseconds(fields[Self.transactionCreatedAtField])
+                }
+            default:
+                break
+            }
+            replay.link(link, into: &audit)
+        }
+        try links.close()
+        let read = v1.rowsRead + streams.values.reduce(0) { $0 + $1.rowsRead }
+        counter.rows += read
+        progress?(read)
+    }
+
+    /// The key a link names its record by, per kind.
+    static func chainKey(_ record: LedgerChain.Record, of link: ChainLink) -> String? {
+        switch record {
+        case .transaction: return link.transactionID.map(String.init)
+        case .event: return link.eventID
+        case .ruleSet: return link.ruleSetVersion.map(String.init)
+        }
+    }
+
+    /// Position of `created_at` in a transaction's v2 fields.
+    static let transactionCreatedAtField = 17
+
+    /// A v2 `created_at` field as the chain-order check compares it: like v1's, an instant
+    /// outside years 1000…9999 (or `infinity`) is `Int64.min`, which trails every link.
+    static func createdAtMicroseconds(_ field: String?) -> Int64 {
+        guard let field, let micros = Int64(field), micros >= -30_610_224_000_000_000, micros <= 253_402_214_400_000_000 else { return Int64.min }
+        return micros
+    }
+}
