@@ -138,13 +138,20 @@ extension Sequence where Element == UInt8 {
     /// Lower-case hex by table lookup: the one encoder of the package (bytea, UUIDs, SHA-256
     /// digests); `String(format: "%02x")` per byte was a visible share of push CPU.
     package var hexString: String {
-        var text: [UInt8] = []
-        text.reserveCapacity(underestimatedCount * 2)
-        for byte in self {
-            text.append(lowercaseHexDigits[Int(byte >> 4)])
-            text.append(lowercaseHexDigits[Int(byte & 0x0f)])
+        withContiguousStorageIfAvailable { hex($0) } ?? Array(self).withUnsafeBufferPointer { hex($0) }
+    }
+}
+
+/// Written straight into the string's storage: one allocation, no UTF-8 validation pass.
+private func hex(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    String(unsafeUninitializedCapacity: bytes.count * 2) { text in
+        var index = 0
+        for byte in bytes {
+            text[index] = lowercaseHexDigits[Int(byte >> 4)]
+            text[index + 1] = lowercaseHexDigits[Int(byte & 0x0f)]
+            index += 2
         }
-        return String(decoding: text, as: UTF8.self)
+        return index
     }
 }
 
