@@ -59,6 +59,8 @@ SELECT create_distributed_table('ledger_chain', 'province', colocate_with => 'ci
 SELECT create_distributed_table('ledger_checkpoints', 'province', colocate_with => 'citizen_accounts');
 -- The summaries v2 checkpoints sign (migration 0004), per province like the checkpoints.
 SELECT create_distributed_table('ledger_checkpoint_states', 'province', colocate_with => 'citizen_accounts');
+-- Partners belong to one province (migration 0005); their records (holds, links, feeds) colocate.
+SELECT create_distributed_table('partners', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

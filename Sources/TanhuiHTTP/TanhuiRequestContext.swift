@@ -7,6 +7,8 @@ package struct TanhuiRequestContext: RequestContext {
     package var maximumBodyBytes: Int
     /// Set by the operator-key middleware on `/v1/provinces/…` routes.
     package var operatorIdentity: OperatorIdentity?
+    /// Set by the partner-key middleware on partner routes (`/v1/provinces/{code}/partner…`).
+    package var partner: PartnerIdentity?
     /// Set by the device-token middleware on `/v1/sync/…` routes.
     package var device: DeviceClaims?
 
