@@ -76,7 +76,8 @@ extension ProvinceAudit {
         let links = try cursor(
             """
             DECLARE audit_chain NO SCROLL CURSOR FOR
-            SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash
+            SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
+                   c.record_key
             FROM ledger_chain c
             WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
             ORDER BY c.chain_seq
@@ -114,7 +115,7 @@ extension ProvinceAudit {
                 seq: try row.decode(0), format: try row.decode(1), record: try row.decode(2), transactionID: try row.decode(3, as: Int64?.self),
                 eventID: try row.decode(4, as: String?.self), ruleSetVersion: try row.decode(5, as: Int?.self),
                 sealID: try row.decode(6, as: Int64?.self),
-                previousHash: try row.decode(7), hash: try row.decode(8))
+                previousHash: try row.decode(7), hash: try row.decode(8), recordKey: try row.decode(9, as: String?.self))
             switch (link.format, LedgerChain.Record(rawValue: link.record)) {
             case (1, .transaction?):
                 link.v1Row = try v1.value(sealID: link.transactionID, key: link.transactionID.map(String.init))
@@ -135,12 +136,13 @@ extension ProvinceAudit {
         progress?(read)
     }
 
-    /// The key a link names its record by, per kind.
+    /// The key a link names its record by: the `ledger_chain` column of the kind's `keyColumn`.
     static func chainKey(_ record: LedgerChain.Record, of link: ChainLink) -> String? {
-        switch record {
-        case .transaction: return link.transactionID.map(String.init)
-        case .event: return link.eventID
-        case .ruleSet: return link.ruleSetVersion.map(String.init)
+        switch record.keyColumn {
+        case .transactionID: return link.transactionID.map(String.init)
+        case .eventID: return link.eventID
+        case .ruleSetVersion: return link.ruleSetVersion.map(String.init)
+        case .recordKey: return link.recordKey
         }
     }
 

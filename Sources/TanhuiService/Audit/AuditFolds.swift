@@ -455,6 +455,8 @@ struct ChainLink: Sendable {
     var sealID: Int64?
     var previousHash: String
     var hash: String
+    /// The key of kinds after the first three (`record_key`).
+    var recordKey: String? = nil
     /// v1 form of a transaction link's transaction.
     var v1Row: LedgerChain.SealedRow?
     /// v2 fields of the sealed record.
@@ -470,6 +472,7 @@ struct ChainLink: Sendable {
         if let transactionID { names.append(("transaction_id", .int(transactionID))) }
         if let eventID { names.append(("event_id", .string(eventID))) }
         if let ruleSetVersion { names.append(("rule_set_version", .int(Int64(ruleSetVersion)))) }
+        if let recordKey { names.append(("record_key", .string(recordKey))) }
         names.append(("record", .string(record)))
         if let sealID { names.append(("seal_id", .int(sealID))) }
         return names

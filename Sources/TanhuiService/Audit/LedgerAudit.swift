@@ -125,6 +125,11 @@ package final class LedgerAudit: Sendable {
                         // it saves, and sorts of a few hundred MB stay in memory.
                         try connection.query("SET LOCAL jit = off")
                         try connection.query("SET LOCAL work_mem = '256MB'")
+                        // --since joins few new rows to large old tables: index look-ups, not hashes of whole tables.
+                        if sinceCheckpoint != nil {
+                            try connection.query("SET LOCAL enable_hashjoin = off")
+                            try connection.query("SET LOCAL enable_mergejoin = off")
+                        }
                         var audit = ProvinceAudit(
                             province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
                         return try audit.run(part)
@@ -773,7 +778,8 @@ struct ProvinceAudit {
             WHERE province = \(province) AND chain_seq > \(sinceSeq)
             -- grouped by the first non-NULL key column, typed (no text per link)
             GROUP BY record, transaction_id, CASE WHEN transaction_id IS NULL THEN event_id END,
-                     CASE WHEN transaction_id IS NULL AND event_id IS NULL THEN rule_set_version END
+                     CASE WHEN transaction_id IS NULL AND event_id IS NULL THEN rule_set_version END,
+                     CASE WHEN transaction_id IS NULL AND event_id IS NULL AND rule_set_version IS NULL THEN record_key END
             HAVING count(*) > 1 ORDER BY 6
             """, "audit_double_seals"
         ) { row in
@@ -800,11 +806,14 @@ struct ProvinceAudit {
             UNION ALL
             SELECT 'event', e.event_id::text, e.seal_id FROM events e
             WHERE e.province = \(province) AND e.seal_id <= \(headID) AND e.seal_id > \(sinceID)
-              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id
+                              -- --since: by the (province, seal_id) index (an edited seal id is a hash_chain finding anyway)
+                              AND (\(!incremental) OR c.seal_id = e.seal_id))
             UNION ALL
             SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
             WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
-              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version
+                              AND (\(!incremental) OR c.seal_id = r.seal_id))
             ORDER BY 3
             """, "audit_skipped"
         ) { row in
@@ -873,12 +882,15 @@ struct ProvinceAudit {
             SELECT 'event', e.event_id::text, e.seal_id, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END, CASE WHEN isfinite(e.received_at) THEN least(extract(epoch FROM now() - e.received_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
             FROM events e
             WHERE e.province = \(province) AND e.seal_id > \(sinceID) AND e.received_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
-              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id
+                              -- --since: by the (province, seal_id) index (an edited seal id is a hash_chain finding anyway)
+                              AND (\(!incremental) OR c.seal_id = e.seal_id))
             UNION ALL
             SELECT 'rule_set', r.version::text, r.seal_id, CASE WHEN r.published_at BETWEEN '1000-01-01' AND '9999-12-31' THEN r.published_at END, CASE WHEN isfinite(r.published_at) THEN least(extract(epoch FROM now() - r.published_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
             FROM rule_sets r
             WHERE r.province = \(province) AND r.seal_id > \(sinceID) AND r.published_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
-              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version
+                              AND (\(!incremental) OR c.seal_id = r.seal_id))
             ORDER BY 3
             """, "audit_unsealed"
         ) { row in
@@ -896,7 +908,8 @@ struct ProvinceAudit {
             audit.record(
                 .unsealedBacklog,
                 AuditFinding(
-                    "\(record == "transaction" ? "" : record + " ")unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound", magnitude: age,
+                    "\(record == "transaction" ? "" : record + " ")unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound",
+                    magnitude: age,
                     at: try row.decode(3, as: Date?.self), fields + [("age_seconds", .int(age))]))
         }
     }
