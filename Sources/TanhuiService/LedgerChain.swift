@@ -316,11 +316,14 @@ extension LedgerChain {
         switch record {
         case .transaction:
             return SealedTable(
-                from: "ledger_transactions t", province: "t.province", sealID: "t.transaction_id", key: "t.transaction_id", keyText: "t.transaction_id::text", keyCast: "::bigint")
+                from: "ledger_transactions t", province: "t.province", sealID: "t.transaction_id", key: "t.transaction_id",
+                keyText: "t.transaction_id::text", keyCast: "::bigint")
         case .event:
-            return SealedTable(from: "events e", province: "e.province", sealID: "e.seal_id", key: "e.event_id", keyText: "e.event_id::text", keyCast: "::uuid")
+            return SealedTable(
+                from: "events e", province: "e.province", sealID: "e.seal_id", key: "e.event_id", keyText: "e.event_id::text", keyCast: "::uuid")
         case .ruleSet:
-            return SealedTable(from: "rule_sets r", province: "r.province", sealID: "r.seal_id", key: "r.version", keyText: "r.version::text", keyCast: "::integer")
+            return SealedTable(
+                from: "rule_sets r", province: "r.province", sealID: "r.seal_id", key: "r.version", keyText: "r.version::text", keyCast: "::integer")
         }
     }
 

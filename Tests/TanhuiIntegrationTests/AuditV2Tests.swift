@@ -244,14 +244,20 @@ struct AuditV2Tests {
                 [F.metro(id: rejected, at: F.base.addingTimeInterval(8 * 3600), evidence: "TXN-1")],
                 citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
             #expect(verdicts.map(\.status) != [.accepted])
-            #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.transaction_id = t.transaction_id)") == 0)
+            #expect(
+                try await F.count(
+                    url,
+                    "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.transaction_id = t.transaction_id)"
+                ) == 0)
             let outcome = try await A.audit(url, ["--seal-bound", "0"])
             A.expectViolated(outcome, "unsealed_backlog", "event_id", Self.lower(rejected))
             #expect(try await A.audit(url, ["--seal-bound", "864000000"]).0.exitCode == 0, "within the bound it is no finding")
         }
     }
 
-    @Test("infinite instants in tampered rows (a transaction's created_at, an event's received_at, an unsealed forgery's created_at): findings, exit 1, never exit 2")
+    @Test(
+        "infinite instants in tampered rows (a transaction's created_at, an event's received_at, an unsealed forgery's created_at): findings, exit 1, never exit 2"
+    )
     func infiniteInstants() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)

@@ -17,7 +17,9 @@ struct ChainCanonicalFormTests {
             record: .event, sealID: 42, key: "k",
             fields: ["CN-GD", nil, "", "广州 ✓", String(repeating: "x", count: 1000), "1700000000000000", nil])
         #expect(LedgerChain.canonicalV2(record).hasPrefix("15:tanhui-event-v2;5:CN-GD;~;0:;"))
-        #expect(LedgerChain.linkV2(previous: LedgerChain.genesisHash, record: record) == Self.documentedLink(previous: LedgerChain.genesisHash, record: record))
+        #expect(
+            LedgerChain.linkV2(previous: LedgerChain.genesisHash, record: record)
+                == Self.documentedLink(previous: LedgerChain.genesisHash, record: record))
         for kind in LedgerChain.Record.allCases {
             let other = LedgerChain.RecordV2(record: kind, sealID: 1, key: "1", fields: ["a", "bc", nil])
             #expect(LedgerChain.linkV2(previous: "p", record: other) == Self.documentedLink(previous: "p", record: other))
