@@ -134,6 +134,7 @@ let package = Package(
                 "TanhuiHTTP",
                 "TanhuiPostgres",
                 "TanhuiService",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

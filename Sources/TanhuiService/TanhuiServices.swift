@@ -9,6 +9,7 @@ package final class TanhuiServices: Sendable {
     package let ruleSets: RuleSetService
     package let operators: OperatorService
     package let ledger: LedgerService
+    package let reports: ReportService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -18,6 +19,7 @@ package final class TanhuiServices: Sendable {
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        self.reports = ReportService(pool: pool)
     }
 
     package var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

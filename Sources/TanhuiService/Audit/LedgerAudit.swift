@@ -414,6 +414,7 @@ struct ProvinceAudit {
         try ledgerFold(ruleSets: ruleSets, counter: counter)
         try chain(counter: counter)
         try setChecks(counter: counter)
+        try reportsMatchLedger()
         audit.rowsChecked += counter.rows
         return audit
     }
