@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import NIOCore
 
@@ -12,7 +13,8 @@ enum ConsoleRoutes {
 
     static func response(_ name: String) -> Response {
         guard let file = files.first(where: { $0.name == name }) else {
-            return Response(status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "not found\n")))
+            return Response(
+                status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "not found\n")))
         }
         return Response(
             status: .ok,

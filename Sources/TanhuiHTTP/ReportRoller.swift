@@ -1,5 +1,4 @@
 package import Logging
-import Metrics
 import Prometheus
 import ServiceLifecycle
 import TanhuiPostgres

@@ -45,15 +45,15 @@ struct BatchPlan: Sendable {
             date.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) }
         }
         let data = event.data
-        let canonical = [
+        var canonical = [
             "tanhui-event-v1", event.id.uuidString.lowercased(), event.kind, event.province,
             milliseconds(event.occurredAt), milliseconds(event.endedAt), data.mode, data.material,
             data.distanceMeters.map(String.init), data.weightGrams.map(String.init), data.count.map(String.init),
             data.consumptionWh.map(String.init), data.baselineWh.map(String.init), data.days.map(String.init),
             wire.evidence?.source, wire.evidence?.ref,
         ].map(field).joined()
-            // Appended only when present, so events without a district keep their v1 hashes.
-            + (data.district.map { "district;" + field($0) } ?? "")
+        // Appended only when present, so events without a district keep their v1 hashes.
+        if let district = data.district { canonical += "district;" + field(district) }
         return SHA256.hex(canonical)
     }
 }

@@ -274,8 +274,9 @@ package final class ReportService: Sendable {
         let lockKey = "tanhui.report." + province
         if wait {
             try connection.query("SELECT pg_advisory_xact_lock(hashtext(\(lockKey)))")
-        } else if !(try connection.query("SELECT pg_try_advisory_xact_lock(hashtext(\(lockKey)))").scalar(Bool.self)) {
-            return 0
+        } else {
+            let locked = try connection.query("SELECT pg_try_advisory_xact_lock(hashtext(\(lockKey)))").scalar(Bool.self)
+            if !locked { return 0 }
         }
         let progress = try connection.query("SELECT sealed_through, chain_seq FROM report_progress WHERE province = \(province)").first
         let fromSeal: Int64 = try progress?.decode(0) ?? 0
@@ -355,7 +356,9 @@ package final class ReportService: Sendable {
             for row in try connection.query(
                 "SELECT kind, sum(grams_co2e)::bigint FROM report_rollup WHERE province = \(province) GROUP BY kind ORDER BY kind"
             ).rows {
-                grams[try row.decode(0)] = try row.decode(1)
+                let kind: String = try row.decode(0)
+                let total: Int64 = try row.decode(1)
+                grams[kind] = total
             }
             return grams
         }
@@ -396,7 +399,9 @@ package final class ReportService: Sendable {
         for row in figures.rows {
             let cellKey = try key(row)
             var keys: [ReportDimension: String?] = [:]
-            for (index, dimension) in ReportDimension.allCases.enumerated() where groups.contains(dimension) { keys[dimension] = cellKey.values[index] }
+            for (index, dimension) in ReportDimension.allCases.enumerated() where groups.contains(dimension) {
+                keys[dimension] = cellKey.values[index]
+            }
             cells[cellKey] = ReportCell(
                 keys: keys, suppressed: false, accepted: try row.decode(4), rejected: try row.decode(5), rejectedByCode: [:],
                 gramsCO2e: try row.decode(6), points: try row.decode(7), reversals: try row.decode(8), citizens: 0)
@@ -410,7 +415,9 @@ package final class ReportService: Sendable {
             """
         ).rows {
             let cellKey = try key(row)
-            cells[cellKey]?.rejectedByCode?[try row.decode(4)] = try row.decode(5)
+            let code: String = try row.decode(4)
+            let events: Int64 = try row.decode(5)
+            cells[cellKey]?.rejectedByCode?[code] = events
         }
         for row in try connection.query(
             """
@@ -419,7 +426,9 @@ package final class ReportService: Sendable {
             GROUP BY 1, 2, 3, 4 LIMIT \(maximumCells + 1)
             """
         ).rows {
-            cells[try key(row)]?.citizens = try row.decode(4)
+            let cellKey = try key(row)
+            let citizens: Int64 = try row.decode(4)
+            cells[cellKey]?.citizens = citizens
         }
         let totals = try connection.query(
             """
@@ -437,7 +446,9 @@ package final class ReportService: Sendable {
             WHERE province = \(province) AND day BETWEEN \(from)::date AND \(to)::date GROUP BY code ORDER BY code LIMIT 10000
             """
         ).rows {
-            totalCodes[try row.decode(0)] = try row.decode(1)
+            let code: String = try row.decode(0)
+            let events: Int64 = try row.decode(1)
+            totalCodes[code] = events
         }
         let total = ReportCell(
             keys: [:], suppressed: false, accepted: try totals.decode(0), rejected: try totals.decode(1), rejectedByCode: totalCodes,

@@ -28,10 +28,11 @@ import Testing
     @Test("data.district is decoded, validated against the event's province, and part of the event")
     func wireDistrict() throws {
         func decode(_ district: Any) -> Result<EventWire, EventInvalid> {
-            EventWire.decode([
-                "id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "2027-03-01T08:00:00+08:00",
-                "data": ["district": district],
-            ] as [String: Any])
+            EventWire.decode(
+                [
+                    "id": UUID().uuidString, "kind": "waste_sorting", "province": "CN-GD", "occurred_at": "2027-03-01T08:00:00+08:00",
+                    "data": ["district": district],
+                ] as [String: Any])
         }
         #expect(try decode("440305").get().event.data.district == "440305")
         guard case .failure(let invalid) = decode("310104") else {

@@ -22,9 +22,13 @@ struct ReportTests {
     static func item(_ kind: String, at start: Date, district: String?, data: [String: Any], minutes: Double = 30) -> SubmissionItem {
         var fields = data
         if let district { fields["district"] = district }
-        var object: [String: Any] = ["id": UUID().uuidString, "kind": kind, "province": "CN-GD", "occurred_at": F.iso(start), "data": fields]
+        let id = UUID().uuidString
+        var object: [String: Any] = ["id": id, "kind": kind, "province": "CN-GD", "occurred_at": F.iso(start), "data": fields]
         if kind != "waste_sorting" { object["ended_at"] = F.iso(start.addingTimeInterval(minutes * 60)) }
-        return .event(F.wire(object))
+        switch EventWire.decode(object) {
+        case .success(let wire): return .event(wire)
+        case .failure(let invalid): return .invalid(id: id, issues: invalid.issues)
+        }
     }
 
     /// What was pushed, folded by hand from the verdicts: the expected cell figures.
@@ -61,17 +65,31 @@ struct ReportTests {
         for index in 0..<12 {
             let citizen = UUID()
             var items: [(SubmissionItem, Date, String, String)] = [
-                (item("transit_trip", at: start, district: "440305", data: ["mode": "metro", "distance_m": 8_000 + index * 100]), start, "transit_trip", "440305"),
-                (item("waste_sorting", at: start.addingTimeInterval(2 * hour), district: nil, data: [:]), start.addingTimeInterval(2 * hour), "waste_sorting", ""),
-                (item("bike_ride", at: start.addingTimeInterval(day), district: "440304", data: ["distance_m": 3_000]), start.addingTimeInterval(day), "bike_ride", "440304"),
+                (
+                    item("transit_trip", at: start, district: "440305", data: ["mode": "metro", "distance_m": 8_000 + index * 100]), start,
+                    "transit_trip", "440305"
+                ),
+                (
+                    item("waste_sorting", at: start.addingTimeInterval(2 * hour), district: nil, data: [:]), start.addingTimeInterval(2 * hour),
+                    "waste_sorting", ""
+                ),
+                (
+                    item("bike_ride", at: start.addingTimeInterval(day), district: "440304", data: ["distance_m": 3_000]),
+                    start.addingTimeInterval(day), "bike_ride", "440304"
+                ),
             ]
             if index < 3 {
                 let at = start.addingTimeInterval(2 * day)
                 items.append((item("bike_ride", at: at, district: "440304", data: ["distance_m": 2_000]), at, "bike_ride", "440304"))
                 let short = start.addingTimeInterval(3 * hour)
-                items.append((item("transit_trip", at: short, district: "440305", data: ["mode": "metro", "distance_m": 100]), short, "transit_trip", "440305"))
+                items.append(
+                    (
+                        item("transit_trip", at: short, district: "440305", data: ["mode": "metro", "distance_m": 100]), short, "transit_trip",
+                        "440305"
+                    ))
             }
-            let verdicts = try await services.ledger.submit(items.map(\.0), citizen: citizen, device: "d\(index)", receivedAt: receivedAt, sentAt: nil)
+            let verdicts = try await services.ledger.submit(
+                items.map(\.0), citizen: citizen, device: "d\(index)", receivedAt: receivedAt, sentAt: nil)
             for (verdict, (_, at, kind, district)) in zip(verdicts, items) {
                 let key = "\(localDay(at))|\(kind)|\(district)"
                 func fold(_ e: inout Expected) {
@@ -88,7 +106,7 @@ struct ReportTests {
                 fold(&pushed.total)
                 fold(&pushed.byKind[kind, default: Expected()])
             }
-            #expect(verdicts.filter { $0.status == .accepted }.count == 3, "\(verdicts.map { "\($0.status) \($0.code ?? "")" })")
+            #expect(verdicts.filter { $0.status == .accepted }.count == (index < 3 ? 4 : 3), "\(verdicts.map { "\($0.status) \($0.code ?? "")" })")
             if index == 5, case .event(let wire) = items[0].0 { reversible = wire.event.id }
         }
         // A reversal lands in its award's cell, negative.
@@ -125,9 +143,25 @@ struct ReportTests {
     @Test("totals and cells equal a fold of the pushed verdicts; distinct citizens over days; suppression; signature; CSV in Python; audit")
     func reportsReconcile() async throws {
         try await TestDatabase.withFresh { url in
-            let services = try TestDatabase.makeServices(url: url, environment: Self.environment)
-            defer { Task { await services.shutdown() } }
+            try await Self.withServices(url) { services in try await Self.reconcile(services, url: url) }
+        }
+    }
+
+    /// Services with the checkpoint key and the sample Guangdong rules, shut down afterwards.
+    static func withServices(_ url: String, _ body: (TanhuiServices) async throws -> Void) async throws {
+        let services = try TestDatabase.makeServices(url: url, environment: environment)
+        do {
             _ = try await services.ruleSets.publish(document: try F.ruleSetDocument(), publishedBy: "test")
+            try await body(services)
+            await services.shutdown()
+        } catch {
+            await services.shutdown()
+            throw error
+        }
+    }
+
+    static func reconcile(_ services: TanhuiServices, url: String) async throws {
+        do {
             let pushed = try await Self.push(services)
             let checkpointKey = services.config.checkpointKey
 
@@ -145,8 +179,10 @@ struct ReportTests {
                 waitForAdvance: true)
             let report = signed.report
             // The head it covers is the chain's head.
-            let head = try await AuditTests.scalar(url, "SELECT chain_seq FROM ledger_chain WHERE province = 'CN-GD' ORDER BY chain_seq DESC LIMIT 1", as: Int64.self)
-            let headHash = try await AuditTests.scalar(url, "SELECT hash FROM ledger_chain WHERE province = 'CN-GD' AND chain_seq = \(head)", as: String.self)
+            let head = try await AuditTests.scalar(
+                url, "SELECT chain_seq FROM ledger_chain WHERE province = 'CN-GD' ORDER BY chain_seq DESC LIMIT 1", as: Int64.self)
+            let headHash = try await AuditTests.scalar(
+                url, "SELECT hash FROM ledger_chain WHERE province = 'CN-GD' AND chain_seq = \(head)", as: String.self)
             #expect(report.head.chainSeq == head)
             #expect(report.head.hash == headHash)
             #expect(report.threshold == 10)
@@ -205,7 +241,7 @@ struct ReportTests {
                 [
                     "-c",
                     """
-                    import csv, json, sys
+                    csv, json, sys = __import__('csv'), __import__('json'), __import__('sys')
                     rows = list(csv.DictReader(open(sys.argv[1], newline='')))
                     total = [r for r in rows if r['scope'] == 'total'][0]
                     cells = [r for r in rows if r['scope'] == 'cell']
@@ -230,7 +266,7 @@ struct ReportTests {
 
             // The audit recomputes the rollup from the ledger; a tampered rollup is caught.
             let clean = try await LedgerAudit(pool: services.pool).run(AuditOptions())
-            #expect(clean.check(.reportsMatchLedger).holds, "\(clean.text)")
+            #expect(clean.check(.reportsMatchLedger).holds, "\(clean.human().joined(separator: "\n"))")
             #expect(clean.check(.reportsMatchLedger).checked > 10)
             try await AuditTests.rogue(url, ["UPDATE report_rollup SET grams_co2e = grams_co2e + 1 WHERE kind = 'bike_ride'"])
             let edited = try await LedgerAudit(pool: services.pool).run(AuditOptions())
@@ -261,7 +297,9 @@ struct ReportTests {
             let verdicts = try await services.ledger.submit(items, citizen: citizen, device: "d", receivedAt: F.base, sentAt: nil)
             #expect(verdicts.map(\.status) == [.rejected, .rejected, .accepted])
             #expect(verdicts[0].code == "invalid" && verdicts[0].errors.first?.path == "data.district")
-            #expect(verdicts[0].errors.first?.message.contains("starts with 44") == true || verdicts[0].errors.first?.message.contains("start with 44") == true)
+            #expect(
+                verdicts[0].errors.first?.message.contains("starts with 44") == true
+                    || verdicts[0].errors.first?.message.contains("start with 44") == true)
             #expect(verdicts[1].errors.first?.path == "data.district")
             #expect(try await F.count(url, "SELECT count(*) FROM events WHERE district = '440305'") == 1)
             // The same id with another district is not a duplicate.
@@ -278,9 +316,12 @@ struct ReportTests {
     @Test("GET …/reports: JSON and CSV agree with the service, the CSV carries the signed note; bad requests are 400, no key 401")
     func reportsOverHTTP() async throws {
         try await TestDatabase.withFresh { url in
-            let services = try TestDatabase.makeServices(url: url, environment: Self.environment)
-            defer { Task { await services.shutdown() } }
-            _ = try await services.ruleSets.publish(document: try F.ruleSetDocument(), publishedBy: "test")
+            try await Self.withServices(url) { services in try await Self.overHTTP(services) }
+        }
+    }
+
+    static func overHTTP(_ services: TanhuiServices) async throws {
+        do {
             let pushed = try await Self.push(services)
             try await services.ledger.seal()
             let (_, key) = try await services.operators.create(name: "gd", provinces: ["CN-GD"])
@@ -290,9 +331,10 @@ struct ReportTests {
                 try await client.execute(uri: "/v1/provinces/CN-GD/reports?from=2026-11-01&to=2026-11-30", method: .get) { response in
                     #expect(response.status == .unauthorized)
                 }
-                for bad in ["from=2026-11-01", "from=2026-11-31&to=2026-12-01", "from=2026-11-02&to=2026-11-01", "from=2026-01-01&to=2027-12-31",
-                    "from=2026-11-01&to=2026-11-30&group_by=day,citizen", "from=2026-11-01&to=2026-11-30&format=xml"]
-                {
+                for bad in [
+                    "from=2026-11-01", "from=2026-11-31&to=2026-12-01", "from=2026-11-02&to=2026-11-01", "from=2026-01-01&to=2027-12-31",
+                    "from=2026-11-01&to=2026-11-30&group_by=day,citizen", "from=2026-11-01&to=2026-11-30&format=xml",
+                ] {
                     try await client.execute(uri: "/v1/provinces/CN-GD/reports?\(bad)", method: .get, headers: auth) { response in
                         #expect(response.status == .badRequest, "\(bad)")
                     }

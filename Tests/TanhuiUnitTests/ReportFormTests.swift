@@ -36,7 +36,9 @@ struct ReportFormTests {
     @Test("the CSV has one row per cell and a total; the note signs its SHA-256 and verifies with the public key")
     func csvAndNote() throws {
         let request = ReportRequest(province: "CN-GD", from: "2027-03-01", to: "2027-03-02", groupBy: [.day])
-        let cells = [Self.cell("2027-03-01", citizens: 12, grams: 905), Report.suppress(Self.cell("2027-03-02", citizens: 3, grams: 7), threshold: 10)]
+        let cells = [
+            Self.cell("2027-03-01", citizens: 12, grams: 905), Report.suppress(Self.cell("2027-03-02", citizens: 3, grams: 7), threshold: 10),
+        ]
         let report = Report(
             request: request, head: ReportChainHead(chainSeq: 42, hash: String(repeating: "a", count: 64), sealID: 99), threshold: 10,
             cells: cells, total: Self.cell("", citizens: 15, grams: 912))

@@ -22,7 +22,8 @@ extension ProvinceAudit {
             let chainSeq: Int64 = try progress.decode(1)
             let linkHash = try progress.decode(3, as: String?.self)
             let linkSeal = try progress.decode(4, as: Int64?.self)
-            if linkHash != (try progress.decode(2, as: String.self)) || linkSeal != sealedThrough {
+            let headHash: String = try progress.decode(2)
+            if linkHash != headHash || linkSeal != sealedThrough {
                 audit.record(
                     check,
                     AuditFinding(
@@ -88,7 +89,8 @@ extension ProvinceAudit {
         let check = AuditCheckID.reportsMatchLedger
         guard let first = rows.first else { return }
         let differing: Int64 = try first.decode(0)
-        audit.checked(check, try first.decode(1))
+        let compared: Int64 = try first.decode(1)
+        audit.checked(check, compared)
         guard differing > 0 else { return }
         var recorded: Int64 = 0
         for row in rows {
