@@ -88,6 +88,12 @@ package struct ReportChainHead: Sendable, Equatable {
     package var chainSeq: Int64
     package var hash: String
     package var sealID: Int64
+
+    package init(chainSeq: Int64, hash: String, sealID: Int64) {
+        self.chainSeq = chainSeq
+        self.hash = hash
+        self.sealID = sealID
+    }
 }
 
 /// One row of a report: its group values (nil for dimensions not grouped, or an event
@@ -103,6 +109,21 @@ package struct ReportCell: Sendable, Equatable {
     package var reversals: Int64?
     /// Distinct citizens with at least one judged event in the cell.
     package var citizens: Int64?
+
+    package init(
+        keys: [ReportDimension: String?], suppressed: Bool, accepted: Int64?, rejected: Int64?, rejectedByCode: [String: Int64]?,
+        gramsCO2e: Int64?, points: Int64?, reversals: Int64?, citizens: Int64?
+    ) {
+        self.keys = keys
+        self.suppressed = suppressed
+        self.accepted = accepted
+        self.rejected = rejected
+        self.rejectedByCode = rejectedByCode
+        self.gramsCO2e = gramsCO2e
+        self.points = points
+        self.reversals = reversals
+        self.citizens = citizens
+    }
 }
 
 /// A report as the service computed it, before it is signed.
@@ -112,6 +133,14 @@ package struct Report: Sendable, Equatable {
     package var threshold: Int64
     package var cells: [ReportCell]
     package var total: ReportCell
+
+    package init(request: ReportRequest, head: ReportChainHead, threshold: Int64, cells: [ReportCell], total: ReportCell) {
+        self.request = request
+        self.head = head
+        self.threshold = threshold
+        self.cells = cells
+        self.total = total
+    }
 
     /// Applies the suppression rule: a cell with fewer than `threshold` distinct citizens
     /// keeps its keys and says `suppressed`, with no figures.

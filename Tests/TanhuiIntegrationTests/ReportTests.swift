@@ -124,7 +124,7 @@ struct ReportTests {
     static func verifyIndependently(note: String, csv: String?, publicKey: Curve25519.Signing.PublicKey) throws -> [String: String] {
         let range = try #require(note.range(of: "signature "))
         let signed = String(note[..<range.lowerBound])
-        let signatureText = note[range.upperBound...].trimmingCharacters(in: .newlines)
+        let signatureText = String(note[range.upperBound...]).replacingOccurrences(of: "\n", with: "")
         let signature = try #require(Data(base64Encoded: signatureText))
         #expect(publicKey.isValidSignature(signature, for: Data(signed.utf8)), "the note's signature verifies with the checkpoint public key")
         var fields: [String: String] = [:]
@@ -229,7 +229,8 @@ struct ReportTests {
             var tampered = signed.note
             tampered = tampered.replacingOccurrences(of: "threshold 10", with: "threshold 1")
             let tamperedRange = try #require(tampered.range(of: "signature "))
-            let tamperedSignature = try #require(Data(base64Encoded: tampered[tamperedRange.upperBound...].trimmingCharacters(in: .newlines)))
+            let tamperedText = String(tampered[tamperedRange.upperBound...]).replacingOccurrences(of: "\n", with: "")
+            let tamperedSignature = try #require(Data(base64Encoded: tamperedText))
             #expect(!Self.key.publicKey.isValidSignature(tamperedSignature, for: Data(tampered[..<tamperedRange.lowerBound].utf8)))
 
             // The CSV read by Python's csv module gives the same numbers.
