@@ -5,7 +5,7 @@
 # not ignored.
 # Bounded: a fixed seed, a fixed number of examples per operation, and a time limit.
 #   Scripts/fuzz-api.sh [EXAMPLES]      (needs TANHUI_BIN and TANHUI_TEST_DATABASE_URL, as set by Scripts/test.sh)
-# It refuses to run without a real operator key and device token. TANHUI_FUZZ_CREDENTIALS_ONLY=1
+# It refuses to run without a real operator key, partner key and device token. TANHUI_FUZZ_CREDENTIALS_ONLY=1
 # stops after that check (for Scripts/check-selftest.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,12 +26,23 @@ export TANHUI_LOG_LEVEL=error
 "$TANHUI_BIN" migrate >/dev/null
 "$TANHUI_BIN" rules publish --by fuzz Schema/rulesets/CN-GD.yaml >/dev/null
 operator_key="$("$TANHUI_BIN" operator create --province CN-GD --name fuzz 2>/dev/null | sed -n 's/^key //p')"
+partner_key="$("$TANHUI_BIN" partner create --province CN-GD --name fuzz --scope redeem --scope feed 2>/dev/null | sed -n 's/^key //p')"
 device_token="$("$TANHUI_BIN" token issue --citizen "$(cat /proc/sys/kernel/random/uuid)" --device fuzz --ttl 1h)"
 # Without credentials every authenticated operation would only ever see 401s and "pass".
 case "$operator_key" in (thk_?*) ;; (*) echo "fuzz-api: no operator key from \`tanhui operator create\` (got '${operator_key:0:12}')" >&2; exit 1;; esac
+case "$partner_key" in (thp_?*) ;; (*) echo "fuzz-api: no partner key from \`tanhui partner create\` (got '${partner_key:0:12}')" >&2; exit 1;; esac
 [ "$(printf '%s' "$device_token" | tr -cd . | wc -c)" = 2 ] || {
   echo "fuzz-api: no device token from \`tanhui token issue\` (got '${device_token:0:12}')" >&2; exit 1; }
 [ -z "${TANHUI_FUZZ_CREDENTIALS_ONLY:-}" ] || { echo "fuzz-api: credentials ok"; exit 0; }
+
+# Every operation must fall in exactly one of the runs below, or it would never be fuzzed.
+python3 - Schema/openapi.yaml <<'PY'
+import sys, yaml
+runs = {"sync", "operator", "partner", "health"}
+bad = [f"{method.upper()} {path}: tags {op.get('tags')}" for path, item in yaml.safe_load(open(sys.argv[1]))["paths"].items()
+       for method, op in item.items() if isinstance(op, dict) and "responses" in op and len(runs & set(op.get("tags", []))) != 1]
+if bad: sys.exit("fuzz-api: operations outside exactly one fuzz run (sync, operator, partner, health):\n  " + "\n  ".join(bad))
+PY
 
 command -v schemathesis >/dev/null 2>&1 || {
   echo "fuzz-api: schemathesis is not installed; run Scripts/prerequisites.sh" >&2; exit 1; }
@@ -53,7 +64,9 @@ run() {
     --checks all \
     --request-timeout 10 --no-color "$@"
 }
-run --include-path-regex '^/v1/sync/' -H "Authorization: Bearer $device_token"
-run --include-path-regex '^/v1/provinces/' -H "Authorization: Bearer $operator_key"
-run --include-path-regex '^/(healthz|readyz|metrics)$'
+# One run per credential, chosen by the operation's tag (every operation has exactly one of these).
+run --include-tag sync -H "Authorization: Bearer $device_token"
+run --include-tag operator -H "Authorization: Bearer $operator_key"
+run --include-tag partner -H "Authorization: Bearer $partner_key"
+run --include-tag health
 echo "fuzz-api: ok"

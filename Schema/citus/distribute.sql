@@ -65,6 +65,8 @@ SELECT create_distributed_table('report_rollup', 'province', colocate_with => 'c
 SELECT create_distributed_table('report_rejections', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('report_citizens', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('report_progress', 'province', colocate_with => 'citizen_accounts');
+-- Partners belong to one province (migration 0005); their records (holds, links, feeds) colocate.
+SELECT create_distributed_table('partners', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

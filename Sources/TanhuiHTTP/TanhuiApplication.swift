@@ -50,6 +50,7 @@ package enum TanhuiApplication {
         ReportRoutes.add(to: router, services: services)
         StatementRoutes.add(to: router, services: services)
         ConsoleRoutes.add(to: router)
+        PartnerRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         // Last: Hummingbird applies a middleware to the routes added after it and to the
         // not-found responder, so this one runs only when no route matched.

@@ -1,3 +1,4 @@
+import Foundation
 package import Hummingbird
 package import TanhuiService
 
@@ -7,6 +8,8 @@ package struct TanhuiRequestContext: RequestContext {
     package var maximumBodyBytes: Int
     /// Set by the operator-key middleware on `/v1/provinces/…` routes.
     package var operatorIdentity: OperatorIdentity?
+    /// Set by the partner-key middleware on partner routes (`/v1/provinces/{code}/partner…`).
+    package var partner: PartnerIdentity?
     /// Set by the device-token middleware on `/v1/sync/…` routes.
     package var device: DeviceClaims?
 
@@ -16,4 +19,12 @@ package struct TanhuiRequestContext: RequestContext {
     }
 
     package var maxUploadSize: Int { maximumBodyBytes }
+}
+
+extension Request {
+    /// The credential of `Authorization: Bearer …`, trimmed; nil when absent or another scheme.
+    var bearerCredential: String? {
+        guard let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return nil }
+        return String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+    }
 }

@@ -119,6 +119,7 @@ package enum LedgerChain {
         var transactionIDs: [Int64?] = []
         var eventIDs: [String?] = []
         var versions: [Int?] = []
+        var recordKeys: [String?] = []
         var previousHashes: [String] = []
         var hashes: [String] = []
         for record in pending {
@@ -127,20 +128,23 @@ package enum LedgerChain {
             seqs.append(seq)
             records.append(record.record.rawValue)
             sealIDs.append(record.sealID)
-            transactionIDs.append(record.record == .transaction ? record.sealID : nil)
-            eventIDs.append(record.record == .event ? record.key : nil)
-            versions.append(record.record == .ruleSet ? Int(record.key) : nil)
+            let keyColumn = record.record.keyColumn
+            transactionIDs.append(keyColumn == .transactionID ? record.sealID : nil)
+            eventIDs.append(keyColumn == .eventID ? record.key : nil)
+            versions.append(keyColumn == .ruleSetVersion ? Int(record.key) : nil)
+            recordKeys.append(keyColumn == .recordKey ? record.key : nil)
             previousHashes.append(previous)
             hashes.append(hash)
             previous = hash
         }
         try connection.query(
             """
-            INSERT INTO ledger_chain (province, chain_seq, format, record, seal_id, transaction_id, event_id, rule_set_version, previous_hash, hash)
-            SELECT \(province), s, 2, k, i, t, e, v, p, h
+            INSERT INTO ledger_chain (province, chain_seq, format, record, seal_id, transaction_id, event_id, rule_set_version, record_key, previous_hash, hash)
+            SELECT \(province), s, 2, k, i, t, e, v, rk, p, h
             FROM unnest(\(PostgresArray(seqs))::bigint[], \(PostgresArray(records))::text[], \(PostgresArray(sealIDs))::bigint[],
                         \(PostgresArray(transactionIDs))::bigint[], \(PostgresArray(eventIDs))::uuid[], \(PostgresArray(versions))::integer[],
-                        \(PostgresArray(previousHashes))::text[], \(PostgresArray(hashes))::text[]) AS r(s, k, i, t, e, v, p, h)
+                        \(PostgresArray(recordKeys))::text[], \(PostgresArray(previousHashes))::text[], \(PostgresArray(hashes))::text[])
+                 AS r(s, k, i, t, e, v, rk, p, h)
             RETURNING 1
             """)
         return pending.count
@@ -155,6 +159,18 @@ extension LedgerChain {
         case transaction
         case event
         case ruleSet = "rule_set"
+
+        /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
+        /// first three use `record_key` (text), so adding one needs no change to that table.
+        package enum KeyColumn: Sendable { case transactionID, eventID, ruleSetVersion, recordKey }
+
+        package var keyColumn: KeyColumn {
+            switch self {
+            case .transaction: return .transactionID
+            case .event: return .eventID
+            case .ruleSet: return .ruleSetVersion
+            }
+        }
 
         /// The first field of the canonical form.
         package var tag: String {
@@ -171,7 +187,8 @@ extension LedgerChain {
     package struct RecordV2: Sendable, Equatable {
         package var record: Record
         package var sealID: Int64
-        /// The record's key for naming it: transaction id, event id or rule-set version.
+        /// The record's key for naming it: transaction id, event id, rule-set version, or the
+        /// `record_key` of later kinds.
         package var key: String
         package var fields: [String?]
     }

@@ -1,4 +1,3 @@
-import Crypto
 package import Foundation
 import TanhuiCore
 package import TanhuiPostgres
@@ -44,7 +43,7 @@ package final class OperatorService: Sendable {
     }
 
     static func hash(key: String) -> String {
-        SHA256.hex(key)
+        APIKey.sha256(key)
     }
 
     /// Creates an operator; returns it with its key, which is not stored and cannot be shown again.
@@ -53,12 +52,7 @@ package final class OperatorService: Sendable {
         guard (1...200).contains(trimmed.count) else { throw OperatorError.invalidName }
         guard !provinces.isEmpty else { throw OperatorError.unknownProvince("(none)") }
         for code in provinces where !Province.isKnown(code) { throw OperatorError.unknownProvince(code) }
-        var random = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &random) }
-        let key =
-            Self.keyPrefix
-            + Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let key = APIKey.generate(prefix: Self.keyPrefix)
         let id = UUID()
         let sortedProvinces = Array(Set(provinces)).sorted()
         let provinceArray = "{" + sortedProvinces.joined(separator: ",") + "}"
@@ -76,7 +70,7 @@ package final class OperatorService: Sendable {
 
     /// The active operator holding `key`, or nil (unknown or revoked).
     package func authenticate(key: String) async throws -> OperatorIdentity? {
-        guard key.hasPrefix(Self.keyPrefix), key.utf8.count < 100 else { return nil }
+        guard APIKey.isPlausible(key, prefix: Self.keyPrefix) else { return nil }
         let hash = Self.hash(key: key)
         return try await pool.withConnection { connection in
             try connection.query(

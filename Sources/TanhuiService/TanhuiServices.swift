@@ -8,6 +8,7 @@ package final class TanhuiServices: Sendable {
     package let logger: Logger
     package let ruleSets: RuleSetService
     package let operators: OperatorService
+    package let partners: PartnerService
     package let ledger: LedgerService
     package let reports: ReportService
 
@@ -18,6 +19,7 @@ package final class TanhuiServices: Sendable {
         self.pool = pool
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
+        self.partners = PartnerService(pool: pool)
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
         self.reports = ReportService(pool: pool)
     }
