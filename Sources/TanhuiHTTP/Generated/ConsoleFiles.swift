@@ -674,7 +674,7 @@ extension ConsoleRoutes {
             content: ##"""
                 :root { --fg: #1b1f23; --muted: #57606a; --accent: #1a7f37; --bad: #b42318; --line: #d0d7de; --bg: #ffffff; }
                 * { box-sizing: border-box; }
-                body { margin: 0; font: 16px/1.5 system-ui, "Noto Sans CJK SC", "PingFang SC", sans-serif; color: var(--fg); background: var(--bg); }
+                body { overflow-wrap: anywhere; margin: 0; font: 16px/1.5 system-ui, "Noto Sans CJK SC", "PingFang SC", sans-serif; color: var(--fg); background: var(--bg); }
                 header { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: center; padding: .5rem 1rem; border-bottom: 1px solid var(--line); }
                 header h1 { font-size: 1.2rem; margin: 0; flex: 1 1 auto; }
                 nav { display: flex; flex-wrap: wrap; gap: .5rem; }
