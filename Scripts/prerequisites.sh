@@ -14,6 +14,7 @@
 #   upgrades the server under running clusters), libkrb5-dev, liblz4-dev, libzstd-dev, make, gcc;
 #
 #   Debian packages for the console's browser tests: chromium and chromium-driver (headless,
+#   with fonts-noto-cjk for the Chinese labels,
 #   driven by Selenium, which is pinned in Scripts/requirements-test.txt);
 #
 #   Scripts/prerequisites.sh [--build|--postgres|--citus|--browser]
@@ -61,6 +62,8 @@ if [ "$scope" = test ]; then
 fi
 if [ "$scope" = test ] || [ "$scope" = --browser ]; then
   { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || apt_packages+=(chromium chromium-driver)
+  # The console's Chinese labels need a CJK font to render in the screenshots.
+  [ -d /usr/share/fonts/opentype/noto ] || apt_packages+=(fonts-noto-cjk)
 fi
 apt_install "${apt_packages[@]}"
 
