@@ -79,6 +79,8 @@ let package = Package(
                 "TanhuiPostgres",
                 "TanhuiService",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                // Header names Hummingbird does not predefine (Tanhui-Report-Note, Referrer-Policy).
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),

@@ -13,17 +13,22 @@
 #   suite): postgresql-server-dev-NN pinned to the installed server's exact version (so it never
 #   upgrades the server under running clusters), libkrb5-dev, liblz4-dev, libzstd-dev, make, gcc;
 #
-#   Scripts/prerequisites.sh [--build|--postgres|--citus]
+#   Debian packages for the console's browser tests: chromium and chromium-driver (headless,
+#   with fonts-noto-cjk for the Chinese labels,
+#   driven by Selenium, which is pinned in Scripts/requirements-test.txt);
+#
+#   Scripts/prerequisites.sh [--build|--postgres|--citus|--browser]
 #     --build: only what `swift build` needs (Scripts/start.sh); --postgres: the build packages
-#     and PostgreSQL (Scripts/db.sh); --citus: PostgreSQL and the Citus build dependencies (Scripts/citus.sh)
+#     and PostgreSQL (Scripts/db.sh); --citus: PostgreSQL and the Citus build dependencies (Scripts/citus.sh);
+#     --browser: PostgreSQL, Chromium with its WebDriver, and the pinned Python tools (Scripts/console-test.sh)
 # Sourced or executed.
 (
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scope="${1:-test}"
 case "$scope" in
-  (test|--build|--postgres|--citus) ;;
-  (*) echo "usage: Scripts/prerequisites.sh [--build|--postgres|--citus]" >&2; exit 2 ;;
+  (test|--build|--postgres|--citus|--browser) ;;
+  (*) echo "usage: Scripts/prerequisites.sh [--build|--postgres|--citus|--browser]" >&2; exit 2 ;;
 esac
 
 # apt_install PACKAGE…: installs what is given (nothing when empty).
@@ -55,10 +60,16 @@ fi
 if [ "$scope" = test ]; then
   command -v docker-compose >/dev/null 2>&1 || apt_packages+=(docker-compose)
 fi
+if [ "$scope" = test ] || [ "$scope" = --browser ]; then
+  { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || apt_packages+=(chromium chromium-driver)
+  # The console's Chinese labels need a CJK font to render in the screenshots.
+  [ -d /usr/share/fonts/opentype/noto ] || apt_packages+=(fonts-noto-cjk)
+fi
 apt_install "${apt_packages[@]}"
 
 case "$scope" in (--build|--postgres) exit 0;; esac
 
+if [ "$scope" != --browser ]; then
 # The Citus build: the server headers of exactly the installed server (known only now).
 major="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 | xargs dirname | xargs basename)"
 version="$(dpkg-query -W -f '${Version}' "postgresql-$major" 2>/dev/null || true)"
@@ -71,6 +82,7 @@ citus_packages=()
 { command -v make >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1; } || citus_packages+=(make gcc)
 apt_install "${citus_packages[@]}"
 
+fi
 [ "$scope" = --citus ] && exit 0
 
 # Python tools, pinned: a new upstream release must not change what the suite checks.

@@ -26,6 +26,7 @@ export TANHUI_REPO_ROOT="$root"
 
 # Generated sources must match their inputs: a stale file fails the run (nothing is repaired).
 Scripts/gen-migrations.sh --check
+Scripts/gen-console.sh --check
 
 # Rule-set samples against the published JSON Schema (editors use the same file).
 python3 Scripts/check-ruleset-schema.py
@@ -102,4 +103,6 @@ esac
 if [ $# -eq 0 ] && $single_ran; then
   # Contract fuzzing against a live server, all checks (bounded: fixed seed, 100 examples per operation).
   Scripts/fuzz-api.sh 100
+  # The operator console in a real headless Chromium against a live server (screenshots in .tanhui/console-screenshots/).
+  Scripts/console-test.sh
 fi

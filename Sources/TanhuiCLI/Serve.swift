@@ -58,6 +58,9 @@ struct Serve: AsyncParsableCommand {
                 // Shut down in reverse order: the HTTP server drains first, then the sealer seals what it committed.
                 services: [
                     LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger),
+                    ReportRoller(
+                        reports: services.reports, metrics: metrics, interval: .milliseconds(services.config.sealIntervalMilliseconds),
+                        logger: services.logger),
                     app,
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -51,6 +51,9 @@ package struct ActionEvent: Sendable, Equatable {
         if let days = data.days, days < 1 || days > 3660 { bad("data.days", "data.days must be 1…3660, found \(days)") }
         if data.mode?.isEmpty == true { bad("data.mode", "data.mode must not be empty") }
         if data.material?.isEmpty == true { bad("data.material", "data.material must not be empty") }
+        if let district = data.district, !province.isEmpty, let issue = District.validate(district, province: province) {
+            issues.append(issue)
+        }
         return issues
     }
 }
@@ -73,10 +76,13 @@ package struct EventData: Sendable, Equatable {
     package var baselineWh: Int64?
     /// Days covered by a consumption reading (`days`).
     package var days: Int64?
+    /// GB/T 2260 county code where the action happened (`district`), for reports only;
+    /// checked against the province by `District.validate`.
+    package var district: String?
 
     package init(
         mode: String? = nil, material: String? = nil, distanceMeters: Int64? = nil, weightGrams: Int64? = nil, count: Int64? = nil,
-        consumptionWh: Int64? = nil, baselineWh: Int64? = nil, days: Int64? = nil
+        consumptionWh: Int64? = nil, baselineWh: Int64? = nil, days: Int64? = nil, district: String? = nil
     ) {
         self.mode = mode
         self.material = material
@@ -86,5 +92,6 @@ package struct EventData: Sendable, Equatable {
         self.consumptionWh = consumptionWh
         self.baselineWh = baselineWh
         self.days = days
+        self.district = district
     }
 }

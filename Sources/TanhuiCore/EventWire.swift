@@ -30,7 +30,7 @@ package struct EventWire: Sendable {
     package let endedAtText: String?
 
     static let topKeys: Set<String> = ["id", "kind", "province", "occurred_at", "ended_at", "data", "evidence"]
-    static let dataKeys: Set<String> = ["mode", "material", "distance_m", "weight_g", "count", "consumption_wh", "baseline_wh", "days"]
+    static let dataKeys: Set<String> = ["mode", "material", "distance_m", "weight_g", "count", "consumption_wh", "baseline_wh", "days", "district"]
     /// Longest string accepted in any field; identifiers and evidence refs are short.
     package static let maximumStringLength = 200
 
@@ -116,6 +116,7 @@ package struct EventWire: Sendable {
                 data.consumptionWh = quantity(dataFields["consumption_wh"], "data.consumption_wh")
                 data.baselineWh = quantity(dataFields["baseline_wh"], "data.baseline_wh")
                 data.days = quantity(dataFields["days"], "data.days")
+                data.district = string(dataFields["district"], "data.district", required: false)
             } else {
                 bad("data", "data must be an object")
             }

@@ -47,6 +47,9 @@ package enum TanhuiApplication {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: metrics.render(pool: services.pool)))
         }
         OperatorRoutes.add(to: router, services: services)
+        ReportRoutes.add(to: router, services: services)
+        StatementRoutes.add(to: router, services: services)
+        ConsoleRoutes.add(to: router)
         PartnerRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         // Last: Hummingbird applies a middleware to the routes added after it and to the

@@ -45,13 +45,15 @@ struct BatchPlan: Sendable {
             date.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) }
         }
         let data = event.data
-        let canonical = [
+        var canonical = [
             "tanhui-event-v1", event.id.uuidString.lowercased(), event.kind, event.province,
             milliseconds(event.occurredAt), milliseconds(event.endedAt), data.mode, data.material,
             data.distanceMeters.map(String.init), data.weightGrams.map(String.init), data.count.map(String.init),
             data.consumptionWh.map(String.init), data.baselineWh.map(String.init), data.days.map(String.init),
             wire.evidence?.source, wire.evidence?.ref,
         ].map(field).joined()
+        // Appended only when present, so events without a district keep their v1 hashes.
+        if let district = data.district { canonical += "district;" + field(district) }
         return SHA256.hex(canonical)
     }
 }
@@ -394,10 +396,10 @@ struct BatchRound: Sendable {
         return """
             INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
-                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message)
+                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message, district)
             SELECT province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
-                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message
+                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message, district
             FROM unnest(
                 \(PostgresArray(events.map(\.province)))::text[], \(PostgresArray(events.map(\.id)))::uuid[],
                 \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.device)))::text[], \(PostgresArray(events.map(\.kind)))::text[],
@@ -412,10 +414,11 @@ struct BatchRound: Sendable {
                 \(PostgresArray(wires.map(\.evidence?.source)))::text[], \(PostgresArray(wires.map(\.evidence?.ref)))::text[],
                 \(PostgresArray(rows.map(\.row.item.contentSHA256)))::text[], \(PostgresArray(rows.map(\.row.occupiesInterval)))::boolean[],
                 \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.receivedAtMs) }))::timestamptz[],
-                \(PostgresArray(rows.map(\.row.status.rawValue)))::text[], \(PostgresArray(rows.map(\.row.code)))::text[], \(PostgresArray(rows.map(\.row.message)))::text[]
+                \(PostgresArray(rows.map(\.row.status.rawValue)))::text[], \(PostgresArray(rows.map(\.row.code)))::text[], \(PostgresArray(rows.map(\.row.message)))::text[],
+                \(PostgresArray(events.map(\.data.district)))::text[]
             ) AS r(province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at, clock_offset_ms,
                    mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days, evidence_source, evidence_ref,
-                   content_sha256, occupies_interval, received_at, status, code, message)
+                   content_sha256, occupies_interval, received_at, status, code, message, district)
             RETURNING 1
             """
     }

@@ -465,6 +465,7 @@ struct ProvinceAudit {
         case .sets:
             try conservation()
             try setChecks(counter: counter)
+            try reportsMatchLedger()
         }
         audit.rowsChecked += counter.rows
         return audit

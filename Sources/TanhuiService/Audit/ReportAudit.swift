@@ -1,0 +1,112 @@
+import TanhuiPostgres
+
+extension ProvinceAudit {
+    /// Most differing cells named per table (the count is exact).
+    static let reportFindingsShown = 100
+
+    /// `reports_match_ledger`: the rollup is a cache of the sealed chain, so recompute it from
+    /// the events and transactions with seal ids up to its progress and compare row sets
+    /// (each direction of EXCEPT), and check that its progress names a real chain link.
+    mutating func reportsMatchLedger() throws {
+        let check = AuditCheckID.reportsMatchLedger
+        let progress = try connection.query(
+            """
+            SELECT p.sealed_through, p.chain_seq, p.head_hash, c.hash, coalesce(c.seal_id, c.transaction_id)
+            FROM report_progress p LEFT JOIN ledger_chain c ON c.province = \(province) AND c.chain_seq = p.chain_seq
+            WHERE p.province = \(province)
+            """
+        ).first
+        let sealedThrough: Int64 = try progress?.decode(0) ?? 0
+        audit.checked(check)
+        if let progress {
+            let chainSeq: Int64 = try progress.decode(1)
+            let linkHash = try progress.decode(3, as: String?.self)
+            let linkSeal = try progress.decode(4, as: Int64?.self)
+            let headHash: String = try progress.decode(2)
+            if linkHash != headHash || linkSeal != sealedThrough {
+                audit.record(
+                    check,
+                    AuditFinding(
+                        "report_progress names chain link \(chainSeq) (seal id \(sealedThrough)), which the chain does not hold with that hash and seal id",
+                        magnitude: 3, [("province", .string(province)), ("chain_seq", .int(chainSeq))]))
+            }
+        }
+        let day = ReportService.dayExpression
+        let cells = try connection.query(
+            """
+            WITH recomputed AS (
+                SELECT day, kind, variant, district, sum(a)::bigint AS accepted, sum(r)::bigint AS rejected, sum(g)::bigint AS grams_co2e,
+                       sum(pt)::bigint AS points, sum(rv)::bigint AS reversals
+                FROM (SELECT \(day) AS day, e.kind, coalesce(e.mode, e.material, '') AS variant, coalesce(e.district, '') AS district,
+                             (e.status = 'accepted')::int AS a, (e.status <> 'accepted')::int AS r, 0::bigint AS g, 0::bigint AS pt, 0 AS rv
+                      FROM events e WHERE e.province = \(province) AND e.seal_id <= \(sealedThrough)
+                      UNION ALL
+                      SELECT \(day), e.kind, coalesce(e.mode, e.material, ''), coalesce(e.district, ''), 0, 0, t.grams_co2e, t.points,
+                             (t.kind = 'reversal')::int
+                      FROM ledger_transactions t JOIN events e ON e.province = t.province AND e.event_id = t.event_id
+                      WHERE t.province = \(province) AND e.province = \(province) AND t.transaction_id <= \(sealedThrough)) x
+                GROUP BY 1, 2, 3, 4),
+            stored AS (
+                SELECT day, kind, variant, district, accepted, rejected, grams_co2e, points, reversals FROM report_rollup WHERE province = \(province)),
+            differing AS ((SELECT 'missing or different in the rollup' AS what, * FROM (SELECT * FROM recomputed EXCEPT SELECT * FROM stored) m)
+                UNION ALL (SELECT 'not in the recomputation', * FROM (SELECT * FROM stored EXCEPT SELECT * FROM recomputed) n))
+            SELECT (SELECT count(*) FROM differing), (SELECT count(*) FROM recomputed), what, day::text, kind, variant, district,
+                   accepted, grams_co2e, points
+            FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
+            """)
+        try recordDifferences(cells.rows, table: "report_rollup")
+        let rejections = try connection.query(
+            """
+            WITH recomputed AS (
+                SELECT \(day) AS day, e.kind, coalesce(e.mode, e.material, '') AS variant, coalesce(e.district, '') AS district, e.code, count(*) AS events
+                FROM events e WHERE e.province = \(province) AND e.seal_id <= \(sealedThrough) AND e.status <> 'accepted'
+                GROUP BY 1, 2, 3, 4, 5),
+            stored AS (SELECT day, kind, variant, district, code, events FROM report_rejections WHERE province = \(province)),
+            differing AS ((SELECT 'missing or different in the rollup' AS what, * FROM (SELECT * FROM recomputed EXCEPT SELECT * FROM stored) m)
+                UNION ALL (SELECT 'not in the recomputation', * FROM (SELECT * FROM stored EXCEPT SELECT * FROM recomputed) n))
+            SELECT (SELECT count(*) FROM differing), (SELECT count(*) FROM recomputed), what, day::text, kind, variant, district,
+                   events, NULL::bigint, NULL::bigint
+            FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
+            """)
+        try recordDifferences(rejections.rows, table: "report_rejections")
+        let citizens = try connection.query(
+            """
+            WITH recomputed AS (
+                SELECT DISTINCT \(day) AS day, e.kind, coalesce(e.mode, e.material, '') AS variant, coalesce(e.district, '') AS district, e.citizen_id
+                FROM events e WHERE e.province = \(province) AND e.seal_id <= \(sealedThrough)),
+            stored AS (SELECT day, kind, variant, district, citizen_id FROM report_citizens WHERE province = \(province)),
+            differing AS ((SELECT 'missing from the rollup' AS what, * FROM (SELECT * FROM recomputed EXCEPT SELECT * FROM stored) m)
+                UNION ALL (SELECT 'not in the recomputation', * FROM (SELECT * FROM stored EXCEPT SELECT * FROM recomputed) n))
+            SELECT (SELECT count(*) FROM differing), (SELECT count(*) FROM recomputed), what, day::text, kind, variant, district,
+                   NULL::bigint, NULL::bigint, NULL::bigint
+            FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
+            """)
+        try recordDifferences(citizens.rows, table: "report_citizens")
+    }
+
+    /// Rows: total differing, rows compared, then one differing cell per row (all NULL when none differ).
+    private mutating func recordDifferences(_ rows: [PostgresRow], table: String) throws {
+        let check = AuditCheckID.reportsMatchLedger
+        guard let first = rows.first else { return }
+        let differing: Int64 = try first.decode(0)
+        let compared: Int64 = try first.decode(1)
+        audit.checked(check, compared)
+        guard differing > 0 else { return }
+        var recorded: Int64 = 0
+        for row in rows {
+            guard let what = try row.decode(2, as: String?.self) else { continue }
+            recorded += 1
+            var fields: [(String, AuditValue)] = [
+                ("province", .string(province)), ("table", .string(table)), ("day", .string(try row.decode(3, as: String?.self) ?? "")),
+                ("kind", .string(try row.decode(4, as: String?.self) ?? "")), ("variant", .string(try row.decode(5, as: String?.self) ?? "")),
+                ("district", .string(try row.decode(6, as: String?.self) ?? "")),
+            ]
+            if let grams = try row.decode(8, as: Int64?.self) { fields.append(("grams_co2e", .int(grams))) }
+            audit.record(check, AuditFinding("\(table) cell \(what)", magnitude: 2, fields))
+        }
+        // The rest, beyond the cells shown, still count.
+        for _ in recorded..<differing {
+            audit.record(check, AuditFinding("\(table): more differing cells", [("province", .string(province)), ("table", .string(table))]))
+        }
+    }
+}
