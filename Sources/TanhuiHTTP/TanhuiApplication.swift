@@ -47,6 +47,7 @@ package enum TanhuiApplication {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: metrics.render(pool: services.pool)))
         }
         OperatorRoutes.add(to: router, services: services)
+        GovernanceRoutes.add(to: router, services: services)
         PartnerRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         // Last: Hummingbird applies a middleware to the routes added after it and to the

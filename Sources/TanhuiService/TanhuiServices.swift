@@ -10,6 +10,7 @@ package final class TanhuiServices: Sendable {
     package let operators: OperatorService
     package let partners: PartnerService
     package let ledger: LedgerService
+    package let governance: GovernanceService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -19,6 +20,7 @@ package final class TanhuiServices: Sendable {
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
         self.partners = PartnerService(pool: pool)
+        self.governance = GovernanceService(pool: pool, ruleSets: ruleSets)
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
     }
 

@@ -16,6 +16,7 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case guardRails = "guard_rails"
     case overlappingTrips = "overlapping_trips"
     case chainOrder = "chain_order"
+    case governance
 
     package var title: String {
         switch self {
@@ -40,6 +41,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .overlappingTrips: return "no two accepted trips of one citizen overlap in time"
         case .chainOrder:
             return "the chain follows seal-id order, never returns from v2 to v1 links, and contradicts created_at order by at most the seal bound"
+        case .governance:
+            return
+                "every published version has one publication record; a governed one has the policy's distinct approvals of its proposal, none by the author, and respected the notice period; governance records are sealed"
         }
     }
 }
