@@ -104,7 +104,7 @@ enum Governance {
         @Option(help: "Operator key (default: TANHUI_OPERATOR_KEY).") var key: String?
 
         func review(approve: Bool) async throws {
-            let id = try Governance.proposalID(id)
+            let id = try Governance.proposalID(self.id)
             let services = try CommandEnvironment.services(label: "tanhui.rules")
             try await CommandEnvironment.run(services) {
                 let reviewer = try await Governance.operatorIdentity(key, province: province, services: services)
@@ -167,7 +167,7 @@ enum Governance {
         @Option(help: "Operator key (default: TANHUI_OPERATOR_KEY).") var key: String?
 
         func run() async throws {
-            let id = try Governance.proposalID(id)
+            let id = try Governance.proposalID(self.id)
             let services = try CommandEnvironment.services(label: "tanhui.rules")
             try await CommandEnvironment.run(services) {
                 let publisher = try await Governance.operatorIdentity(key, province: province, services: services)

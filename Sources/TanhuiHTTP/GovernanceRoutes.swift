@@ -92,8 +92,9 @@ enum GovernanceRoutes {
         if let proposed {
             var current: RuleSet?
             if let inForce { current = try await services.ruleSets.ruleSet(province: proposal.province, version: inForce.version) }
-            body.diff = .init(againstVersion: current?.version, changes: current.map { RuleSetDiff.diff($0, proposed) } ?? ["first version"])
-            body.impact = .init(try await services.governance.impact(of: proposal))
+            body.diff = ProposalBody.Diff(
+                againstVersion: current?.version, changes: current.map { RuleSetDiff.diff($0, proposed) } ?? ["first version"])
+            body.impact = ProposalBody.Impact(try await services.governance.impact(of: proposal))
         }
         return body
     }

@@ -26,6 +26,11 @@ struct GovernanceTests {
             .replacingOccurrences(of: "metro: { grams_per_km: 46.7 }", with: "metro: { grams_per_km: \(metro) }")
     }
 
+    /// The problem code of an error response.
+    static func code(_ response: TestResponse) -> String? {
+        (try? json(response.body))?["type"].flatMap { ($0 as? String)?.components(separatedBy: "/").last }
+    }
+
     struct Keys {
         let author: String  // every role: an "admin" key, not exempt from the rules
         let authorID: UUID
@@ -58,9 +63,6 @@ struct GovernanceTests {
             func headers(_ key: String, yaml: Bool = false) -> HTTPFields {
                 [.authorization: "Bearer \(key)", .contentType: yaml ? "application/yaml" : "application/json"]
             }
-            func code(_ response: TestResponse) -> String? {
-                (try? Self.json(response.body))?["type"].flatMap { ($0 as? String)?.components(separatedBy: "/").last }
-            }
             let v2 = try Self.draft(version: 2, days: 10)
             let base = "/v1/provinces/CN-GD/ruleset-proposals"
             try await app.test(.router) { client in
@@ -69,12 +71,12 @@ struct GovernanceTests {
                     uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: headers(k.author, yaml: true), body: ByteBuffer(string: v2)
                 ) {
                     #expect($0.status == .forbidden)
-                    #expect(code($0) == "proposal_required")
+                    #expect(Self.code($0) == "proposal_required")
                 }
                 // Only authors propose.
                 try await client.execute(uri: base, method: .post, headers: headers(k.approverA, yaml: true), body: ByteBuffer(string: v2)) {
                     #expect($0.status == .forbidden)
-                    #expect(code($0) == "role_required")
+                    #expect(Self.code($0) == "role_required")
                 }
                 let id = try await client.execute(uri: base, method: .post, headers: headers(k.author, yaml: true), body: ByteBuffer(string: v2)) {
                     response -> String in
@@ -99,7 +101,7 @@ struct GovernanceTests {
                 // The author may not approve their own proposal, whatever roles the key holds.
                 try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.author), body: comment) {
                     #expect($0.status == .forbidden)
-                    #expect(code($0) == "self_review")
+                    #expect(Self.code($0) == "self_review")
                 }
                 try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverA), body: comment) {
                     #expect($0.status == .ok)
@@ -108,11 +110,11 @@ struct GovernanceTests {
                 // The same approver twice counts once.
                 try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverA), body: comment) {
                     #expect($0.status == .conflict)
-                    #expect(code($0) == "already_reviewed")
+                    #expect(Self.code($0) == "already_reviewed")
                 }
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) {
                     #expect($0.status == .conflict)
-                    #expect(code($0) == "approvals_missing")
+                    #expect(Self.code($0) == "approvals_missing")
                 }
                 // A second approval from a key revoked before publication stops counting.
                 try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverC), body: comment) {
@@ -125,7 +127,7 @@ struct GovernanceTests {
                     #expect((body["reviews"] as? [[String: Any]])?.filter { $0["counts"] as? Bool == false }.count == 1)
                 }
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) {
-                    #expect(code($0) == "approvals_missing")
+                    #expect(Self.code($0) == "approvals_missing")
                 }
                 try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverB), body: comment) {
                     #expect(try Self.json($0.body)["counted_approvals"] as? Int == 2)
@@ -133,14 +135,14 @@ struct GovernanceTests {
                 // An approver may not also publish (default policy).
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.approverB)) {
                     #expect($0.status == .forbidden)
-                    #expect(code($0) == "approver_may_not_publish")
+                    #expect(Self.code($0) == "approver_may_not_publish")
                 }
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) { response in
                     #expect(response.status == .created, "\(String(buffer: response.body))")
                     #expect(try Self.json(response.body)["version"] as? Int == 2)
                 }
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) {
-                    #expect(code($0) == "proposal_closed")
+                    #expect(Self.code($0) == "proposal_closed")
                 }
 
                 // Notice period: effective in 2 days cannot be published 7 days' notice after approval.
@@ -154,7 +156,7 @@ struct GovernanceTests {
                 }
                 try await client.execute(uri: "\(base)/\(early)/publish", method: .post, headers: headers(k.publisher)) {
                     #expect($0.status == .conflict)
-                    #expect(code($0) == "notice_period")
+                    #expect(Self.code($0) == "notice_period")
                 }
                 // A rejection closes a proposal; malformed review bodies are 400.
                 let rejected = try await client.execute(
@@ -163,7 +165,7 @@ struct GovernanceTests {
                 try await client.execute(
                     uri: "\(base)/\(rejected)/reject", method: .post, headers: headers(k.approverA), body: ByteBuffer(string: #"{"comment": 5}"#)
                 ) {
-                    #expect(code($0) == "malformed_json")
+                    #expect(Self.code($0) == "malformed_json")
                 }
                 try await client.execute(
                     uri: "\(base)/\(rejected)/reject", method: .post, headers: headers(k.approverA),
@@ -172,7 +174,7 @@ struct GovernanceTests {
                     #expect(try Self.json($0.body)["state"] as? String == "rejected")
                 }
                 try await client.execute(uri: "\(base)/\(rejected)/approve", method: .post, headers: headers(k.approverB), body: comment) {
-                    #expect(code($0) == "proposal_closed")
+                    #expect(Self.code($0) == "proposal_closed")
                 }
                 try await client.execute(uri: "\(base)/\(UUID().uuidString)", method: .get, headers: headers(k.approverB)) {
                     #expect($0.status == .notFound)
@@ -187,7 +189,7 @@ struct GovernanceTests {
                     uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: headers(k.approverA, yaml: true),
                     body: ByteBuffer(string: try Self.draft(version: 3, days: 1))
                 ) {
-                    #expect(code($0) == "role_required")
+                    #expect(Self.code($0) == "role_required")
                 }
                 try await client.execute(
                     uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: headers(k.publisher, yaml: true),
