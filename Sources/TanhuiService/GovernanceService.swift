@@ -88,7 +88,7 @@ package enum GovernanceError: ServiceRefusal, Equatable {
         case .invalidProposal: return "the proposal did not validate; propose a corrected version"
         case .notEnoughApprovals(let counted, let required): return "\(counted) of \(required) required approvals count"
         case .noticePeriod(let earliest):
-            return "effective_from must be on or after \(Timestamp.format(earliest)) (last approval + notice period)"
+            return "effective_from must be on or after \(earliest.formatted(.iso8601)) (last approval + notice period)"
         case .approverMayNotPublish: return "the policy forbids an approver of a proposal to publish it"
         case .badComment: return "comment must be a string of at most 2000 characters"
         case .badValidUntil: return "valid_until must be an RFC 3339 instant after effective_from"
