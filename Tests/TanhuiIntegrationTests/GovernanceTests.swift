@@ -26,6 +26,10 @@ struct GovernanceTests {
             .replacingOccurrences(of: "metro: { grams_per_km: 46.7 }", with: "metro: { grams_per_km: \(metro) }")
     }
 
+    static func headers(_ key: String, yaml: Bool = false) -> HTTPFields {
+        [.authorization: "Bearer \(key)", .contentType: yaml ? "application/yaml" : "application/json"]
+    }
+
     /// The problem code of an error response.
     static func code(_ response: TestResponse) -> String? {
         (try? json(response.body))?["type"].flatMap { ($0 as? String)?.components(separatedBy: "/").last }
@@ -60,25 +64,23 @@ struct GovernanceTests {
                 receivedAt: F.base.addingTimeInterval(9000), sentAt: nil)
             let k = try await Self.keys(services)
             let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
-            func headers(_ key: String, yaml: Bool = false) -> HTTPFields {
-                [.authorization: "Bearer \(key)", .contentType: yaml ? "application/yaml" : "application/json"]
-            }
             let v2 = try Self.draft(version: 2, days: 10)
             let base = "/v1/provinces/CN-GD/ruleset-proposals"
             try await app.test(.router) { client in
                 // No policy: governed. Even a key holding every role cannot publish directly.
                 try await client.execute(
-                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: headers(k.author, yaml: true), body: ByteBuffer(string: v2)
+                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: Self.headers(k.author, yaml: true), body: ByteBuffer(string: v2)
                 ) {
                     #expect($0.status == .forbidden)
                     #expect(Self.code($0) == "proposal_required")
                 }
                 // Only authors propose.
-                try await client.execute(uri: base, method: .post, headers: headers(k.approverA, yaml: true), body: ByteBuffer(string: v2)) {
+                try await client.execute(uri: base, method: .post, headers: Self.headers(k.approverA, yaml: true), body: ByteBuffer(string: v2)) {
                     #expect($0.status == .forbidden)
                     #expect(Self.code($0) == "role_required")
                 }
-                let id = try await client.execute(uri: base, method: .post, headers: headers(k.author, yaml: true), body: ByteBuffer(string: v2)) {
+                let id = try await client.execute(uri: base, method: .post, headers: Self.headers(k.author, yaml: true), body: ByteBuffer(string: v2))
+                {
                     response -> String in
                     #expect(response.status == .created)
                     let body = try Self.json(response.body)
@@ -99,100 +101,107 @@ struct GovernanceTests {
                 }
                 let comment = ByteBuffer(string: #"{"comment": "checked"}"#)
                 // The author may not approve their own proposal, whatever roles the key holds.
-                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.author), body: comment) {
+                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: Self.headers(k.author), body: comment) {
                     #expect($0.status == .forbidden)
                     #expect(Self.code($0) == "self_review")
                 }
-                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverA), body: comment) {
+                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: Self.headers(k.approverA), body: comment) {
                     #expect($0.status == .ok)
-                    #expect(try Self.json($0.body)["counted_approvals"] as? Int == 1)
+                    let body = try Self.json($0.body)
+                    #expect(body["counted_approvals"] as? Int == 1)
                 }
                 // The same approver twice counts once.
-                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverA), body: comment) {
+                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: Self.headers(k.approverA), body: comment) {
                     #expect($0.status == .conflict)
                     #expect(Self.code($0) == "already_reviewed")
                 }
-                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) {
+                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.publisher)) {
                     #expect($0.status == .conflict)
                     #expect(Self.code($0) == "approvals_missing")
                 }
                 // A second approval from a key revoked before publication stops counting.
-                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverC), body: comment) {
-                    #expect(try Self.json($0.body)["counted_approvals"] as? Int == 2)
+                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: Self.headers(k.approverC), body: comment) {
+                    let body = try Self.json($0.body)
+                    #expect(body["counted_approvals"] as? Int == 2)
                 }
                 _ = try await services.operators.revoke(id: k.approverCID)
-                try await client.execute(uri: "\(base)/\(id)", method: .get, headers: headers(k.publisher)) {
+                try await client.execute(uri: "\(base)/\(id)", method: .get, headers: Self.headers(k.publisher)) {
                     let body = try Self.json($0.body)
                     #expect(body["counted_approvals"] as? Int == 1)
-                    #expect((body["reviews"] as? [[String: Any]])?.filter { $0["counts"] as? Bool == false }.count == 1)
+                    #expect((body["reviews"] as? [[String: Any]])?.filter { review in review["counts"] as? Bool == false }.count == 1)
                 }
-                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) {
+                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.publisher)) {
                     #expect(Self.code($0) == "approvals_missing")
                 }
-                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: headers(k.approverB), body: comment) {
-                    #expect(try Self.json($0.body)["counted_approvals"] as? Int == 2)
+                try await client.execute(uri: "\(base)/\(id)/approve", method: .post, headers: Self.headers(k.approverB), body: comment) {
+                    let body = try Self.json($0.body)
+                    #expect(body["counted_approvals"] as? Int == 2)
                 }
                 // An approver may not also publish (default policy).
-                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.approverB)) {
+                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.approverB)) {
                     #expect($0.status == .forbidden)
                     #expect(Self.code($0) == "approver_may_not_publish")
                 }
-                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) { response in
+                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.publisher)) { response in
                     #expect(response.status == .created, "\(String(buffer: response.body))")
                     #expect(try Self.json(response.body)["version"] as? Int == 2)
                 }
-                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: headers(k.publisher)) {
+                try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.publisher)) {
                     #expect(Self.code($0) == "proposal_closed")
                 }
 
                 // Notice period: effective in 2 days cannot be published 7 days' notice after approval.
                 let early = try await client.execute(
-                    uri: base, method: .post, headers: headers(k.author, yaml: true), body: ByteBuffer(string: try Self.draft(version: 3, days: 2))
+                    uri: base, method: .post, headers: Self.headers(k.author, yaml: true),
+                    body: ByteBuffer(string: try Self.draft(version: 3, days: 2))
                 ) { try Self.json($0.body)["id"] as? String ?? "" }
                 for key in [k.approverA, k.approverB] {
-                    try await client.execute(uri: "\(base)/\(early)/approve", method: .post, headers: headers(key), body: comment) {
+                    try await client.execute(uri: "\(base)/\(early)/approve", method: .post, headers: Self.headers(key), body: comment) {
                         #expect($0.status == .ok)
                     }
                 }
-                try await client.execute(uri: "\(base)/\(early)/publish", method: .post, headers: headers(k.publisher)) {
+                try await client.execute(uri: "\(base)/\(early)/publish", method: .post, headers: Self.headers(k.publisher)) {
                     #expect($0.status == .conflict)
                     #expect(Self.code($0) == "notice_period")
                 }
                 // A rejection closes a proposal; malformed review bodies are 400.
                 let rejected = try await client.execute(
-                    uri: base, method: .post, headers: headers(k.author, yaml: true), body: ByteBuffer(string: try Self.draft(version: 3, days: 30))
+                    uri: base, method: .post, headers: Self.headers(k.author, yaml: true),
+                    body: ByteBuffer(string: try Self.draft(version: 3, days: 30))
                 ) { try Self.json($0.body)["id"] as? String ?? "" }
                 try await client.execute(
-                    uri: "\(base)/\(rejected)/reject", method: .post, headers: headers(k.approverA), body: ByteBuffer(string: #"{"comment": 5}"#)
+                    uri: "\(base)/\(rejected)/reject", method: .post, headers: Self.headers(k.approverA), body: ByteBuffer(string: #"{"comment": 5}"#)
                 ) {
                     #expect(Self.code($0) == "malformed_json")
                 }
                 try await client.execute(
-                    uri: "\(base)/\(rejected)/reject", method: .post, headers: headers(k.approverA),
+                    uri: "\(base)/\(rejected)/reject", method: .post, headers: Self.headers(k.approverA),
                     body: ByteBuffer(string: #"{"comment": "factor too low"}"#)
                 ) {
-                    #expect(try Self.json($0.body)["state"] as? String == "rejected")
+                    let body = try Self.json($0.body)
+                    #expect(body["state"] as? String == "rejected")
                 }
-                try await client.execute(uri: "\(base)/\(rejected)/approve", method: .post, headers: headers(k.approverB), body: comment) {
+                try await client.execute(uri: "\(base)/\(rejected)/approve", method: .post, headers: Self.headers(k.approverB), body: comment) {
                     #expect(Self.code($0) == "proposal_closed")
                 }
-                try await client.execute(uri: "\(base)/\(UUID().uuidString)", method: .get, headers: headers(k.approverB)) {
+                try await client.execute(uri: "\(base)/\(UUID().uuidString)", method: .get, headers: Self.headers(k.approverB)) {
                     #expect($0.status == .notFound)
                 }
-                try await client.execute(uri: base, method: .get, headers: headers(k.approverB)) {
-                    #expect((try Self.json($0.body)["proposals"] as? [[String: Any]])?.count == 3)
+                try await client.execute(uri: base, method: .get, headers: Self.headers(k.approverB)) {
+                    let body = try Self.json($0.body)
+                    #expect((body["proposals"] as? [[String: Any]])?.count == 3)
                 }
 
                 // A direct-publish policy (development) lets a publisher key publish at once, as before.
                 _ = try await services.governance.setPolicy(province: "CN-GD", directPublish: true, setBy: "test")
                 try await client.execute(
-                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: headers(k.approverA, yaml: true),
+                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: Self.headers(k.approverA, yaml: true),
                     body: ByteBuffer(string: try Self.draft(version: 3, days: 1))
                 ) {
                     #expect(Self.code($0) == "role_required")
                 }
                 try await client.execute(
-                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: headers(k.publisher, yaml: true),
+                    uri: "/v1/provinces/CN-GD/rulesets", method: .post, headers: Self.headers(k.publisher, yaml: true),
                     body: ByteBuffer(string: try Self.draft(version: 3, days: 1))
                 ) {
                     #expect($0.status == .created)
