@@ -144,7 +144,8 @@ struct GovernanceTests {
                 }
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.publisher)) { response in
                     #expect(response.status == .created, "\(String(buffer: response.body))")
-                    #expect(try Self.json(response.body)["version"] as? Int == 2)
+                    let body = try Self.json(response.body)
+                    #expect(body["version"] as? Int == 2)
                 }
                 try await client.execute(uri: "\(base)/\(id)/publish", method: .post, headers: Self.headers(k.publisher)) {
                     #expect(Self.code($0) == "proposal_closed")
