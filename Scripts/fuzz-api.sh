@@ -25,7 +25,10 @@ export TANHUI_CHECKPOINT_KEY="$(head -c 32 /dev/urandom | base64)"
 export TANHUI_LOG_LEVEL=error
 "$TANHUI_BIN" migrate >/dev/null
 "$TANHUI_BIN" rules publish --by fuzz Schema/rulesets/CN-GD.yaml >/dev/null
-operator_key="$("$TANHUI_BIN" operator create --province CN-GD --name fuzz 2>/dev/null | sed -n 's/^key //p')"
+# POST …/rulesets publishes only under a direct-publish policy; the proposal routes work either way.
+"$TANHUI_BIN" rules policy --province CN-GD --direct-publish --by fuzz >/dev/null
+# Every governance role, so the fuzzer reaches each proposal operation past the role check.
+operator_key="$("$TANHUI_BIN" operator create --province CN-GD --name fuzz --role author --role approver --role publisher 2>/dev/null | sed -n 's/^key //p')"
 partner_key="$("$TANHUI_BIN" partner create --province CN-GD --name fuzz --scope redeem --scope feed 2>/dev/null | sed -n 's/^key //p')"
 device_token="$("$TANHUI_BIN" token issue --citizen "$(cat /proc/sys/kernel/random/uuid)" --device fuzz --ttl 1h)"
 # Without credentials every authenticated operation would only ever see 401s and "pass".

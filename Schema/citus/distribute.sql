@@ -67,6 +67,12 @@ SELECT create_distributed_table('report_citizens', 'province', colocate_with => 
 SELECT create_distributed_table('report_progress', 'province', colocate_with => 'citizen_accounts');
 -- Partners belong to one province (migration 0005); their records (holds, links, feeds) colocate.
 SELECT create_distributed_table('partners', 'province', colocate_with => 'citizen_accounts');
+-- Rule-set governance (migration 0009): a province's policies, proposals, reviews and
+-- publications, colocated with its rule sets (publications reference them, reviews proposals).
+SELECT create_distributed_table('ruleset_policies', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ruleset_proposals', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ruleset_reviews', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ruleset_publications', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

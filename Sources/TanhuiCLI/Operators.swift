@@ -14,6 +14,7 @@ struct Operators: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an operator; its key is printed once and stored only hashed.")
         @Option(help: "Province the key may act for (repeatable).") var province: [String] = []
         @Option(help: "Who holds the key.") var name: String
+        @Option(help: "Governance role: author, approver, publisher (repeatable; default all three).") var role: [String] = []
 
         func validate() throws {
             if province.isEmpty { throw ValidationError("give at least one --province, e.g. --province CN-GD") }
@@ -22,8 +23,11 @@ struct Operators: AsyncParsableCommand {
         func run() async throws {
             let services = try CommandEnvironment.services(label: "tanhui.operator")
             try await CommandEnvironment.run(services) {
-                let (identity, key) = try await services.operators.create(name: name, provinces: province)
-                printLine("operator \(identity.id.uuidString.lowercased()) \(identity.name) provinces \(identity.provinces.joined(separator: ","))")
+                let (identity, key) = try await services.operators.create(
+                    name: name, provinces: province, roles: role.isEmpty ? OperatorRole.allCases.map(\.rawValue) : role)
+                printLine(
+                    "operator \(identity.id.uuidString.lowercased()) \(identity.name) provinces \(identity.provinces.joined(separator: ",")) roles \(identity.roles.joined(separator: ","))"
+                )
                 printLine("key \(key)")
                 printError("store the key now: it is not kept and cannot be shown again")
             }
@@ -38,7 +42,9 @@ struct Operators: AsyncParsableCommand {
             try await CommandEnvironment.run(services) {
                 for identity in try await services.operators.list() {
                     let state = identity.revokedAt.map { "revoked \(Formatting.instant($0))" } ?? "active"
-                    printLine("\(identity.id.uuidString.lowercased())  \(identity.name)  \(identity.provinces.joined(separator: ","))  \(state)")
+                    printLine(
+                        "\(identity.id.uuidString.lowercased())  \(identity.name)  \(identity.provinces.joined(separator: ","))  \(identity.roles.joined(separator: ","))  \(state)"
+                    )
                 }
             }
         }

@@ -7,7 +7,11 @@ import TanhuiService
 struct Rules: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate, publish, list, show, diff and simulate province rule sets.",
-        subcommands: [Validate.self, Publish.self, List.self, Show.self, Diff.self, Simulate.self]
+        subcommands: [
+            Validate.self, Publish.self, List.self, Show.self, Diff.self, Simulate.self,
+            Governance.Policy.self, Governance.Propose.self, Governance.Approve.self, Governance.Reject.self, Governance.Proposals.self,
+            Governance.PublishProposal.self,
+        ]
     )
 
     /// Rule-set files are small; refuse anything larger before reading it whole.

@@ -27,7 +27,7 @@ enum OperatorRoutes {
             let outcome = try await services.ruleSets.publish(
                 document: document,
                 publishedBy: "operator \(identity.name) (\(identity.id.uuidString.lowercased()))",
-                allowedProvinces: [try context.province]
+                allowedProvinces: [try context.province], directBy: identity
             )
             return EditedResponse(status: .created, response: outcome.summary)
         }

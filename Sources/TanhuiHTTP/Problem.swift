@@ -107,6 +107,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw Problem(.notFound, code: "not_found", detail: "\(province) version \(version) is not published")
         } catch RuleSetLookupError.forbidden(let province) {
             throw Problem(.forbidden, code: "forbidden", detail: "this key may not act for \(province)")
+        } catch let error as GovernanceError {
+            throw Problem(.init(code: error.status), code: error.code, detail: error.description)
         } catch let error as LedgerService.ReversalError {
             switch error {
             case .noAward: throw Problem(.notFound, code: "no_award", detail: error.description)

@@ -50,6 +50,7 @@ package enum TanhuiApplication {
         ReportRoutes.add(to: router, services: services)
         StatementRoutes.add(to: router, services: services)
         ConsoleRoutes.add(to: router)
+        GovernanceRoutes.add(to: router, services: services)
         PartnerRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         // Last: Hummingbird applies a middleware to the routes added after it and to the

@@ -159,6 +159,10 @@ extension LedgerChain {
         case transaction
         case event
         case ruleSet = "rule_set"
+        case rulesetPolicy = "ruleset_policy"
+        case rulesetProposal = "ruleset_proposal"
+        case rulesetReview = "ruleset_review"
+        case rulesetPublication = "ruleset_publication"
 
         /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
         /// first three use `record_key` (text), so adding one needs no change to that table.
@@ -169,6 +173,7 @@ extension LedgerChain {
             case .transaction: return .transactionID
             case .event: return .eventID
             case .ruleSet: return .ruleSetVersion
+            case .rulesetPolicy, .rulesetProposal, .rulesetReview, .rulesetPublication: return .recordKey
             }
         }
 
@@ -178,6 +183,10 @@ extension LedgerChain {
             case .transaction: return "tanhui-tx-v2"
             case .event: return "tanhui-event-v2"
             case .ruleSet: return "tanhui-rule-set-v2"
+            case .rulesetPolicy: return "tanhui-ruleset-policy-v1"
+            case .rulesetProposal: return "tanhui-ruleset-proposal-v1"
+            case .rulesetReview: return "tanhui-ruleset-review-v1"
+            case .rulesetPublication: return "tanhui-ruleset-publication-v1"
             }
         }
     }
@@ -255,6 +264,28 @@ extension LedgerChain {
                 encode(sha256(convert_to(r.document, 'UTF8')), 'hex'), r.content_sha256, r.methodology,
                 CASE WHEN isfinite(r.published_at) THEN trunc(extract(epoch FROM r.published_at) * 1000000)::text ELSE r.published_at::text END, r.published_by
                 """
+        // Governance records (aliases gp, gq, gr, gu; GovernanceService writes them).
+        case .rulesetPolicy:
+            return """
+                gp.province, gp.seal_id::text, gp.policy_seq::text, gp.required_approvals::text, gp.notice_days::text, gp.approver_may_publish::text,
+                gp.direct_publish::text, gp.set_by, CASE WHEN isfinite(gp.set_at) THEN trunc(extract(epoch FROM gp.set_at) * 1000000)::text ELSE gp.set_at::text END
+                """
+        case .rulesetProposal:
+            return """
+                gq.province, gq.seal_id::text, gq.proposal_id::text, gq.version::text, CASE WHEN isfinite(gq.effective_from) THEN trunc(extract(epoch FROM gq.effective_from) * 1000000)::text ELSE gq.effective_from::text END, CASE WHEN isfinite(gq.valid_until) THEN trunc(extract(epoch FROM gq.valid_until) * 1000000)::text ELSE gq.valid_until::text END,
+                gq.document_format, encode(sha256(convert_to(gq.document, 'UTF8')), 'hex'), gq.content_sha256, gq.valid::text, gq.issues,
+                gq.author_id::text, gq.author_name, CASE WHEN isfinite(gq.created_at) THEN trunc(extract(epoch FROM gq.created_at) * 1000000)::text ELSE gq.created_at::text END
+                """
+        case .rulesetReview:
+            return """
+                gr.province, gr.seal_id::text, gr.review_id::text, gr.proposal_id::text, gr.reviewer_id::text, gr.reviewer_name, gr.verdict, gr.comment,
+                CASE WHEN isfinite(gr.created_at) THEN trunc(extract(epoch FROM gr.created_at) * 1000000)::text ELSE gr.created_at::text END
+                """
+        case .rulesetPublication:
+            return """
+                gu.province, gu.seal_id::text, gu.version::text, gu.mode, gu.proposal_id::text, gu.policy_seq::text, array_to_string(gu.approver_ids, ','),
+                CASE WHEN isfinite(gu.approved_at) THEN trunc(extract(epoch FROM gu.approved_at) * 1000000)::text ELSE gu.approved_at::text END, gu.publisher_id::text, gu.published_by, CASE WHEN isfinite(gu.created_at) THEN trunc(extract(epoch FROM gu.created_at) * 1000000)::text ELSE gu.created_at::text END
+                """
         }
     }
 
@@ -264,6 +295,10 @@ extension LedgerChain {
         case .transaction: return 19
         case .event: return 27
         case .ruleSet: return 10
+        case .rulesetPolicy: return 9
+        case .rulesetProposal: return 14
+        case .rulesetReview: return 9
+        case .rulesetPublication: return 11
         }
     }
 
@@ -288,6 +323,23 @@ extension LedgerChain {
                 WHERE r.province = \(province) AND r.seal_id > \(sealedThrough) AND r.seal_id <= \(watermark)
                 ORDER BY r.seal_id LIMIT \(maximumPerSeal)
                 """
+        case .rulesetPolicy, .rulesetProposal, .rulesetReview, .rulesetPublication:
+            let (table, alias, key) = governanceTable(record)
+            return """
+                SELECT \(alias).seal_id, \(key), \(fieldColumns(record)) FROM \(table) \(alias)
+                WHERE \(alias).province = \(province) AND \(alias).seal_id > \(sealedThrough) AND \(alias).seal_id <= \(watermark)
+                ORDER BY \(alias).seal_id LIMIT \(maximumPerSeal)
+                """
+        }
+    }
+
+    /// Table, alias and record-key expression of a governance record kind (trusted text).
+    package static func governanceTable(_ record: Record) -> (table: SQLFragment, alias: SQLFragment, key: SQLFragment) {
+        switch record {
+        case .rulesetPolicy: return ("ruleset_policies", "gp", "gp.policy_seq::text")
+        case .rulesetProposal: return ("ruleset_proposals", "gq", "gq.proposal_id::text")
+        case .rulesetReview: return ("ruleset_reviews", "gr", "gr.review_id::text")
+        default: return ("ruleset_publications", "gu", "gu.version::text")
         }
     }
 
@@ -324,6 +376,22 @@ extension LedgerChain {
         case .ruleSet:
             return SealedTable(
                 from: "rule_sets r", province: "r.province", sealID: "r.seal_id", key: "r.version", keyText: "r.version::text", keyCast: "::integer")
+        case .rulesetPolicy:
+            return SealedTable(
+                from: "ruleset_policies gp", province: "gp.province", sealID: "gp.seal_id", key: "gp.policy_seq", keyText: "gp.policy_seq::text",
+                keyCast: "::integer")
+        case .rulesetProposal:
+            return SealedTable(
+                from: "ruleset_proposals gq", province: "gq.province", sealID: "gq.seal_id", key: "gq.proposal_id", keyText: "gq.proposal_id::text",
+                keyCast: "::uuid")
+        case .rulesetReview:
+            return SealedTable(
+                from: "ruleset_reviews gr", province: "gr.province", sealID: "gr.seal_id", key: "gr.review_id", keyText: "gr.review_id::text",
+                keyCast: "::uuid")
+        case .rulesetPublication:
+            return SealedTable(
+                from: "ruleset_publications gu", province: "gu.province", sealID: "gu.seal_id", key: "gu.version", keyText: "gu.version::text",
+                keyCast: "::integer")
         }
     }
 

@@ -121,7 +121,7 @@ package final class RuleSetService: Sendable {
         }
     }
 
-    private static func publicationIssues(_ ruleSet: RuleSet, on connection: PostgresConnection) throws -> [ValidationIssue] {
+    static func publicationIssues(_ ruleSet: RuleSet, on connection: PostgresConnection) throws -> [ValidationIssue] {
         // Two statements (on Citus the first is routed to the province's shard whole, and a
         // function reading a distributed table, events, must not run there), one round trip:
         // the exclusive publication lock is held meanwhile, so the province's pushes wait.
@@ -142,15 +142,17 @@ package final class RuleSetService: Sendable {
 
     /// Validates and stores the document atomically. `allowedProvinces` (nil: any) scopes
     /// operators; `ifAbsent` makes republishing the identical version a no-op (start-up scripts).
+    /// `directBy` (an operator key over HTTP) publishes only where the province's policy allows
+    /// direct publication; without it the caller is an admin with database credentials (CLI).
     package func publish(
-        document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false
+        document: String, publishedBy: String, allowedProvinces: Set<String>? = nil, ifAbsent: Bool = false,
+        directBy: OperatorIdentity? = nil
     ) async throws -> PublishOutcome {
         let ruleSet = try Self.parse(document)
         if let allowedProvinces, !allowedProvinces.contains(ruleSet.province) {
             throw RuleSetLookupError.forbidden(province: ruleSet.province)
         }
         let hash = Self.contentHash(of: document)
-        let format = Self.format(of: document)
         let outcome = try await pool.withTransaction { connection -> PublishOutcome in
             // One publisher per province at a time, so "latest version" cannot change under us.
             try connection.query("SELECT pg_advisory_xact_lock(hashtext(\(Self.publicationLockKey(ruleSet.province))))")
@@ -164,19 +166,34 @@ package final class RuleSetService: Sendable {
                 }
                 return .alreadyPublished(existing)
             }
+            // Under the lock, so a policy change cannot slip between the check and the insert.
+            let policy = try GovernanceService.policy(province: ruleSet.province, on: connection)
+            if let directBy { try GovernanceService.checkDirectPublication(by: directBy, policy: policy) }
             let issues = try Self.publicationIssues(ruleSet, on: connection)
             if !issues.isEmpty { throw RuleSetRejected(issues: issues) }
-            try connection.query(
-                """
-                INSERT INTO rule_sets (province, version, effective_from, document, document_format, content_sha256, methodology, published_by)
-                VALUES (\(ruleSet.province), \(ruleSet.version), \(ruleSet.effectiveFrom), \(document), \(format), \(hash), \(ruleSet.methodology), \(publishedBy))
-                """)
-            guard let stored = try Self.summary(province: ruleSet.province, version: ruleSet.version, on: connection) else {
-                throw PostgresError(kind: .unexpectedResult, operation: "publish", message: "published row not found")
-            }
-            return .published(stored)
+            try GovernanceService.recordDirectPublication(
+                ruleSet: ruleSet, document: document, publishedBy: publishedBy, by: directBy, policy: policy, on: connection)
+            return .published(try Self.insertedSummary(ruleSet, on: connection))
         }
         return outcome
+    }
+
+    /// Inserts a validated version (the caller holds the publication lock exclusively).
+    static func insert(ruleSet: RuleSet, document: String, publishedBy: String, on connection: PostgresConnection) throws {
+        let hash = Self.contentHash(of: document)
+        let format = Self.format(of: document)
+        try connection.query(
+            """
+            INSERT INTO rule_sets (province, version, effective_from, document, document_format, content_sha256, methodology, published_by)
+            VALUES (\(ruleSet.province), \(ruleSet.version), \(ruleSet.effectiveFrom), \(document), \(format), \(hash), \(ruleSet.methodology), \(publishedBy))
+            """)
+    }
+
+    static func insertedSummary(_ ruleSet: RuleSet, on connection: PostgresConnection) throws -> RuleSetSummary {
+        guard let stored = try Self.summary(province: ruleSet.province, version: ruleSet.version, on: connection) else {
+            throw PostgresError(kind: .unexpectedResult, operation: "publish", message: "published row not found")
+        }
+        return stored
     }
 
     private static let summaryColumns = "province, version, effective_from, methodology, content_sha256, published_at, published_by"
@@ -188,7 +205,7 @@ package final class RuleSetService: Sendable {
         )
     }
 
-    private static func summary(province: String, version: Int, on connection: PostgresConnection) throws -> RuleSetSummary? {
+    static func summary(province: String, version: Int, on connection: PostgresConnection) throws -> RuleSetSummary? {
         try connection.query(
             """
             SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by

@@ -11,6 +11,7 @@ package final class TanhuiServices: Sendable {
     package let partners: PartnerService
     package let ledger: LedgerService
     package let reports: ReportService
+    package let governance: GovernanceService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -20,6 +21,7 @@ package final class TanhuiServices: Sendable {
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
         self.partners = PartnerService(pool: pool)
+        self.governance = GovernanceService(pool: pool, ruleSets: ruleSets)
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
         self.reports = ReportService(pool: pool)
     }

@@ -290,6 +290,8 @@ struct AuditV2Tests {
                 try connection.query("DELETE FROM ledger_chain")
                 try connection.query("UPDATE events SET seal_id = nextval('ledger_transaction_ids')")
                 try connection.query("UPDATE rule_sets SET seal_id = nextval('ledger_transaction_ids')")
+                // Governance records (migration 0009) are numbered after those, as that migration does.
+                try connection.query("UPDATE ruleset_publications SET seal_id = nextval('ledger_transaction_ids')")
                 var previous = LedgerChain.genesisHash
                 var seq: Int64 = 0
                 for row in try connection.query(

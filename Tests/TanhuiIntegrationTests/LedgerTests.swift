@@ -244,13 +244,13 @@ struct LedgerTests {
             }
             let key = Curve25519.Signing.PrivateKey()
             let checkpoint = try await services.ledger.checkpoint(province: "CN-GD", privateKey: key)
-            // Chain v2: 1 rule-set publication, 5 events, 5 transactions.
-            #expect(checkpoint.sequence == 11)
+            // Chain v2: 1 rule set and its publication record (migration 0009), 5 events, 5 transactions.
+            #expect(checkpoint.sequence == 12)
             let verified = try Checkpoint.verify(note: checkpoint.note, trustedKey: key.publicKey)
             #expect(verified == checkpoint)
             #expect(try await services.ledger.chainExtends(verified))
             // A forged note, or one signed by another key, is refused.
-            let forged = checkpoint.note.replacingOccurrences(of: "sequence 11", with: "sequence 10")
+            let forged = checkpoint.note.replacingOccurrences(of: "sequence 12", with: "sequence 11")
             #expect(throws: Checkpoint.Invalid.badSignature) { try Checkpoint.verify(note: forged, trustedKey: key.publicKey) }
             #expect(throws: Checkpoint.Invalid.untrustedKey) {
                 try Checkpoint.verify(note: checkpoint.note, trustedKey: Curve25519.Signing.PrivateKey().publicKey)
@@ -275,7 +275,7 @@ struct LedgerTests {
                 try connection.query("DELETE FROM ledger_chain")
             }
             try await services.ledger.seal()
-            #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain") == 13)
+            #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain") == 14)
             #expect(try await services.ledger.chainExtends(verified) == false)
             await owner.shutdown()
 
@@ -286,7 +286,7 @@ struct LedgerTests {
                 ["ledger", "checkpoint", "--province", "CN-GD", "--out", out], databaseURL: url, environment: ["TANHUI_CHECKPOINT_KEY": keyBase64])
             #expect(cli.exitCode == 0, "\(cli.stderr)")
             let note = try String(contentsOfFile: out, encoding: .utf8)
-            #expect(try Checkpoint.verify(note: note, trustedKey: key.publicKey).sequence == 13)
+            #expect(try Checkpoint.verify(note: note, trustedKey: key.publicKey).sequence == 14)
         }
     }
 }

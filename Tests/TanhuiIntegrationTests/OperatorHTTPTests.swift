@@ -50,6 +50,8 @@ struct OperatorHTTPTests {
         try await TestDatabase.withFresh { url in
             let services = try TestDatabase.makeServices(url: url)
             let (_, gdKey) = try await services.operators.create(name: "gd", provinces: ["CN-GD"])
+            // POST …/rulesets publishes at once only under a direct-publish policy (issue 17).
+            _ = try await services.governance.setPolicy(province: "CN-GD", directPublish: true, setBy: "test")
             let (revokedOperator, revokedKey) = try await services.operators.create(name: "old", provinces: ["CN-GD"])
             _ = try await services.operators.revoke(id: revokedOperator.id)
             let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)

@@ -149,6 +149,9 @@ struct ServeAndMigrateTests {
             #expect(try await h.status([trip.uuidString], token: token).first?["status"] as? String == "accepted")
             // Operator writes: publish a rule set (INSERT rule_sets) and reverse an award.
             let key = try await h.operatorKey()
+            // POST …/rulesets publishes at once only under a direct-publish policy (issue 17).
+            let policy = try await CommandRunner.tanhui(["rules", "policy", "--province", "CN-GD", "--direct-publish"], databaseURL: h.url)
+            #expect(policy.exitCode == 0, "\(policy.stderr)")
             var document = try LedgerFixtures.ruleSetDocument()
             document = document.replacingOccurrences(of: "version: 1", with: "version: 2")
                 .replacingOccurrences(of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: 2099-01-01T00:00:00+08:00")

@@ -17,6 +17,7 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case overlappingTrips = "overlapping_trips"
     case chainOrder = "chain_order"
     case reportsMatchLedger = "reports_match_ledger"
+    case governance
 
     package var title: String {
         switch self {
@@ -44,6 +45,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .reportsMatchLedger:
             return
                 "the report rollup (figures, rejections by code, citizen sets) equals a recomputation from the events and transactions up to its chain link, and that link is in the chain"
+        case .governance:
+            return
+                "every published version has one publication record; a governed one has the policy's distinct approvals of its proposal, none by the author, and respected the notice period; governance records are sealed"
         }
     }
 }

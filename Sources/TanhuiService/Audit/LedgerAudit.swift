@@ -44,6 +44,7 @@ package final class LedgerAudit: Sendable {
     /// Append-only history tables the guard rails cover.
     package static let guardedTables = [
         "events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states",
+        "ruleset_policies", "ruleset_proposals", "ruleset_reviews", "ruleset_publications",
     ]
 
     package init(pool: PostgresPool) {
@@ -466,6 +467,7 @@ struct ProvinceAudit {
             try conservation()
             try setChecks(counter: counter)
             try reportsMatchLedger()
+            try governance()
         }
         audit.rowsChecked += counter.rows
         return audit
