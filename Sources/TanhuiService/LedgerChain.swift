@@ -159,6 +159,10 @@ extension LedgerChain {
         case transaction
         case event
         case ruleSet = "rule_set"
+        /// A partner link granted or revoked (migration 0007): records' verdicts depend on it.
+        case partnerLink = "partner_link"
+        /// A record a feed partner uploaded, with its subject, link and verdict (migration 0007).
+        case partnerRecord = "partner_record"
 
         /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
         /// first three use `record_key` (text), so adding one needs no change to that table.
@@ -169,6 +173,7 @@ extension LedgerChain {
             case .transaction: return .transactionID
             case .event: return .eventID
             case .ruleSet: return .ruleSetVersion
+            case .partnerLink, .partnerRecord: return .recordKey
             }
         }
 
@@ -178,6 +183,8 @@ extension LedgerChain {
             case .transaction: return "tanhui-tx-v2"
             case .event: return "tanhui-event-v2"
             case .ruleSet: return "tanhui-rule-set-v2"
+            case .partnerLink: return "tanhui-partner-link-v1"
+            case .partnerRecord: return "tanhui-partner-record-v1"
             }
         }
     }
@@ -238,6 +245,8 @@ extension LedgerChain {
                 encode(sha256(convert_to(r.document, 'UTF8')), 'hex'), r.content_sha256, r.methodology,
                 CASE WHEN isfinite(r.published_at) THEN trunc(extract(epoch FROM r.published_at) * 1000000)::text ELSE r.published_at::text END, r.published_by
                 """
+        case .partnerLink, .partnerRecord:
+            return partnerFieldColumns(record)
         }
     }
 
@@ -247,6 +256,7 @@ extension LedgerChain {
         case .transaction: return 19
         case .event: return 27
         case .ruleSet: return 10
+        case .partnerLink, .partnerRecord: return partnerFieldCount(record)
         }
     }
 
@@ -271,6 +281,8 @@ extension LedgerChain {
                 WHERE r.province = \(province) AND r.seal_id > \(sealedThrough) AND r.seal_id <= \(watermark)
                 ORDER BY r.seal_id LIMIT \(maximumPerSeal)
                 """
+        case .partnerLink, .partnerRecord:
+            return partnerPendingQuery(record, province: province, after: sealedThrough, through: watermark)
         }
     }
 

@@ -10,6 +10,7 @@ package final class TanhuiServices: Sendable {
     package let operators: OperatorService
     package let partners: PartnerService
     package let ledger: LedgerService
+    package let partnerFeeds: PartnerFeedService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -20,6 +21,7 @@ package final class TanhuiServices: Sendable {
         self.operators = OperatorService(pool: pool)
         self.partners = PartnerService(pool: pool)
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        self.partnerFeeds = PartnerFeedService(pool: pool, ledger: ledger)
     }
 
     package var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

@@ -16,6 +16,7 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case guardRails = "guard_rails"
     case overlappingTrips = "overlapping_trips"
     case chainOrder = "chain_order"
+    case partnerFeeds = "partner_feeds"
 
     package var title: String {
         switch self {
@@ -40,6 +41,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .overlappingTrips: return "no two accepted trips of one citizen overlap in time"
         case .chainOrder:
             return "the chain follows seal-id order, never returns from v2 to v1 links, and contradicts created_at order by at most the seal bound"
+        case .partnerFeeds:
+            return
+                "every partner-sourced award had a link valid at occurred_at to its citizen and a kind within the partner's; no partner-owned evidence credited from a device or another partner"
         }
     }
 }

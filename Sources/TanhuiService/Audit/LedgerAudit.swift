@@ -396,7 +396,7 @@ struct ProvinceAudit {
 
     private var pageSize: Int { max(100, options.pageSize) }
 
-    private func cursor(_ declare: PostgresQuery, name: String, counter: RowCounter) throws -> AuditCursor {
+    func cursor(_ declare: PostgresQuery, name: String, counter: RowCounter) throws -> AuditCursor {
         try AuditCursor(declare, name: name, on: connection, pageSize: pageSize) { [progress] count in
             counter.rows += count
             progress?(count)
@@ -414,6 +414,7 @@ struct ProvinceAudit {
         try ledgerFold(ruleSets: ruleSets, counter: counter)
         try chain(counter: counter)
         try setChecks(counter: counter)
+        try partnerFeedChecks(counter: counter)
         audit.rowsChecked += counter.rows
         return audit
     }
@@ -618,11 +619,13 @@ struct ProvinceAudit {
             DECLARE audit_chain NO SCROLL CURSOR FOR
             SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
                    t.transaction_id IS NOT NULL, e.event_id IS NOT NULL, r.version IS NOT NULL,
-                   \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet))
+                   \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet)),
+                   \(LedgerChain.partnerChainColumns)
             FROM ledger_chain c
             LEFT JOIN ledger_transactions t ON c.record = 'transaction' AND t.province = c.province AND t.transaction_id = c.transaction_id
             LEFT JOIN events e ON c.record = 'event' AND e.province = c.province AND e.event_id = c.event_id
             LEFT JOIN rule_sets r ON c.record = 'rule_set' AND r.province = c.province AND r.version = c.rule_set_version
+            \(LedgerChain.partnerChainJoins)
             WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
             ORDER BY c.chain_seq
             """, name: "audit_chain", counter: counter)
@@ -647,6 +650,8 @@ struct ProvinceAudit {
                 link.fields = try LedgerChain.decodeFields(row, from: eventColumn, count: LedgerChain.fieldCount(.event))
             case .ruleSet where try row.decode(11, as: Bool.self):
                 link.fields = try LedgerChain.decodeFields(row, from: ruleSetColumn, count: LedgerChain.fieldCount(.ruleSet))
+            case .partnerLink?, .partnerRecord?:
+                link.fields = try LedgerChain.decodePartnerFields(kind!, row, from: ruleSetColumn + LedgerChain.fieldCount(.ruleSet))
             default:
                 break
             }
@@ -760,7 +765,7 @@ struct ProvinceAudit {
             DECLARE audit_double_seals NO SCROLL CURSOR FOR
             SELECT record, min(transaction_id), min(event_id::text), min(rule_set_version), count(*), max(chain_seq) FROM ledger_chain
             WHERE province = \(province) AND chain_seq > \(sinceSeq)
-            GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text) HAVING count(*) > 1 ORDER BY 6
+            GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text, record_key) HAVING count(*) > 1 ORDER BY 6
             """, "audit_double_seals"
         ) { row in
             let count: Int64 = try row.decode(4)
