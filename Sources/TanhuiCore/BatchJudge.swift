@@ -277,7 +277,8 @@ package enum BatchJudge {
                 judged.occurredAt = Instant.date(occurredMs)
                 judged.endedAt = endedMs.map(Instant.date)
                 switch RuleEvaluator.trustRejection(event: judged, ruleSet: ruleSet, selfReported: source == .device)
-                    ?? RuleEvaluator.evaluate(event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt)
+                    ?? RuleEvaluator.evaluate(
+                        event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt)
                 {
                 case .rejected(let rejection):
                     verdict = Verdict(id: idText, status: .rejected, code: rejection.code.rawValue, message: rejection.message)

@@ -76,7 +76,8 @@ enum PartnerFeedRoutes {
                 body = try await request.body.collect(upTo: limit)
             } catch is NIOTooManyBytesError {
                 throw Problem.limits(
-                    .contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes; split the upload", maximumBodyBytes: limit)
+                    .contentTooLarge, code: "body_too_large", detail: "the body is larger than \(limit) bytes; split the upload",
+                    maximumBodyBytes: limit)
             }
             // The signature covers the exact bytes and is checked before anything is parsed.
             let profile = try await feeds.profile(province: caller.province, partner: caller.id)

@@ -131,7 +131,8 @@ extension PartnerFeedService {
                 answers[candidate.index] =
                     earlier.hash == candidate.hash
                     ? Verdict(
-                        id: recordText, status: .duplicate, code: earlier.verdict.code, message: earlier.verdict.message, award: earlier.verdict.award,
+                        id: recordText, status: .duplicate, code: earlier.verdict.code, message: earlier.verdict.message,
+                        award: earlier.verdict.award,
                         originalStatus: earlier.verdict.status)
                     : Verdict(
                         id: recordText, status: .conflict, code: VerdictCode.idReused,
@@ -163,7 +164,8 @@ extension PartnerFeedService {
             if let (code, message) = keptCode {
                 keptRows.append(
                     KeptRecord(
-                        recordID: recordText, eventID: event.id, subject: candidate.subject, linkID: link?.id, citizen: link?.citizen, kind: event.kind,
+                        recordID: recordText, eventID: event.id, subject: candidate.subject, linkID: link?.id, citizen: link?.citizen,
+                        kind: event.kind,
                         occurredMs: occurredMs, hash: candidate.hash, code: code))
                 answers[candidate.index] = Verdict(id: recordText, status: .rejected, code: code, message: message)
                 continue
@@ -193,7 +195,9 @@ extension PartnerFeedService {
             return all
         }
         for verdict in results {
-            guard let id = UUID(uuidString: verdict.id), let index = planIndexes[id], case .record(let recordID, _, _) = decoded[index] else { continue }
+            guard let id = UUID(uuidString: verdict.id), let index = planIndexes[id], case .record(let recordID, _, _) = decoded[index] else {
+                continue
+            }
             var named = verdict
             named.id = recordID
             answers[index] = named
@@ -203,7 +207,8 @@ extension PartnerFeedService {
             let firstHash = candidates.first { $0.index == repeated.first }?.hash
             answers[repeated.index] =
                 firstHash == repeated.hash && first.status != .duplicate
-                ? Verdict(id: recordID, status: .duplicate, code: first.code, message: first.message, award: first.award, originalStatus: first.status)
+                ? Verdict(
+                    id: recordID, status: .duplicate, code: first.code, message: first.message, award: first.award, originalStatus: first.status)
                 : firstHash == repeated.hash
                     ? first
                     : Verdict(
@@ -225,8 +230,9 @@ extension PartnerFeedService {
         var verdict: Verdict
     }
 
-    static func storedRecords(province: String, partner: UUID, recordIDs: [String], on connection: PostgresConnection) throws -> [String: StoredRecord]
-    {
+    static func storedRecords(
+        province: String, partner: UUID, recordIDs: [String], on connection: PostgresConnection
+    ) throws -> [String: StoredRecord] {
         guard !recordIDs.isEmpty else { return [:] }
         var found: [String: StoredRecord] = [:]
         for row in try connection.query(
@@ -275,7 +281,8 @@ extension PartnerFeedService {
             """
         ).rows {
             spans[try row.decode(0), default: []].append(
-                LinkSpan(id: try row.decode(1), citizen: try row.decode(2), grantedMs: try row.decode(3), revokedMs: try row.decode(4, as: Int64?.self)))
+                LinkSpan(
+                    id: try row.decode(1), citizen: try row.decode(2), grantedMs: try row.decode(3), revokedMs: try row.decode(4, as: Int64?.self)))
         }
         return spans
     }
@@ -313,7 +320,9 @@ extension PartnerFeedService {
     }
 
     /// The push path's write of partner records judged there (in the round's transaction).
-    static func recordInsert(_ rows: [(row: BatchJudge.EventRow, record: BatchPlan.PartnerRecordRow, citizen: UUID, receivedAtMs: Int64)])
+    static func recordInsert(
+        _ rows: [(row: BatchJudge.EventRow, record: BatchPlan.PartnerRecordRow, citizen: UUID, receivedAtMs: Int64)]
+    )
         -> PostgresQuery
     {
         let events = rows.map(\.row.item.wire.event)

@@ -120,7 +120,9 @@ package final class PartnerFeedService: Sendable {
 
     /// Sets (or rotates) the signing key, replaces the kinds when given, and adds owned
     /// evidence sources (ownership is unique per province and never moves silently).
-    package func configure(province: String, partner id: UUID, signingKey: String?, kinds: [String]?, evidenceSources: [String]) async throws
+    package func configure(
+        province: String, partner id: UUID, signingKey: String?, kinds: [String]?, evidenceSources: [String]
+    ) async throws
         -> FeedProfile
     {
         try Self.validate(signingKey: signingKey, kinds: kinds, evidenceSources: evidenceSources)
@@ -134,7 +136,8 @@ package final class PartnerFeedService: Sendable {
             }
             if let kinds {
                 let sorted = Array(Set(kinds)).sorted()
-                try connection.query("UPDATE partners SET kinds = \(PostgresArray(sorted))::text[] WHERE province = \(province) AND partner_id = \(id)")
+                try connection.query(
+                    "UPDATE partners SET kinds = \(PostgresArray(sorted))::text[] WHERE province = \(province) AND partner_id = \(id)")
             }
             for source in Array(Set(evidenceSources)).sorted() {
                 try connection.query(
@@ -284,7 +287,8 @@ package final class PartnerFeedService: Sendable {
               AND NOT EXISTS (SELECT 1 FROM partner_link_changes r WHERE r.province = g.province AND r.link_id = g.link_id AND r.change = 'revoked')
             """
         ).rows.map {
-            ActiveLink(id: try $0.decode(0), subject: try $0.decode(1), citizen: try $0.decode(2), scene: try $0.decode(3), grantedAt: try $0.decode(4))
+            ActiveLink(
+                id: try $0.decode(0), subject: try $0.decode(1), citizen: try $0.decode(2), scene: try $0.decode(3), grantedAt: try $0.decode(4))
         }
     }
 
@@ -294,7 +298,8 @@ package final class PartnerFeedService: Sendable {
 
     static func decodeLink(_ row: PostgresRow) throws -> PartnerLink {
         PartnerLink(
-            province: try row.decode(0), id: try row.decode(1), partnerID: try row.decode(2), partnerName: try row.decode(3), subject: try row.decode(4),
+            province: try row.decode(0), id: try row.decode(1), partnerID: try row.decode(2), partnerName: try row.decode(3),
+            subject: try row.decode(4),
             citizen: try row.decode(5), scene: try row.decode(6), grantedAt: try row.decode(7), revokedAt: try row.decode(8, as: Date?.self))
     }
 

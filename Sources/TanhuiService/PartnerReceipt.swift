@@ -101,7 +101,11 @@ extension PartnerFeedService {
                 let status: String = try row.decode(1)
                 let points: Int64 = try row.decode(3)
                 let grams: Int64 = try row.decode(4)
-                hasher.update(data: Data(PartnerReceipt.digestLine(recordID: try row.decode(0), status: status, code: try row.decode(2, as: String?.self), points: points).utf8))
+                hasher.update(
+                    data: Data(
+                        PartnerReceipt.digestLine(
+                            recordID: try row.decode(0), status: status, code: try row.decode(2, as: String?.self), points: points
+                        ).utf8))
                 receipt.records += 1
                 switch status {
                 case "accepted": receipt.accepted += 1

@@ -9,7 +9,8 @@ import Testing
 struct PartnerTrustTests {
     typealias J = BatchJudgeTests
     static let partnerOnly = baseDocument.replacingOccurrences(
-        of: "  - kind: transit_trip\n    method: per_distance\n", with: "  - kind: transit_trip\n    method: per_distance\n    sources: partner_only\n")
+        of: "  - kind: transit_trip\n    method: per_distance\n",
+        with: "  - kind: transit_trip\n    method: per_distance\n    sources: partner_only\n")
 
     @Test("sources parses (any, partner_only), rejects anything else with its path, and shows in the diff")
     func parsing() throws {
@@ -27,14 +28,18 @@ struct PartnerTrustTests {
     @Test("a self-reported event of a partner_only kind is rejected self_report_not_accepted; the same event from a partner is credited")
     func partnerOnlyKinds() throws {
         let inputs = [J.input(J.trip(from: "2027-03-02T08:00:00+08:00", to: "2027-03-02T08:20:00+08:00")), J.input(J.waste())]
-        let prepared = BatchJudge.prepare(inputs, receivedAtMs: J.ms(J.received), sentAtMs: nil, histories: ["CN-GD": RuleSetHistory([try parseOK(Self.partnerOnly)])])
+        let prepared = BatchJudge.prepare(
+            inputs, receivedAtMs: J.ms(J.received), sentAtMs: nil, histories: ["CN-GD": RuleSetHistory([try parseOK(Self.partnerOnly)])])
         let device = BatchJudge.judge(prepared, citizen: J.citizen, facts: .init(), source: .device)
         #expect(J.codes(device) == [VerdictCode.selfReportNotAccepted, "accepted"])
         let partner = BatchJudge.judge(prepared, citizen: J.citizen, facts: .init(), source: .partner(UUID()))
         #expect(J.codes(partner) == ["accepted", "accepted"])
         // simulate's view (self-reported) says the same.
-        let event = event("transit_trip", "2027-03-01T08:00:00+08:00", ended: "2027-03-01T08:20:00+08:00", .init(mode: "metro", distanceMeters: 5_000))
-        #expect(RuleEvaluator.trustRejection(event: event, ruleSet: try parseOK(Self.partnerOnly), selfReported: true)?.rejection?.code == .selfReportNotAccepted)
+        let event = event(
+            "transit_trip", "2027-03-01T08:00:00+08:00", ended: "2027-03-01T08:20:00+08:00", .init(mode: "metro", distanceMeters: 5_000))
+        #expect(
+            RuleEvaluator.trustRejection(event: event, ruleSet: try parseOK(Self.partnerOnly), selfReported: true)?.rejection?.code
+                == .selfReportNotAccepted)
         #expect(RuleEvaluator.trustRejection(event: event, ruleSet: try parseOK(baseDocument), selfReported: true) == nil)
     }
 

@@ -104,7 +104,9 @@ private let t0 = "2027-03-01T08:00:00+08:00"
         // Trust keys: a self-reported event of a partner_only activity (PartnerTrustTests covers the judge).
         let partnerOnly = try! RuleSetParser.parse(
             baseDocument.replacingOccurrences(of: "    method: per_event\n", with: "    method: per_event\n    sources: partner_only\n"))
-        #expect(RuleEvaluator.trustRejection(event: event("waste_sorting", t0), ruleSet: partnerOnly, selfReported: true)?.rejection?.code == .selfReportNotAccepted)
+        #expect(
+            RuleEvaluator.trustRejection(event: event("waste_sorting", t0), ruleSet: partnerOnly, selfReported: true)?.rejection?.code
+                == .selfReportNotAccepted)
         seen.insert(.selfReportNotAccepted)
         #expect(seen == Set(RejectionCode.allCases))
         #expect(judge(event("skiing")).rejection?.message.isEmpty == false)

@@ -23,7 +23,10 @@ struct PartnerFeedTests {
     ) async throws -> Partner {
         let signing = Curve25519.Signing.PrivateKey()
         let created = try await CommandRunner.tanhui(
-            ["partner", "create", "--province", "CN-GD", "--name", name, "--scope", "feed", "--signing-key", signing.publicKey.rawRepresentation.base64EncodedString()]
+            [
+                "partner", "create", "--province", "CN-GD", "--name", name, "--scope", "feed", "--signing-key",
+                signing.publicKey.rawRepresentation.base64EncodedString(),
+            ]
                 + kinds.flatMap { ["--kind", $0] } + sources.flatMap { ["--evidence-source", $0] }, databaseURL: ledger.url)
         #expect(created.exitCode == 0, "\(created.stderr)")
         let lines = created.stdout.split(separator: "\n").map(String.init)
@@ -33,10 +36,13 @@ struct PartnerFeedTests {
         return Partner(id: id, key: key, signingKey: signing)
     }
 
-    static func partnerPost(_ ledger: ServedLedger, _ partner: Partner, _ path: String, body: Data, signature: String? = nil) async throws -> HTTPReply {
+    static func partnerPost(
+        _ ledger: ServedLedger, _ partner: Partner, _ path: String, body: Data, signature: String? = nil
+    ) async throws -> HTTPReply {
         var headers = ["Content-Type": "application/json", "Authorization": "Bearer \(partner.key)"]
         if let signature { headers["Tanhui-Signature"] = signature }
-        return try await HTTPClient.request("POST", ledger.server.baseURL + "/v1/provinces/CN-GD/partners/\(partner.id)" + path, headers: headers, body: body)
+        return try await HTTPClient.request(
+            "POST", ledger.server.baseURL + "/v1/provinces/CN-GD/partners/\(partner.id)" + path, headers: headers, body: body)
     }
 
     static func sign(_ body: Data, with key: Curve25519.Signing.PrivateKey) throws -> String {
@@ -76,7 +82,9 @@ struct PartnerFeedTests {
         Dictionary(uniqueKeysWithValues: try S.results(reply).map { ($0["record_id"] as? String ?? "", $0) })
     }
 
-    @Test("link flow, signed records credited to the linked citizen, unlinked kept, replay all duplicates, forged or altered signatures 401 with nothing stored")
+    @Test(
+        "link flow, signed records credited to the linked citizen, unlinked kept, replay all duplicates, forged or altered signatures 401 with nothing stored"
+    )
     func linkedRecords() async throws {
         try await S.with { ledger in
             let partner = try await Self.register(ledger)
@@ -156,7 +164,8 @@ struct PartnerFeedTests {
             S.expectProblem(stranger, 404, "no_link")
             try await Task.sleep(for: .seconds(1.2))
             let late = try JSONSerialization.data(withJSONObject: ["records": [Self.record("r-10", subject: "u-1", at: Date())]])
-            let afterRevocation = try await Self.partnerPost(ledger, partner, "/records", body: late, signature: try Self.sign(late, with: partner.signingKey))
+            let afterRevocation = try await Self.partnerPost(
+                ledger, partner, "/records", body: late, signature: try Self.sign(late, with: partner.signingKey))
             #expect(try Self.byRecord(afterRevocation)["r-10"]?["code"] as? String == "unlinked", "\(afterRevocation.body)")
 
             // A key acts for its own partner id only.
@@ -188,13 +197,15 @@ struct PartnerFeedTests {
 
             // Another partner cannot own or credit the same source.
             let rival = try await CommandRunner.tanhui(
-                ["partner", "create", "--province", "CN-GD", "--name", "Rival", "--scope", "feed", "--evidence-source", "gz-metro"], databaseURL: ledger.url)
+                ["partner", "create", "--province", "CN-GD", "--name", "Rival", "--scope", "feed", "--evidence-source", "gz-metro"],
+                databaseURL: ledger.url)
             #expect(rival.exitCode == 1 && rival.stderr.contains("already owned"), "\(rival.stdout) \(rival.stderr)")
             #expect(try await ledger.count("SELECT count(*) FROM partners WHERE name = 'Rival'") == 0)
 
             try await Task.sleep(for: .seconds(1.2))
             let body = try JSONSerialization.data(withJSONObject: ["records": [Self.record("t-77", subject: "u-7", at: Date(), evidence: "TXN-77")]])
-            let uploaded = try await Self.partnerPost(ledger, partner, "/records", body: body, signature: try Self.sign(body, with: partner.signingKey))
+            let uploaded = try await Self.partnerPost(
+                ledger, partner, "/records", body: body, signature: try Self.sign(body, with: partner.signingKey))
             #expect(try Self.byRecord(uploaded)["t-77"]?["status"] as? String == "accepted", "\(uploaded.body)")
 
             // Rotating the signing key: the old key's signatures stop verifying at once.
@@ -203,8 +214,11 @@ struct PartnerFeedTests {
                 ["partner", "feed", "--province", "CN-GD", partner.id, "--signing-key", next.publicKey.rawRepresentation.base64EncodedString()],
                 databaseURL: ledger.url)
             #expect(rotated.exitCode == 0, "\(rotated.stderr)")
-            let more = try JSONSerialization.data(withJSONObject: ["records": [Self.record("t-78", subject: "u-7", at: Date(), kind: "transit_trip")]])
-            S.expectProblem(try await Self.partnerPost(ledger, partner, "/records", body: more, signature: try Self.sign(more, with: partner.signingKey)), 401, "bad_signature")
+            let more = try JSONSerialization.data(withJSONObject: ["records": [Self.record("t-78", subject: "u-7", at: Date(), kind: "transit_trip")]]
+            )
+            S.expectProblem(
+                try await Self.partnerPost(ledger, partner, "/records", body: more, signature: try Self.sign(more, with: partner.signingKey)), 401,
+                "bad_signature")
             let accepted = try await Self.partnerPost(ledger, partner, "/records", body: more, signature: try Self.sign(more, with: next))
             #expect(accepted.status == 200, "\(accepted.body)")
         }
@@ -225,7 +239,8 @@ struct PartnerFeedTests {
                     Self.record("c", subject: "u-1", at: Date(), kind: "waste_sorting"),
                 ]
             ])
-            let uploaded = try await Self.partnerPost(ledger, partner, "/records", body: body, signature: try Self.sign(body, with: partner.signingKey))
+            let uploaded = try await Self.partnerPost(
+                ledger, partner, "/records", body: body, signature: try Self.sign(body, with: partner.signingKey))
             let results = try Self.byRecord(uploaded)
             let points = ((results["b"]?["award"] as? [String: Any])?["points"] as? Int) ?? -1
             let grams = ((results["b"]?["award"] as? [String: Any])?["grams_co2e"] as? Int) ?? -1
@@ -269,14 +284,20 @@ struct PartnerFeedTests {
         }
     }
 
-    @Test("a rule set saying sources: partner_only: a device's trip is rejected self_report_not_accepted, the partner's record is credited; simulate says the same")
+    @Test(
+        "a rule set saying sources: partner_only: a device's trip is rejected self_report_not_accepted, the partner's record is credited; simulate says the same"
+    )
     func partnerOnlyKinds() async throws {
         try await S.with { ledger in
             let partner = try await Self.register(ledger)
             let document = try F.ruleSetDocument()
                 .replacingOccurrences(of: "version: 1\n", with: "version: 2\n")
-                .replacingOccurrences(of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: \(F.iso(Date().addingTimeInterval(-7200)))")
-                .replacingOccurrences(of: "  - kind: transit_trip\n    method: per_distance\n", with: "  - kind: transit_trip\n    method: per_distance\n    sources: partner_only\n")
+                .replacingOccurrences(
+                    of: "effective_from: 2026-01-01T00:00:00+08:00", with: "effective_from: \(F.iso(Date().addingTimeInterval(-7200)))"
+                )
+                .replacingOccurrences(
+                    of: "  - kind: transit_trip\n    method: per_distance\n",
+                    with: "  - kind: transit_trip\n    method: per_distance\n    sources: partner_only\n")
             #expect(document.contains("sources: partner_only"))
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("partner-only-\(UUID()).yaml").path
             try document.write(toFile: file, atomically: true, encoding: .utf8)
@@ -287,17 +308,22 @@ struct PartnerFeedTests {
             let token = try await S.token(UUID())
             let start = Date().addingTimeInterval(-1800)
             let pushed = try await ledger.push(
-                [S.event(kind: "transit_trip", start: start, minutes: 3, data: ["mode": "metro", "distance_m": 2_000]), S.event(start: start)], token: token)
-            #expect(try S.results(pushed).map { $0["code"] as? String ?? $0["status"] as? String } == ["self_report_not_accepted", "accepted"], "\(pushed.body)")
+                [S.event(kind: "transit_trip", start: start, minutes: 3, data: ["mode": "metro", "distance_m": 2_000]), S.event(start: start)],
+                token: token)
+            #expect(
+                try S.results(pushed).map { $0["code"] as? String ?? $0["status"] as? String } == ["self_report_not_accepted", "accepted"],
+                "\(pushed.body)")
 
             _ = try await Self.link(ledger, partner, token: token, subject: "u-1")
             try await Task.sleep(for: .seconds(1.2))
             let body = try JSONSerialization.data(withJSONObject: ["records": [Self.record("p-1", subject: "u-1", at: Date())]])
-            let uploaded = try await Self.partnerPost(ledger, partner, "/records", body: body, signature: try Self.sign(body, with: partner.signingKey))
+            let uploaded = try await Self.partnerPost(
+                ledger, partner, "/records", body: body, signature: try Self.sign(body, with: partner.signingKey))
             #expect(try Self.byRecord(uploaded)["p-1"]?["status"] as? String == "accepted", "\(uploaded.body)")
 
             let events = FileManager.default.temporaryDirectory.appendingPathComponent("partner-only-\(UUID()).jsonl").path
-            let line = try JSONSerialization.data(withJSONObject: S.event(kind: "transit_trip", start: start, minutes: 3, data: ["mode": "metro", "distance_m": 2_000]))
+            let line = try JSONSerialization.data(
+                withJSONObject: S.event(kind: "transit_trip", start: start, minutes: 3, data: ["mode": "metro", "distance_m": 2_000]))
             try line.write(to: URL(fileURLWithPath: events))
             defer { try? FileManager.default.removeItem(atPath: events) }
             let simulated = try await CommandRunner.tanhui(["rules", "simulate", file, "--events", events], databaseURL: nil)

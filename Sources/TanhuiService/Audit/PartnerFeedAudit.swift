@@ -44,16 +44,19 @@ extension ProvinceAudit {
             ]
             let at: Date = try row.decode(3)
             if !(try row.decode(4, as: Bool.self)) {
-                audit.record(.partnerFeeds, AuditFinding("partner-sourced award has no record of that partner", at: at, names + [("rule", .string("record"))]))
+                audit.record(
+                    .partnerFeeds, AuditFinding("partner-sourced award has no record of that partner", at: at, names + [("rule", .string("record"))]))
             } else {
                 if !(try row.decode(6, as: Bool.self)) {
                     audit.record(
                         .partnerFeeds,
-                        AuditFinding("partner-sourced award had no link to its citizen valid at occurred_at", at: at, names + [("rule", .string("link"))]))
+                        AuditFinding(
+                            "partner-sourced award had no link to its citizen valid at occurred_at", at: at, names + [("rule", .string("link"))]))
                 }
                 if !(try row.decode(5, as: Bool.self)) {
                     audit.record(
-                        .partnerFeeds, AuditFinding("partner-sourced award of a kind the partner may not report", at: at, names + [("rule", .string("kind"))]))
+                        .partnerFeeds,
+                        AuditFinding("partner-sourced award of a kind the partner may not report", at: at, names + [("rule", .string("kind"))]))
                 }
             }
         }
@@ -99,7 +102,10 @@ extension ProvinceAudit {
                 .hashChain,
                 AuditFinding(
                     "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
-                    [p, ("record", .string(record)), ("record_key", .string(try row.decode(1))), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
+                    [
+                        p, ("record", .string(record)), ("record_key", .string(try row.decode(1))), ("seal_id", .int(try row.decode(2))),
+                        ("rule", .string("skipped")),
+                    ]))
         }
     }
 }
