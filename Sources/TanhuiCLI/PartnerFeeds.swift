@@ -24,8 +24,8 @@ struct FeedOptions: ParsableArguments {
 
     /// Refuses before anything is written when a source is owned by another partner.
     func precheck(province: String, services: TanhuiServices) async throws {
-        if let (source, owner) = try await services.partnerFeeds.owners(province: province, sources: evidenceSource).first {
-            throw PartnerFeedError.evidenceSourceOwned(source: source, owner: owner)
+        if let owned = try await services.partnerFeeds.owners(province: province, sources: evidenceSource).first {
+            throw PartnerFeedError.evidenceSourceOwned(source: owned.0, owner: owned.1)
         }
     }
 

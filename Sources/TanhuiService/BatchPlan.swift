@@ -173,7 +173,9 @@ struct BatchRound: Sendable {
                 usage[key, default: CapUsage()][window] = CapUsage.Counter(points: try row.decode(3), events: try row.decode(4))
             }
             for row in rows(4) {
-                owners[try row.decode(0), default: [:]][try row.decode(1)] = try row.decode(2, as: UUID.self)
+                let province: String = try row.decode(0)
+                let source: String = try row.decode(1)
+                owners[province, default: [:]][source] = try row.decode(2, as: UUID.self)
             }
         }
 

@@ -84,12 +84,12 @@ package struct Checkpoint: Sendable, Equatable {
             watermark: watermark, summarySHA256: summarySHA256,
             publicKey: privateKey.publicKey.rawRepresentation, signature: Data()
         )
-        checkpoint.signature = try signature(for: checkpoint.signedText, privateKey: privateKey)
+        checkpoint.signature = try signText(checkpoint.signedText, privateKey: privateKey)
         return checkpoint
     }
 
     /// The checkpoint key's signature over a signed note's text (checkpoints, partner receipts).
-    package static func signature(for signedText: String, privateKey: Curve25519.Signing.PrivateKey) throws -> Data {
+    package static func signText(_ signedText: String, privateKey: Curve25519.Signing.PrivateKey) throws -> Data {
         try privateKey.signature(for: Data(signedText.utf8))
     }
 

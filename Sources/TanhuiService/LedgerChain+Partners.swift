@@ -1,4 +1,4 @@
-import TanhuiPostgres
+package import TanhuiPostgres
 
 /// Chain v2 forms of the partner-feed records (migration 0007): link changes (alias `l`) and
 /// uploaded records (alias `pr`). Both are found by their seal id, unique per province.

@@ -161,7 +161,8 @@ extension PartnerFeedService {
                 } else {
                     nil
                 }
-            if let (code, message) = keptCode {
+            if let kept = keptCode {
+                let (code, message) = kept
                 keptRows.append(
                     KeptRecord(
                         recordID: recordText, eventID: event.id, subject: candidate.subject, linkID: link?.id, citizen: link?.citizen,
@@ -221,7 +222,9 @@ extension PartnerFeedService {
                 case .record(let id, _, _): id
                 case .invalid(let id, _): id
                 }
-            return RecordVerdict(recordID: recordID, verdict: answer ?? Verdict(id: recordID ?? "", status: .rejected, code: VerdictCode.invalid))
+            return RecordVerdict(
+                recordID: recordID,
+                verdict: answer ?? Verdict(id: recordID ?? "", status: .rejected, code: VerdictCode.invalid, message: "not judged"))
         }
     }
 
@@ -308,7 +311,7 @@ extension PartnerFeedService {
                 """
                 INSERT INTO partner_records (province, partner_id, record_id, event_id, subject, link_id, citizen_id, kind, occurred_at,
                     content_sha256, status, code, received_at)
-                SELECT \(province), \(partner), r, e, s, l, c, k, o, h, 'rejected', code, \(Timestamp.textUTC(milliseconds: receivedAtMs))::timestamptz
+                SELECT \(province)::text, \(partner)::uuid, r, e, s, l, c, k, o, h, 'rejected', code, \(Timestamp.textUTC(milliseconds: receivedAtMs))::timestamptz
                 FROM unnest(\(PostgresArray(rows.map(\.recordID)))::text[], \(PostgresArray(rows.map(\.eventID)))::uuid[],
                             \(PostgresArray(rows.map(\.subject)))::text[], \(PostgresArray(rows.map(\.linkID)))::uuid[],
                             \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.kind)))::text[],

@@ -1,6 +1,5 @@
 import Crypto
 package import Foundation
-package import TanhuiCore
 import TanhuiPostgres
 
 /// What a feed partner is registered for beyond its key: the Ed25519 public key that signs its
@@ -73,8 +72,7 @@ package final class PartnerFeedService: Sendable {
     let pool: PostgresPool
     let ledger: LedgerService
 
-    /// A link code is valid this long.
-    package static let linkCodeLifetimeSeconds: Int64 = 600
+    /// A link code is valid 10 minutes (the interval in `requestLinkCode`).
     /// Unused, unexpired codes a citizen may hold per partner.
     package static let maximumOpenLinkCodes = 5
     /// Records per upload.
@@ -217,7 +215,7 @@ package final class PartnerFeedService: Sendable {
                 """
                 INSERT INTO partner_link_codes (province, code_sha256, partner_id, citizen_id, device_id, scene, expires_at)
                 VALUES (\(province), \(Self.codeHash(code)), \(id), \(citizen), \(String(device.prefix(200))), \(scene),
-                        now() + make_interval(secs => \(Self.linkCodeLifetimeSeconds)))
+                        now() + interval '10 minutes')
                 RETURNING expires_at
                 """
             ).scalar(Date.self)

@@ -118,7 +118,7 @@ extension PartnerFeedService {
                 receipt.gramsCO2e = receipt.gramsCO2e.addingReportingOverflow(grams).overflow ? .max : receipt.gramsCO2e + grams
             }
             receipt.digest = hasher.finalize().hexString
-            receipt.signature = try Checkpoint.signature(for: receipt.signedText, privateKey: privateKey)
+            receipt.signature = try Checkpoint.signText(receipt.signedText, privateKey: privateKey)
             return receipt
         }
     }

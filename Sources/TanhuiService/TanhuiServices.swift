@@ -20,7 +20,8 @@ package final class TanhuiServices: Sendable {
         self.ruleSets = RuleSetService(pool: pool)
         self.operators = OperatorService(pool: pool)
         self.partners = PartnerService(pool: pool)
-        self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        let ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        self.ledger = ledger
         self.partnerFeeds = PartnerFeedService(pool: pool, ledger: ledger)
     }
 

@@ -42,6 +42,8 @@ package final class LedgerAudit: Sendable {
     /// Append-only history tables the guard rails cover.
     package static let guardedTables = [
         "events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states",
+        // Partner feeds (migration 0007): links and uploaded records.
+        "partner_link_changes", "partner_records",
     ]
 
     package init(pool: PostgresPool) {
