@@ -41,7 +41,7 @@ struct PartnerFeedAuditTests {
             let citizen = UUID()
             let code = try await services.partnerFeeds.requestLinkCode(citizen: citizen, device: "phone", partner: partner.id, scene: "app")
             _ = try await services.partnerFeeds.confirmLink(partner: partner, code: code.code, subject: "u-1")
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: .seconds(1.1))  // occurred_at travels in whole seconds
             let start = Date()
             let record: JSONValue = .object([
                 "record_id": .string("r-1"), "subject": .string("u-1"), "kind": .string("transit_trip"),
