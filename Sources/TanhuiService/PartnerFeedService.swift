@@ -332,10 +332,12 @@ package final class PartnerFeedService: Sendable {
         else { return nil }
         return try await pool.withTransaction { connection in
             try connection.query("SELECT pg_advisory_xact_lock_shared(hashtext(\(RuleSetService.publicationLockKey(province))))")
+            // The instant is read first: Citus refuses volatile functions in a distributed INSERT … SELECT.
+            let now: Date = try connection.query("SELECT clock_timestamp()").scalar(Date.self)
             try connection.query(
                 """
                 INSERT INTO partner_link_changes (province, link_id, change, partner_id, subject, citizen_id, scene, at, actor)
-                SELECT province, link_id, 'revoked', partner_id, subject, citizen_id, scene, clock_timestamp(), \("device " + String(device.prefix(200)))
+                SELECT province, link_id, 'revoked', partner_id, subject, citizen_id, scene, \(now)::timestamptz, \("device " + String(device.prefix(200)))
                 FROM partner_link_changes WHERE province = \(province) AND link_id = \(id) AND change = 'granted'
                 ON CONFLICT DO NOTHING
                 """)
