@@ -116,7 +116,7 @@ enum PartnerFeedRoutes {
     static func addReceipts(to partner: RouterGroup<TanhuiRequestContext>, services: TanhuiServices) {
         partner.get("receipts") { request, context -> ReceiptBody in
             let caller = context.partner!
-            guard let date = request.uri.queryParameters.get("date").map(String.init), PartnerReceipt.parseDate(date) != nil else {
+            guard let date = request.uri.queryParameters.get("date").map({ String($0) }), PartnerReceipt.parseDate(date) != nil else {
                 throw Problem(.badRequest, code: "bad_date", detail: "date must be a day YYYY-MM-DD (UTC) between 2000 and 2099")
             }
             guard let key = services.config.checkpointKey else {

@@ -41,12 +41,9 @@ extension LedgerChain {
         }
     }
 
-    /// The audit's columns after the first three kinds': found flags, then the fields.
-    package static let partnerChainColumns: SQLFragment = """
-        l.seal_id IS NOT NULL, pr.seal_id IS NOT NULL, \(partnerFieldColumns(.partnerLink)), \(partnerFieldColumns(.partnerRecord))
-        """
-
-    /// Decodes the partner kinds' fields of an audit chain row whose `partnerChainColumns` start at `column`.
+    /// Decodes the partner kinds' fields of an audit chain row whose partner columns (the two
+    /// found flags `l.seal_id IS NOT NULL, pr.seal_id IS NOT NULL`, then each kind's fields)
+    /// start at `column`.
     package static func decodePartnerFields(_ record: Record, _ row: PostgresRow, from column: Int) throws -> [String?]? {
         switch record {
         case .partnerLink:

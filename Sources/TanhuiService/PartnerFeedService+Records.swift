@@ -90,7 +90,7 @@ extension PartnerFeedService {
     package func ingest(partner: PartnerIdentity, records raw: [JSONValue], receivedAt: Date) async throws -> [RecordVerdict] {
         let province = partner.province
         let receivedAtMs = Timestamp.milliseconds(of: receivedAt)
-        let profile = try await profile(province: province, partner: partner.id)
+        let profile = try await self.profile(province: province, partner: partner.id)
         let kinds = Set(profile.kinds)
         let decoded = raw.map { Self.decode($0, partner: partner.id, province: province) }
         var answers = [Verdict?](repeating: nil, count: decoded.count)
@@ -115,9 +115,10 @@ extension PartnerFeedService {
         }
 
         // Stored verdicts of earlier uploads, and the links of the remaining subjects.
+        let named = candidates.map { (recordID: $0.recordID, subject: $0.subject) }
         let (stored, links) = try await pool.withConnection { connection in
-            let stored = try Self.storedRecords(province: province, partner: partner.id, recordIDs: candidates.map(\.recordID), on: connection)
-            let subjects = Array(Set(candidates.filter { stored[$0.recordID] == nil }.map(\.subject))).sorted()
+            let stored = try Self.storedRecords(province: province, partner: partner.id, recordIDs: named.map(\.recordID), on: connection)
+            let subjects = Array(Set(named.filter { stored[$0.recordID] == nil }.map(\.subject))).sorted()
             let links = try Self.linkHistory(province: province, partner: partner.id, subjects: subjects, on: connection)
             return (stored, links)
         }

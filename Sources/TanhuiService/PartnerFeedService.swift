@@ -229,7 +229,7 @@ package final class PartnerFeedService: Sendable {
             throw PartnerFeedError.invalidSubject
         }
         let normalised = code.uppercased().filter { !$0.isWhitespace && $0 != "-" }
-        guard normalised.count == Self.codeLength, normalised.allSatisfy(Self.codeAlphabet.contains) else { throw PartnerFeedError.unknownLinkCode }
+        guard normalised.count == Self.codeLength, normalised.allSatisfy({ Self.codeAlphabet.contains($0) }) else { throw PartnerFeedError.unknownLinkCode }
         let province = partner.province
         return try await pool.withTransaction { connection in
             // Seal ids are drawn under the publication lock (shared), like every sealed record.
@@ -259,7 +259,7 @@ package final class PartnerFeedService: Sendable {
             let granted: Date = try connection.query(
                 """
                 INSERT INTO partner_link_changes (province, link_id, change, partner_id, subject, citizen_id, scene, at, actor)
-                VALUES (\(province), \(id), 'granted', \(partner.id), \(subject), \(citizen), \(scene), clock_timestamp(), \(String(String.UnicodeScalarView(partner.actor.unicodeScalars.prefix(300)))))
+                VALUES (\(province), \(id), 'granted', \(partner.id), \(subject), \(citizen), \(scene), clock_timestamp(), \(String(partner.actor.unicodeScalars.prefix(300))))
                 RETURNING at
                 """
             ).scalar(Date.self)

@@ -622,7 +622,7 @@ struct ProvinceAudit {
             SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
                    t.transaction_id IS NOT NULL, e.event_id IS NOT NULL, r.version IS NOT NULL,
                    \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet)),
-                   \(LedgerChain.partnerChainColumns)
+                   l.seal_id IS NOT NULL, pr.seal_id IS NOT NULL, \(LedgerChain.fieldColumns(.partnerLink)), \(LedgerChain.fieldColumns(.partnerRecord))
             FROM ledger_chain c
             LEFT JOIN ledger_transactions t ON c.record = 'transaction' AND t.province = c.province AND t.transaction_id = c.transaction_id
             LEFT JOIN events e ON c.record = 'event' AND e.province = c.province AND e.event_id = c.event_id
