@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 
 /// The final answer for one submitted event, in request order.
 package struct Verdict: Sendable, Equatable {

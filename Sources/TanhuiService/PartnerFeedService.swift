@@ -1,6 +1,6 @@
 import Crypto
 package import Foundation
-import TanhuiPostgres
+package import TanhuiPostgres
 
 /// What a feed partner is registered for beyond its key: the Ed25519 public key that signs its
 /// uploads, the kinds it may report, and the evidence sources it owns.

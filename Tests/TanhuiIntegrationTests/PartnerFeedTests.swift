@@ -101,7 +101,7 @@ struct PartnerFeedTests {
                     Self.record("r-2", subject: "u-1", at: beforeLink),
                     Self.record("r-3", subject: "nobody", at: afterLink),
                     Self.record("r-4", subject: "u-1", at: afterLink, kind: "waste_sorting"),
-                    ["record_id": "r-5", "subject": "u-1", "kind": "transit_trip"],
+                    ["record_id": "r-5", "subject": "u-1", "kind": "transit_trip"] as [String: Any],
                 ]
             ])
             try await Task.sleep(for: .seconds(1.2))
