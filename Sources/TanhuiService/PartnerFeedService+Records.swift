@@ -141,8 +141,8 @@ extension PartnerFeedService {
                 continue
             }
             let event = candidate.wire.event
-            let occurredMs = Instant.milliseconds(event.occurredAt)
-            let endedMs = event.endedAt.map(Instant.milliseconds)
+            let occurredMs = Timestamp.milliseconds(of: event.occurredAt)
+            let endedMs = event.endedAt.map { Timestamp.milliseconds(of: $0) }
             // The judge's clock rules apply to records too (without a sent_at, nothing is corrected).
             if !ClockPolicy.saneRangeMs.contains(occurredMs) || endedMs.map({ !ClockPolicy.saneRangeMs.contains($0) }) == true
                 || occurredMs > receivedAtMs + ClockPolicy.futureToleranceMs || (endedMs ?? .min) > receivedAtMs + ClockPolicy.futureToleranceMs
