@@ -229,7 +229,9 @@ package final class PartnerFeedService: Sendable {
             throw PartnerFeedError.invalidSubject
         }
         let normalised = code.uppercased().filter { !$0.isWhitespace && $0 != "-" }
-        guard normalised.count == Self.codeLength, normalised.allSatisfy({ Self.codeAlphabet.contains($0) }) else { throw PartnerFeedError.unknownLinkCode }
+        guard normalised.count == Self.codeLength, normalised.allSatisfy({ Self.codeAlphabet.contains($0) }) else {
+            throw PartnerFeedError.unknownLinkCode
+        }
         let province = partner.province
         return try await pool.withTransaction { connection in
             // Seal ids are drawn under the publication lock (shared), like every sealed record.
