@@ -82,7 +82,7 @@ enum PartnerFeedRoutes {
             // The signature covers the exact bytes and is checked before anything is parsed.
             let profile = try await feeds.profile(province: caller.province, partner: caller.id)
             let signed = body.withUnsafeReadableBytes { bytes in
-                PartnerFeedService.verify(signature: request.headers[signatureHeader], body: bytes, signingKey: profile.signingKey)
+                PartnerFeedService.verify(signature: request.headers[.init("Tanhui-Signature")!], body: bytes, signingKey: profile.signingKey)
             }
             guard signed else {
                 throw Problem(
@@ -110,8 +110,6 @@ enum PartnerFeedRoutes {
                 })
         }
     }
-
-    static let signatureHeader = HTTPField.Name("Tanhui-Signature")!
 
     static func addReceipts(to partner: RouterGroup<TanhuiRequestContext>, services: TanhuiServices) {
         partner.get("receipts") { request, context -> ReceiptBody in
