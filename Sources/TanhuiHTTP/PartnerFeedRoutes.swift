@@ -206,7 +206,7 @@ struct LinkBody: ResponseEncodable {
         case revokedAt = "revoked_at"
     }
 
-    func encode(to encoder: Encoder) throws {
+    func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(id, forKey: .id)
         try container.encode(province, forKey: .province)
@@ -259,7 +259,7 @@ struct RecordVerdictBody: Encodable {
         case originalStatus = "original_status"
     }
 
-    func encode(to encoder: Encoder) throws {
+    func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(verdict.id, forKey: .recordID)
         try container.encode(verdict.status, forKey: .status)

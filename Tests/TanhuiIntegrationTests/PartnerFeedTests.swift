@@ -30,8 +30,8 @@ struct PartnerFeedTests {
                 + kinds.flatMap { ["--kind", $0] } + sources.flatMap { ["--evidence-source", $0] }, databaseURL: ledger.url)
         #expect(created.exitCode == 0, "\(created.stderr)")
         let lines = created.stdout.split(separator: "\n").map(String.init)
-        let id = try #require(lines.first?.split(separator: " ").dropFirst().first.map(String.init), created.stdout)
-        let key = try #require(lines.first { $0.hasPrefix("key ") }.map { String($0.dropFirst(4)) }, created.stdout)
+        let id = try #require(lines.first?.split(separator: " ").dropFirst().first.map(String.init), "\(created.stdout)")
+        let key = try #require(lines.first { $0.hasPrefix("key ") }.map { String($0.dropFirst(4)) }, "\(created.stdout)")
         #expect(lines.contains { $0.hasPrefix("feed signing-key ") && $0.contains("kinds \(kinds.joined(separator: ","))") })
         return Partner(id: id, key: key, signingKey: signing)
     }
