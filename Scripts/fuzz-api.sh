@@ -20,7 +20,8 @@ url="${TANHUI_TEST_DATABASE_URL%/*}/$database"
 PGOPTIONS='-c client_min_messages=warning' psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
 export DATABASE_URL="$url"
 export TANHUI_TOKEN_SECRET="$(head -c 32 /dev/urandom | base64)"
-# Reports are signed with the checkpoint key; without one they would only ever answer 503.
+# Reports and partner receipts are signed with the checkpoint key; without one they would only
+# ever answer 503.
 export TANHUI_CHECKPOINT_KEY="$(head -c 32 /dev/urandom | base64)"
 export TANHUI_LOG_LEVEL=error
 "$TANHUI_BIN" migrate >/dev/null

@@ -73,6 +73,11 @@ SELECT create_distributed_table('ruleset_policies', 'province', colocate_with =>
 SELECT create_distributed_table('ruleset_proposals', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('ruleset_reviews', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('ruleset_publications', 'province', colocate_with => 'citizen_accounts');
+-- Partner feeds (migration 0007): owned evidence sources, link codes, links and uploaded records.
+SELECT create_distributed_table('partner_evidence_sources', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('partner_link_codes', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('partner_link_changes', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('partner_records', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

@@ -7,7 +7,7 @@ struct Partners: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "partner",
         abstract: "Register, list and revoke partners (merchants, transit operators, data platforms) of a province.",
-        subcommands: [Create.self, List.self, Revoke.self]
+        subcommands: [Create.self, List.self, Revoke.self, Feed.self, Receipt.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -15,17 +15,20 @@ struct Partners: AsyncParsableCommand {
         @Option(help: "The partner's province (ISO 3166-2:CN, e.g. CN-GD).") var province: String
         @Option(help: "The partner's name.") var name: String
         @Option(help: "What its key may do (repeatable): redeem, feed.") var scope: [String] = []
+        @OptionGroup var feed: FeedOptions
 
         func validate() throws {
             if scope.isEmpty { throw ValidationError("give at least one --scope (redeem, feed)") }
             for value in scope where PartnerScope(rawValue: value) == nil {
                 throw ValidationError("unknown scope \(value); use redeem or feed")
             }
+            try feed.validate(scopes: scope)
         }
 
         func run() async throws {
             let services = try CommandEnvironment.services(label: "tanhui.partner")
             try await CommandEnvironment.run(services) {
+                try await feed.precheck(province: province, services: services)
                 let (partner, key) = try await services.partners.create(
                     province: province, name: name, scopes: scope.compactMap(PartnerScope.init(rawValue:)),
                     createdBy: "cli \(ProcessInfo.processInfo.environment["USER"] ?? "admin")")
@@ -33,6 +36,7 @@ struct Partners: AsyncParsableCommand {
                     "partner \(partner.id.uuidString.lowercased()) \(partner.name) province \(partner.province) scopes \(partner.scopes.map(\.rawValue).joined(separator: ","))"
                 )
                 printLine("key \(key)")
+                try await feed.apply(province: partner.province, partner: partner.id, services: services)
                 printError("store the key now: it is not kept and cannot be shown again")
             }
         }

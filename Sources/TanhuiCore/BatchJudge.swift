@@ -139,6 +139,8 @@ package enum BatchJudge {
         package var acceptedTrips: [String: [Interval]] = [:]
         package var usage: [String: CapUsage] = [:]
         package var accounts: [String: Account] = [:]
+        /// Evidence sources owned by a partner, per province: creditable through that partner only.
+        package var evidenceOwners: [String: [String: UUID]] = [:]
         package init() {}
     }
 
@@ -215,7 +217,7 @@ package enum BatchJudge {
     }
 
     /// Judges the batch in request order; earlier items count for later ones.
-    package static func judge(_ prepared: Prepared, citizen: UUID, facts: Facts) -> Outcome {
+    package static func judge(_ prepared: Prepared, citizen: UUID, facts: Facts, source: EventSource = .device) -> Outcome {
         var facts = facts
         var verdicts: [Verdict] = []
         verdicts.reserveCapacity(prepared.entries.count)
@@ -274,14 +276,19 @@ package enum BatchJudge {
                 var judged = event
                 judged.occurredAt = Instant.date(occurredMs)
                 judged.endedAt = endedMs.map(Instant.date)
-                switch RuleEvaluator.evaluate(
-                    event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt)
+                switch RuleEvaluator.trustRejection(event: judged, ruleSet: ruleSet, selfReported: source == .device)
+                    ?? RuleEvaluator.evaluate(
+                        event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt)
                 {
                 case .rejected(let rejection):
                     verdict = Verdict(id: idText, status: .rejected, code: rejection.code.rawValue, message: rejection.message)
                 case .accepted(let award):
                     let evidenceKey = item.wire.evidence.map { EvidenceKey(province: event.province, source: $0.source, ref: $0.ref) }
-                    if let evidenceKey, facts.claimedEvidence.contains(evidenceKey) {
+                    if let evidenceKey, let owner = facts.evidenceOwners[event.province]?[evidenceKey.source], source != .partner(owner) {
+                        verdict = Verdict(
+                            id: idText, status: .rejected, code: VerdictCode.evidencePartnerOwned,
+                            message: "evidence of \(evidenceKey.source) is credited only through the partner that owns it")
+                    } else if let evidenceKey, facts.claimedEvidence.contains(evidenceKey) {
                         verdict = Verdict(
                             id: idText, status: .conflict, code: VerdictCode.evidenceClaimed, message: "this evidence has already been credited")
                     } else if let trip, (facts.acceptedTrips[event.province] ?? []).contains(where: { $0.overlaps(trip) }) {

@@ -50,6 +50,8 @@ package enum RejectionCode: String, Sendable, Equatable, CaseIterable {
     case aboveMaximum = "above_maximum"
     case tooShort = "too_short"
     case implausibleSpeed = "implausible_speed"
+    /// A self-reported event of an activity with `sources: partner_only`.
+    case selfReportNotAccepted = "self_report_not_accepted"
 }
 
 /// What an accepted event earns, with everything needed to explain it later.
@@ -142,6 +144,12 @@ package enum RuleEvaluator {
 
     /// Judges one event. `receivedAt` is the server's (corrected) receipt time; `usage` holds the
     /// citizen's counters for the windows of `ruleSet.capWindows(for: event)`.
+    /// The trust rule, before any other: a self-reported event of a `partner_only` activity earns nothing.
+    package static func trustRejection(event: ActionEvent, ruleSet: RuleSet, selfReported: Bool) -> Evaluation? {
+        guard selfReported, event.province == ruleSet.province, ruleSet.activity(kind: event.kind)?.sources == .partnerOnly else { return nil }
+        return reject(.selfReportNotAccepted, "\(ruleSet.province) credits \(event.kind) only from partners' verified records, not self-reported")
+    }
+
     package static func evaluate(event: ActionEvent, ruleSet: RuleSet, usage: CapUsage, receivedAt: Date) -> Evaluation {
         evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt) { _, id in
             usage.counters.isEmpty ? CapUsage.Counter() : usage.counters[id] ?? CapUsage.Counter()

@@ -293,6 +293,13 @@ struct ZoneOffsets: Sendable {
 }
 
 /// How one kind of green action earns grams CO2e.
+/// Trust in an activity's events: `partner_only` credits only a feed partner's signed records;
+/// a citizen's self-reported events of that kind are rejected `self_report_not_accepted`.
+package enum ActivitySources: String, Sendable, Equatable, CaseIterable {
+    case any
+    case partnerOnly = "partner_only"
+}
+
 package struct Activity: Sendable, Equatable {
     /// Identifier such as `transit_trip`; events name it in `kind`.
     package let kind: String
@@ -301,6 +308,8 @@ package struct Activity: Sendable, Equatable {
     package let acknowledgeHighFactor: Bool
     /// Optional free text naming the factor's source.
     package let source: String?
+    /// Whose records of this kind are credited (trust key for partner feeds).
+    package var sources: ActivitySources = .any
 
     package enum Method: Sendable, Equatable {
         /// grams = floor(distanceMeters × gramsPerKm / 1000).

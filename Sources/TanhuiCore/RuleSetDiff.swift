@@ -132,6 +132,7 @@ package enum RuleSetDiff {
         }
         if a.acknowledgeHighFactor { out.append(("acknowledge_high_factor", "true")) }
         if let s = a.source { out.append(("source", quoted(s))) }
+        if a.sources != .any { out.append(("sources", a.sources.rawValue)) }
         return out
     }
 }

@@ -573,7 +573,7 @@ private struct DocumentReader {
 
     // MARK: Activities
 
-    static let commonActivityKeys = ["kind", "method", "acknowledge_high_factor", "source"]
+    static let commonActivityKeys = ["kind", "method", "acknowledge_high_factor", "source", "sources"]
     static let tripLimitKeys = ["min_distance_km", "max_distance_km", "min_duration_s", "max_speed_kmh"]
     static let methodKeys: [String: [String]] = [
         "per_distance": ["grams_per_km", "modes"] + tripLimitKeys,
@@ -595,6 +595,14 @@ private struct DocumentReader {
         let kind = identifier(f, "kind", required: true)
         let ack = bool(f, "acknowledge_high_factor") ?? false
         let source = string(f, "source", required: false, maxLength: 500)
+        var sources = ActivitySources.any
+        if let text = string(f, "sources", required: false, maxLength: 32) {
+            if let value = ActivitySources(rawValue: text) {
+                sources = value
+            } else {
+                add(f.path("sources"), f["sources"], .unknownSources, "sources must be one of: any, partner_only")
+            }
+        }
         guard let methodName = string(f, "method", required: true, maxLength: 32) else { return (kind, nil) }
         guard Self.methodKeys[methodName] != nil else {
             add(
@@ -685,7 +693,7 @@ private struct DocumentReader {
             m = nil
         }
         guard let kind, let m, issues.count == before else { return (kind, nil) }
-        return (kind, Activity(kind: kind, method: m, acknowledgeHighFactor: ack, source: source))
+        return (kind, Activity(kind: kind, method: m, acknowledgeHighFactor: ack, source: source, sources: sources))
     }
 
     mutating func factor(_ f: Fields, _ key: String, ack: Bool) -> ExactDecimal? {

@@ -42,6 +42,8 @@ package struct ValidationIssue: Sendable, Hashable, CustomStringConvertible {
         /// Two alternatives given where exactly one is allowed (e.g. `grams_per_km` and `modes`).
         case conflictingKeys = "conflicting_keys"
         case unknownMethod = "unknown_method"
+        /// An activity's `sources` is neither `any` nor `partner_only`.
+        case unknownSources = "unknown_sources"
         case badIdentifier = "bad_identifier"
         // Values
         case badDecimal = "bad_decimal"

@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 
 /// The final answer for one submitted event, in request order.
 package struct Verdict: Sendable, Equatable {
@@ -58,6 +58,21 @@ package enum VerdictCode {
     package static let clockSkew = "clock_skew"
     /// Malformed item: not stored, so a fixed client may resend the same id.
     package static let invalid = "invalid"
+    /// A partner record whose subject had no link valid at `occurred_at`; kept, never re-credited.
+    package static let unlinked = "unlinked"
+    /// A partner record of a kind the partner is not registered to report.
+    package static let kindNotInScope = "kind_not_in_scope"
+    /// Evidence of a source a partner owns, claimed from a device or another partner.
+    package static let evidencePartnerOwned = "evidence_partner_owned"
+    /// A self-reported event of an activity the rule set credits from partners only
+    /// (a rule-set rejection: `RejectionCode.selfReportNotAccepted`).
+    package static let selfReportNotAccepted = RejectionCode.selfReportNotAccepted.rawValue
+}
+
+/// Where a judged event came from: a citizen's device, or a feed partner's signed upload.
+package enum EventSource: Sendable, Equatable, Hashable {
+    case device
+    case partner(UUID)
 }
 
 /// One item of a batch: decoded, or malformed with its problems.

@@ -53,6 +53,7 @@ package enum TanhuiApplication {
         GovernanceRoutes.add(to: router, services: services)
         PartnerRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
+        PartnerFeedRoutes.add(to: router, services: services, tokens: tokens)
         // Last: Hummingbird applies a middleware to the routes added after it and to the
         // not-found responder, so this one runs only when no route matched.
         router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))

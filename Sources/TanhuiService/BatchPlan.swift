@@ -13,11 +13,29 @@ struct BatchPlan: Sendable {
     /// Provinces of the batch's events, sorted; computed once, since the committer compares
     /// it under its lock for every queued batch and a round reads it per statement group.
     let provinces: [String]
+    /// A device, or a feed partner (whose events are stored with device `partner:<id>`).
+    let source: EventSource
+    /// For a partner's plan: the uploaded record behind each event id, written beside the event.
+    let partnerRecords: [UUID: PartnerRecordRow]
 
-    init(inputs: [BatchJudge.Input], citizen: UUID, device: String, receivedAtMs: Int64, sentAtMs: Int64?) {
+    /// A partner's record as `partner_records` keeps it.
+    struct PartnerRecordRow: Sendable {
+        var partnerID: UUID
+        var recordID: String
+        var subject: String
+        var linkID: UUID?
+        var recordSHA256: String
+    }
+
+    init(
+        inputs: [BatchJudge.Input], citizen: UUID, device: String, receivedAtMs: Int64, sentAtMs: Int64?, source: EventSource = .device,
+        partnerRecords: [UUID: PartnerRecordRow] = [:]
+    ) {
         self.inputs = inputs
         self.citizen = citizen
         self.device = device
+        self.source = source
+        self.partnerRecords = partnerRecords
         self.receivedAtMs = receivedAtMs
         self.sentAtMs = sentAtMs
         provinces = Array(
@@ -115,13 +133,14 @@ struct BatchRound: Sendable {
         var claimed = Set<BatchJudge.EvidenceKey>()
         var trips: [AccountKey: [BatchJudge.Interval]] = [:]
         var usage: [AccountKey: CapUsage] = [:]
+        var owners: [String: [String: UUID]] = [:]
         var transactionIDs: [Int64] = []
         let keyCount = prepared.reduce(0) { $0 + $1.keys.count }
         if keyCount > 0 {
             let read = try connection.pipeline(readStatements(prepared))
             transactionIDs = try read[0].rows.map { try $0.decode(0, as: Int64.self) }
-            // Per province: events, evidence, trips, cap usage (see readStatements).
-            func rows(_ kind: Int) -> [PostgresRow] { stride(from: 1 + kind, to: read.count, by: 4).flatMap { read[$0].rows } }
+            // Per province: events, evidence, trips, cap usage, evidence owners (see readStatements).
+            func rows(_ kind: Int) -> [PostgresRow] { stride(from: 1 + kind, to: read.count, by: 5).flatMap { read[$0].rows } }
             for row in rows(0) {
                 let province: String = try row.decode(0)
                 let points = try row.decode(7, as: Int64?.self)
@@ -155,6 +174,11 @@ struct BatchRound: Sendable {
                 guard let window = windows[key]?[try row.decode(2, as: String.self)] else { continue }
                 usage[key, default: CapUsage()][window] = CapUsage.Counter(points: try row.decode(3), events: try row.decode(4))
             }
+            for row in rows(4) {
+                let province: String = try row.decode(0)
+                let source: String = try row.decode(1)
+                owners[province, default: [:]][source] = try row.decode(2, as: UUID.self)
+            }
         }
 
         // 3. Judge (pure) member by member; later members see earlier members' ids and evidence.
@@ -165,13 +189,14 @@ struct BatchRound: Sendable {
             var facts = BatchJudge.Facts()
             facts.existing = existing
             facts.claimedEvidence = claimed
+            facts.evidenceOwners = owners
             for province in member.provinces {
                 let key = AccountKey(province: province, citizen: member.citizen)
                 facts.accounts[province] = accounts[key]
                 facts.acceptedTrips[province] = trips[key]
                 facts.usage[province] = usage[key]
             }
-            let outcome = BatchJudge.judge(plan, citizen: member.citizen, facts: facts)
+            let outcome = BatchJudge.judge(plan, citizen: member.citizen, facts: facts, source: member.source)
             for row in outcome.events {
                 let event = row.item.wire.event
                 existing[BatchJudge.EventKey(province: event.province, id: event.id)] = BatchJudge.Stored(
@@ -213,6 +238,7 @@ struct BatchRound: Sendable {
         var usage: [(key: AccountKey, window: String, counter: CapUsage.Counter)] = []
         var accounts: [(key: AccountKey, account: BatchJudge.Account)] = []
         var devices: [(key: AccountKey, device: String)] = []
+        var partnerRecords: [(row: BatchJudge.EventRow, record: BatchPlan.PartnerRecordRow, citizen: UUID, receivedAtMs: Int64)] = []
 
         mutating func add(
             _ outcome: BatchJudge.Outcome, of member: BatchPlan, offsetMs: Int64, before: [AccountKey: BatchJudge.Account],
@@ -222,6 +248,9 @@ struct BatchRound: Sendable {
             for row in outcome.events {
                 events.append(
                     EventRow(row: row, citizen: member.citizen, device: member.device, offsetMs: offsetMs, receivedAtMs: member.receivedAtMs))
+                if let record = member.partnerRecords[row.item.wire.event.id] {
+                    partnerRecords.append((row, record, member.citizen, member.receivedAtMs))
+                }
             }
             for row in outcome.awards {
                 // One id was drawn per judged event; awards are a subset.
@@ -293,7 +322,7 @@ struct BatchRound: Sendable {
                 for window in plan.windowKeys[province] ?? [] { windows.append((key, window)) }
             }
         }
-        // Layout: [transaction ids] + per province [events, evidence, trips, cap usage], each
+        // Layout: [transaction ids] + per province [events, evidence, trips, cap usage, evidence owners], each
         // statement fixed to its province (routed to one shard on Citus; see lockStatements).
         var statements: [PostgresQuery] = [
             """
@@ -347,6 +376,11 @@ struct BatchRound: Sendable {
                     WHERE u.province = \(province) AND u.citizen_id = w.citizen AND u.window_key = w.window_key
                     LIMIT 1) AS x
                 """,
+                // Owners of the batch's evidence sources: owned evidence credits through its partner only.
+                """
+                SELECT o.province, o.evidence_source, o.partner_id FROM partner_evidence_sources o
+                WHERE o.province = \(province) AND o.evidence_source = ANY(\(PostgresArray(Array(Set(claims.map(\.source))).sorted()))::text[])
+                """,
             ]
         }
         return statements
@@ -363,6 +397,7 @@ struct BatchRound: Sendable {
         var statements = [eventInsert(writes.events)]
         if !writes.awards.isEmpty { statements += awardInserts(writes.awards) }
         if !writes.usage.isEmpty { statements.append(usageUpsert(writes.usage)) }
+        if !writes.partnerRecords.isEmpty { statements.append(PartnerFeedService.recordInsert(writes.partnerRecords)) }
         // One UPDATE per province: taking the province from `unnest` would make it touch every
         // shard, and so every worker, turning each round into a two-phase commit on Citus.
         for province in Array(Set(writes.accounts.map(\.key.province))).sorted() {

@@ -84,8 +84,13 @@ package struct Checkpoint: Sendable, Equatable {
             watermark: watermark, summarySHA256: summarySHA256,
             publicKey: privateKey.publicKey.rawRepresentation, signature: Data()
         )
-        checkpoint.signature = try privateKey.signature(for: Data(checkpoint.signedText.utf8))
+        checkpoint.signature = try signText(checkpoint.signedText, privateKey: privateKey)
         return checkpoint
+    }
+
+    /// The checkpoint key's signature over a signed note's text (checkpoints, partner receipts).
+    package static func signText(_ signedText: String, privateKey: Curve25519.Signing.PrivateKey) throws -> Data {
+        try privateKey.signature(for: Data(signedText.utf8))
     }
 
     /// Parses a note and checks its signature against `trustedKey` (the signer must be it).

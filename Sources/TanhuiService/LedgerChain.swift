@@ -163,6 +163,10 @@ extension LedgerChain {
         case rulesetProposal = "ruleset_proposal"
         case rulesetReview = "ruleset_review"
         case rulesetPublication = "ruleset_publication"
+        /// A partner link granted or revoked (migration 0007): records' verdicts depend on it.
+        case partnerLink = "partner_link"
+        /// A record a feed partner uploaded, with its subject, link and verdict (migration 0007).
+        case partnerRecord = "partner_record"
 
         /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
         /// first three use `record_key` (text), so adding one needs no change to that table.
@@ -174,6 +178,7 @@ extension LedgerChain {
             case .event: return .eventID
             case .ruleSet: return .ruleSetVersion
             case .rulesetPolicy, .rulesetProposal, .rulesetReview, .rulesetPublication: return .recordKey
+            case .partnerLink, .partnerRecord: return .recordKey
             }
         }
 
@@ -187,6 +192,8 @@ extension LedgerChain {
             case .rulesetProposal: return "tanhui-ruleset-proposal-v1"
             case .rulesetReview: return "tanhui-ruleset-review-v1"
             case .rulesetPublication: return "tanhui-ruleset-publication-v1"
+            case .partnerLink: return "tanhui-partner-link-v1"
+            case .partnerRecord: return "tanhui-partner-record-v1"
             }
         }
     }
@@ -286,6 +293,8 @@ extension LedgerChain {
                 gu.province, gu.seal_id::text, gu.version::text, gu.mode, gu.proposal_id::text, gu.policy_seq::text, array_to_string(gu.approver_ids, ','),
                 CASE WHEN isfinite(gu.approved_at) THEN trunc(extract(epoch FROM gu.approved_at) * 1000000)::text ELSE gu.approved_at::text END, gu.publisher_id::text, gu.published_by, CASE WHEN isfinite(gu.created_at) THEN trunc(extract(epoch FROM gu.created_at) * 1000000)::text ELSE gu.created_at::text END
                 """
+        case .partnerLink, .partnerRecord:
+            return partnerFieldColumns(record)
         }
     }
 
@@ -299,6 +308,7 @@ extension LedgerChain {
         case .rulesetProposal: return 14
         case .rulesetReview: return 9
         case .rulesetPublication: return 11
+        case .partnerLink, .partnerRecord: return partnerFieldCount(record)
         }
     }
 
@@ -340,6 +350,8 @@ extension LedgerChain {
         case .rulesetProposal: return ("ruleset_proposals", "gq", "gq.proposal_id::text")
         case .rulesetReview: return ("ruleset_reviews", "gr", "gr.review_id::text")
         default: return ("ruleset_publications", "gu", "gu.version::text")
+        case .partnerLink, .partnerRecord:
+            return partnerPendingQuery(record, province: province, after: sealedThrough, through: watermark)
         }
     }
 
@@ -392,6 +404,14 @@ extension LedgerChain {
             return SealedTable(
                 from: "ruleset_publications gu", province: "gu.province", sealID: "gu.seal_id", key: "gu.version", keyText: "gu.version::text",
                 keyCast: "::integer")
+        case .partnerLink:
+            return SealedTable(
+                from: "partner_link_changes l", province: "l.province", sealID: "l.seal_id", key: "(l.link_id::text || ':' || l.change)",
+                keyText: "l.link_id::text || ':' || l.change", keyCast: "")
+        case .partnerRecord:
+            return SealedTable(
+                from: "partner_records pr", province: "pr.province", sealID: "pr.seal_id", key: "(pr.partner_id::text || ':' || pr.record_id)",
+                keyText: "pr.partner_id::text || ':' || pr.record_id", keyCast: "")
         }
     }
 

@@ -296,8 +296,11 @@ package final class RuleSetService: Sendable {
                 report.lines.append(.init(eventID: "line \(index + 1)", evaluation: nil, invalid: invalid.issues))
             case .success(let wire):
                 // Without an explicit receipt time, each event counts as synced when it happened.
-                let evaluation = RuleEvaluator.evaluate(
-                    event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt)
+                // Simulated events are self-reported (a citizen's JSONL), so trust keys apply.
+                let evaluation =
+                    RuleEvaluator.trustRejection(event: wire.event, ruleSet: ruleSet, selfReported: true)
+                    ?? RuleEvaluator.evaluate(
+                        event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt)
                 switch evaluation {
                 case .accepted(let award):
                     usage.add(award.consumption)

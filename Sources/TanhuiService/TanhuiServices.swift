@@ -12,6 +12,7 @@ package final class TanhuiServices: Sendable {
     package let ledger: LedgerService
     package let reports: ReportService
     package let governance: GovernanceService
+    package let partnerFeeds: PartnerFeedService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -22,7 +23,9 @@ package final class TanhuiServices: Sendable {
         self.operators = OperatorService(pool: pool)
         self.partners = PartnerService(pool: pool)
         self.governance = GovernanceService(pool: pool, ruleSets: ruleSets)
-        self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        let ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        self.ledger = ledger
+        self.partnerFeeds = PartnerFeedService(pool: pool, ledger: ledger)
         self.reports = ReportService(pool: pool)
     }
 

@@ -101,6 +101,13 @@ private let t0 = "2027-03-01T08:00:00+08:00"
         check(.aboveMaximum, event("power_saving", t0, .init(consumptionWh: 500, days: 32)))
         check(.tooShort, event("bike_ride", t0, ended: "2027-03-01T08:00:59+08:00", .init(distanceMeters: 350)))
         check(.implausibleSpeed, event("transit_trip", t0, ended: "2027-03-01T08:05:00+08:00", metro))
+        // Trust keys: a self-reported event of a partner_only activity (PartnerTrustTests covers the judge).
+        let partnerOnly = try! RuleSetParser.parse(
+            baseDocument.replacingOccurrences(of: "    method: per_event\n", with: "    method: per_event\n    sources: partner_only\n"))
+        #expect(
+            RuleEvaluator.trustRejection(event: event("waste_sorting", t0), ruleSet: partnerOnly, selfReported: true)?.rejection?.code
+                == .selfReportNotAccepted)
+        seen.insert(.selfReportNotAccepted)
         #expect(seen == Set(RejectionCode.allCases))
         #expect(judge(event("skiing")).rejection?.message.isEmpty == false)
     }

@@ -18,6 +18,7 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case chainOrder = "chain_order"
     case reportsMatchLedger = "reports_match_ledger"
     case governance
+    case partnerFeeds = "partner_feeds"
 
     package var title: String {
         switch self {
@@ -48,6 +49,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .governance:
             return
                 "every published version has one publication record; a governed one has the policy's distinct approvals of its proposal, none by the author, and respected the notice period; governance records are sealed"
+        case .partnerFeeds:
+            return
+                "every partner-sourced award had a link valid at occurred_at to its citizen and a kind within the partner's; no partner-owned evidence credited from a device or another partner"
         }
     }
 }

@@ -45,6 +45,8 @@ package final class LedgerAudit: Sendable {
     package static let guardedTables = [
         "events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states",
         "ruleset_policies", "ruleset_proposals", "ruleset_reviews", "ruleset_publications",
+        // Partner feeds (migration 0007): links and uploaded records.
+        "partner_link_changes", "partner_records",
     ]
 
     package init(pool: PostgresPool) {
@@ -468,6 +470,7 @@ struct ProvinceAudit {
             try setChecks(counter: counter)
             try reportsMatchLedger()
             try governance()
+            try partnerFeedChecks(counter: counter)
         }
         audit.rowsChecked += counter.rows
         return audit
