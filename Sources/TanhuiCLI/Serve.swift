@@ -58,6 +58,7 @@ struct Serve: AsyncParsableCommand {
                 // Shut down in reverse order: the HTTP server drains first, then the sealer seals what it committed.
                 services: [
                     LedgerSealer(ledger: services.ledger, interval: .milliseconds(services.config.sealIntervalMilliseconds), logger: services.logger),
+                    RedemptionExpirer(redemptions: services.redemptions, interval: .seconds(1), logger: services.logger),
                     app,
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

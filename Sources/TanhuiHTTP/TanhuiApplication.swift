@@ -48,6 +48,8 @@ package enum TanhuiApplication {
         }
         OperatorRoutes.add(to: router, services: services)
         PartnerRoutes.add(to: router, services: services)
+        RedemptionRoutes.add(to: router, services: services, tokens: tokens)
+        OfferRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         // Last: Hummingbird applies a middleware to the routes added after it and to the
         // not-found responder, so this one runs only when no route matched.

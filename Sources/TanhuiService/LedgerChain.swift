@@ -159,6 +159,10 @@ extension LedgerChain {
         case transaction
         case event
         case ruleSet = "rule_set"
+        // Redemption details (migration 0006); their ledger moves are transactions.
+        case redemption
+        case redemptionOutcome = "redemption_outcome"
+        case redemptionRefund = "redemption_refund"
 
         /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
         /// first three use `record_key` (text), so adding one needs no change to that table.
@@ -169,6 +173,7 @@ extension LedgerChain {
             case .transaction: return .transactionID
             case .event: return .eventID
             case .ruleSet: return .ruleSetVersion
+            case .redemption, .redemptionOutcome, .redemptionRefund: return .recordKey
             }
         }
 
@@ -178,6 +183,9 @@ extension LedgerChain {
             case .transaction: return "tanhui-tx-v2"
             case .event: return "tanhui-event-v2"
             case .ruleSet: return "tanhui-rule-set-v2"
+            case .redemption: return "tanhui-redemption-v1"
+            case .redemptionOutcome: return "tanhui-redemption-outcome-v1"
+            case .redemptionRefund: return "tanhui-redemption-refund-v1"
             }
         }
     }
@@ -238,6 +246,8 @@ extension LedgerChain {
                 encode(sha256(convert_to(r.document, 'UTF8')), 'hex'), r.content_sha256, r.methodology,
                 CASE WHEN isfinite(r.published_at) THEN trunc(extract(epoch FROM r.published_at) * 1000000)::text ELSE r.published_at::text END, r.published_by
                 """
+        case .redemption, .redemptionOutcome, .redemptionRefund:
+            return RedemptionChain.fieldColumns(record)
         }
     }
 
@@ -247,6 +257,7 @@ extension LedgerChain {
         case .transaction: return 19
         case .event: return 27
         case .ruleSet: return 10
+        case .redemption, .redemptionOutcome, .redemptionRefund: return RedemptionChain.fieldCount(record)
         }
     }
 
@@ -271,6 +282,8 @@ extension LedgerChain {
                 WHERE r.province = \(province) AND r.seal_id > \(sealedThrough) AND r.seal_id <= \(watermark)
                 ORDER BY r.seal_id LIMIT \(maximumPerSeal)
                 """
+        case .redemption, .redemptionOutcome, .redemptionRefund:
+            return RedemptionChain.pendingQuery(record, province: province, after: sealedThrough, through: watermark)
         }
     }
 

@@ -10,6 +10,8 @@ package final class TanhuiServices: Sendable {
     package let operators: OperatorService
     package let partners: PartnerService
     package let ledger: LedgerService
+    package let redemptions: RedemptionService
+    package let offers: OfferService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -20,6 +22,8 @@ package final class TanhuiServices: Sendable {
         self.operators = OperatorService(pool: pool)
         self.partners = PartnerService(pool: pool)
         self.ledger = LedgerService(pool: pool, ruleSets: ruleSets, logger: logger, concurrentRounds: config.groupCommitRounds)
+        self.redemptions = RedemptionService(pool: pool)
+        self.offers = OfferService(pool: pool)
     }
 
     package var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

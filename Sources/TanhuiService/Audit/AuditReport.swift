@@ -16,6 +16,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case guardRails = "guard_rails"
     case overlappingTrips = "overlapping_trips"
     case chainOrder = "chain_order"
+    // Redemption (migration 0006): see RedemptionAudit.
+    case redemptions
+    case offerLimits = "offer_limits"
 
     package var title: String {
         switch self {
@@ -40,6 +43,10 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .overlappingTrips: return "no two accepted trips of one citizen overlap in time"
         case .chainOrder:
             return "the chain follows seal-id order, never returns from v2 to v1 links, and contradicts created_at order by at most the seal bound"
+        case .redemptions:
+            return
+                "each hold resolved within its TTL + 300 s (expiry voids dated at the TTL, no capture after it); capture and void exclusive and matching the ledger; refunds only of captures and ≤ captured; held accounts = open holds = held_points; partner accounts = captured − refunded"
+        case .offerLimits: return "no offer has more live units than its total limit, nor a citizen more per period than the per-citizen limit"
         }
     }
 }

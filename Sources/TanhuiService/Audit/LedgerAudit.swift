@@ -42,6 +42,7 @@ package final class LedgerAudit: Sendable {
     /// Append-only history tables the guard rails cover.
     package static let guardedTables = [
         "events", "ledger_transactions", "ledger_entries", "ledger_chain", "ledger_checkpoints", "rule_sets", "ledger_checkpoint_states",
+        "offers", "redemptions", "redemption_outcomes", "redemption_refunds",
     ]
 
     package init(pool: PostgresPool) {
@@ -414,6 +415,7 @@ struct ProvinceAudit {
         try ledgerFold(ruleSets: ruleSets, counter: counter)
         try chain(counter: counter)
         try setChecks(counter: counter)
+        try redemptionChecks()
         audit.rowsChecked += counter.rows
         return audit
     }
@@ -618,11 +620,13 @@ struct ProvinceAudit {
             DECLARE audit_chain NO SCROLL CURSOR FOR
             SELECT c.chain_seq, c.format, c.record, c.transaction_id, c.event_id::text, c.rule_set_version, c.seal_id, c.previous_hash, c.hash,
                    t.transaction_id IS NOT NULL, e.event_id IS NOT NULL, r.version IS NOT NULL,
-                   \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet))
+                   \(LedgerChain.rowColumns), \(LedgerChain.fieldColumns(.transaction)), \(LedgerChain.fieldColumns(.event)), \(LedgerChain.fieldColumns(.ruleSet)),
+                   \(RedemptionChain.auditColumns)
             FROM ledger_chain c
             LEFT JOIN ledger_transactions t ON c.record = 'transaction' AND t.province = c.province AND t.transaction_id = c.transaction_id
             LEFT JOIN events e ON c.record = 'event' AND e.province = c.province AND e.event_id = c.event_id
             LEFT JOIN rule_sets r ON c.record = 'rule_set' AND r.province = c.province AND r.version = c.rule_set_version
+            \(RedemptionChain.auditJoins)
             WHERE c.province = \(province) AND c.chain_seq > \(sinceSeq)
             ORDER BY c.chain_seq
             """, name: "audit_chain", counter: counter)
@@ -647,6 +651,8 @@ struct ProvinceAudit {
                 link.fields = try LedgerChain.decodeFields(row, from: eventColumn, count: LedgerChain.fieldCount(.event))
             case .ruleSet where try row.decode(11, as: Bool.self):
                 link.fields = try LedgerChain.decodeFields(row, from: ruleSetColumn, count: LedgerChain.fieldCount(.ruleSet))
+            case .redemption?, .redemptionOutcome?, .redemptionRefund?:
+                link.fields = try RedemptionChain.auditFields(kind!, row, from: ruleSetColumn + LedgerChain.fieldCount(.ruleSet))
             default:
                 break
             }
