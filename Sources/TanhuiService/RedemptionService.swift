@@ -152,7 +152,8 @@ package final class RedemptionService: Sendable {
                         guard existing.hash == requestHash else { throw RedemptionError.idReused(request.id) }
                         return existing.redemption
                     }
-                    throw try state.decode(0, as: Bool.self) ? RedemptionError.tokenUsed : RedemptionError.tokenExpired
+                    let used = try state.decode(0, as: Bool.self)
+                    throw used ? RedemptionError.tokenUsed : RedemptionError.tokenExpired
                 }
                 let citizen: UUID = try token.decode(0)
                 let boundOffer = try token.decode(1, as: UUID?.self)
@@ -302,9 +303,11 @@ package final class RedemptionService: Sendable {
                     let account = try Self.lockAccount(province: province, citizen: found.redemption.citizenID, on: connection)
                     let current = try Self.find(province: province, partner: partner, id: id, on: connection)!.redemption
                     guard current.state == .held, current.expiresAt <= asOf else { return false }
-                    // The void is dated at the TTL, not when this round ran.
+                    // The outcome is dated at the TTL (when the hold ended); its ledger
+                    // transaction when it was written, like every other.
                     _ = try Self.writeOutcome(
-                        current, outcome: .expired, account: account, actor: "hold expiry", now: current.expiresAt, on: connection)
+                        current, outcome: .expired, account: account, actor: "hold expiry", now: Self.wholeMilliseconds(Date()),
+                        outcomeAt: current.expiresAt, on: connection)
                     return true
                 }
                 if done { voided += 1 }
@@ -383,8 +386,10 @@ package final class RedemptionService: Sendable {
 
     /// Writes a hold's capture or void (by the partner, or `expired` at its TTL).
     static func writeOutcome(
-        _ current: Redemption, outcome: State, account: LockedAccount, actor: String, now: Date, on connection: PostgresConnection
+        _ current: Redemption, outcome: State, account: LockedAccount, actor: String, now: Date, outcomeAt: Date? = nil,
+        on connection: PostgresConnection
     ) throws -> Redemption {
+        let outcomeAt = outcomeAt ?? now
         let points = current.points
         let citizen = current.citizenID
         let captured = outcome == .captured
@@ -395,11 +400,11 @@ package final class RedemptionService: Sendable {
         try connection.query(
             """
             INSERT INTO redemption_outcomes (province, partner_id, redemption_id, outcome, transaction_id, created_at, seal_id)
-            VALUES (\(current.province), \(current.partnerID), \(current.id), \(outcome.rawValue), \(transactionID), \(now), nextval('ledger_transaction_ids'))
+            VALUES (\(current.province), \(current.partnerID), \(current.id), \(outcome.rawValue), \(transactionID), \(outcomeAt), nextval('ledger_transaction_ids'))
             """)
         var resolved = current
         resolved.state = outcome
-        resolved.resolvedAt = now
+        resolved.resolvedAt = outcomeAt
         return resolved
     }
 

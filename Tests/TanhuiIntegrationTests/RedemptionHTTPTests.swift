@@ -106,7 +106,8 @@ struct RedemptionHTTPTests {
 
             // Same id, same request: the same answer (the token is not consumed twice).
             let replay = try await s.hold(id: id, token: token, points: spend)
-            #expect(replay.status == 201 && (try S.json(replay.body)["state"] as? String) == "held", "\(replay.body)")
+            let replayState = try S.json(replay.body)["state"] as? String
+            #expect(replay.status == 201 && replayState == "held", "\(replay.body)")
             // Same id, another request: refused.
             S.expectProblem(try await s.hold(id: id, token: token, points: spend + 1), 409, "id_reused")
             // The token again, under a new id: used.
@@ -115,7 +116,8 @@ struct RedemptionHTTPTests {
             S.expectProblem(try await s.hold(token: try await s.redeemToken(), points: s.points), 422, "insufficient_points")
 
             let captured = try await s.partner("/\(id.uuidString)/capture")
-            #expect(captured.status == 200 && (try S.json(captured.body)["state"] as? String) == "captured", "\(captured.body)")
+            let capturedState = try S.json(captured.body)["state"] as? String
+            #expect(captured.status == 200 && capturedState == "captured", "\(captured.body)")
             #expect((try await s.partner("/\(id.uuidString)/capture")).status == 200)
             S.expectProblem(try await s.partner("/\(id.uuidString)/void"), 409, "already_resolved")
             balances = try await s.balances()
@@ -123,7 +125,8 @@ struct RedemptionHTTPTests {
 
             let refundID = UUID().uuidString
             let refunded = try await s.partner("/\(id.uuidString)/refunds", ["id": refundID, "points": 1])
-            #expect(refunded.status == 201 && Self.number(try S.json(refunded.body), "refunded_points") == 1, "\(refunded.body)")
+            let refundedBody = try S.json(refunded.body)
+            #expect(refunded.status == 201 && Self.number(refundedBody, "refunded_points") == 1, "\(refunded.body)")
             #expect((try await s.partner("/\(id.uuidString)/refunds", ["id": refundID, "points": 1])).status == 201)
             S.expectProblem(try await s.partner("/\(id.uuidString)/refunds", ["id": refundID, "points": 2]), 409, "id_reused")
             S.expectProblem(try await s.partner("/\(id.uuidString)/refunds", ["id": UUID().uuidString, "points": spend]), 422, "refund_too_large")
@@ -222,17 +225,19 @@ struct RedemptionHTTPTests {
             #expect((try await s.hold(token: try await s.redeemToken(offer: offer), offer: offer)).status == 201)
             // Units left: 1. Two partners race for it.
             let tokens = [try await s.redeemToken(offer: offer), try await s.redeemToken(offer: offer)]
-            let replies = try await withThrowingTaskGroup(of: HTTPReply.self) { group in
-                for index in 0..<2 { group.addTask { try await s.hold(token: tokens[index], offer: offer, partner: index) } }
+            let raced = try await withThrowingTaskGroup(of: (Int, HTTPReply).self) { group in
+                for index in 0..<2 { group.addTask { (index, try await s.hold(token: tokens[index], offer: offer, partner: index)) } }
                 return try await group.reduce(into: []) { $0.append($1) }
-            }
+            }.sorted { $0.0 < $1.0 }
+            let replies = raced.map(\.1)
             #expect(replies.filter { $0.status == 201 }.count == 1, "\(replies.map(\.body))")
             let loser = try #require(replies.first { $0.status != 201 })
             S.expectProblem(loser, 422, "offer_sold_out")
             // A token bound to the offer cannot buy points instead.
             S.expectProblem(try await s.hold(token: try await s.redeemToken(offer: offer), points: 1), 422, "token_bound_to_offer")
             // Voiding one gives its unit back (but the citizen's own limit of 2 a day is reached).
-            let won = try #require(try S.json(try #require(replies.first { $0.status == 201 }).body)["id"] as? String)
+            let winning = try #require(replies.first { $0.status == 201 })
+            let won = try #require(try S.json(winning.body)["id"] as? String)
             let winner = replies.firstIndex { $0.status == 201 }!
             #expect((try await s.partner("/\(won)/void", partner: winner)).status == 200)
             #expect((try await s.hold(token: try await s.redeemToken(offer: offer), offer: offer)).status == 201)

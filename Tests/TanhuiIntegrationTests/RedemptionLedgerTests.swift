@@ -83,7 +83,7 @@ struct RedemptionLedgerTests {
             try await Self.tamper(
                 url,
                 [
-                    "UPDATE redemptions SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE redemption_id = \(open.id)"
+                    "UPDATE redemptions SET created_at = now() - interval '70 minutes', expires_at = now() - interval '1 hour' WHERE redemption_id = \(open.id)"
                 ])
             AuditTests.expectViolated(try await AuditTests.audit(url), "redemptions", "redemption_id", open.id.uuidString.lowercased())
             try await Self.tamper(

@@ -766,7 +766,7 @@ struct ProvinceAudit {
             DECLARE audit_double_seals NO SCROLL CURSOR FOR
             SELECT record, min(transaction_id), min(event_id::text), min(rule_set_version), count(*), max(chain_seq) FROM ledger_chain
             WHERE province = \(province) AND chain_seq > \(sinceSeq)
-            GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text) HAVING count(*) > 1 ORDER BY 6
+            GROUP BY record, coalesce(transaction_id::text, event_id::text, rule_set_version::text, record_key) HAVING count(*) > 1 ORDER BY 6
             """, "audit_double_seals"
         ) { row in
             let count: Int64 = try row.decode(4)

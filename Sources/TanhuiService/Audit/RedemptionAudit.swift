@@ -36,7 +36,7 @@ extension ProvinceAudit {
             FROM redemption_outcomes o JOIN redemptions r ON r.province = o.province AND r.partner_id = o.partner_id AND r.redemption_id = o.redemption_id
             WHERE o.province = \(province)
               AND ((o.outcome = 'captured' AND o.created_at >= r.expires_at) OR (o.outcome = 'expired' AND o.created_at <> r.expires_at)
-                   OR o.created_at < r.created_at)
+                   OR o.created_at < r.created_at OR o.created_at > r.expires_at + make_interval(secs => \(Self.holdResolutionBoundSeconds)))
             UNION ALL
             -- Each redemption's ledger moves: its hold, and at most one capture or void, matching its outcome.
             SELECT 'hold transaction does not hold the redemption''s points for its citizen', r.points, r.partner_id::text, r.redemption_id::text,
