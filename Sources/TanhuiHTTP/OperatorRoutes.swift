@@ -160,10 +160,9 @@ struct OperatorKeyMiddleware: RouterMiddleware {
     func handle(
         _ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response
     ) async throws -> Response {
-        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else {
+        guard let key = request.bearerCredential else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "send an operator key as Authorization: Bearer thk_…")
         }
-        let key = String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
         guard let identity = try await operators.authenticate(key: key) else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "unknown or revoked operator key")
         }

@@ -27,10 +27,9 @@ struct PartnerKeyMiddleware: RouterMiddleware {
     ) async throws -> Response {
         // Checked in the operator routes' order: credentials, province code, then the key itself
         // (a partner key is looked up in the path's province only).
-        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else {
+        guard let key = request.bearerCredential else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "send a partner key as Authorization: Bearer thp_…")
         }
-        let key = String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
         let province = try context.province
         guard let partner = try await partners.authenticate(key: key, province: province) else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "unknown or revoked partner key for \(province)")

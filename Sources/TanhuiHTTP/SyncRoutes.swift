@@ -159,9 +159,7 @@ struct DeviceTokenMiddleware: RouterMiddleware {
     func handle(
         _ request: Request, context: TanhuiRequestContext, next: (Request, TanhuiRequestContext) async throws -> Response
     ) async throws -> Response {
-        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
-            let claims = await tokens.verify(String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces))
-        else {
+        guard let credential = request.bearerCredential, let claims = await tokens.verify(credential) else {
             throw Problem(.unauthorized, code: "unauthorized", detail: "send a valid, unexpired device token as Authorization: Bearer …")
         }
         var context = context

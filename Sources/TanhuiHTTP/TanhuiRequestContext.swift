@@ -1,3 +1,4 @@
+import Foundation
 package import Hummingbird
 package import TanhuiService
 
@@ -18,4 +19,12 @@ package struct TanhuiRequestContext: RequestContext {
     }
 
     package var maxUploadSize: Int { maximumBodyBytes }
+}
+
+extension Request {
+    /// The credential of `Authorization: Bearer …`, trimmed; nil when absent or another scheme.
+    var bearerCredential: String? {
+        guard let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return nil }
+        return String(authorization.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+    }
 }
