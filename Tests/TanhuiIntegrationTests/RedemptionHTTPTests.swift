@@ -159,9 +159,11 @@ struct RedemptionHTTPTests {
             let id = UUID()
             let held = try await s.hold(id: id, token: try await s.redeemToken(), points: 3, holdSeconds: 1)
             #expect(held.status == 201, "\(held.body)")
-            #expect(Self.number(try await s.balances(), "held") == 3)
+            // Under load the 1 s TTL may pass before a pull: the hold's own answer says held.
+            let heldState = try S.json(held.body)["state"] as? String
+            #expect(heldState == "held")
             var state = "held"
-            for _ in 0..<50 where state == "held" {
+            for _ in 0..<300 where state == "held" {
                 try await Task.sleep(for: .milliseconds(200))
                 let reply = try await HTTPClient.request(
                     "GET", s.ledger.server.baseURL + "/v1/provinces/CN-GD/redemptions/\(id.uuidString)",
