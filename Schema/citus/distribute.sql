@@ -78,6 +78,12 @@ SELECT create_distributed_table('partner_evidence_sources', 'province', colocate
 SELECT create_distributed_table('partner_link_codes', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('partner_link_changes', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('partner_records', 'province', colocate_with => 'citizen_accounts');
+-- Redemption (migration 0006): offers reference partners, so they follow them.
+SELECT create_distributed_table('offers', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('redeem_tokens', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('redemptions', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('redemption_outcomes', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('redemption_refunds', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

@@ -8,7 +8,7 @@ import TanhuiService
 struct Ledger: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reverse awards, seal the hash chain, export signed checkpoints, show statements.",
-        subcommands: [Reverse.self, Seal.self, Checkpoint.self, Show.self, Explain.self]
+        subcommands: [Reverse.self, Seal.self, Checkpoint.self, Show.self, Explain.self, Expire.self]
     )
 
     static func checkpointKey(_ services: TanhuiServices) throws -> Curve25519.Signing.PrivateKey {

@@ -61,6 +61,7 @@ struct Serve: AsyncParsableCommand {
                     ReportRoller(
                         reports: services.reports, metrics: metrics, interval: .milliseconds(services.config.sealIntervalMilliseconds),
                         logger: services.logger),
+                    RedemptionExpirer(redemptions: services.redemptions, interval: .seconds(1), logger: services.logger),
                     app,
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -239,9 +239,12 @@ struct BalanceBody: Encodable {
     let province: String
     let points: Int64
     let gramsCO2e: Int64
+    /// Pull only: what the citizen may spend (= points) and what partners hold.
+    var available: Int64?
+    var held: Int64?
 
     enum CodingKeys: String, CodingKey {
-        case province, points
+        case province, points, available, held
         case gramsCO2e = "grams_co2e"
     }
 }
@@ -285,7 +288,9 @@ struct PullResponse: ResponseEncodable {
                 province: $0.province, seq: $0.citizenSeq, kind: $0.kind, eventID: $0.eventID.uuidString.lowercased(), points: $0.points,
                 gramsCO2e: $0.gramsCO2e, rulesetVersion: $0.ruleSetVersion, createdAt: $0.createdAt, reason: $0.reason)
         }
-        balances = page.balances.map { BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e) }
+        balances = page.balances.map {
+            BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e, available: $0.points, held: $0.heldPoints)
+        }
         nextCursor = page.next.encode(citizen: citizen, secret: secret)
         hasMore = page.hasMore
         reset = page.reset

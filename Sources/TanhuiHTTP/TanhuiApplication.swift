@@ -52,6 +52,8 @@ package enum TanhuiApplication {
         ConsoleRoutes.add(to: router)
         GovernanceRoutes.add(to: router, services: services)
         PartnerRoutes.add(to: router, services: services)
+        RedemptionRoutes.add(to: router, services: services, tokens: tokens)
+        OfferRoutes.add(to: router, services: services)
         SyncRoutes.add(to: router, services: services, tokens: tokens, metrics: metrics, cursorSecret: tokens.cursorSecret)
         PartnerFeedRoutes.add(to: router, services: services, tokens: tokens)
         // Last: Hummingbird applies a middleware to the routes added after it and to the

@@ -167,6 +167,10 @@ extension LedgerChain {
         case partnerLink = "partner_link"
         /// A record a feed partner uploaded, with its subject, link and verdict (migration 0007).
         case partnerRecord = "partner_record"
+        // Redemption details (migration 0006); their ledger moves are transactions.
+        case redemption
+        case redemptionOutcome = "redemption_outcome"
+        case redemptionRefund = "redemption_refund"
 
         /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
         /// first three use `record_key` (text), so adding one needs no change to that table.
@@ -179,6 +183,7 @@ extension LedgerChain {
             case .ruleSet: return .ruleSetVersion
             case .rulesetPolicy, .rulesetProposal, .rulesetReview, .rulesetPublication: return .recordKey
             case .partnerLink, .partnerRecord: return .recordKey
+            case .redemption, .redemptionOutcome, .redemptionRefund: return .recordKey
             }
         }
 
@@ -194,6 +199,9 @@ extension LedgerChain {
             case .rulesetPublication: return "tanhui-ruleset-publication-v1"
             case .partnerLink: return "tanhui-partner-link-v1"
             case .partnerRecord: return "tanhui-partner-record-v1"
+            case .redemption: return "tanhui-redemption-v1"
+            case .redemptionOutcome: return "tanhui-redemption-outcome-v1"
+            case .redemptionRefund: return "tanhui-redemption-refund-v1"
             }
         }
     }
@@ -295,6 +303,8 @@ extension LedgerChain {
                 """
         case .partnerLink, .partnerRecord:
             return partnerFieldColumns(record)
+        case .redemption, .redemptionOutcome, .redemptionRefund:
+            return RedemptionChain.fieldColumns(record)
         }
     }
 
@@ -309,6 +319,7 @@ extension LedgerChain {
         case .rulesetReview: return 9
         case .rulesetPublication: return 11
         case .partnerLink, .partnerRecord: return partnerFieldCount(record)
+        case .redemption, .redemptionOutcome, .redemptionRefund: return RedemptionChain.fieldCount(record)
         }
     }
 
@@ -340,6 +351,10 @@ extension LedgerChain {
                 WHERE \(alias).province = \(province) AND \(alias).seal_id > \(sealedThrough) AND \(alias).seal_id <= \(watermark)
                 ORDER BY \(alias).seal_id LIMIT \(maximumPerSeal)
                 """
+        case .partnerLink, .partnerRecord:
+            return partnerPendingQuery(record, province: province, after: sealedThrough, through: watermark)
+        case .redemption, .redemptionOutcome, .redemptionRefund:
+            return RedemptionChain.pendingQuery(record, province: province, after: sealedThrough, through: watermark)
         }
     }
 
@@ -350,8 +365,6 @@ extension LedgerChain {
         case .rulesetProposal: return ("ruleset_proposals", "gq", "gq.proposal_id::text")
         case .rulesetReview: return ("ruleset_reviews", "gr", "gr.review_id::text")
         default: return ("ruleset_publications", "gu", "gu.version::text")
-        case .partnerLink, .partnerRecord:
-            return partnerPendingQuery(record, province: province, after: sealedThrough, through: watermark)
         }
     }
 
@@ -412,6 +425,18 @@ extension LedgerChain {
             return SealedTable(
                 from: "partner_records pr", province: "pr.province", sealID: "pr.seal_id", key: "(pr.partner_id::text || ':' || pr.record_id)",
                 keyText: "pr.partner_id::text || ':' || pr.record_id", keyCast: "")
+        case .redemption:
+            return SealedTable(
+                from: "redemptions rd", province: "rd.province", sealID: "rd.seal_id", key: "(rd.partner_id::text || '/' || rd.redemption_id::text)",
+                keyText: "rd.partner_id::text || '/' || rd.redemption_id::text", keyCast: "")
+        case .redemptionOutcome:
+            return SealedTable(
+                from: "redemption_outcomes ro", province: "ro.province", sealID: "ro.seal_id",
+                key: "(ro.partner_id::text || '/' || ro.redemption_id::text)", keyText: "ro.partner_id::text || '/' || ro.redemption_id::text", keyCast: "")
+        case .redemptionRefund:
+            return SealedTable(
+                from: "redemption_refunds rf", province: "rf.province", sealID: "rf.seal_id", key: "(rf.partner_id::text || '/' || rf.refund_id::text)",
+                keyText: "rf.partner_id::text || '/' || rf.refund_id::text", keyCast: "")
         }
     }
 

@@ -67,6 +67,8 @@ package struct ProvinceBalance: Sendable, Equatable {
     package var points: Int64
     package var gramsCO2e: Int64
     package var lastSeq: Int64
+    /// Points on hold for partners (not spendable; `points` is what is available).
+    package var heldPoints: Int64 = 0
 }
 
 /// What a pull returns.
@@ -81,7 +83,7 @@ package struct PullPage: Sendable {
 
 extension LedgerService {
     static func balancesQuery(_ citizen: UUID) -> PostgresQuery {
-        "SELECT province, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province /* citus: multi-shard (a token names no province) */"
+        "SELECT province, balance_points, balance_grams, last_seq, held_points FROM citizen_accounts WHERE citizen_id = \(citizen) ORDER BY province /* citus: multi-shard (a token names no province) */"
     }
 
     static func verdictsQuery(citizen: UUID, ids: [UUID]) -> PostgresQuery {
@@ -99,7 +101,9 @@ extension LedgerService {
     package func balances(citizen: UUID) async throws -> [ProvinceBalance] {
         try await pool.withConnection { connection in
             try connection.query(Self.balancesQuery(citizen)).rows.map {
-                ProvinceBalance(province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3))
+                ProvinceBalance(
+                    province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3),
+                    heldPoints: try $0.decode(4))
             }
         }
     }

@@ -13,6 +13,8 @@ package final class TanhuiServices: Sendable {
     package let reports: ReportService
     package let governance: GovernanceService
     package let partnerFeeds: PartnerFeedService
+    package let redemptions: RedemptionService
+    package let offers: OfferService
 
     package init(config: TanhuiConfig, logger: Logger) {
         self.config = config
@@ -27,6 +29,8 @@ package final class TanhuiServices: Sendable {
         self.ledger = ledger
         self.partnerFeeds = PartnerFeedService(pool: pool, ledger: ledger)
         self.reports = ReportService(pool: pool)
+        self.redemptions = RedemptionService(pool: pool)
+        self.offers = OfferService(pool: pool)
     }
 
     package var migrator: Migrator { SchemaMigrations.migrator(pool: pool) }

@@ -186,11 +186,16 @@ struct ProvinceFold {
                     "entries sum to \(row.entrySum), not 0", magnitude: Saturating.magnitude(row.entrySum), at: at,
                     ids + [("entries_sum", .int(row.entrySum))]))
         }
-        if row.foreignEntries > 0 {
+        // Spending kinds move points between the citizen's, held, partner and expired
+        // accounts (no issuance leg); RedemptionAudit checks them.
+        let spending = RedemptionService.kinds.contains(row.kind)
+        if row.foreignEntries > 0 && !spending {
             audit.record(
                 .transactionsBalance, AuditFinding("\(row.foreignEntries) entries on accounts other than issuance and its citizen", at: at, ids))
         }
-        if row.entrySum == 0 && row.entryCount >= 2 && (row.citizenSum != row.points || !Saturating.isNegation(row.issuanceSum, row.points)) {
+        if !spending && row.entrySum == 0 && row.entryCount >= 2
+            && (row.citizenSum != row.points || !Saturating.isNegation(row.issuanceSum, row.points))
+        {
             audit.record(
                 .transactionsBalance,
                 AuditFinding(
@@ -240,6 +245,14 @@ struct ProvinceFold {
         switch row.kind {
         case "award":
             award(row, into: &audit)
+        case _ where spending:
+            if row.citizenSum != row.points {
+                audit.record(
+                    .transactionsBalance,
+                    AuditFinding(
+                        "entries move \(row.citizenSum) points to the citizen but the transaction records \(row.points)",
+                        magnitude: Saturating.gap(row.citizenSum, row.points), at: at, ids))
+            }
         default:
             reversal(row, into: &audit)
         }

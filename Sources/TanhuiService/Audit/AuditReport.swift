@@ -19,6 +19,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     case reportsMatchLedger = "reports_match_ledger"
     case governance
     case partnerFeeds = "partner_feeds"
+    // Redemption (migration 0006): see RedemptionAudit.
+    case redemptions
+    case offerLimits = "offer_limits"
 
     package var title: String {
         switch self {
@@ -52,6 +55,10 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
         case .partnerFeeds:
             return
                 "every partner-sourced award had a link valid at occurred_at to its citizen and a kind within the partner's; no partner-owned evidence credited from a device or another partner"
+        case .redemptions:
+            return
+                "each hold resolved within its TTL + 300 s (expiry voids dated at the TTL, no capture after it); capture and void exclusive and matching the ledger; refunds only of captures and ≤ captured; held accounts = open holds = held_points; partner accounts = captured − refunded"
+        case .offerLimits: return "no offer has more live units than its total limit, nor a citizen more per period than the per-citizen limit"
         }
     }
 }

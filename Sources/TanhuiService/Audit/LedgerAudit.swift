@@ -47,6 +47,7 @@ package final class LedgerAudit: Sendable {
         "ruleset_policies", "ruleset_proposals", "ruleset_reviews", "ruleset_publications",
         // Partner feeds (migration 0007): links and uploaded records.
         "partner_link_changes", "partner_records",
+        "offers", "redemptions", "redemption_outcomes", "redemption_refunds",
     ]
 
     package init(pool: PostgresPool) {
@@ -471,6 +472,7 @@ struct ProvinceAudit {
             try reportsMatchLedger()
             try governance()
             try partnerFeedChecks(counter: counter)
+            try redemptionChecks()
         }
         audit.rowsChecked += counter.rows
         return audit

@@ -1,0 +1,58 @@
+import TanhuiPostgres
+
+/// How the chain seals redemption details (the `redemption`, `redemption_outcome` and
+/// `redemption_refund` record kinds, keyed in `ledger_chain.record_key`). Aliases: `rd`
+/// redemptions, `ro` outcomes, `rf` refunds. Instants as integer microseconds.
+enum RedemptionChain {
+    static func fieldColumns(_ record: LedgerChain.Record) -> SQLFragment {
+        switch record {
+        case .redemption:
+            return """
+                rd.province, rd.seal_id::text, rd.partner_id::text, rd.redemption_id::text, rd.request_sha256, rd.citizen_id::text, rd.offer_id::text,
+                rd.points::text, rd.partner_ref, rd.hold_transaction_id::text, trunc(extract(epoch FROM rd.created_at) * 1000000)::text,
+                trunc(extract(epoch FROM rd.expires_at) * 1000000)::text
+                """
+        case .redemptionOutcome:
+            return """
+                ro.province, ro.seal_id::text, ro.partner_id::text, ro.redemption_id::text, ro.outcome, ro.transaction_id::text,
+                trunc(extract(epoch FROM ro.created_at) * 1000000)::text
+                """
+        default:
+            return """
+                rf.province, rf.seal_id::text, rf.partner_id::text, rf.refund_id::text, rf.redemption_id::text, rf.points::text,
+                rf.transaction_id::text, trunc(extract(epoch FROM rf.created_at) * 1000000)::text
+                """
+        }
+    }
+
+    static func fieldCount(_ record: LedgerChain.Record) -> Int {
+        switch record {
+        case .redemption: return 12
+        case .redemptionOutcome: return 7
+        default: return 8
+        }
+    }
+
+    static func pendingQuery(_ record: LedgerChain.Record, province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
+        switch record {
+        case .redemption:
+            return """
+                SELECT rd.seal_id, rd.partner_id::text || '/' || rd.redemption_id::text, \(fieldColumns(record)) FROM redemptions rd
+                WHERE rd.province = \(province) AND rd.seal_id > \(sealedThrough) AND rd.seal_id <= \(watermark)
+                ORDER BY rd.seal_id LIMIT \(LedgerChain.maximumPerSeal)
+                """
+        case .redemptionOutcome:
+            return """
+                SELECT ro.seal_id, ro.partner_id::text || '/' || ro.redemption_id::text, \(fieldColumns(record)) FROM redemption_outcomes ro
+                WHERE ro.province = \(province) AND ro.seal_id > \(sealedThrough) AND ro.seal_id <= \(watermark)
+                ORDER BY ro.seal_id LIMIT \(LedgerChain.maximumPerSeal)
+                """
+        default:
+            return """
+                SELECT rf.seal_id, rf.partner_id::text || '/' || rf.refund_id::text, \(fieldColumns(record)) FROM redemption_refunds rf
+                WHERE rf.province = \(province) AND rf.seal_id > \(sealedThrough) AND rf.seal_id <= \(watermark)
+                ORDER BY rf.seal_id LIMIT \(LedgerChain.maximumPerSeal)
+                """
+        }
+    }
+}
