@@ -9,7 +9,9 @@ struct Tanhui: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tanhui",
         abstract: "Carbon-inclusion credits: sync API server, rule sets, ledger and audit.",
-        subcommands: [Serve.self, Migrate.self, Rules.self, Operators.self, Partners.self, Offers.self, Ledger.self, Token.self, Audit.self, ReportCommand.self]
+        subcommands: [
+            Serve.self, Migrate.self, Rules.self, Operators.self, Partners.self, Offers.self, Ledger.self, Token.self, Audit.self, ReportCommand.self,
+        ]
     )
 
     /// Usage errors exit 2 like every other "could not run" (ArgumentParser's default is 64),

@@ -432,10 +432,12 @@ extension LedgerChain {
         case .redemptionOutcome:
             return SealedTable(
                 from: "redemption_outcomes ro", province: "ro.province", sealID: "ro.seal_id",
-                key: "(ro.partner_id::text || '/' || ro.redemption_id::text)", keyText: "ro.partner_id::text || '/' || ro.redemption_id::text", keyCast: "")
+                key: "(ro.partner_id::text || '/' || ro.redemption_id::text)", keyText: "ro.partner_id::text || '/' || ro.redemption_id::text",
+                keyCast: "")
         case .redemptionRefund:
             return SealedTable(
-                from: "redemption_refunds rf", province: "rf.province", sealID: "rf.seal_id", key: "(rf.partner_id::text || '/' || rf.refund_id::text)",
+                from: "redemption_refunds rf", province: "rf.province", sealID: "rf.seal_id",
+                key: "(rf.partner_id::text || '/' || rf.refund_id::text)",
                 keyText: "rf.partner_id::text || '/' || rf.refund_id::text", keyCast: "")
         }
     }

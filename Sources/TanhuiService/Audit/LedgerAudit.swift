@@ -839,6 +839,30 @@ struct ProvinceAudit {
                     "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
                     [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
         }
+        // The same for every later kind (governance, partner, redemption records), named by
+        // `record_key`: one small query per kind, from its `sealedTable`.
+        for record in LedgerChain.Record.allCases where record.keyColumn == .recordKey {
+            let table = LedgerChain.sealedTable(record)
+            try each(
+                """
+                DECLARE audit_skipped_later NO SCROLL CURSOR FOR
+                SELECT \(table.keyText), \(table.sealID) FROM \(table.from)
+                WHERE \(table.province) = \(province) AND \(table.sealID) <= \(headID) AND \(table.sealID) > \(sinceID)
+                  AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = \(province) AND c.record = \(record.rawValue)
+                                  AND c.record_key = \(table.keyText))
+                ORDER BY 2
+                """, "audit_skipped_later"
+            ) { row in
+                audit.record(
+                    .hashChain,
+                    AuditFinding(
+                        "\(record.rawValue) with seal id \(try row.decode(1, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
+                        [
+                            p, ("record_key", .string(try row.decode(0))), ("record", .string(record.rawValue)), ("seal_id", .int(try row.decode(1))),
+                            ("rule", .string("skipped")),
+                        ]))
+            }
+        }
         // Accepted trips of one citizen, in start order: a trip starting before the latest end
         // among the citizen's earlier trips overlaps one of them (the exclusion constraint's rule).
         audit.checked(
