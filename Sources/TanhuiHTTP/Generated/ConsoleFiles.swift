@@ -646,7 +646,7 @@ extension ConsoleRoutes {
                   <h2 data-i18n="ledger">Ledger</h2>
                   <form id="statement-form" class="row">
                     <label for="citizen" data-i18n="citizen">Citizen id</label>
-                    <input id="citizen" required pattern="[0-9a-fA-F-]{36}" autocomplete="off">
+                    <input id="citizen" required pattern="[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" autocomplete="off">
                     <button type="submit" id="statement-button" data-i18n="lookUp">Look up</button>
                   </form>
                   <p id="balance" class="note"></p>
@@ -656,7 +656,7 @@ extension ConsoleRoutes {
                   <h3 data-i18n="reverse">Reverse an award</h3>
                   <form id="reversal-form">
                     <label for="reversal-event" data-i18n="event">Event</label>
-                    <input id="reversal-event" required pattern="[0-9a-fA-F-]{36}" autocomplete="off">
+                    <input id="reversal-event" required pattern="[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" autocomplete="off">
                     <label for="reversal-reason" data-i18n="reason">Reason</label>
                     <input id="reversal-reason" required maxlength="500">
                     <button type="submit" id="reversal-button" data-i18n="reverse">Reverse</button>
