@@ -158,7 +158,7 @@ struct RuleSetCLITests {
             #expect(key.count == 47)
             let id = String(created.stdout.split(separator: " ")[1])
             let list = try await CommandRunner.tanhui(["operator", "list"], databaseURL: url)
-            #expect(list.stdout.contains("\(id)  粤 operator  CN-GD,CN-SH  active"))
+            #expect(list.stdout.contains("\(id)  粤 operator  CN-GD,CN-SH  author,approver,publisher  active"))
             #expect(!list.stdout.contains(String(key)))
             #expect(try await Self.count(url, "SELECT count(*) FROM operators WHERE key_sha256 = encode(sha256(\(String(key))::bytea), 'hex')") == 1)
             let revoked = try await CommandRunner.tanhui(["operator", "revoke", id], databaseURL: url)

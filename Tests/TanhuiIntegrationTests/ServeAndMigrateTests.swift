@@ -209,9 +209,11 @@ struct ServeAndMigrateTests {
             }
             // The chain the sealer built is contiguous and replays: the audit checks it with no
             // tolerance for an unsealed backlog.
-            // 24 transactions, 24 events and the rule-set publications, numbered 1…n.
+            // 24 transactions, 24 events, the rule sets and their publication records, numbered 1…n.
             #expect(
-                try await h.count("SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 48 + (SELECT count(*) FROM rule_sets)") == 0)
+                try await h.count(
+                    "SELECT count(*) FROM ledger_chain WHERE chain_seq NOT BETWEEN 1 AND 48 + (SELECT count(*) FROM rule_sets) + (SELECT count(*) FROM ruleset_publications)"
+                ) == 0)
             let audit = try await CommandRunner.tanhui(["audit", "--seal-bound", "0"], databaseURL: h.url)
             #expect(audit.exitCode == 0, "\(audit.stdout)\(audit.stderr)")
         }
