@@ -203,6 +203,9 @@ struct PushPathTests {
                 INSERT INTO rule_sets (province, version, effective_from, document, document_format, content_sha256, methodology, published_by)
                 VALUES ('CN-GD', 2, \(eventAt.addingTimeInterval(-86_400)), \(v2), 'yaml', \(RuleSetService.contentHash(of: v2)), 'v2', 'race test')
                 """)
+            // An admin publication (as `tanhui rules publish` records it): the governance check
+            // requires every version to have its publication record.
+            try publisher.query("INSERT INTO ruleset_publications (province, version, mode, published_by) VALUES ('CN-GD', 2, 'admin', 'race test')")
             try publisher.query("COMMIT")
             publisher.close()
             let verdicts = try await submitted.value
