@@ -94,9 +94,11 @@ enum RedemptionRoutes {
         return id
     }
 
+    /// An absent member is nil; `null` is refused like any other non-UUID (the document says
+    /// string, and a client sending null meant something the server must not guess).
     static func optionalUUID(_ object: JSONValue, _ key: String) throws -> UUID? {
         switch object[key] {
-        case nil, .null?: return nil
+        case nil: return nil
         case .string(let text)?:
             if let id = UUID(uuidString: text) { return id }
         default: break
@@ -106,7 +108,7 @@ enum RedemptionRoutes {
 
     static func optionalInteger(_ object: JSONValue, _ key: String) throws -> Int64? {
         switch object[key] {
-        case nil, .null?: return nil
+        case nil: return nil
         case .number(let text)?:
             if let value = Int64(text) { return value }
         default: break

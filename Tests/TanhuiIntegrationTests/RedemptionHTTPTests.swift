@@ -138,6 +138,12 @@ struct RedemptionHTTPTests {
             S.expectProblem(try await s.partner("", ["id": "nope", "redeem_token": token, "points": 1]), 400, "malformed_request")
             S.expectProblem(try await s.hold(token: "thr_forged", points: 1), 422, "token_unknown")
             S.expectProblem(try await s.hold(token: try await s.redeemToken(), points: 1, offer: UUID().uuidString), 400, "malformed_request")
+            // null is not "absent": a token or hold with `offer_id: null` is refused, not read as no offer.
+            S.expectProblem(
+                try await s.ledger.post(
+                    "/v1/sync/redeem-tokens", body: try JSONSerialization.data(withJSONObject: ["province": "CN-GD", "offer_id": NSNull()]),
+                    token: s.deviceToken), 400, "malformed_request")
+            S.expectProblem(try await s.partner("", ["id": UUID().uuidString, "redeem_token": token, "points": NSNull()]), 400, "malformed_request")
 
             // Pull shows the new kinds in order.
             let page = try await s.ledger.pull(token: s.deviceToken)
