@@ -26,12 +26,13 @@ GRANT UPDATE (revoked_at) ON partners TO tanhui_service;
 -- Later record kinds (partner links, governance records, …) name their record by a text key
 -- in `record_key`; the first three keep their typed key columns. A kind is a lower-case word,
 -- so a new kind needs no change to this table.
-ALTER TABLE ledger_chain
-    ADD COLUMN record_key text,
-    DROP CONSTRAINT ledger_chain_record_check,
-    DROP CONSTRAINT ledger_chain_record_key,
-    ADD CONSTRAINT ledger_chain_record_kind CHECK (record ~ '^[a-z][a-z_]{0,39}$'),
-    ADD CONSTRAINT ledger_chain_record_key CHECK (
+-- One subcommand per statement: Citus refuses ADD CONSTRAINT beside other subcommands on a
+-- distributed table (this runs on clusters distributed at 0004).
+ALTER TABLE ledger_chain ADD COLUMN record_key text;
+ALTER TABLE ledger_chain DROP CONSTRAINT ledger_chain_record_check;
+ALTER TABLE ledger_chain DROP CONSTRAINT ledger_chain_record_key;
+ALTER TABLE ledger_chain ADD CONSTRAINT ledger_chain_record_kind CHECK (record ~ '^[a-z][a-z_]{0,39}$');
+ALTER TABLE ledger_chain ADD CONSTRAINT ledger_chain_record_key CHECK (
         (format = 1 AND record = 'transaction' AND transaction_id IS NOT NULL AND seal_id IS NULL AND record_key IS NULL)
         OR (format = 2 AND seal_id IS NOT NULL AND (
             (record = 'transaction' AND transaction_id = seal_id AND event_id IS NULL AND rule_set_version IS NULL AND record_key IS NULL)

@@ -4,10 +4,10 @@
 -- key (the public half is registered here), may report only the kinds it is registered for,
 -- and owns evidence sources: evidence of an owned source is creditable through that partner
 -- only (a device guessing a metro transaction number gets nothing).
-ALTER TABLE partners
-    -- Ed25519 public key, base64 of the 32 raw bytes; NULL: the partner cannot upload records.
-    ADD COLUMN signing_key text CHECK (signing_key ~ '^[A-Za-z0-9+/]{43}=$'),
-    ADD COLUMN kinds text[] NOT NULL DEFAULT '{}' CHECK (cardinality(kinds) <= 32);
+-- Ed25519 public key, base64 of the 32 raw bytes; NULL: the partner cannot upload records.
+-- (One subcommand per statement, as Citus wants on a distributed table.)
+ALTER TABLE partners ADD COLUMN signing_key text CHECK (signing_key ~ '^[A-Za-z0-9+/]{43}=$');
+ALTER TABLE partners ADD COLUMN kinds text[] NOT NULL DEFAULT '{}' CHECK (cardinality(kinds) <= 32);
 
 GRANT UPDATE (signing_key) ON partners TO tanhui_service;
 
