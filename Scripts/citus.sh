@@ -29,7 +29,7 @@ port_file="$cluster/port"
 # and the name (TANHUI_DB_NAMESPACE too), 40000–49998 in steps of 3, clear of db.sh's
 # 20000–39999; at the first start the next free triple is taken, then recorded in
 # .tanhui/citus-NAME/port. TANHUI_CITUS_PORT overrides it.
-port="$(cluster_port "$command" "$port_file" "${TANHUI_CITUS_PORT:-}" "$root:${TANHUI_DB_NAMESPACE:-}citus-$name" 40000 3333 3)"
+port="$(cluster_port "$command" "$port_file" "${TANHUI_CITUS_PORT:-}" "$root:${TANHUI_DB_NAMESPACE:-}citus-$name" 30000 900 3)"
 worker_ports=($((port + 1)) $((port + 2)))
 url="postgresql://tanhui@127.0.0.1:$port/tanhui"
 vendor="$root/../shared/vendor"

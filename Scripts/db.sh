@@ -25,7 +25,7 @@ port_file="$cluster/port"
 
 source "$root/Scripts/pg-lib.sh"
 # 20000–39999, from the checkout's path and the cluster's name (TANHUI_DB_NAMESPACE too).
-port="$(cluster_port "$command" "$port_file" "${TANHUI_DB_PORT:-}" "$root:${TANHUI_DB_NAMESPACE:-}$name" 20000 20000)"
+port="$(cluster_port "$command" "$port_file" "${TANHUI_DB_PORT:-}" "$root:${TANHUI_DB_NAMESPACE:-}$name" 20000 10000)"
 url="postgresql://tanhui@127.0.0.1:$port/tanhui"
 
 bindir="$(find_bindir)"

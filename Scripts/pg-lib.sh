@@ -20,6 +20,9 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # consecutive ports. OVERRIDE when set, else the one recorded in PORT_FILE, else derived from
 # KEY (the checkout's path and the cluster's name) in [LOW, LOW + COUNT × WIDTH); on `start`,
 # moved on to the next block that is free. The caller records it once the server runs.
+# Callers keep [LOW, LOW + COUNT × WIDTH) below 32768, Linux's ephemeral range: a listening
+# port there can be taken at any moment by an outgoing connection (seen: a test cluster's
+# start failing with "Address already in use" under the suite's load).
 cluster_port() {
   local command="$1" file="$2" override="$3" key="$4" low="$5" count="$6" width="${7:-1}" port busy p
   if [ -n "$override" ]; then
