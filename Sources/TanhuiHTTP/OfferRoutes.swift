@@ -26,7 +26,7 @@ enum OfferRoutes {
             let total = try RedemptionRoutes.optionalInteger(object, "total_limit")
             var perCitizen: Offer.PerCitizenLimit?
             switch object["per_citizen_limit"] {
-            case nil, .null?: perCitizen = nil
+            case nil: perCitizen = nil
             case .object?:
                 let limit = object["per_citizen_limit"]!
                 guard let count = try RedemptionRoutes.optionalInteger(limit, "count"), case .string(let period)? = limit["period"] else {

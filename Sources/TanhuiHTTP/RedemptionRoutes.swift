@@ -38,7 +38,7 @@ enum RedemptionRoutes {
             let holdSeconds = try optionalInteger(object, "hold_seconds").map { Int(clamping: $0) } ?? RedemptionService.maximumHoldSeconds
             var partnerRef: String?
             switch object["partner_ref"] {
-            case nil, .null?: partnerRef = nil
+            case nil: partnerRef = nil
             case .string(let text)?: partnerRef = text
             default: throw Problem(.badRequest, code: "malformed_request", detail: "partner_ref must be a string")
             }
