@@ -39,6 +39,10 @@ enum OfferRoutes {
                 guard case .string(let text)? = object[key], let date = Timestamp.parse(text) else {
                     throw Problem(.badRequest, code: "malformed_request", detail: "\(key) must be an RFC 3339 timestamp with a UTC offset")
                 }
+                // The events' sane range: year 0000 or 9999 is a client's mistake, not an offer.
+                guard ClockPolicy.saneRangeMs.contains(Timestamp.milliseconds(of: date)) else {
+                    throw Problem(.badRequest, code: "malformed_request", detail: "\(key) must lie between 2000-01-01 and 2100-01-01")
+                }
                 return date
             }
             let identity = context.operatorIdentity!
