@@ -127,7 +127,8 @@ enum OperatorRoutes {
                 detail: "give exactly one of ruleset_version (a published version) or document (a rule set to try)")
         }
         if let value = object["ruleset_version"] {
-            guard let version = value as? Int, (1...Int(Int32.max)).contains(version) else {
+            // Through JSONValue: a bridged `true` is also `as? Int` 1.
+            guard case .number(let text)? = JSONValue(any: value), let version = Int(text), (1...Int(Int32.max)).contains(version) else {
                 throw Problem(.badRequest, code: "malformed_json", detail: "ruleset_version must be an integer from 1 to 2147483647")
             }
             ruleSet = try await services.ruleSets.ruleSet(province: province, version: version)

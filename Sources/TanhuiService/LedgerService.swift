@@ -273,8 +273,18 @@ package final class LedgerService: Sendable {
     /// found there (no oracle for other provinces' ids). Takes the publication lock shared,
     /// like every ledger write, so the sealer's watermark holds.
     package func reverse(event eventID: UUID, province: String, reason: String, actor: String) async throws -> LedgerTransactionRecord {
-        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...500).contains(reason.count) else { throw ReversalError.reasonRequired }
+        // The document's rule, exactly: at most 500 code points, at least one that is not
+        // white space as JSON Schema's `\S` sees it; stored without surrounding white space.
+        func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+            [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0xFEFF].contains(scalar.value)
+                || (0x2000...0x200A).contains(scalar.value)
+        }
+        let scalars = Array(reason.unicodeScalars)
+        guard scalars.count <= 500, let first = scalars.firstIndex(where: { !isSpace($0) }), let last = scalars.lastIndex(where: { !isSpace($0) })
+        else { throw ReversalError.reasonRequired }
+        var trimmed = String.UnicodeScalarView()
+        trimmed.append(contentsOf: scalars[first...last])
+        let reason = String(trimmed)
         do {
             return try await pool.withTransaction { connection in
                 try connection.query("SELECT pg_advisory_xact_lock_shared(hashtext(\(RuleSetService.publicationLockKey(province))))")

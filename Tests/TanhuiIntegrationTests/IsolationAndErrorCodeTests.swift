@@ -136,9 +136,15 @@ struct IsolationAndErrorCodeTests {
             #expect(
                 try S.results(try await h.push([S.event(award, start: Date().addingTimeInterval(-120))], token: token))[0]["status"] as? String
                     == "accepted")
-            S.expectProblem(
-                try await op("POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": ""}"#.utf8), key: bearer),
-                400, "reason_required")
+            // Empty, only white space (as the document's `\S` sees it, U+3000 included), or more
+            // than 500 code points (here 501 combining marks: far fewer characters).
+            for reason in ["", "\r\n\t ", "\u{3000}\u{FEFF}", "a" + String(repeating: "\u{301}", count: 500)] {
+                S.expectProblem(
+                    try await op(
+                        "POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal",
+                        body: try JSONSerialization.data(withJSONObject: ["reason": reason]), key: bearer),
+                    400, "reason_required")
+            }
             #expect(
                 try await op(
                     "POST", "/v1/provinces/CN-GD/events/\(award.uuidString)/reversal", body: Data(#"{"reason": "duplicate card"}"#.utf8), key: bearer
