@@ -127,10 +127,14 @@ enum OperatorRoutes {
                 detail: "give exactly one of ruleset_version (a published version) or document (a rule set to try)")
         }
         if let value = object["ruleset_version"] {
-            // Through JSONValue: a bridged `true` is also `as? Int` 1.
-            guard case .number(let text)? = JSONValue(any: value), let version = Int(text), (1...Int(Int32.max)).contains(version) else {
+            // Through JSONValue: a bridged `true` is also `as? Int` 1. JSON Schema's integer
+            // includes 17730.0 and 1.773e4, so an integral number in any spelling is accepted.
+            let number: Decimal? = if case .number(let text)? = JSONValue(any: value) { Decimal(string: text) } else { nil }
+            let candidate = number.map { NSDecimalNumber(decimal: $0).intValue }
+            guard let number, let candidate, Decimal(candidate) == number, (1...Int(Int32.max)).contains(candidate) else {
                 throw Problem(.badRequest, code: "malformed_json", detail: "ruleset_version must be an integer from 1 to 2147483647")
             }
+            let version = candidate
             ruleSet = try await services.ruleSets.ruleSet(province: province, version: version)
         } else if let document = object["document"] as? String {
             do {
