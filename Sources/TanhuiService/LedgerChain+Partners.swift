@@ -23,21 +23,4 @@ extension LedgerChain {
     package static func partnerFieldCount(_ record: Record) -> Int {
         record == .partnerLink ? 10 : 14
     }
-
-    static func partnerPendingQuery(_ record: Record, province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
-        switch record {
-        case .partnerLink:
-            return """
-                SELECT l.seal_id, l.link_id::text || ':' || l.change, \(partnerFieldColumns(.partnerLink)) FROM partner_link_changes l
-                WHERE l.province = \(province) AND l.seal_id > \(sealedThrough) AND l.seal_id <= \(watermark)
-                ORDER BY l.seal_id LIMIT \(maximumPerSeal)
-                """
-        default:
-            return """
-                SELECT pr.seal_id, pr.partner_id::text || ':' || pr.record_id, \(partnerFieldColumns(.partnerRecord)) FROM partner_records pr
-                WHERE pr.province = \(province) AND pr.seal_id > \(sealedThrough) AND pr.seal_id <= \(watermark)
-                ORDER BY pr.seal_id LIMIT \(maximumPerSeal)
-                """
-        }
-    }
 }

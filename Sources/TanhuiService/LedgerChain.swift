@@ -323,49 +323,15 @@ extension LedgerChain {
         }
     }
 
-    /// The seal id and key columns, then the fields, of each kind's unsealed records.
+    /// The seal id and key columns, then the fields, of each kind's unsealed records (from the
+    /// kind's `sealedTable`, the description the audit's chain replay reads too).
     static func pendingQueryV2(_ record: Record, province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
-        switch record {
-        case .transaction:
-            return """
-                SELECT t.transaction_id, t.transaction_id::text, \(fieldColumns(.transaction)) FROM ledger_transactions t
-                WHERE t.province = \(province) AND t.transaction_id > \(sealedThrough) AND t.transaction_id <= \(watermark)
-                ORDER BY t.transaction_id LIMIT \(maximumPerSeal)
-                """
-        case .event:
-            return """
-                SELECT e.seal_id, e.event_id::text, \(fieldColumns(.event)) FROM events e
-                WHERE e.province = \(province) AND e.seal_id > \(sealedThrough) AND e.seal_id <= \(watermark)
-                ORDER BY e.seal_id LIMIT \(maximumPerSeal)
-                """
-        case .ruleSet:
-            return """
-                SELECT r.seal_id, r.version::text, \(fieldColumns(.ruleSet)) FROM rule_sets r
-                WHERE r.province = \(province) AND r.seal_id > \(sealedThrough) AND r.seal_id <= \(watermark)
-                ORDER BY r.seal_id LIMIT \(maximumPerSeal)
-                """
-        case .rulesetPolicy, .rulesetProposal, .rulesetReview, .rulesetPublication:
-            let (table, alias, key) = governanceTable(record)
-            return """
-                SELECT \(alias).seal_id, \(key), \(fieldColumns(record)) FROM \(table) \(alias)
-                WHERE \(alias).province = \(province) AND \(alias).seal_id > \(sealedThrough) AND \(alias).seal_id <= \(watermark)
-                ORDER BY \(alias).seal_id LIMIT \(maximumPerSeal)
-                """
-        case .partnerLink, .partnerRecord:
-            return partnerPendingQuery(record, province: province, after: sealedThrough, through: watermark)
-        case .redemption, .redemptionOutcome, .redemptionRefund:
-            return RedemptionChain.pendingQuery(record, province: province, after: sealedThrough, through: watermark)
-        }
-    }
-
-    /// Table, alias and record-key expression of a governance record kind (trusted text).
-    package static func governanceTable(_ record: Record) -> (table: SQLFragment, alias: SQLFragment, key: SQLFragment) {
-        switch record {
-        case .rulesetPolicy: return ("ruleset_policies", "gp", "gp.policy_seq::text")
-        case .rulesetProposal: return ("ruleset_proposals", "gq", "gq.proposal_id::text")
-        case .rulesetReview: return ("ruleset_reviews", "gr", "gr.review_id::text")
-        default: return ("ruleset_publications", "gu", "gu.version::text")
-        }
+        let table = sealedTable(record)
+        return """
+            SELECT \(table.sealID), \(table.keyText), \(fieldColumns(record)) FROM \(table.from)
+            WHERE \(table.province) = \(province) AND \(table.sealID) > \(sealedThrough) AND \(table.sealID) <= \(watermark)
+            ORDER BY \(table.sealID) LIMIT \(maximumPerSeal)
+            """
     }
 
     /// Decodes `count` text fields starting at `column`.
@@ -379,7 +345,7 @@ extension LedgerChain {
 extension LedgerChain {
     /// Where a kind's records live: the table (with the alias its `fieldColumns` use), the
     /// seal-id column, and the key column with the cast its text key needs. A new kind adds
-    /// one case here, next to its `fieldColumns` and `pendingQueryV2`.
+    /// one case here, next to its `fieldColumns` (the sealer's `pendingQueryV2` reads it too).
     package struct SealedTable: Sendable {
         let from: SQLFragment
         let province: SQLFragment

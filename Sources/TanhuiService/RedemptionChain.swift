@@ -32,27 +32,4 @@ enum RedemptionChain {
         default: return 8
         }
     }
-
-    static func pendingQuery(_ record: LedgerChain.Record, province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
-        switch record {
-        case .redemption:
-            return """
-                SELECT rd.seal_id, rd.partner_id::text || '/' || rd.redemption_id::text, \(fieldColumns(record)) FROM redemptions rd
-                WHERE rd.province = \(province) AND rd.seal_id > \(sealedThrough) AND rd.seal_id <= \(watermark)
-                ORDER BY rd.seal_id LIMIT \(LedgerChain.maximumPerSeal)
-                """
-        case .redemptionOutcome:
-            return """
-                SELECT ro.seal_id, ro.partner_id::text || '/' || ro.redemption_id::text, \(fieldColumns(record)) FROM redemption_outcomes ro
-                WHERE ro.province = \(province) AND ro.seal_id > \(sealedThrough) AND ro.seal_id <= \(watermark)
-                ORDER BY ro.seal_id LIMIT \(LedgerChain.maximumPerSeal)
-                """
-        default:
-            return """
-                SELECT rf.seal_id, rf.partner_id::text || '/' || rf.refund_id::text, \(fieldColumns(record)) FROM redemption_refunds rf
-                WHERE rf.province = \(province) AND rf.seal_id > \(sealedThrough) AND rf.seal_id <= \(watermark)
-                ORDER BY rf.seal_id LIMIT \(LedgerChain.maximumPerSeal)
-                """
-        }
-    }
 }
