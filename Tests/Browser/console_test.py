@@ -73,6 +73,12 @@ def push_events(base, tokens):
     return pushed
 
 
+def report_head(base, period, key):
+    """The chain sequence the province's report covers (the rollup follows the sealer)."""
+    status, _, body = http(base, f"/v1/provinces/CN-GD/reports?{period}&group_by=day", key)
+    return json.loads(body)["chain_head"]["chain_seq"] if status == 200 else -1
+
+
 def wait(driver, condition, what, timeout=15):
     try:
         return WebDriverWait(driver, timeout).until(lambda d: condition(d))
@@ -227,9 +233,17 @@ def run(driver, base, key, shots, args, pushed, period):
     summary = by_id("publish-summary").text
     check("Asia/Shanghai" in summary and str(effective.day) in summary, "confirmation names the time zone and day: " + summary)
     shot("5-publish-confirm")
+    head_before = report_head(base, period, key)
     by_id("publish-confirm").click()
     wait(driver, lambda d: "2" in d.find_element(By.ID, "publish-result").text and "ok" in d.find_element(By.ID, "publish-result").get_attribute("class"),
          "the publication result")
+    # The publication is a chain record the sealer takes within a second: the dashboard below
+    # must be compared with a report that already covers it, or the two heads race.
+    for _ in range(100):
+        if report_head(base, period, key) > head_before:
+            break
+        time.sleep(0.2)
+    check(report_head(base, period, key) > head_before, f"the publication is sealed (report head still {head_before})")
     status, _, body = http(base, "/v1/provinces/CN-GD/rulesets", key)
     check([v["version"] for v in json.loads(body)["rule_sets"]] == [1, 2], "version 2 is published: " + body.decode()[:200])
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#versions tr[data-version='2']"), "v2 in the version list")
