@@ -84,6 +84,10 @@ SELECT create_distributed_table('redeem_tokens', 'province', colocate_with => 'c
 SELECT create_distributed_table('redemptions', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('redemption_outcomes', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('redemption_refunds', 'province', colocate_with => 'citizen_accounts');
+-- Lots (migration 0010): a citizen's lots and their movements, colocated with the awards and
+-- the redemptions that move them (a capture, its draws and its lot caches are one shard).
+SELECT create_distributed_table('point_lots', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('lot_movements', 'province', colocate_with => 'citizen_accounts');
 
 -- Notes for operating on Citus:
 -- * ledger_transaction_ids is a bigint sequence used from the coordinator; ids are unique but

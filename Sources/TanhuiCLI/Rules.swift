@@ -214,7 +214,8 @@ struct Rules: AsyncParsableCommand {
                     case .accepted(let award):
                         let capped = award.capped ? "  capped by \(award.capsApplied.map(\.key).joined(separator: ", "))" : ""
                         let campaign = award.campaign.map { "  campaign \($0) ×\(award.multiplier)" } ?? ""
-                        printLine("\(line.eventID)  accepted  \(award.gramsCO2e) g  \(award.pointsAwarded) points\(campaign)\(capped)")
+                        let expires = award.lotExpiresAtMs.map { "  expires \(Timestamp.textUTC(milliseconds: $0))" } ?? ""
+                        printLine("\(line.eventID)  accepted  \(award.gramsCO2e) g  \(award.pointsAwarded) points\(campaign)\(capped)\(expires)")
                     case .rejected(let rejection):
                         printLine("\(line.eventID)  rejected  \(rejection.code.rawValue)  \(rejection.message)")
                     }

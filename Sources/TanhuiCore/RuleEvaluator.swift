@@ -91,6 +91,14 @@ package struct Award: Sendable {
         return AppliedFactor(value: value, unit: rule.unitLabel, variant: variant, series: rule.series)
     }
 
+    /// When this award's lot expires (integer ms, UTC), fixed by the version that judged it;
+    /// nil when that version sets no `points_validity` (its points never expire).
+    package var lotExpiresAtMs: Int64? {
+        rule.header.pointsValidity.map {
+            PointsValidity.localMidnightMs(day: $0.expiryLocalDay(eventLocalDay: localDay), timeZone: rule.zone.timeZone)
+        }
+    }
+
     /// True when a cap reduced the award.
     package var capped: Bool { pointsAwarded < pointsBeforeCaps }
 

@@ -23,6 +23,8 @@ package struct RuleSet: Sendable {
     package let activities: [Activity]
     package let caps: [Cap]
     package let campaigns: [Campaign]
+    /// How long each award's points stay spendable (`points_validity`); nil: they never expire.
+    package let pointsValidity: PointsValidity?
 
     // Compiled lookups, derived from the fields above at parse time.
     let effectiveFromMs: Int64
@@ -36,8 +38,9 @@ package struct RuleSet: Sendable {
     init(
         province: String, version: Int, effectiveFromMs: Int64, timeZone: TimeZone, gramsPerPoint: Int64,
         submissionWindowDays: Int, methodology: String, activities: [Activity], caps: [Cap], campaigns: [Campaign],
-        versionPosition: SourcePosition?, effectiveFromPosition: SourcePosition?
+        pointsValidity: PointsValidity? = nil, versionPosition: SourcePosition?, effectiveFromPosition: SourcePosition?
     ) {
+        self.pointsValidity = pointsValidity
         self.province = province
         self.version = version
         self.effectiveFromMs = effectiveFromMs
@@ -56,7 +59,7 @@ package struct RuleSet: Sendable {
         activityIndex = index
         let zone = ZoneOffsets(timeZone: timeZone, fromMs: effectiveFromMs)
         self.zone = zone
-        let header = RuleSetHeader(province: province, version: version, methodology: methodology)
+        let header = RuleSetHeader(province: province, version: version, methodology: methodology, pointsValidity: pointsValidity)
         rules = activities.map { a in
             ActivityRule(
                 activity: a, header: header, zone: zone,
@@ -86,11 +89,13 @@ final class RuleSetHeader: Sendable {
     let province: String
     let version: Int
     let methodology: String
+    let pointsValidity: PointsValidity?
 
-    init(province: String, version: Int, methodology: String) {
+    init(province: String, version: Int, methodology: String, pointsValidity: PointsValidity?) {
         self.province = province
         self.version = version
         self.methodology = methodology
+        self.pointsValidity = pointsValidity
     }
 }
 
@@ -257,6 +262,7 @@ extension RuleSet: Equatable {
             && a.timeZone.identifier == b.timeZone.identifier && a.gramsPerPoint == b.gramsPerPoint
             && a.submissionWindowDays == b.submissionWindowDays && a.methodology == b.methodology
             && a.activities == b.activities && a.caps == b.caps && a.campaigns == b.campaigns
+            && a.pointsValidity == b.pointsValidity
     }
 }
 

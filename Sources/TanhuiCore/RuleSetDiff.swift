@@ -16,6 +16,8 @@ package enum RuleSetDiff {
         field("grams_per_point", String(old.gramsPerPoint), String(new.gramsPerPoint))
         field("submission_window_days", String(old.submissionWindowDays), String(new.submissionWindowDays))
         field("methodology", quoted(old.methodology), quoted(new.methodology))
+        // A validity change applies to awards judged by the new version only; lots keep their expiry.
+        field("points_validity", old.pointsValidity?.description ?? "never expire", new.pointsValidity?.description ?? "never expire")
 
         let oldKinds = old.activities.map(\.kind)
         let newKinds = new.activities.map(\.kind)

@@ -403,7 +403,7 @@ private struct DocumentReader {
 
     static let rootKeys = [
         "province", "version", "effective_from", "timezone", "grams_per_point", "submission_window_days", "methodology",
-        "activities", "caps", "campaigns",
+        "activities", "caps", "campaigns", "points_validity",
     ]
 
     mutating func readRuleSet(_ root: Node) -> RuleSet? {
@@ -431,6 +431,7 @@ private struct DocumentReader {
         let gramsPerPoint = integer(f, "grams_per_point", required: true, range: 1...1_000_000)
         let window = integer(f, "submission_window_days", required: true, range: 1...3650)
         let methodology = string(f, "methodology", required: true, maxLength: 2000)
+        let validity = readPointsValidity(f)
 
         var activities: [Activity] = []
         var kindsSeen: [String: Int] = [:]
@@ -552,7 +553,7 @@ private struct DocumentReader {
             }
         }
 
-        guard let province, let version, let effectiveFrom, let timeZone, let gramsPerPoint, let window, let methodology,
+        guard let province, let version, let effectiveFrom, let timeZone, let gramsPerPoint, let window, let methodology, validity.valid,
             issues.isEmpty
         else { return nil }
         func position(_ key: String) -> SourcePosition? {
@@ -561,8 +562,29 @@ private struct DocumentReader {
         return RuleSet(
             province: province, version: Int(version), effectiveFromMs: effectiveFrom, timeZone: timeZone,
             gramsPerPoint: gramsPerPoint, submissionWindowDays: Int(window), methodology: methodology,
-            activities: activities, caps: caps, campaigns: campaigns,
+            activities: activities, caps: caps, campaigns: campaigns, pointsValidity: validity.rule,
             versionPosition: position("version"), effectiveFromPosition: position("effective_from"))
+    }
+
+    /// `points_validity`: absent (points never expire), or exactly one of `{months: 1…120}`
+    /// and `{end_of_year_after: 0…10}`.
+    mutating func readPointsValidity(_ root: Fields) -> (valid: Bool, rule: PointsValidity?) {
+        guard root["points_validity"] != nil else { return (true, nil) }
+        let keys = ["months", "end_of_year_after"]
+        let before = issues.count
+        guard let f = fields(root["points_validity"]!, "points_validity", allowed: keys, what: "points_validity") else { return (false, nil) }
+        let months = integer(f, "months", required: false, range: 1...Int64(PointsValidity.maximumMonths))
+        let years = integer(f, "end_of_year_after", required: false, range: 0...Int64(PointsValidity.maximumYears))
+        let given = keys.filter { f[$0] != nil }
+        if given.count != 1 {
+            add(
+                "points_validity", f.node, given.isEmpty ? .missing : .conflictingKeys,
+                "points_validity needs exactly one of months (1…\(PointsValidity.maximumMonths)) and end_of_year_after (0…\(PointsValidity.maximumYears))")
+        }
+        guard issues.count == before else { return (false, nil) }
+        if let months { return (true, .months(Int(months))) }
+        if let years { return (true, .endOfYearAfter(Int(years))) }
+        return (false, nil)
     }
 
     static let ianaZones: Set<String> = {

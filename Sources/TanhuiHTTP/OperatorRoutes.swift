@@ -237,8 +237,11 @@ struct SimulationBody: ResponseEncodable {
         let capsApplied: [String]
         let campaign: String?
         let multiplier: String
+        /// The lot's expiry under the version's `points_validity`, if it sets one.
+        let expiresAt: String?
         enum CodingKeys: String, CodingKey {
             case points, capped, campaign, multiplier
+            case expiresAt = "expires_at"
             case gramsCO2e = "grams_co2e"
             case pointsBeforeCaps = "points_before_caps"
             case capsApplied = "caps_applied"
@@ -282,7 +285,8 @@ struct SimulationBody: ResponseEncodable {
                     award: AwardBody(
                         gramsCO2e: award.gramsCO2e, points: award.pointsAwarded, pointsBeforeCaps: award.pointsBeforeCaps,
                         capped: award.capped, capsApplied: award.capsApplied.map(\.key), campaign: award.campaign,
-                        multiplier: award.multiplier.description), errors: nil)
+                        multiplier: award.multiplier.description, expiresAt: award.lotExpiresAtMs.map { Timestamp.textUTC(milliseconds: $0) }),
+                    errors: nil)
             case .rejected(let rejection):
                 return Result(
                     id: line.eventID, status: "rejected", code: rejection.code.rawValue, message: rejection.message, award: nil, errors: nil)

@@ -4,7 +4,8 @@ import TanhuiPostgres
 package import TanhuiService
 
 /// Voids holds whose TTL has passed, every `interval`, so an uncaptured hold never keeps a
-/// citizen's points (each void is dated at the hold's TTL, whenever the round runs).
+/// citizen's points (each void is dated at the hold's TTL, whenever the round runs); then
+/// expires the lots that are due (each expiry dated at its lot's expires_at).
 package struct RedemptionExpirer: Service {
     let redemptions: RedemptionService
     let interval: Duration
@@ -21,6 +22,9 @@ package struct RedemptionExpirer: Service {
             do {
                 let voided = try await redemptions.expireHolds()
                 if voided > 0 { logger.info("voided expired holds", metadata: ["redemption.voided": "\(voided)"]) }
+                // Then lots (migration 0010): a void may have released lots that waited on it.
+                let lots = try await redemptions.expireLots()
+                if lots.expired > 0 { logger.info("expired lots", metadata: ["lots.expired": "\(lots.expired)"]) }
             } catch let error as PostgresError where error.isUnavailable {
                 logger.warning("hold expiry: database unavailable; retrying")
             } catch {

@@ -242,9 +242,20 @@ struct BalanceBody: Encodable {
     /// Pull only: what the citizen may spend (= points) and what partners hold.
     var available: Int64?
     var held: Int64?
+    /// Pull only: the next expiry instants of the citizen's lots.
+    var expiring: [ExpiringBody]?
+
+    struct ExpiringBody: Encodable {
+        let expiresAt: Date
+        let points: Int64
+        enum CodingKeys: String, CodingKey {
+            case points
+            case expiresAt = "expires_at"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case province, points, available, held
+        case province, points, available, held, expiring
         case gramsCO2e = "grams_co2e"
     }
 }
@@ -289,7 +300,9 @@ struct PullResponse: ResponseEncodable {
                 gramsCO2e: $0.gramsCO2e, rulesetVersion: $0.ruleSetVersion, createdAt: $0.createdAt, reason: $0.reason)
         }
         balances = page.balances.map {
-            BalanceBody(province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e, available: $0.points, held: $0.heldPoints)
+            BalanceBody(
+                province: $0.province, points: $0.points, gramsCO2e: $0.gramsCO2e, available: $0.points, held: $0.heldPoints,
+                expiring: $0.expiring.map { BalanceBody.ExpiringBody(expiresAt: $0.expiresAt, points: $0.points) })
         }
         nextCursor = page.next.encode(citizen: citizen, secret: secret)
         hasMore = page.hasMore

@@ -488,6 +488,27 @@ struct BatchRound: Sendable {
               AS r(province, transaction_id, account, points)
             RETURNING 1
             """,
+        ] + lotInsert(rows)
+    }
+
+    /// Awards of a version with `points_validity` are lots (migration 0010), their expiry
+    /// fixed now from that version, in its time zone.
+    private func lotInsert(_ rows: [Writes.AwardRow]) -> [PostgresQuery] {
+        let lots: [(Writes.AwardRow, Int64)] = rows.compactMap { row -> (Writes.AwardRow, Int64)? in
+            guard row.row.award.pointsAwarded > 0, let expiresAtMs = row.row.award.lotExpiresAtMs else { return nil }
+            return (row, expiresAtMs)
+        }
+        guard !lots.isEmpty else { return [] }
+        return [
+            """
+            INSERT INTO point_lots (province, award_transaction_id, citizen_id, points, expires_at, remaining_points)
+            SELECT province, transaction_id, citizen_id, points, expires_at, points
+            FROM unnest(\(PostgresArray(lots.map(\.0.row.province)))::text[], \(PostgresArray(lots.map(\.0.transactionID)))::bigint[],
+                        \(PostgresArray(lots.map(\.0.citizen)))::uuid[], \(PostgresArray(lots.map(\.0.row.award.pointsAwarded)))::bigint[],
+                        \(PostgresArray(lots.map { Timestamp.textUTC(milliseconds: $0.1) }))::timestamptz[])
+              AS r(province, transaction_id, citizen_id, points, expires_at)
+            RETURNING 1
+            """
         ]
     }
 

@@ -171,6 +171,8 @@ extension LedgerChain {
         case redemption
         case redemptionOutcome = "redemption_outcome"
         case redemptionRefund = "redemption_refund"
+        /// A move of points into or out of a lot (migration 0010); expiries are transactions too.
+        case lotMovement = "lot_movement"
 
         /// The `ledger_chain` column naming a sealed record of this kind. Kinds after the
         /// first three use `record_key` (text), so adding one needs no change to that table.
@@ -184,6 +186,7 @@ extension LedgerChain {
             case .rulesetPolicy, .rulesetProposal, .rulesetReview, .rulesetPublication: return .recordKey
             case .partnerLink, .partnerRecord: return .recordKey
             case .redemption, .redemptionOutcome, .redemptionRefund: return .recordKey
+            case .lotMovement: return .recordKey
             }
         }
 
@@ -202,6 +205,7 @@ extension LedgerChain {
             case .redemption: return "tanhui-redemption-v1"
             case .redemptionOutcome: return "tanhui-redemption-outcome-v1"
             case .redemptionRefund: return "tanhui-redemption-refund-v1"
+            case .lotMovement: return "tanhui-lot-movement-v1"
             }
         }
     }
@@ -305,6 +309,8 @@ extension LedgerChain {
             return partnerFieldColumns(record)
         case .redemption, .redemptionOutcome, .redemptionRefund:
             return RedemptionChain.fieldColumns(record)
+        case .lotMovement:
+            return RedemptionChain.lotMovementColumns
         }
     }
 
@@ -320,6 +326,7 @@ extension LedgerChain {
         case .rulesetPublication: return 11
         case .partnerLink, .partnerRecord: return partnerFieldCount(record)
         case .redemption, .redemptionOutcome, .redemptionRefund: return RedemptionChain.fieldCount(record)
+        case .lotMovement: return RedemptionChain.lotMovementFieldCount
         }
     }
 
@@ -405,6 +412,11 @@ extension LedgerChain {
                 from: "redemption_refunds rf", province: "rf.province", sealID: "rf.seal_id",
                 key: "(rf.partner_id::text || '/' || rf.refund_id::text)",
                 keyText: "rf.partner_id::text || '/' || rf.refund_id::text", keyCast: "")
+        case .lotMovement:
+            return SealedTable(
+                from: "lot_movements lm", province: "lm.province", sealID: "lm.seal_id",
+                key: "(lm.transaction_id::text || '/' || lm.award_transaction_id::text)",
+                keyText: "lm.transaction_id::text || '/' || lm.award_transaction_id::text", keyCast: "")
         }
     }
 

@@ -69,6 +69,9 @@ package struct ProvinceBalance: Sendable, Equatable {
     package var lastSeq: Int64
     /// Points on hold for partners (not spendable; `points` is what is available).
     package var heldPoints: Int64 = 0
+    /// The next (at most 3) instants at which some of the citizen's points expire, with how
+    /// many (lots not yet expired, by expiry instant; migration 0010).
+    package var expiring: [LotLedger.Expiring] = []
 }
 
 /// What a pull returns.
@@ -98,13 +101,23 @@ extension LedgerService {
         """
     }
 
-    package func balances(citizen: UUID) async throws -> [ProvinceBalance] {
+    package func balances(citizen: UUID, now: Date = Date()) async throws -> [ProvinceBalance] {
         try await pool.withConnection { connection in
-            try connection.query(Self.balancesQuery(citizen)).rows.map {
+            var balances = try connection.query(Self.balancesQuery(citizen)).rows.map {
                 ProvinceBalance(
                     province: try $0.decode(0), points: try $0.decode(1), gramsCO2e: try $0.decode(2), lastSeq: try $0.decode(3),
                     heldPoints: try $0.decode(4))
             }
+            guard !balances.isEmpty else { return balances }
+            var expiring: [String: [LotLedger.Expiring]] = [:]
+            for row in try connection.query(LotLedger.expiringQuery(citizen: citizen, provinces: balances.map(\.province), after: now)).rows {
+                let province: String = try row.decode(0)
+                if expiring[province, default: []].count < LotLedger.expiringShown {
+                    expiring[province, default: []].append(LotLedger.Expiring(expiresAt: try row.decode(1), points: try row.decode(2)))
+                }
+            }
+            for index in balances.indices { balances[index].expiring = expiring[balances[index].province] ?? [] }
+            return balances
         }
     }
 

@@ -32,4 +32,11 @@ enum RedemptionChain {
         default: return 8
         }
     }
+
+    /// Lot movements (migration 0010), alias `lm`.
+    static let lotMovementColumns: SQLFragment = """
+        lm.province, lm.seal_id::text, lm.transaction_id::text, lm.award_transaction_id::text, lm.citizen_id::text, lm.kind, lm.points::text,
+        trunc(extract(epoch FROM lm.at) * 1000000)::text
+        """
+    static let lotMovementFieldCount = 8
 }

@@ -162,7 +162,11 @@ package final class RedemptionService: Sendable {
                 if let offerID = request.offerID {
                     points = try Self.claimOfferUnit(offerID, province: province, partner: partner.id, citizen: citizen, now: now, on: connection)
                 }
-                let account = try Self.lockAccount(province: province, citizen: citizen, on: connection)
+                var account = try Self.lockAccount(province: province, citizen: citizen, on: connection)
+                // Lots already due expire first, so a hold never reserves points that have lapsed.
+                if try LotLedger.expireDue(province: province, citizen: citizen, asOf: now, account: account, now: now, on: connection) > 0 {
+                    account = try Self.lockAccount(province: province, citizen: citizen, on: connection)
+                }
                 guard account.available >= points else { throw RedemptionError.insufficientPoints(available: account.available, asked: points) }
                 let transactionID = try Self.post(
                     kind: "hold", province: province, citizen: citizen, recordID: request.id, account: account,
@@ -246,10 +250,18 @@ package final class RedemptionService: Sendable {
                 guard points <= current.points - current.refundedPoints else {
                     throw RedemptionError.refundTooLarge(refundable: current.points - current.refundedPoints, asked: points)
                 }
+                // Points go back to the lots the capture drew; those of a lot past its expiry expire at once.
+                let returns = try LotLedger.planRefund(
+                    points, refundable: current.points - current.refundedPoints, province: province, partner: partner.id, redemption: id, at: now,
+                    on: connection)
+                let lapsed = returns.filter(\.expired).reduce(Int64(0)) { $0 + $1.points }
+                var entries = [(Self.partnerAccount(partner.id), -points)]
+                if points > lapsed { entries.append((Self.citizenAccount(current.citizenID), points - lapsed)) }
+                if lapsed > 0 { entries.append(("expired", lapsed)) }
                 let transactionID = try Self.post(
-                    kind: "refund", province: province, citizen: current.citizenID, recordID: refundID, account: account,
-                    entries: [(Self.partnerAccount(partner.id), -points), (Self.citizenAccount(current.citizenID), points)], availableDelta: points,
-                    heldDelta: 0, actor: partner.actor, now: now, on: connection)
+                    kind: "refund", province: province, citizen: current.citizenID, recordID: refundID, account: account, entries: entries,
+                    availableDelta: points - lapsed, heldDelta: 0, actor: partner.actor, now: now, on: connection)
+                try LotLedger.recordRefund(returns, province: province, citizen: current.citizenID, transactionID: transactionID, at: now, on: connection)
                 try connection.query(
                     """
                     INSERT INTO redemption_refunds (province, partner_id, refund_id, redemption_id, points, transaction_id, created_at, seal_id)
@@ -397,6 +409,10 @@ package final class RedemptionService: Sendable {
             kind: captured ? "capture" : "void", province: current.province, citizen: citizen, recordID: current.id, account: account,
             entries: [(heldAccount(citizen), -points), (captured ? partnerAccount(current.partnerID) : citizenAccount(citizen), points)],
             availableDelta: captured ? 0 : points, heldDelta: -points, actor: actor, now: now, on: connection)
+        // A capture spends the points: lots oldest expiry first, the draw recorded.
+        if captured {
+            try LotLedger.draw(points, province: current.province, citizen: citizen, transactionID: transactionID, at: now, on: connection)
+        }
         try connection.query(
             """
             INSERT INTO redemption_outcomes (province, partner_id, redemption_id, outcome, transaction_id, created_at, seal_id)

@@ -22,6 +22,7 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
     // Redemption (migration 0006): see RedemptionAudit.
     case redemptions
     case offerLimits = "offer_limits"
+    case lots
 
     package var title: String {
         switch self {
@@ -59,6 +60,9 @@ package enum AuditCheckID: String, Sendable, CaseIterable, Codable {
             return
                 "each hold resolved within its TTL + 300 s (expiry voids dated at the TTL, no capture after it); capture and void exclusive and matching the ledger; refunds only of captures and ≤ captured; held accounts = open holds = held_points; partner accounts = captured − refunded"
         case .offerLimits: return "no offer has more live units than its total limit, nor a citizen more per period than the per-citizen limit"
+        case .lots:
+            return
+                "every lot rebuilt from its award, draws, refunds and expiries: points and expires_at as its rule-set version fixes them, never negative, never drawn after its expiry, expired exactly once at expires_at (within 300 s unless a hold is open), caches equal the replay"
         }
     }
 }

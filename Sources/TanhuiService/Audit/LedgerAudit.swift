@@ -48,6 +48,8 @@ package final class LedgerAudit: Sendable {
         // Partner feeds (migration 0007): links and uploaded records.
         "partner_link_changes", "partner_records",
         "offers", "redemptions", "redemption_outcomes", "redemption_refunds",
+        // Lots (migration 0010): movements only; point_lots keeps updatable caches.
+        "lot_movements",
     ]
 
     package init(pool: PostgresPool) {
@@ -473,6 +475,7 @@ struct ProvinceAudit {
             try governance()
             try partnerFeedChecks(counter: counter)
             try redemptionChecks()
+            try lotChecks()
         }
         audit.rowsChecked += counter.rows
         return audit

@@ -81,7 +81,10 @@ extension ProvinceAudit {
             JOIN redemptions r ON r.province = f.province AND r.partner_id = f.partner_id AND r.redemption_id = f.redemption_id
             LEFT JOIN ledger_transactions t ON t.province = f.province AND t.transaction_id = f.transaction_id
             WHERE f.province = \(province)
-              AND (t.transaction_id IS NULL OR t.kind <> 'refund' OR t.event_id <> f.refund_id OR t.citizen_id <> r.citizen_id OR t.points <> f.points)
+              AND (t.transaction_id IS NULL OR t.kind <> 'refund' OR t.event_id <> f.refund_id OR t.citizen_id <> r.citizen_id
+                   -- The points returned to lots already expired go to `expired`, not to the citizen (migration 0010).
+                   OR t.points <> f.points - (SELECT coalesce(sum(x.points), 0) FROM ledger_entries x
+                                              WHERE x.province = t.province AND x.transaction_id = t.transaction_id AND x.account = 'expired'))
             UNION ALL
             -- Accounts: each citizen's held sub-account equals their open holds and the cached held_points.
             SELECT 'held account ' || coalesce(e.held, 0) || ', open holds ' || coalesce(h.open, 0) || ', cached held_points ' || coalesce(a.held_points, 0),
