@@ -10,7 +10,8 @@ extension Ledger {
             abstract:
                 "Void every redemption hold whose TTL has passed (each void dated at its hold's TTL), then expire every lot due (each dated at its expires_at); `serve` does both continuously."
         )
-        @Option(help: "Void holds whose TTL passed, and expire lots due, by this instant (RFC 3339 with offset, not in the future); default: now.") var asOf: String?
+        @Option(help: "Void holds whose TTL passed, and expire lots due, by this instant (RFC 3339 with offset, not in the future); default: now.")
+        var asOf: String?
         @Option(help: "Only this province.") var province: String?
 
         func run() async throws {
@@ -39,7 +40,9 @@ extension Ledger {
                     waiting = round.waiting
                     if round.expired == 0 { break }
                 }
-                printLine("expired \(lots) lot\(lots == 1 ? "" : "s")\(waiting > 0 ? "; \(waiting) citizen\(waiting == 1 ? "" : "s") with an open hold wait" : "")")
+                printLine(
+                    "expired \(lots) lot\(lots == 1 ? "" : "s")\(waiting > 0 ? "; \(waiting) citizen\(waiting == 1 ? "" : "s") with an open hold wait" : "")"
+                )
             }
         }
     }

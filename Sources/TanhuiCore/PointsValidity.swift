@@ -99,7 +99,9 @@ package enum LotDraw {
     /// The capture's points that were not lots (non-expiring) return first, then the lots,
     /// the last-drawn (latest-expiring) first: the citizen gets back the longest-lived points.
     /// Returns `(lot, points)` for the lots only.
-    package static func refund(_ points: Int64, refundable: Int64, into drawn: [(awardTransactionID: Int64, points: Int64)]) -> [(
+    package static func refund(
+        _ points: Int64, refundable: Int64, into drawn: [(awardTransactionID: Int64, points: Int64)]
+    ) -> [(
         awardTransactionID: Int64, points: Int64
     )] {
         let inLots = drawn.reduce(Int64(0)) { $0 + $1.points }

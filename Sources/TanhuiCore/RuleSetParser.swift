@@ -579,7 +579,8 @@ private struct DocumentReader {
         if given.count != 1 {
             add(
                 "points_validity", f.node, given.isEmpty ? .missing : .conflictingKeys,
-                "points_validity needs exactly one of months (1…\(PointsValidity.maximumMonths)) and end_of_year_after (0…\(PointsValidity.maximumYears))")
+                "points_validity needs exactly one of months (1…\(PointsValidity.maximumMonths)) and end_of_year_after (0…\(PointsValidity.maximumYears))"
+            )
         }
         guard issues.count == before else { return (false, nil) }
         if let months { return (true, .months(Int(months))) }

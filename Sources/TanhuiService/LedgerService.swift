@@ -325,7 +325,8 @@ package final class LedgerService: Sendable {
                     """,
                 ])
                 // The reversed points leave the citizen's lots: the award's own lot first (migration 0010).
-                try LotLedger.draw(points, province: province, citizen: citizen, transactionID: transactionID, preferring: awardID, at: Date(), on: connection)
+                try LotLedger.draw(
+                    points, province: province, citizen: citizen, transactionID: transactionID, preferring: awardID, at: Date(), on: connection)
                 return LedgerTransactionRecord(
                     province: province, transactionID: transactionID, kind: "reversal", citizenSeq: seq, eventID: eventID, points: -points,
                     gramsCO2e: -grams, ruleSetVersion: try award.decode(5))

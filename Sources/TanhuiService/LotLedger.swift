@@ -100,7 +100,9 @@ package enum LotLedger {
 
     /// Writes a refund's returns (after its ledger transaction): points returned to a live lot
     /// go back into it; those of an expired lot were sent to `expired` by the refund itself.
-    static func recordRefund(_ returns: [Return], province: String, citizen: UUID, transactionID: Int64, at: Date, on connection: PostgresConnection)
+    static func recordRefund(
+        _ returns: [Return], province: String, citizen: UUID, transactionID: Int64, at: Date, on connection: PostgresConnection
+    )
         throws
     {
         guard !returns.isEmpty else { return }
@@ -223,7 +225,9 @@ extension RedemptionService {
     /// province per call, each citizen in its own transaction; returns the number of expiry
     /// transactions written. Lots of a citizen with an open hold wait for the hold to resolve.
     @discardableResult
-    package func expireLots(asOf: Date = Date(), province only: String? = nil, limit: Int = LotLedger.maximumPerRound) async throws -> (
+    package func expireLots(
+        asOf: Date = Date(), province only: String? = nil, limit: Int = LotLedger.maximumPerRound
+    ) async throws -> (
         expired: Int, waiting: Int
     ) {
         let asOf = Self.wholeMilliseconds(asOf)

@@ -261,7 +261,8 @@ package final class RedemptionService: Sendable {
                 let transactionID = try Self.post(
                     kind: "refund", province: province, citizen: current.citizenID, recordID: refundID, account: account, entries: entries,
                     availableDelta: points - lapsed, heldDelta: 0, actor: partner.actor, now: now, on: connection)
-                try LotLedger.recordRefund(returns, province: province, citizen: current.citizenID, transactionID: transactionID, at: now, on: connection)
+                try LotLedger.recordRefund(
+                    returns, province: province, citizen: current.citizenID, transactionID: transactionID, at: now, on: connection)
                 try connection.query(
                     """
                     INSERT INTO redemption_refunds (province, partner_id, refund_id, redemption_id, points, transaction_id, created_at, seal_id)

@@ -39,7 +39,9 @@ struct LotExpiryTests {
 
     /// The lot expiry the version fixes for an event at `occurred`.
     static func expiry(_ occurred: Date) -> Date {
-        Date(timeIntervalSince1970: Double(PointsValidity.months(1).expiresAtMs(occurredMs: Timestamp.milliseconds(of: occurred), timeZone: shanghai)) / 1000)
+        Date(
+            timeIntervalSince1970: Double(PointsValidity.months(1).expiresAtMs(occurredMs: Timestamp.milliseconds(of: occurred), timeZone: shanghai))
+                / 1000)
     }
 
     /// 10:00 Beijing time `daysAgo` days ago.
@@ -84,7 +86,8 @@ struct LotExpiryTests {
 
     // MARK: HTTP
 
-    @Test("HTTP: a refund after partial expiry: the points drawn from the expired lot expire at once, those of a live lot return; pull shows expiring")
+    @Test(
+        "HTTP: a refund after partial expiry: the points drawn from the expired lot expire at once, those of a live lot return; pull shows expiring")
     func refundAfterPartialExpiry() async throws {
         try await TestDatabase.withFresh { url in
             let services = try TestDatabase.makeServices(url: url)
@@ -105,7 +108,8 @@ struct LotExpiryTests {
                     return try #require(try S.json(reply.body)["token"] as? String)
                 }
                 func partner(_ path: String, _ body: [String: Any]) async throws -> HTTPReply {
-                    try await ledger.post("/v1/provinces/CN-GD/redemptions" + path, body: try JSONSerialization.data(withJSONObject: body), token: key)
+                    try await ledger.post(
+                        "/v1/provinces/CN-GD/redemptions" + path, body: try JSONSerialization.data(withJSONObject: body), token: key)
                 }
                 func hold(_ points: Int64) async throws -> String {
                     let id = UUID().uuidString
@@ -357,7 +361,9 @@ struct LotExpiryTests {
         }
     }
 
-    @Test("random earns, holds, captures, voids, refunds, reversals and expiries agree with an in-memory model of balances and lots; the audit stays clean")
+    @Test(
+        "random earns, holds, captures, voids, refunds, reversals and expiries agree with an in-memory model of balances and lots; the audit stays clean"
+    )
     func propertyAgainstModel() async throws {
         try await Self.withLots { services, url in
             let citizens = [UUID(), UUID()]
@@ -459,7 +465,8 @@ struct LotExpiryTests {
                         #expect(entry.refunded + asked > entry.points)
                     }
                 case 12 where !model.reversible.isEmpty:
-                    let id = model.reversible.keys.sorted { $0.uuidString < $1.uuidString }[Int.random(in: 0..<model.reversible.count, using: &generator)]
+                    let id = model.reversible.keys.sorted { $0.uuidString < $1.uuidString }[
+                        Int.random(in: 0..<model.reversible.count, using: &generator)]
                     let entry = model.reversible[id]!
                     // A reversal beyond the available points would leave a negative balance (an audit finding of its own).
                     guard model.available[entry.citizen]! >= entry.points else { continue }
@@ -500,7 +507,9 @@ struct LotExpiryTests {
                 var lots: [UUID: (Int64, Bool)] = [:]
                 for lot in stored { lots[try lot.decode(0)] = (try lot.decode(1), try lot.decode(2)) }
                 for lot in model.lots[citizen, default: []] {
-                    #expect(lots[lot.event]?.0 == lot.remaining && lots[lot.event]?.1 == lot.expired, "lot \(lot.event): \(String(describing: lots[lot.event])) vs \(lot)")
+                    #expect(
+                        lots[lot.event]?.0 == lot.remaining && lots[lot.event]?.1 == lot.expired,
+                        "lot \(lot.event): \(String(describing: lots[lot.event])) vs \(lot)")
                 }
                 #expect(lots.count == model.lots[citizen, default: []].count)
             }

@@ -58,7 +58,8 @@ extension ProvinceAudit {
             guard try row.decode(6, as: String?.self) == "award", try row.decode(7, as: UUID?.self) == lot.citizen,
                 try row.decode(8, as: Int64?.self) == lot.points
             else {
-                finding("lot is not an award of its citizen with its points", magnitude: lot.points, lot: lot.awardTransactionID, citizen: lot.citizen)
+                finding(
+                    "lot is not an award of its citizen with its points", magnitude: lot.points, lot: lot.awardTransactionID, citizen: lot.citizen)
                 continue
             }
             let version = try row.decode(9, as: Int.self)
@@ -87,7 +88,8 @@ extension ProvinceAudit {
             """
         ).rows {
             finding(
-                "award of a version with points_validity made no lot", magnitude: try row.decode(2), lot: try row.decode(0), citizen: try row.decode(1))
+                "award of a version with points_validity made no lot", magnitude: try row.decode(2), lot: try row.decode(0),
+                citizen: try row.decode(1))
         }
 
         // 2. Movements per citizen in seal order: draws oldest expiry first from live lots,
@@ -119,7 +121,8 @@ extension ProvinceAudit {
             let allowed: Set<String> = kind == "draw" ? ["capture", "reversal"] : kind == "return" ? ["refund"] : ["expiry"]
             guard let transactionKind, allowed.contains(transactionKind) else {
                 finding(
-                    "\(kind) movement by a \(transactionKind ?? "missing") transaction", magnitude: try group[0].decode(4), lot: try group[0].decode(1),
+                    "\(kind) movement by a \(transactionKind ?? "missing") transaction", magnitude: try group[0].decode(4),
+                    lot: try group[0].decode(1),
                     citizen: citizen, transaction: transaction)
                 continue
             }
@@ -204,7 +207,8 @@ extension ProvinceAudit {
         }
         for (transaction, lapsed) in lapsedByRefund.sorted(by: { $0.key < $1.key }) where lapsed.lapsed != lapsed.expiredEntry {
             finding(
-                "refund returned \(lapsed.lapsed) points to expired lots but sent \(lapsed.expiredEntry) to expired", magnitude: abs(lapsed.lapsed - lapsed.expiredEntry),
+                "refund returned \(lapsed.lapsed) points to expired lots but sent \(lapsed.expiredEntry) to expired",
+                magnitude: abs(lapsed.lapsed - lapsed.expiredEntry),
                 lot: nil, citizen: lapsed.citizen, transaction: transaction)
         }
 
@@ -238,7 +242,9 @@ extension ProvinceAudit {
             ORDER BY 1 LIMIT 1000
             """
         ).rows {
-            finding("expiry transaction expires no lot", magnitude: abs(try row.decode(2, as: Int64.self)), lot: nil, citizen: try row.decode(1), transaction: try row.decode(0))
+            finding(
+                "expiry transaction expires no lot", magnitude: abs(try row.decode(2, as: Int64.self)), lot: nil, citizen: try row.decode(1),
+                transaction: try row.decode(0))
         }
     }
 }
