@@ -206,6 +206,21 @@ struct LotExpiryTests {
                 ], databaseURL: url)
             #expect(bad.exitCode != 0 && !bad.stderr.isEmpty)
 
+            // Simulate shows each award's lot expiry under the document's points_validity.
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lots-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let document = directory.appendingPathComponent("rules.yaml")
+            try Self.lotDocument().write(to: document, atomically: true, encoding: .utf8)
+            let events = directory.appendingPathComponent("events.jsonl")
+            try #"{"id":"6f0c4e1a-2b3d-4c5e-8f90-1a2b3c4d5e6f","kind":"waste_sorting","province":"CN-GD","occurred_at":"2026-01-31T10:00:00+08:00"}"#
+                .write(to: events, atomically: true, encoding: .utf8)
+            let simulated = try await CommandRunner.tanhui(
+                ["rules", "simulate", document.path, "--events", events.path, "--received-at", "2026-02-01T10:00:00+08:00"], databaseURL: url)
+            // 31 January + 1 month: through 28 February (Beijing time), expiring at its midnight.
+            #expect(
+                simulated.exitCode == 0 && simulated.stdout.contains("expires 2026-02-28T16:00:00.000Z"), "\(simulated.stdout) \(simulated.stderr)")
+
             // As of just after the older lot's expiry: only that one.
             let asOf = Self.expiry(oldStart).addingTimeInterval(60)
             #expect(asOf < Self.expiry(recentStart))
