@@ -56,7 +56,8 @@ extension CitusClusterTests {
                 #expect(reply.status == 200, "\(reply.body)")
                 let receipt = try S.json(reply.body)
                 #expect(receipt["records"] as? Int == 2 && receipt["accepted"] as? Int == 1 && receipt["points"] as? Int == 18, "\(reply.body)")
-                let lines = "4:c-1;accepted;18\n4:c-2;rejected/unlinked;0\n"
+                // One line per record sorted by record id: `<bytes of record_id>:<record_id>;<status>[/<code>];<points>\n`.
+                let lines = [("c-1", "accepted", 18), ("c-2", "rejected/unlinked", 0)].map { "\($0.0.utf8.count):\($0.0);\($0.1);\($0.2)\n" }.joined()
                 let digest = SHA256.hash(data: Data(lines.utf8)).map { String(format: "%02x", $0) }.joined()
                 #expect(receipt["digest"] as? String == digest, "\(reply.body)")
                 let note = try #require(receipt["note"] as? String)
