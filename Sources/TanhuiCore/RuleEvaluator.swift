@@ -310,7 +310,9 @@ package enum RuleEvaluator {
                 f = flat
             } else {
                 guard let mode = event.data.mode else { return fail(.missingData, "data.mode is required") }
-                guard let v = rule.factor(variant: mode, selfReported: selfReported) else { return fail(.modeNotCovered, "mode '\(mode)' is not credited") }
+                guard let v = rule.factor(variant: mode, selfReported: selfReported) else {
+                    return fail(.modeNotCovered, "mode '\(mode)' is not credited")
+                }
                 f = v
             }
             if let r = check(rule.limits, distance: distance, occurredMs: occurredMs, endedMs: endedMs) { return .failure(r) }
@@ -372,7 +374,9 @@ package enum RuleEvaluator {
             let (baseline, overflow) = perDay.multipliedReportingOverflow(by: days)
             guard !overflow else { return fail(.invalidData, "baseline × days too large") }
             let saved = max(0, baseline - consumption)
-            guard let g = rule.flatFactor(selfReported: selfReported)!.floorOfProduct(saved, dividedBy: 1000) else { return fail(.invalidData, "saving too large") }
+            guard let g = rule.flatFactor(selfReported: selfReported)!.floorOfProduct(saved, dividedBy: 1000) else {
+                return fail(.invalidData, "saving too large")
+            }
             return .success(g)
         }
     }

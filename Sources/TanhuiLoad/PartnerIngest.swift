@@ -106,7 +106,8 @@ struct PartnerIngest: AsyncParsableCommand {
                     while let index = tickets.take() {
                         let item = work2[index]
                         let sent = ContinuousClock.now
-                        await Self.upload(client, url: url + item.path, key: item.key, body: item.body, signature: item.signature, records: records, tally: &tally)
+                        await Self.upload(
+                            client, url: url + item.path, key: item.key, body: item.body, signature: item.signature, records: records, tally: &tally)
                         tally.record(sent)
                     }
                     return tally

@@ -109,13 +109,16 @@ struct SelfReportedTermsHTTPTests {
             let replay = relabelled.checks["replay"] ?? [:]
             #expect(relabelled.exit == 1 && replay["status"] as? String != "ok", "\(replay)")
             #expect(((replay["first"] as? [String: Any])?["replayed_points"] as? Int) == 9, "\(replay)")
-            try await Self.tamper(ledger.url, "UPDATE events SET device_id = \(partnerDevice) WHERE device_id = 'phone' AND kind = 'transit_trip' AND citizen_id = \(linked)")
+            try await Self.tamper(
+                ledger.url,
+                "UPDATE events SET device_id = \(partnerDevice) WHERE device_id = 'phone' AND kind = 'transit_trip' AND citizen_id = \(linked)")
             #expect(try await Self.audit(ledger.url).exit == 0)
 
             // A device's award raised to what a partner's record earns: replay gives 9 points.
             try await Self.tamper(
                 ledger.url,
-                "UPDATE ledger_transactions SET points = 18, grams_co2e = 186 WHERE kind = 'award' AND citizen_id <> \(linked) AND rule_set_version = 2")
+                "UPDATE ledger_transactions SET points = 18, grams_co2e = 186 WHERE kind = 'award' AND citizen_id <> \(linked) AND rule_set_version = 2"
+            )
             let raised = try await Self.audit(ledger.url)
             let raisedReplay = raised.checks["replay"] ?? [:]
             #expect(raised.exit == 1 && raisedReplay["status"] as? String != "ok", "\(raisedReplay)")
