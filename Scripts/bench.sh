@@ -292,7 +292,10 @@ if "$TANHUI" audit --help >/dev/null 2>&1; then
     fi
     t1=$(now_ms)
     [ "$r" = 1 ] && statements "audit"
-    record "{\"benchmark\":\"audit\",\"ms\":$((t1 - t0)),\"exit\":$rc,\"peak_rss_kb\":${peak_kb:-0},\"timeout_s\":$AUDIT_TIMEOUT,\"user_s\":$(awk -F': ' '/User time/ { print $2 }' "$work/audit-time.txt" 2>/dev/null || echo 0),\"sys_s\":$(awk -F': ' '/System time/ { print $2 }' "$work/audit-time.txt" 2>/dev/null || echo 0)}"
+    # A timed-out audit leaves no times in audit-time.txt: 0, never an empty JSON value.
+    user_s="$(awk -F': ' '/User time/ { print $2 }' "$work/audit-time.txt" 2>/dev/null || true)"
+    sys_s="$(awk -F': ' '/System time/ { print $2 }' "$work/audit-time.txt" 2>/dev/null || true)"
+    record "{\"benchmark\":\"audit\",\"ms\":$((t1 - t0)),\"exit\":$rc,\"peak_rss_kb\":${peak_kb:-0},\"timeout_s\":$AUDIT_TIMEOUT,\"user_s\":${user_s:-0},\"sys_s\":${sys_s:-0}}"
     log "audit run $r: $((t1 - t0)) ms, exit $rc (124 = timed out), peak RSS ${peak_kb:-?} kB"
     t0=$(now_ms)
     psql -X -q "$DATABASE_URL" -c "COPY (SELECT * FROM ledger_transactions) TO STDOUT" -c "COPY (SELECT * FROM ledger_entries) TO STDOUT" -c "COPY (SELECT * FROM ledger_chain) TO STDOUT" >/dev/null
