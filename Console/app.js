@@ -24,6 +24,14 @@ const LABELS = {
     summary: "Version V of P takes effect at T.", unauthorized: "Unknown or revoked key, or not for this province.",
     noEvents: "Give at least one event.", badEvents: "Events must be JSON lines or a JSON array.", totalsLine: "Totals",
     cursor: "Line L, column C", invalidItem: "invalid", none: "(none)",
+    proposals: "Proposals", validUntil: "Valid until", propose: "Propose for review", proposalList: "Latest proposals, newest first",
+    governedNote: "A governed province publishes through review: propose the draft, approvers approve it, a publisher publishes it.",
+    stateLabel: "State", approvals: "Approvals", author: "Author", open: "Open", impact: "Impact over recent accepted events",
+    events: "Events", changed: "Changed", pointsInForce: "Points in force", pointsProposed: "Points proposed", reviews: "Reviews",
+    reviewer: "Reviewer", verdict: "Verdict", counts: "Counts", comment: "Comment", approve: "Approve", reject: "Reject",
+    publishProposal: "Publish the proposal", proposed: "Proposed: version", proposalOf: "Proposal for version",
+    earliest: "Earliest effective_from", issues: "Problems", yes: "yes", no: "no", reviewed: "Review recorded.",
+    "state.open": "open", "state.rejected": "rejected", "state.published": "published", "state.invalid": "invalid",
   },
   zh: {
     skip: "跳到正文", console: "管理台", rulesets: "规则集", dashboard: "数据看板", ledger: "账本",
@@ -45,11 +53,19 @@ const LABELS = {
     summary: "P 的版本 V 将于 T 生效。", unauthorized: "密钥无效、已吊销或不适用于该省份。",
     noEvents: "请至少提供一个事件。", badEvents: "事件须为 JSON 行或 JSON 数组。", totalsLine: "合计",
     cursor: "第 L 行，第 C 列", invalidItem: "无效", none: "（无）",
+    proposals: "提案", validUntil: "有效期至", propose: "提交审核", proposalList: "最近的提案（新的在前）",
+    governedNote: "受治理的省份须经审核发布：提交草案，审核人批准，发布人发布。",
+    stateLabel: "状态", approvals: "批准数", author: "提案人", open: "打开", impact: "对近期已采纳事件的影响",
+    events: "事件数", changed: "变化数", pointsInForce: "现行积分", pointsProposed: "提案积分", reviews: "审核记录",
+    reviewer: "审核人", verdict: "结论", counts: "计入", comment: "意见", approve: "批准", reject: "驳回",
+    publishProposal: "发布该提案", proposed: "已提交：版本", proposalOf: "提案：版本",
+    earliest: "最早生效时间", issues: "问题", yes: "是", no: "否", reviewed: "审核已记录。",
+    "state.open": "待审核", "state.rejected": "已驳回", "state.published": "已发布", "state.invalid": "无效",
   },
 };
 
 const state = { lang: sessionStorage.getItem("tanhui.lang") || "zh", versions: [], inForce: null, inForceText: "", lastReport: null,
-  statementCursor: 0 };
+  statementCursor: 0, proposal: null };
 
 function t(key) { return (LABELS[state.lang] && LABELS[state.lang][key]) || LABELS.en[key] || key; }
 function $(id) { return document.getElementById(id); }
@@ -105,7 +121,7 @@ function route() {
   const signedIn = session() !== null;
   let page = (location.hash || "#").slice(1) || (signedIn ? "rulesets" : "signin");
   if (!signedIn) page = "signin";
-  if (!["signin", "rulesets", "dashboard", "ledger"].includes(page)) page = "rulesets";
+  if (!["signin", "rulesets", "proposals", "dashboard", "ledger"].includes(page)) page = "rulesets";
   for (const section of document.querySelectorAll(".page")) section.hidden = section.id !== "page-" + page;
   $("nav").hidden = !signedIn;
   for (const link of document.querySelectorAll("nav a")) {
@@ -113,6 +129,7 @@ function route() {
   }
   document.title = "Tanhui · " + t(page === "signin" ? "signIn" : page);
   if (page === "rulesets") loadVersions();
+  if (page === "proposals") loadProposals();
   if (page === "dashboard" && !state.lastReport) showReport();
 }
 
@@ -153,7 +170,7 @@ async function loadVersions() {
   if (!state.inForce && state.versions.length) state.inForce = state.versions[state.versions.length - 1];
   for (const version of state.versions) {
     body.append(el("tr", { "data-version": version.version }, el("td", {}, version.version), el("td", {}, version.effective_from),
-      el("td", {}, version.methodology), el("td", {}, version.published_by)));
+      el("td", { "data-field": "valid_until" }, version.valid_until || "—"), el("td", {}, version.methodology), el("td", {}, version.published_by)));
     select.append(el("option", { value: version.version }, "v" + version.version));
   }
   if (state.inForce) {
@@ -332,7 +349,7 @@ function confirmPublish() {
   $("publish-cancel").focus();
 }
 
-// The one place a rule set is published (rule-set governance may add approvals here).
+// Direct publication (a direct-publish province); a governed one goes through propose().
 async function publishRuleSet(text) {
   return api(provincePath("/rulesets"), { method: "POST", headers: { "Content-Type": mediaType(text) }, body: text });
 }
@@ -348,6 +365,95 @@ async function publishConfirmed() {
     $("publish-result").className = "error";
     $("publish-result").textContent = problemText(result);
   }
+}
+
+// ---- proposals (rule-set governance) ----
+
+async function propose() {
+  const text = $("editor").value;
+  const result = await api(provincePath("/ruleset-proposals"), { method: "POST", headers: { "Content-Type": mediaType(text) }, body: text });
+  if (result.status !== 201) {
+    $("propose-result").className = "error";
+    $("propose-result").textContent = problemText(result);
+    return;
+  }
+  $("propose-result").className = "ok";
+  $("propose-result").textContent = t("proposed") + " " + result.body.version + " · " + result.body.id;
+  state.proposal = result.body.id;
+  location.hash = "#proposals";
+}
+
+async function loadProposals() {
+  const result = await api(provincePath("/ruleset-proposals"));
+  if (result.status !== 200) return;
+  const body = $("proposal-list").tBodies[0];
+  body.replaceChildren();
+  for (const proposal of result.body.proposals) {
+    const open = el("button", { type: "button", class: "open-proposal", "data-id": proposal.id }, t("open"));
+    open.addEventListener("click", () => openProposal(proposal.id));
+    body.append(el("tr", { "data-id": proposal.id, "data-state": proposal.state }, el("td", {}, proposal.version),
+      el("td", {}, t("state." + proposal.state)), el("td", {}, proposal.counted_approvals + " / " + proposal.required_approvals),
+      el("td", {}, proposal.author), el("td", {}, proposal.effective_from), el("td", {}, open)));
+  }
+  if (state.proposal) await openProposal(state.proposal);
+}
+
+async function openProposal(id) {
+  const result = await api(provincePath("/ruleset-proposals/" + encodeURIComponent(id)));
+  if (result.status !== 200) { $("proposal-result").className = "error"; $("proposal-result").textContent = problemText(result); return; }
+  state.proposal = id;
+  renderProposal(result.body);
+}
+
+function renderProposal(proposal) {
+  $("proposal-detail").hidden = false;
+  $("proposal-detail").dataset.id = proposal.id;
+  $("proposal-detail").dataset.state = proposal.state;
+  $("proposal-detail").dataset.countedApprovals = proposal.counted_approvals;
+  $("proposal-title").textContent = t("proposalOf") + " " + proposal.version + " · " + t("state." + proposal.state);
+  const facts = $("proposal-facts");
+  facts.replaceChildren();
+  const fact = (key, value) => facts.append(el("div", {}, el("dt", {}, t(key)), el("dd", { "data-field": key }, value)));
+  fact("author", proposal.author);
+  fact("approvals", proposal.counted_approvals + " / " + proposal.required_approvals);
+  fact("effectiveFrom", formatInZone(proposal.effective_from, documentHeader(proposal.document || "").timezone || "Asia/Shanghai"));
+  fact("validUntil", proposal.valid_until || "—");
+  if (proposal.earliest_effective_from) fact("earliest", proposal.earliest_effective_from);
+  if (proposal.issues.length) fact("issues", proposal.issues.join("; "));
+  if (proposal.diff) $("proposal-changes").replaceChildren(...proposal.diff.changes.map((line) => el("li", {}, line)));
+  else $("proposal-changes").replaceChildren();
+  const impact = $("proposal-impact").tBodies[0];
+  impact.replaceChildren();
+  for (const kind of (proposal.impact ? proposal.impact.kinds : [])) {
+    impact.append(el("tr", { "data-kind": kind.kind }, el("td", {}, kind.kind), el("td", { class: "num" }, kind.events),
+      el("td", { class: "num" }, kind.changed), el("td", { class: "num" }, kind.points_in_force), el("td", { class: "num" }, kind.points_proposed)));
+  }
+  const reviews = $("proposal-reviews").tBodies[0];
+  reviews.replaceChildren();
+  for (const review of proposal.reviews) {
+    reviews.append(el("tr", { "data-verdict": review.verdict, "data-counts": review.counts }, el("td", {}, review.reviewer),
+      el("td", {}, t(review.verdict)), el("td", {}, review.counts ? t("yes") : t("no")), el("td", {}, review.comment), el("td", {}, review.created_at)));
+  }
+  const open = proposal.state === "open";
+  for (const id of ["approve-button", "reject-button", "publish-proposal-button"]) $(id).disabled = !open;
+}
+
+async function reviewProposal(approve) {
+  if (!state.proposal) return;
+  const result = await api(provincePath("/ruleset-proposals/" + encodeURIComponent(state.proposal) + (approve ? "/approve" : "/reject")), {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ comment: $("review-comment").value }),
+  });
+  $("proposal-result").className = result.status === 200 ? "ok" : "error";
+  $("proposal-result").textContent = result.status === 200 ? t("reviewed") : problemText(result);
+  if (result.status === 200) { $("review-comment").value = ""; await loadProposals(); }
+}
+
+async function publishProposal() {
+  if (!state.proposal) return;
+  const result = await api(provincePath("/ruleset-proposals/" + encodeURIComponent(state.proposal) + "/publish"), { method: "POST" });
+  $("proposal-result").className = result.status === 201 ? "ok" : "error";
+  $("proposal-result").textContent = result.status === 201 ? t("published") + " " + result.body.version + " · " + result.body.content_sha256 : problemText(result);
+  if (result.status === 201) await loadProposals();
 }
 
 // ---- dashboard ----
@@ -522,6 +628,10 @@ document.addEventListener("DOMContentLoaded", () => {
     if (file && file.size <= 4 * 1024 * 1024) $("events").value = await file.text();
   });
   $("publish-button").addEventListener("click", confirmPublish);
+  $("propose-button").addEventListener("click", propose);
+  $("approve-button").addEventListener("click", () => reviewProposal(true));
+  $("reject-button").addEventListener("click", () => reviewProposal(false));
+  $("publish-proposal-button").addEventListener("click", publishProposal);
   $("publish-confirm").addEventListener("click", publishConfirmed);
   $("publish-cancel").addEventListener("click", () => $("publish-dialog").close());
   $("report-form").addEventListener("submit", showReport);

@@ -22,9 +22,17 @@ export TANHUI_SEAL_INTERVAL_MS=200
 export TANHUI_LOG_LEVEL=error
 "$TANHUI_BIN" migrate >/dev/null
 "$TANHUI_BIN" rules publish --by console-test Schema/rulesets/CN-GD.yaml >/dev/null
-# The console publishes with POST …/rulesets, which a governed province refuses (proposals go
-# through two approvers; the console does not show them yet): this province publishes directly.
+# CN-GD publishes directly from the editor (POST …/rulesets); CN-SH is governed: the console's
+# proposal flow runs there with an author, two approvers and a publisher (no notice period).
 "$TANHUI_BIN" rules policy --province CN-GD --direct-publish >/dev/null
+"$TANHUI_BIN" rules publish --by console-test Schema/rulesets/CN-SH.yaml >/dev/null
+"$TANHUI_BIN" rules policy --province CN-SH --required-approvals 2 --notice-days 0 >/dev/null
+governed_keys="$(mktemp)"
+for role in author approver approver publisher; do
+  key="$("$TANHUI_BIN" operator create --province CN-SH --name "console $role $RANDOM" --role "$role" 2>/dev/null | sed -n 's/^key //p')"
+  case "$key" in (thk_?*) ;; (*) echo "console-test: no $role key" >&2; exit 1;; esac
+  printf '%s %s\n' "$role" "$key" >>"$governed_keys"
+done
 operator_key="$("$TANHUI_BIN" operator create --province CN-GD --name console 2>/dev/null | sed -n 's/^key //p')"
 case "$operator_key" in (thk_?*) ;; (*) echo "console-test: no operator key" >&2; exit 1;; esac
 tokens="$(mktemp)"
@@ -36,7 +44,7 @@ done
 log="$(mktemp)"
 DATABASE_URL="${url/tanhui@/tanhui_service@}" "$TANHUI_BIN" serve --host 127.0.0.1 --port 0 >"$log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log" "$tokens"' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log" "$tokens" "$governed_keys"' EXIT
 for _ in $(seq 1 100); do
   port="$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log")"
   [ -n "$port" ] && break
@@ -46,4 +54,4 @@ done
 
 mkdir -p .tanhui/console-screenshots
 timeout 600 python3 Tests/Browser/console_test.py --base "http://127.0.0.1:$port" --key "$operator_key" --tokens "$tokens" \
-  --rule-set Schema/rulesets/CN-GD.yaml --screenshots .tanhui/console-screenshots "$@"
+  --governed-keys "$governed_keys" --rule-set Schema/rulesets/CN-GD.yaml --screenshots .tanhui/console-screenshots "$@"

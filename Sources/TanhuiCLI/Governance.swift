@@ -70,7 +70,6 @@ enum Governance {
         static let configuration = CommandConfiguration(abstract: "Propose a rule-set file for review (author key).")
         @Argument(help: "YAML or JSON rule-set file.") var file: String
         @Option(help: "Operator key (default: TANHUI_OPERATOR_KEY).") var key: String?
-        @Option(help: "Approval expires at this RFC 3339 instant (renew with a new proposal).") var validUntil: String?
 
         func run() async throws {
             let document = try Rules.readDocument(file)
@@ -81,16 +80,10 @@ enum Governance {
                 Rules.report(error.issues, file: file)
                 throw ExitStatus.checkFailed
             }
-            var until: Date?
-            if let validUntil {
-                guard let date = Timestamp.parse(validUntil) else { throw ValidationError("--valid-until must be an RFC 3339 instant") }
-                until = date
-            }
             let services = try CommandEnvironment.services(label: "tanhui.rules")
             try await CommandEnvironment.run(services) {
                 let author = try await Governance.operatorIdentity(key, province: ruleSet.province, services: services)
-                let proposal = try await services.governance.propose(
-                    document: document, validUntil: until, province: ruleSet.province, author: author)
+                let proposal = try await services.governance.propose(document: document, province: ruleSet.province, author: author)
                 Governance.printSummary(proposal)
                 for issue in proposal.issues { printLine("\(file): \(issue)") }
             }

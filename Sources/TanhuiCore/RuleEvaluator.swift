@@ -26,6 +26,8 @@ package struct Rejection: Sendable, Equatable, Error {
 /// Stable machine-readable rejection codes (raw values are API):
 /// - `no_ruleset`: no version of the province's rules is in force at `occurred_at` (also when the given
 ///   rule set takes effect after the event).
+/// - `ruleset_expired`: the version in force at `occurred_at` has a `valid_until` at or before it
+///   (its approval ended and no renewed version took over).
 /// - `wrong_province`: the event names another province than the rule set.
 /// - `in_future`: `occurred_at` or `ended_at` is more than 5 minutes after receipt.
 /// - `too_old`: received more than `submission_window_days` after `occurred_at`.
@@ -38,6 +40,7 @@ package struct Rejection: Sendable, Equatable, Error {
 /// - `implausible_speed`: distance over duration exceeds `max_speed_kmh`.
 package enum RejectionCode: String, Sendable, Equatable, CaseIterable {
     case noRuleset = "no_ruleset"
+    case rulesetExpired = "ruleset_expired"
     case wrongProvince = "wrong_province"
     case inFuture = "in_future"
     case tooOld = "too_old"
@@ -184,6 +187,12 @@ package enum RuleEvaluator {
         let occurredMs = Instant.milliseconds(event.occurredAt)
         guard occurredMs >= ruleSet.effectiveFromMs else {
             return reject(.noRuleset, "\(ruleSet.province) v\(ruleSet.version) takes effect after the event")
+        }
+        if let untilMs = ruleSet.validUntilMs, occurredMs >= untilMs {
+            return reject(
+                .rulesetExpired,
+                "\(ruleSet.province) v\(ruleSet.version) was approved until \(Instant.format(untilMs, offsetSeconds: ruleSet.zone.offsetSeconds(atMs: untilMs))); no renewed version is in force at the event"
+            )
         }
         let receivedMs = Instant.milliseconds(receivedAt)
         let endedMs = event.endedAt.map(Instant.milliseconds)

@@ -12,6 +12,9 @@ package struct RuleSet: Sendable {
     package let version: Int
     /// First instant at which this version applies (events are judged by the version in force at `occurred_at`).
     package let effectiveFrom: Date
+    /// When the version's approval ends (a scene approved until a date, renewed by a later
+    /// version): events at or after it that this version would judge are `ruleset_expired`.
+    package let validUntil: Date?
     /// Zone that defines the day/week/month boundaries of caps.
     package let timeZone: TimeZone
     /// Grams CO2e per point; points = floor(grams × multiplier / gramsPerPoint).
@@ -26,6 +29,7 @@ package struct RuleSet: Sendable {
 
     // Compiled lookups, derived from the fields above at parse time.
     let effectiveFromMs: Int64
+    let validUntilMs: Int64?
     let activityIndex: [String: Int]
     /// Per-activity lookups for the evaluator, in `activities` order.
     let rules: [ActivityRule]
@@ -36,12 +40,14 @@ package struct RuleSet: Sendable {
     init(
         province: String, version: Int, effectiveFromMs: Int64, timeZone: TimeZone, gramsPerPoint: Int64,
         submissionWindowDays: Int, methodology: String, activities: [Activity], caps: [Cap], campaigns: [Campaign],
-        versionPosition: SourcePosition?, effectiveFromPosition: SourcePosition?
+        versionPosition: SourcePosition?, effectiveFromPosition: SourcePosition?, validUntilMs: Int64? = nil
     ) {
         self.province = province
         self.version = version
         self.effectiveFromMs = effectiveFromMs
         self.effectiveFrom = Instant.date(effectiveFromMs)
+        self.validUntilMs = validUntilMs
+        self.validUntil = validUntilMs.map(Instant.date)
         self.timeZone = timeZone
         self.gramsPerPoint = gramsPerPoint
         self.submissionWindowDays = submissionWindowDays
@@ -274,6 +280,7 @@ extension RuleSet: Equatable {
     /// Equal when the rules are equal; source positions and derived lookups are ignored.
     package static func == (a: RuleSet, b: RuleSet) -> Bool {
         a.province == b.province && a.version == b.version && a.effectiveFromMs == b.effectiveFromMs
+            && a.validUntilMs == b.validUntilMs
             && a.timeZone.identifier == b.timeZone.identifier && a.gramsPerPoint == b.gramsPerPoint
             && a.submissionWindowDays == b.submissionWindowDays && a.methodology == b.methodology
             && a.activities == b.activities && a.caps == b.caps && a.campaigns == b.campaigns

@@ -12,6 +12,7 @@ package enum RuleSetDiff {
         field("province", old.province, new.province)
         field("version", String(old.version), String(new.version))
         field("effective_from", stamp(old), stamp(new))
+        field("valid_until", until(old), until(new))
         field("timezone", old.timeZone.identifier, new.timeZone.identifier)
         field("grams_per_point", String(old.gramsPerPoint), String(new.gramsPerPoint))
         field("submission_window_days", String(old.submissionWindowDays), String(new.submissionWindowDays))
@@ -68,6 +69,10 @@ package enum RuleSetDiff {
 
     private static func stamp(_ r: RuleSet) -> String {
         Instant.format(r.effectiveFromMs, offsetSeconds: r.zone.offsetSeconds(atMs: r.effectiveFromMs))
+    }
+
+    private static func until(_ r: RuleSet) -> String {
+        r.validUntilMs.map { Instant.format($0, offsetSeconds: r.zone.offsetSeconds(atMs: $0)) } ?? "none"
     }
 
     private static func quoted(_ s: String) -> String { "\"\(s)\"" }

@@ -402,7 +402,7 @@ private struct DocumentReader {
     // MARK: Document
 
     static let rootKeys = [
-        "province", "version", "effective_from", "timezone", "grams_per_point", "submission_window_days", "methodology",
+        "province", "version", "effective_from", "valid_until", "timezone", "grams_per_point", "submission_window_days", "methodology",
         "activities", "caps", "campaigns",
     ]
 
@@ -420,6 +420,10 @@ private struct DocumentReader {
         }
         let version = integer(f, "version", required: true, range: 1...Int64(Int32.max))
         let effectiveFrom = timestamp(f, "effective_from", required: true)
+        let validUntil = timestamp(f, "valid_until", required: false)
+        if let effectiveFrom, let validUntil, validUntil <= effectiveFrom {
+            add("valid_until", f["valid_until"], .inconsistentRange, "valid_until must be after effective_from")
+        }
         var timeZone: TimeZone?
         if let tz = string(f, "timezone", required: true, maxLength: 64) {
             if Self.ianaZones.contains(tz), let zone = TimeZone(identifier: tz) {
@@ -562,7 +566,7 @@ private struct DocumentReader {
             province: province, version: Int(version), effectiveFromMs: effectiveFrom, timeZone: timeZone,
             gramsPerPoint: gramsPerPoint, submissionWindowDays: Int(window), methodology: methodology,
             activities: activities, caps: caps, campaigns: campaigns,
-            versionPosition: position("version"), effectiveFromPosition: position("effective_from"))
+            versionPosition: position("version"), effectiveFromPosition: position("effective_from"), validUntilMs: validUntil)
     }
 
     static let ianaZones: Set<String> = {

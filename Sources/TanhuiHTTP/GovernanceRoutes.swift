@@ -15,16 +15,8 @@ enum GovernanceRoutes {
 
         province.post("ruleset-proposals") { request, context -> EditedResponse<ProposalBody> in
             let code = try context.province
-            var validUntil: Date?
-            if let text = request.uri.queryParameters.get("valid_until") {
-                guard let date = Timestamp.parse(String(text)) else {
-                    throw Problem(.badRequest, code: "bad_valid_until", detail: GovernanceError.badValidUntil.description)
-                }
-                validUntil = date
-            }
             let document = try await OperatorRoutes.readDocument(request, province: code)
-            let proposal = try await services.governance.propose(
-                document: document, validUntil: validUntil, province: code, author: context.operatorIdentity!)
+            let proposal = try await services.governance.propose(document: document, province: code, author: context.operatorIdentity!)
             return EditedResponse(status: .created, response: try await body(proposal, services: services))
         }
 

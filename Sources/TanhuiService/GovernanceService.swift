@@ -46,7 +46,6 @@ package enum GovernanceError: ServiceRefusal, Equatable {
     case noticePeriod(earliestEffectiveFrom: Date)
     case approverMayNotPublish
     case badComment
-    case badValidUntil
     case badPolicy(String)
 
     package var status: Int {
@@ -54,7 +53,7 @@ package enum GovernanceError: ServiceRefusal, Equatable {
         case .roleRequired, .proposalRequired, .selfReview, .approverMayNotPublish: return 403
         case .notFound: return 404
         case .alreadyReviewed, .closed, .invalidProposal, .notEnoughApprovals, .noticePeriod: return 409
-        case .badComment, .badValidUntil, .badPolicy: return 400
+        case .badComment, .badPolicy: return 400
         }
     }
 
@@ -71,7 +70,6 @@ package enum GovernanceError: ServiceRefusal, Equatable {
         case .noticePeriod: return "notice_period"
         case .approverMayNotPublish: return "approver_may_not_publish"
         case .badComment: return "bad_comment"
-        case .badValidUntil: return "bad_valid_until"
         case .badPolicy: return "bad_policy"
         }
     }
@@ -91,7 +89,6 @@ package enum GovernanceError: ServiceRefusal, Equatable {
             return "effective_from must be on or after \(earliest.formatted(.iso8601)) (last approval + notice period)"
         case .approverMayNotPublish: return "the policy forbids an approver of a proposal to publish it"
         case .badComment: return "comment must be a string of at most 2000 characters"
-        case .badValidUntil: return "valid_until must be an RFC 3339 instant after effective_from"
         case .badPolicy(let why): return why
         }
     }
@@ -240,13 +237,13 @@ package final class GovernanceService: Sendable {
 
     /// Stores a draft with its validation result. A document that does not parse is refused
     /// (422, nothing stored): without a version there is nothing to review.
-    package func propose(document: String, validUntil: Date?, province: String, author: OperatorIdentity) async throws -> Proposal {
+    /// The approval period is the document's own `valid_until` (so the judge, the audit's replay
+    /// and the chained document hash all see the same instant).
+    package func propose(document: String, province: String, author: OperatorIdentity) async throws -> Proposal {
         guard author.has(.author) else { throw GovernanceError.roleRequired(.author) }
         let ruleSet = try RuleSetService.parse(document)
         guard ruleSet.province == province else { throw RuleSetLookupError.forbidden(province: ruleSet.province) }
-        if let validUntil, validUntil <= ruleSet.effectiveFrom || validUntil.timeIntervalSince1970 > 4_102_444_800 {
-            throw GovernanceError.badValidUntil
-        }
+        let validUntil = ruleSet.validUntil
         let id = UUID()
         try await pool.withTransaction { connection in
             try connection.query("SELECT pg_advisory_xact_lock_shared(hashtext(\(RuleSetService.publicationLockKey(province))))")

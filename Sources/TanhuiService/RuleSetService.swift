@@ -13,10 +13,13 @@ package struct RuleSetSummary: Sendable, Equatable, Codable {
     package var contentSHA256: String
     package var publishedAt: Date
     package var publishedBy: String
+    /// The document's `valid_until` (end of the approval), so operators see when renewal is due.
+    package var validUntil: Date?
 
     enum CodingKeys: String, CodingKey {
         case province, version, methodology
         case effectiveFrom = "effective_from"
+        case validUntil = "valid_until"
         case contentSHA256 = "content_sha256"
         case publishedAt = "published_at"
         case publishedBy = "published_by"
@@ -202,19 +205,22 @@ package final class RuleSetService: Sendable {
         return stored
     }
 
-    private static let summaryColumns = "province, version, effective_from, methodology, content_sha256, published_at, published_by"
-
+    /// Rows of `province, version, effective_from, methodology, content_sha256, published_at,
+    /// published_by, document`: `valid_until` lives only in the document (the one place the
+    /// judge reads it), so a document that names it is parsed.
     private static func decodeSummary(_ row: PostgresRow) throws -> RuleSetSummary {
-        RuleSetSummary(
+        let document: String = try row.decode(7)
+        return RuleSetSummary(
             province: try row.decode(0), version: try row.decode(1), effectiveFrom: try row.decode(2),
-            methodology: try row.decode(3), contentSHA256: try row.decode(4), publishedAt: try row.decode(5), publishedBy: try row.decode(6)
+            methodology: try row.decode(3), contentSHA256: try row.decode(4), publishedAt: try row.decode(5), publishedBy: try row.decode(6),
+            validUntil: document.contains("valid_until") ? (try? Self.parse(document))?.validUntil : nil
         )
     }
 
     static func summary(province: String, version: Int, on connection: PostgresConnection) throws -> RuleSetSummary? {
         try connection.query(
             """
-            SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
+            SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document
             FROM rule_sets WHERE province = \(province) AND version = \(version)
             """
         ).first.map(decodeSummary)
@@ -224,7 +230,7 @@ package final class RuleSetService: Sendable {
         try await pool.withConnection { connection in
             try connection.query(
                 """
-                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
+                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document
                 FROM rule_sets WHERE \(province)::text IS NULL OR province = \(province)
                 ORDER BY province, version
                 """

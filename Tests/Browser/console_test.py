@@ -21,6 +21,7 @@ import uuid
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -81,7 +82,7 @@ def report_head(base, period, key):
 
 def wait(driver, condition, what, timeout=15):
     try:
-        return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+        return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(lambda d: condition(d))
     except Exception:
         check(False, "timed out waiting for " + what)
         return None
@@ -97,6 +98,7 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--tokens", required=True)
     parser.add_argument("--rule-set", required=True)
+    parser.add_argument("--governed-keys", required=True, help="lines of `role key` for CN-SH: author, approver, approver, publisher")
     parser.add_argument("--screenshots", required=True)
     parser.add_argument("--readme-image", help="also write the dashboard screenshot here")
     args = parser.parse_args()
@@ -290,6 +292,8 @@ def run(driver, base, key, shots, args, pushed, period):
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#statement tbody tr")) == 4, "the reversal in the statement")
     shot("8-ledger")
 
+    governance(driver, base, args, shot, by_id)
+
     # English labels, and 360 px wide without horizontal scrolling.
     by_id("language").click()
     check(by_id("nav-dashboard").text == "Dashboard", "English labels after switching")
@@ -299,6 +303,99 @@ def run(driver, base, key, shots, args, pushed, period):
     overflow = driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     check(overflow <= 0, f"no horizontal scrolling at 360 px ({overflow} px too wide)")
     shot("9-dashboard-360px")
+
+
+def sign_in(driver, base, province, key):
+    driver.get(base + "/console/#signin")
+    if driver.find_element(By.ID, "nav").is_displayed():
+        driver.find_element(By.ID, "sign-out").click()
+    wait(driver, lambda d: d.find_element(By.ID, "page-signin").is_displayed(), "the sign-in page")
+    field = driver.find_element(By.ID, "signin-province")
+    field.clear()
+    field.send_keys(province)
+    driver.find_element(By.ID, "signin-key").send_keys(key, Keys.ENTER)
+    wait(driver, lambda d: d.find_element(By.ID, "page-rulesets").is_displayed(), f"signed in to {province}")
+
+
+def open_proposal(driver, base, proposal_id):
+    driver.get(base + "/console/#proposals")
+    # The list is re-rendered whenever it reloads: find and click in one step, again if it went stale.
+    def click_open(d):
+        try:
+            buttons = d.find_elements(By.CSS_SELECTOR, f"button.open-proposal[data-id='{proposal_id}']")
+            if buttons:
+                buttons[0].click()
+                return True
+        except StaleElementReferenceException:
+            pass
+        return False
+    wait(driver, click_open, "the proposal in the list")
+    wait(driver, lambda d: d.find_element(By.ID, "proposal-detail").get_attribute("data-id") == proposal_id, "the proposal's detail")
+
+
+def governance(driver, base, args, shot, by_id):
+    """CN-SH is governed (2 approvals, no notice): a draft is proposed from the editor, its author
+    cannot approve it, two approvers approve, a publisher publishes; every figure is the API's."""
+    keys = [line.split() for line in open(args.governed_keys) if line.strip()]
+    check([role for role, _ in keys] == ["author", "approver", "approver", "publisher"], f"governed keys {[r for r, _ in keys]}")
+    author, approver_a, approver_b, publisher = [key for _, key in keys]
+    effective = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).replace(microsecond=0)
+    until = effective + datetime.timedelta(days=365)
+    iso = lambda moment: moment.isoformat().replace("+00:00", "Z")
+    document = open(os.path.join(os.path.dirname(args.rule_set), "CN-SH.yaml")).read()
+    draft = document.replace("version: 1\n", "version: 2\n", 1).replace(
+        "effective_from: 2026-01-01T00:00:00+08:00", f"effective_from: {iso(effective)}\nvalid_until: {iso(until)}", 1)
+    check(draft != document and "valid_until" in draft, "the CN-SH draft differs from version 1")
+
+    sign_in(driver, base, "CN-SH", author)
+    wait(driver, lambda d: d.find_element(By.ID, "editor").get_attribute("value").strip() != "", "version 1 in the editor")
+    set_editor(driver, draft)
+    wait(driver, lambda d: d.find_element(By.ID, "validation").get_attribute("data-state") == "valid", "the CN-SH draft valid")
+    by_id("publish-button").click()
+    wait(driver, lambda d: d.find_element(By.ID, "publish-dialog").is_displayed(), "the publish confirmation")
+    by_id("publish-confirm").click()
+    wait(driver, lambda d: "error" in (d.find_element(By.ID, "publish-result").get_attribute("class") or ""), "direct publication refused")
+    check("propos" in by_id("publish-result").text.lower(), "a governed province refuses direct publication: " + by_id("publish-result").text)
+    by_id("propose-button").click()
+    wait(driver, lambda d: d.find_element(By.ID, "page-proposals").is_displayed()
+         and d.find_element(By.ID, "proposal-detail").get_attribute("data-state") == "open", "the new proposal, open")
+    proposal_id = by_id("proposal-detail").get_attribute("data-id")
+    status, _, body = http(base, f"/v1/provinces/CN-SH/ruleset-proposals/{proposal_id}", author)
+    proposal = json.loads(body) if status == 200 else {}
+    check(proposal.get("version") == 2 and proposal.get("state") == "open" and proposal.get("required_approvals") == 2,
+          f"the API's proposal {status} {body[:200]!r}")
+    check(proposal.get("valid_until") == iso(until), f"valid_until {proposal.get('valid_until')} is the document's {iso(until)}")
+    changes = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#proposal-changes li")]
+    check(changes == proposal.get("diff", {}).get("changes"), f"the diff shown {changes} is the API's")
+    check(any(line.startswith("version: 1 → 2") for line in changes), f"the diff names the version change: {changes}")
+    shot("10-proposal")
+    # The author may not approve their own proposal (no key is exempt).
+    by_id("approve-button").click()
+    wait(driver, lambda d: "error" in (d.find_element(By.ID, "proposal-result").get_attribute("class") or ""), "self-approval refused")
+    check("403" in by_id("proposal-result").text, "self-approval is a 403: " + by_id("proposal-result").text)
+
+    for count, approver in [(1, approver_a), (2, approver_b)]:
+        sign_in(driver, base, "CN-SH", approver)
+        open_proposal(driver, base, proposal_id)
+        by_id("review-comment").send_keys(f"approval {count}: factors checked")
+        by_id("approve-button").click()
+        wait(driver, lambda d: d.find_element(By.ID, "proposal-detail").get_attribute("data-counted-approvals") == str(count), f"{count} approval(s) counted")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#proposal-reviews tbody tr[data-counts='true']")
+        check(len(rows) == count, f"{count} counting review rows ({len(rows)})")
+    shot("11-proposal-approved")
+
+    sign_in(driver, base, "CN-SH", publisher)
+    open_proposal(driver, base, proposal_id)
+    by_id("publish-proposal-button").click()
+    wait(driver, lambda d: d.find_element(By.ID, "proposal-detail").get_attribute("data-state") == "published", "the proposal published")
+    check("ok" in (by_id("proposal-result").get_attribute("class") or ""), "publication result: " + by_id("proposal-result").text)
+    status, _, body = http(base, "/v1/provinces/CN-SH/rulesets", publisher)
+    versions = json.loads(body)["rule_sets"] if status == 200 else []
+    check([v["version"] for v in versions] == [1, 2], f"CN-SH versions {body[:200]!r}")
+    driver.get(base + "/console/#rulesets")
+    cell = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#versions tr[data-version='2'] td[data-field='valid_until']"), "v2 in the list")
+    check(cell and versions and cell[0].text == versions[-1].get("valid_until"), f"valid_until shown {cell and cell[0].text} is the API's")
+    shot("12-governed-published")
 
 
 if __name__ == "__main__":

@@ -108,8 +108,66 @@ private let t0 = "2027-03-01T08:00:00+08:00"
             RuleEvaluator.evaluate(event: event("waste_sorting", t0), ruleSet: partnerOnly, usage: CapUsage(), receivedAt: at(t0)).rejection?.code
                 == .selfReportNotAccepted)
         seen.insert(.selfReportNotAccepted)
+        let lapsed = try! RuleSetParser.parse(
+            baseDocument.replacingOccurrences(
+                of: "effective_from: 2027-01-01T00:00:00+08:00\n",
+                with: "effective_from: 2027-01-01T00:00:00+08:00\nvalid_until: 2027-02-01T00:00:00+08:00\n"))
+        #expect(
+            RuleEvaluator.evaluate(event: event("waste_sorting", t0), ruleSet: lapsed, usage: CapUsage(), receivedAt: at(t0)).rejection?.code
+                == .rulesetExpired)
+        seen.insert(.rulesetExpired)
         #expect(seen == Set(RejectionCode.allCases))
         #expect(judge(event("skiing")).rejection?.message.isEmpty == false)
+    }
+
+    /// A version approved until an instant credits nothing from that instant on (the bound is
+    /// exclusive, to the millisecond); a renewed version takes over from its own effective_from,
+    /// and a gap between the two credits nothing.
+    @Test func approvalPeriodsAndRenewal() throws {
+        func version(_ v: Int, from: String, until: String?) throws -> RuleSet {
+            var document = baseDocument.replacingOccurrences(of: "version: 3\n", with: "version: \(v)\n")
+                .replacingOccurrences(of: "effective_from: 2027-01-01T00:00:00+08:00\n", with: "effective_from: \(from)\n")
+            if let until { document = document.replacingOccurrences(of: "timezone:", with: "valid_until: \(until)\ntimezone:") }
+            return try RuleSetParser.parse(document)
+        }
+        let approved = try version(3, from: "2027-01-01T00:00:00+08:00", until: "2027-03-01T08:00:00+08:00")
+        #expect(approved.validUntil == at("2027-03-01T08:00:00+08:00"))
+        func verdict(_ history: RuleSetHistory, _ when: String) -> RejectionCode? {
+            let e = event("waste_sorting", when)
+            guard let inForce = history.inForce(at: e.occurredAt) else { return .noRuleset }
+            let result = RuleEvaluator.evaluate(event: e, ruleSet: inForce, usage: CapUsage(), receivedAt: e.occurredAt)
+            return result.rejection?.code
+        }
+        let alone = RuleSetHistory([approved])
+        #expect(verdict(alone, "2027-03-01T07:59:59.999+08:00") == nil)
+        #expect(verdict(alone, "2027-03-01T08:00:00+08:00") == .rulesetExpired)
+        #expect(verdict(alone, "2027-06-01T00:00:00+08:00") == .rulesetExpired)
+        // Renewed on time: version 4 takes over at the old valid_until, nothing lapses.
+        let renewed = RuleSetHistory([approved, try version(4, from: "2027-03-01T08:00:00+08:00", until: nil)])
+        #expect(verdict(renewed, "2027-03-01T08:00:00+08:00") == nil)
+        #expect(verdict(renewed, "2027-03-01T07:59:59+08:00") == nil)
+        // Renewed late: the gap credits nothing, the renewal credits from its effective_from.
+        let late = RuleSetHistory([approved, try version(4, from: "2027-04-01T00:00:00+08:00", until: nil)])
+        #expect(verdict(late, "2027-03-15T00:00:00+08:00") == .rulesetExpired)
+        #expect(verdict(late, "2027-04-01T00:00:00+08:00") == nil)
+        // The diff names the change of approval period.
+        #expect(
+            RuleSetDiff.diff(approved, try version(4, from: "2027-01-01T00:00:00+08:00", until: nil)).contains(
+                "valid_until: 2027-03-01T08:00:00+08:00 → none"))
+    }
+
+    @Test func validUntilMustFollowEffectiveFrom() {
+        for until in ["2027-01-01T00:00:00+08:00", "2026-12-31T00:00:00+08:00"] {
+            let document = baseDocument.replacingOccurrences(of: "timezone:", with: "valid_until: \(until)\ntimezone:")
+            do {
+                _ = try RuleSetParser.parse(document)
+                Issue.record("valid_until \(until) was accepted")
+            } catch {
+                // The issue points at the key's line (after effective_from, line 4) and names it.
+                #expect(error.issues.map(\.code) == [.inconsistentRange] && error.issues.first?.path == "valid_until")
+                #expect(error.issues.first?.line == 4)
+            }
+        }
     }
 
     @Test func limitsAreInclusive() {

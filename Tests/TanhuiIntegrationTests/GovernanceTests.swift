@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOFoundationEssentialsCompat
+import TanhuiCore
 import TanhuiHTTP
 import TanhuiPostgres
 import TanhuiService
@@ -237,6 +238,75 @@ struct GovernanceTests {
             }
             await pool.shutdown()
             A.expectViolated(try await A.audit(url), "governance", "rule_set_version", "2")
+        }
+    }
+
+    static func iso(_ date: Date) -> String { date.formatted(.iso8601) }
+
+    /// The sample CN-GD rules as `v`, effective `from`, approved until `until`.
+    static func version(_ v: Int, from: Date, until: Date?) throws -> String {
+        try F.ruleSetDocument()
+            .replacingOccurrences(of: "version: 1", with: "version: \(v)")
+            .replacingOccurrences(
+                of: "effective_from: 2026-01-01T00:00:00+08:00",
+                with: "effective_from: \(iso(from))" + (until.map { "\nvalid_until: \(iso($0))" } ?? ""))
+    }
+
+    @Test("valid_until: a lapsed approval credits nothing until the renewal takes over; listed for operators; a proposal carries it")
+    func approvalPeriods() async throws {
+        try await F.withLedger { services, url in
+            let until = F.base.addingTimeInterval(2 * 86_400)
+            _ = try await services.ruleSets.publish(document: try Self.version(2, from: F.base, until: until), publishedBy: "test")
+            let citizen = UUID()
+            func verdict(_ at: Date) async throws -> Verdict {
+                let verdicts = try await services.ledger.submit(
+                    [F.metro(at: at)], citizen: citizen, device: "d", receivedAt: at.addingTimeInterval(3600), sentAt: nil)
+                return try #require(verdicts.first)
+            }
+            // Inside the approval (to its last millisecond, trips of 30 minutes): credited.
+            #expect(try await verdict(until.addingTimeInterval(-3600)).status == .accepted)
+            // From valid_until on, not credited under lapsed rules.
+            let lapsed = try await verdict(until)
+            #expect(lapsed.status == .rejected && lapsed.code == "ruleset_expired", "\(lapsed)")
+            #expect(lapsed.message?.contains("v2") == true)
+            let later = try await verdict(until.addingTimeInterval(86_400))
+            #expect(later.code == "ruleset_expired")
+            // A renewal (published late, so from after the last judged event) credits from its effective_from.
+            let renewal = until.addingTimeInterval(2 * 86_400)
+            _ = try await services.ruleSets.publish(document: try Self.version(3, from: renewal, until: nil), publishedBy: "test")
+            #expect(try await verdict(renewal.addingTimeInterval(60)).status == .accepted)
+            #expect(try await verdict(renewal.addingTimeInterval(-3600)).code == "ruleset_expired")
+
+            // Operators see the approval period in the version list; an open-ended version has none.
+            let (_, key) = try await services.operators.create(name: "author", provinces: ["CN-GD"])
+            let v4 = try Self.version(4, from: renewal.addingTimeInterval(30 * 86_400), until: renewal.addingTimeInterval(400 * 86_400))
+            let backwards = try Self.version(4, from: renewal.addingTimeInterval(30 * 86_400), until: renewal)
+            let app = TanhuiApplication.build(services: services, tokens: await TestDatabase.tokens(), host: "127.0.0.1", port: 0)
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/v1/provinces/CN-GD/rulesets", method: .get, headers: Self.headers(key)) {
+                    let listed = try #require(try Self.json($0.body)["rule_sets"] as? [[String: Any]])
+                    #expect(listed.map { $0["valid_until"] as? String } == [nil, Self.iso(until), nil])
+                }
+                // A proposal's approval period is the document's.
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/ruleset-proposals", method: .post, headers: Self.headers(key, yaml: true), body: ByteBuffer(string: v4)
+                ) {
+                    #expect($0.status == .created)
+                    let proposal = try Self.json($0.body)
+                    #expect(proposal["valid_until"] as? String == Self.iso(renewal.addingTimeInterval(400 * 86_400)))
+                }
+                // valid_until not after effective_from: refused with the problem at its line.
+                try await client.execute(
+                    uri: "/v1/provinces/CN-GD/ruleset-proposals", method: .post, headers: Self.headers(key, yaml: true),
+                    body: ByteBuffer(string: backwards)
+                ) {
+                    #expect($0.status == .unprocessableContent)
+                    #expect(String(buffer: $0.body).contains("inconsistent_range"))
+                }
+            }
+            try await services.ledger.seal()
+            let clean = try await A.audit(url)
+            #expect(clean.0.exitCode == 0, "\(clean.0.stdout.prefix(2000))")
         }
     }
 
