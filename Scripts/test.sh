@@ -92,6 +92,8 @@ case " $suites " in
       'OperatorHTTPTests'
       'AuditTests/(cleanLedger|provincesAndJobs|auditWhileServing)\('
       'ServeAndMigrateTests/(serviceRoleDoesItsJob|backgroundSealer)\('
+      'PartnerFeedTests'
+      'SelfReportedTermsHTTPTests'
     )
     filters=()
     for test in "${cluster_tests[@]}"; do filters+=(--filter "$test"); done

@@ -166,10 +166,15 @@ struct Rules: AsyncParsableCommand {
         @Argument(help: "A rule-set file, or PROVINCE@VERSION of a published one.") var ruleSet: String
         @Option(help: "JSON Lines file of events.") var events: String
         @Option(help: "Receipt time for the submission window (RFC 3339); default: each event's own end time.") var receivedAt: String?
+        @Option(help: "Whose events: device (self-reported, the default) or partner (a feed partner's records); trust keys depend on it.")
+        var source: String = SimulationSource.device.rawValue
 
         static let maximumEvents = 100_000
 
         func run() async throws {
+            guard let simulated = SimulationSource(rawValue: source) else {
+                throw ValidationError("--source must be device or partner")
+            }
             var receipt: Date?
             if let receivedAt {
                 guard let date = Timestamp.parse(receivedAt) else {
@@ -207,7 +212,7 @@ struct Rules: AsyncParsableCommand {
                     throw ExitStatus.checkFailed
                 }
             }
-            let report = RuleSetService.simulate(ruleSet: rules, events: decoded, receivedAt: receipt)
+            let report = RuleSetService.simulate(ruleSet: rules, events: decoded, receivedAt: receipt, source: simulated)
             for line in report.lines {
                 if let evaluation = line.evaluation {
                     switch evaluation {
@@ -225,7 +230,7 @@ struct Rules: AsyncParsableCommand {
                 }
             }
             printLine(
-                "total: \(report.accepted) accepted, \(report.rejected) rejected, \(report.invalid) invalid; \(report.gramsCO2e) g CO2e, \(report.points) points (\(rules.province) v\(rules.version))"
+                "total: \(report.accepted) accepted, \(report.rejected) rejected, \(report.invalid) invalid; \(report.gramsCO2e) g CO2e, \(report.points) points (\(rules.province) v\(rules.version)\(simulated == .partner ? ", as partner records" : ""))"
             )
         }
     }

@@ -276,9 +276,9 @@ package enum BatchJudge {
                 var judged = event
                 judged.occurredAt = Instant.date(occurredMs)
                 judged.endedAt = endedMs.map(Instant.date)
-                switch RuleEvaluator.trustRejection(event: judged, ruleSet: ruleSet, selfReported: source == .device)
-                    ?? RuleEvaluator.evaluate(
-                        event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt)
+                switch RuleEvaluator.evaluate(
+                    event: judged, ruleSet: ruleSet, usage: facts.usage[event.province] ?? CapUsage(), receivedAt: receivedAt,
+                    selfReported: source == .device)
                 {
                 case .rejected(let rejection):
                     verdict = Verdict(id: idText, status: .rejected, code: rejection.code.rawValue, message: rejection.message)

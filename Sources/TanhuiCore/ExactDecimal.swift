@@ -149,6 +149,21 @@ package struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConvert
         return wide <= Int128(Int64.max) ? Int64(wide) : nil
     }
 
+    /// `self × other` exactly, or nil when the product needs more than `maxScale` fraction digits
+    /// or `maxDigits` significant digits (then no ExactDecimal can hold it without rounding).
+    package func exactProduct(_ other: ExactDecimal) -> ExactDecimal? {
+        let (mantissa, overflow) = mantissa.multipliedReportingOverflow(by: other.mantissa)
+        guard !overflow else { return nil }
+        var m = mantissa
+        var s = scale + other.scale
+        while s > 0 && m % 10 == 0 {
+            m /= 10
+            s -= 1
+        }
+        guard s <= Self.maxScale, m < 1_000_000_000_000_000_000 else { return nil }
+        return ExactDecimal(mantissa: m, scale: s)
+    }
+
     /// Smallest integer ≥ self × unit; for thresholds such as `min_distance_km` in metres.
     package func ceilTimes(_ unit: Int64) -> Int64 {
         let num = Int128(mantissa) * Int128(unit)

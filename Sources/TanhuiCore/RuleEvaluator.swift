@@ -80,6 +80,8 @@ package struct Award: Sendable {
     let bindingMask: UInt64
     /// The event's mode or material, when the factor depends on one.
     let variant: String?
+    /// Judged as a citizen's own report (device), not a partner's evidenced record.
+    package let selfReported: Bool
 
     /// The campaign multiplier applied (1 when none).
     package var multiplier: ExactDecimal { campaignSlot >= 0 ? rule.campaigns[campaignSlot].multiplier : ExactDecimal(1) }
@@ -90,7 +92,9 @@ package struct Award: Sendable {
     package var methodology: String { rule.header.methodology }
     /// The factor used, for the ledger.
     package var factor: AppliedFactor {
-        let value = variant.flatMap { rule.factor(variant: $0) } ?? rule.flatFactor ?? ExactDecimal(0)
+        let value =
+            variant.flatMap { rule.factor(variant: $0, selfReported: selfReported) } ?? rule.flatFactor(selfReported: selfReported)
+            ?? ExactDecimal(0)
         return AppliedFactor(value: value, unit: rule.unitLabel, variant: variant, series: rule.series)
     }
 
@@ -128,7 +132,7 @@ extension Award: Equatable {
         a.gramsCO2e == b.gramsCO2e && a.basePoints == b.basePoints && a.pointsBeforeCaps == b.pointsBeforeCaps
             && a.pointsAwarded == b.pointsAwarded && a.multiplier == b.multiplier && a.campaign == b.campaign
             && a.ruleSetProvince == b.ruleSetProvince && a.ruleSetVersion == b.ruleSetVersion && a.methodology == b.methodology
-            && a.factor == b.factor && a.windows == b.windows && a.capsApplied == b.capsApplied
+            && a.factor == b.factor && a.windows == b.windows && a.capsApplied == b.capsApplied && a.selfReported == b.selfReported
     }
 }
 
@@ -145,7 +149,9 @@ package struct AppliedFactor: Sendable, Equatable {
 
 /// Pure evaluation of events against a rule set.
 ///
-/// Rounding, stated once: grams = floor(quantity × factor) in exact decimal arithmetic;
+/// Rounding, stated once: grams = floor(quantity × factor) in exact decimal arithmetic, where a
+/// self-reported event's factor is the activity's factor × `self_reported.factor_multiplier`
+/// (an exact product, so still one floor);
 /// points = floor(grams × multiplier / grams_per_point); caps then reduce points to what
 /// remains in every applicable window. Example: 12 400 m on the metro at 46.7 g/km =
 /// 579.08 g → 579 g → 57 points at 10 g/point.
@@ -154,33 +160,37 @@ package enum RuleEvaluator {
     package static let futureToleranceMs: Int64 = 5 * 60 * 1000
 
     /// Judges one event. `receivedAt` is the server's (corrected) receipt time; `usage` holds the
-    /// citizen's counters for the windows of `ruleSet.capWindows(for: event)`.
-    /// The trust rule, before any other: a self-reported event of a `partner_only` activity earns nothing.
-    package static func trustRejection(event: ActionEvent, ruleSet: RuleSet, selfReported: Bool) -> Evaluation? {
-        guard selfReported, event.province == ruleSet.province, ruleSet.activity(kind: event.kind)?.sources == .partnerOnly else { return nil }
-        return reject(.selfReportNotAccepted, "\(ruleSet.province) credits \(event.kind) only from partners' verified records, not self-reported")
-    }
-
-    package static func evaluate(event: ActionEvent, ruleSet: RuleSet, usage: CapUsage, receivedAt: Date) -> Evaluation {
-        evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt) { _, id in
+    /// citizen's counters for the windows of `ruleSet.capWindows(for: event)`. `selfReported`
+    /// says whose word the event is: a citizen's device (true, the default: every event is
+    /// self-asserted unless a feed partner signed it) or a partner's record (false). Trust keys
+    /// depend on it: `sources: partner_only` rejects a self-reported event before any other
+    /// rule, and `self_reported.factor_multiplier` lowers its factors.
+    package static func evaluate(event: ActionEvent, ruleSet: RuleSet, usage: CapUsage, receivedAt: Date, selfReported: Bool = true) -> Evaluation {
+        evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt, selfReported: selfReported) { _, id in
             usage.counters.isEmpty ? CapUsage.Counter() : usage.counters[id] ?? CapUsage.Counter()
         }
     }
 
     /// The same, with the counters already loaded in the order of `ruleSet.capWindows(for: event)`
     /// (missing trailing entries count as unused): no hashing, for the per-event hot path.
-    package static func evaluate(event: ActionEvent, ruleSet: RuleSet, counters: [CapUsage.Counter], receivedAt: Date) -> Evaluation {
-        evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt) { i, _ in
+    package static func evaluate(
+        event: ActionEvent, ruleSet: RuleSet, counters: [CapUsage.Counter], receivedAt: Date, selfReported: Bool = true
+    ) -> Evaluation {
+        evaluate(event: event, ruleSet: ruleSet, receivedAt: receivedAt, selfReported: selfReported) { i, _ in
             i < counters.count ? counters[i] : CapUsage.Counter()
         }
     }
 
     @inline(__always)
     private static func evaluate(
-        event: ActionEvent, ruleSet: RuleSet, receivedAt: Date, used: (Int, CapWindow.ID) -> CapUsage.Counter
+        event: ActionEvent, ruleSet: RuleSet, receivedAt: Date, selfReported: Bool, used: (Int, CapWindow.ID) -> CapUsage.Counter
     ) -> Evaluation {
         guard event.province == ruleSet.province else {
             return reject(.wrongProvince, "event is for \(event.province) but the rule set is \(ruleSet.province)")
+        }
+        // The trust rule, before any other: a self-reported event of a `partner_only` activity earns nothing.
+        if selfReported, ruleSet.activity(kind: event.kind)?.sources == .partnerOnly {
+            return reject(.selfReportNotAccepted, "\(ruleSet.province) credits \(event.kind) only from partners' verified records, not self-reported")
         }
         let occurredMs = Instant.milliseconds(event.occurredAt)
         guard occurredMs >= ruleSet.effectiveFromMs else {
@@ -207,7 +217,7 @@ package enum RuleEvaluator {
             return reject(.invalidData, "ended_at is before occurred_at")
         }
         let grams: Int64
-        switch measure(rule, event: event, occurredMs: occurredMs, endedMs: endedMs) {
+        switch measure(rule, event: event, occurredMs: occurredMs, endedMs: endedMs, selfReported: selfReported) {
         case .success(let g): grams = g
         case .failure(let r): return .rejected(r)
         }
@@ -246,7 +256,7 @@ package enum RuleEvaluator {
         return .accepted(
             Award(
                 gramsCO2e: grams, basePoints: basePoints, pointsBeforeCaps: pointsBeforeCaps, pointsAwarded: awarded,
-                rule: rule, campaignSlot: campaignSlot, localDay: day, bindingMask: binding, variant: variant))
+                rule: rule, campaignSlot: campaignSlot, localDay: day, bindingMask: binding, variant: variant, selfReported: selfReported))
     }
 
     @inline(__always)
@@ -295,7 +305,9 @@ package enum RuleEvaluator {
     }
 
     /// Grams CO2e for one event under one activity rule: the single floor of the grams step.
-    private static func measure(_ rule: ActivityRule, event: ActionEvent, occurredMs: Int64, endedMs: Int64?) -> Result<Int64, Rejection> {
+    private static func measure(
+        _ rule: ActivityRule, event: ActionEvent, occurredMs: Int64, endedMs: Int64?, selfReported: Bool
+    ) -> Result<Int64, Rejection> {
         switch rule.method {
         case .perDistance, .perTrip:
             var distance: Int64?
@@ -311,11 +323,13 @@ package enum RuleEvaluator {
                 return fail(.missingData, "data.distance_m is required for this activity's distance and speed checks")
             }
             let f: ExactDecimal
-            if let flat = rule.flatFactor {
+            if let flat = rule.flatFactor(selfReported: selfReported) {
                 f = flat
             } else {
                 guard let mode = event.data.mode else { return fail(.missingData, "data.mode is required") }
-                guard let v = rule.factor(variant: mode) else { return fail(.modeNotCovered, "mode '\(mode)' is not credited") }
+                guard let v = rule.factor(variant: mode, selfReported: selfReported) else {
+                    return fail(.modeNotCovered, "mode '\(mode)' is not credited")
+                }
                 f = v
             }
             if let r = check(rule.limits, distance: distance, occurredMs: occurredMs, endedMs: endedMs) { return .failure(r) }
@@ -324,12 +338,12 @@ package enum RuleEvaluator {
             return .success(g)
 
         case .perEvent:
-            let f = rule.flatFactor!
+            let f = rule.flatFactor(selfReported: selfReported)!
             return .success(f.mantissa / f.denominator)
 
         case .perWeight:
             guard let material = event.data.material else { return fail(.missingData, "data.material is required") }
-            guard let f = rule.factor(variant: material) else {
+            guard let f = rule.factor(variant: material, selfReported: selfReported) else {
                 return fail(.materialNotCovered, "material '\(material)' is not credited")
             }
             let weight: Int64
@@ -350,7 +364,7 @@ package enum RuleEvaluator {
             }
             if let min = rule.minUnits, count < min { return fail(.belowMinimum, "\(count) is below the minimum of \(min)") }
             if let max = rule.maxUnits, count > max { return fail(.aboveMaximum, "\(count) is above the maximum of \(max)") }
-            guard let g = rule.flatFactor!.floorOfProduct(count) else { return fail(.invalidData, "count too large") }
+            guard let g = rule.flatFactor(selfReported: selfReported)!.floorOfProduct(count) else { return fail(.invalidData, "count too large") }
             return .success(g)
 
         case .baselineDelta:
@@ -377,7 +391,9 @@ package enum RuleEvaluator {
             let (baseline, overflow) = perDay.multipliedReportingOverflow(by: days)
             guard !overflow else { return fail(.invalidData, "baseline × days too large") }
             let saved = max(0, baseline - consumption)
-            guard let g = rule.flatFactor!.floorOfProduct(saved, dividedBy: 1000) else { return fail(.invalidData, "saving too large") }
+            guard let g = rule.flatFactor(selfReported: selfReported)!.floorOfProduct(saved, dividedBy: 1000) else {
+                return fail(.invalidData, "saving too large")
+            }
             return .success(g)
         }
     }

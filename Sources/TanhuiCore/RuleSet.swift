@@ -126,6 +126,10 @@ final class ActivityRule: Sendable {
     let variantFactors: [ExactDecimal]
     /// The flat factor, when the method has one.
     let flatFactor: ExactDecimal?
+    /// The same factors for self-reported events: each × `self_reported.factor_multiplier`
+    /// (exact; the parser refuses a product that would need rounding), or the factors above.
+    let selfReportedVariantFactors: [ExactDecimal]
+    let selfReportedFlatFactor: ExactDecimal?
     let unitLabel: String
     let series: String?
     // The method's parameters as plain values, so the hot path never copies the enum payloads
@@ -215,15 +219,31 @@ final class ActivityRule: Sendable {
         fixedBaselineWhPerDay = fixed
         let names = table.keys.sorted()
         variantNames = names
-        variantFactors = names.map { table[$0]! }
+        let factors = names.map { table[$0]! }
+        variantFactors = factors
         flatFactor = flat
+        if let multiplier = activity.selfReported?.factorMultiplier {
+            // The parser guarantees every product is exact; 0 (credit nothing) is the safe fallback.
+            selfReportedVariantFactors = factors.map { $0.exactProduct(multiplier) ?? ExactDecimal(0) }
+            selfReportedFlatFactor = flat.map { $0.exactProduct(multiplier) ?? ExactDecimal(0) }
+        } else {
+            selfReportedVariantFactors = factors
+            selfReportedFlatFactor = flat
+        }
         self.series = series
     }
 
     @inline(__always)
-    func factor(variant: String) -> ExactDecimal? {
-        for i in variantNames.indices where variantNames[i] == variant { return variantFactors[i] }
+    func factor(variant: String, selfReported: Bool) -> ExactDecimal? {
+        for i in variantNames.indices where variantNames[i] == variant {
+            return selfReported ? selfReportedVariantFactors[i] : variantFactors[i]
+        }
         return nil
+    }
+
+    @inline(__always)
+    func flatFactor(selfReported: Bool) -> ExactDecimal? {
+        selfReported ? selfReportedFlatFactor : flatFactor
     }
 
     /// Local calendar day (days since 1970-01-01 in the rule set's zone) of an instant.
@@ -305,7 +325,6 @@ struct ZoneOffsets: Sendable {
     }
 }
 
-/// How one kind of green action earns grams CO2e.
 /// Trust in an activity's events: `partner_only` credits only a feed partner's signed records;
 /// a citizen's self-reported events of that kind are rejected `self_report_not_accepted`.
 package enum ActivitySources: String, Sendable, Equatable, CaseIterable {
@@ -313,6 +332,20 @@ package enum ActivitySources: String, Sendable, Equatable, CaseIterable {
     case partnerOnly = "partner_only"
 }
 
+/// Terms for self-reported events (a citizen's device) of an activity whose partner-sourced
+/// records are evidenced: Hubei pays about half for a self check-in (52 points) of what an
+/// evidenced bus trip earns (105).
+package struct SelfReportedTerms: Sendable, Equatable {
+    /// 0 < m ≤ 1: every grams factor of the activity is multiplied by it, exactly, for
+    /// self-reported events; grams (and points from them) then follow the usual single floor.
+    package let factorMultiplier: ExactDecimal
+
+    package init(factorMultiplier: ExactDecimal) {
+        self.factorMultiplier = factorMultiplier
+    }
+}
+
+/// How one kind of green action earns grams CO2e.
 package struct Activity: Sendable, Equatable {
     /// Identifier such as `transit_trip`; events name it in `kind`.
     package let kind: String
@@ -323,6 +356,8 @@ package struct Activity: Sendable, Equatable {
     package let source: String?
     /// Whose records of this kind are credited (trust key for partner feeds).
     package var sources: ActivitySources = .any
+    /// Separate (lower) factors for self-reported events; nil: devices and partners earn alike.
+    package var selfReported: SelfReportedTerms?
 
     package enum Method: Sendable, Equatable {
         /// grams = floor(distanceMeters × gramsPerKm / 1000).

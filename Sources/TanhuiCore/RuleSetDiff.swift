@@ -140,6 +140,7 @@ package enum RuleSetDiff {
         if a.acknowledgeHighFactor { out.append(("acknowledge_high_factor", "true")) }
         if let s = a.source { out.append(("source", quoted(s))) }
         if a.sources != .any { out.append(("sources", a.sources.rawValue)) }
+        if let terms = a.selfReported { out.append(("self_reported.factor_multiplier", terms.factorMultiplier.description)) }
         return out
     }
 }

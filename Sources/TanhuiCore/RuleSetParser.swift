@@ -600,7 +600,7 @@ private struct DocumentReader {
 
     // MARK: Activities
 
-    static let commonActivityKeys = ["kind", "method", "acknowledge_high_factor", "source", "sources"]
+    static let commonActivityKeys = ["kind", "method", "acknowledge_high_factor", "source", "sources", "self_reported"]
     static let tripLimitKeys = ["min_distance_km", "max_distance_km", "min_duration_s", "max_speed_kmh"]
     static let methodKeys: [String: [String]] = [
         "per_distance": ["grams_per_km", "modes"] + tripLimitKeys,
@@ -719,8 +719,51 @@ private struct DocumentReader {
         default:
             m = nil
         }
+        let selfReported = selfReportedTerms(f, sources: sources, method: m)
         guard let kind, let m, issues.count == before else { return (kind, nil) }
-        return (kind, Activity(kind: kind, method: m, acknowledgeHighFactor: ack, source: source, sources: sources))
+        return (kind, Activity(kind: kind, method: m, acknowledgeHighFactor: ack, source: source, sources: sources, selfReported: selfReported))
+    }
+
+    /// `self_reported: {factor_multiplier: M}`: 0 < M ≤ 1, exact, meaningless beside
+    /// `sources: partner_only` (no self-reported event is credited there), and every product
+    /// with one of the activity's factors must be exact (≤ 9 fraction digits), so a
+    /// self-reported award still has a single floor.
+    mutating func selfReportedTerms(_ f: Fields, sources: ActivitySources, method: Activity.Method?) -> SelfReportedTerms? {
+        guard let node = f["self_reported"] else { return nil }
+        let path = f.path("self_reported")
+        guard let sf = fields(node, path, allowed: ["factor_multiplier"], what: "self-reported terms") else { return nil }
+        guard let multiplier = decimal(sf, "factor_multiplier", required: true, ceiling: ExactDecimal(1), ceilingCode: .outOfRange)
+        else { return nil }
+        if sources == .partnerOnly {
+            add(
+                path, node, .conflictingKeys,
+                "self_reported terms never apply with sources: partner_only (self-reported events of this kind are rejected); remove one")
+            return nil
+        }
+        let factors: [(String, ExactDecimal)]
+        switch method {
+        case .perDistance(let r): factors = Self.named(r.gramsPerKm, "grams_per_km")
+        case .perTrip(let r): factors = Self.named(r.gramsPerTrip, "grams_per_trip")
+        case .perEvent(let g): factors = [("grams_per_event", g)]
+        case .perWeight(let r): factors = r.gramsPerKg.keys.sorted().map { ("materials.\($0).grams_per_kg", r.gramsPerKg[$0]!) }
+        case .perCount(let r): factors = [("grams_per_unit", r.gramsPerUnit)]
+        case .baselineDelta(let r): factors = [("grid_factor.grams_per_kwh", r.gramsPerKwh)]
+        case nil: factors = []
+        }
+        for (name, factor) in factors where factor.exactProduct(multiplier) == nil {
+            add(
+                sf.path("factor_multiplier"), sf["factor_multiplier"], .badDecimal,
+                "\(multiplier) × \(name) \(factor) is not exact in \(ExactDecimal.maxScale) fraction digits; use a multiplier with fewer digits")
+            return nil
+        }
+        return SelfReportedTerms(factorMultiplier: multiplier)
+    }
+
+    static func named(_ table: FactorTable, _ key: String) -> [(String, ExactDecimal)] {
+        switch table {
+        case .flat(let f): [(key, f)]
+        case .byName(let t): t.keys.sorted().map { ("modes.\($0).\(key)", t[$0]!) }
+        }
     }
 
     mutating func factor(_ f: Fields, _ key: String, ack: Bool) -> ExactDecimal? {

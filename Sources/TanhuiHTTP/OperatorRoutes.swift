@@ -153,8 +153,16 @@ enum OperatorRoutes {
             }
             receivedAt = date
         }
-        let report = RuleSetService.simulate(ruleSet: ruleSet, events: events.map(EventWire.decode), receivedAt: receivedAt)
-        return SimulationBody(report: report, ruleSet: ruleSet)
+        // Whose events: a citizen's device (self-reported, the default) or a feed partner's records.
+        var source = SimulationSource.device
+        if let value = object["source"] {
+            guard let text = value as? String, let named = SimulationSource(rawValue: text) else {
+                throw Problem(.badRequest, code: "malformed_json", detail: "source must be \"device\" or \"partner\"")
+            }
+            source = named
+        }
+        let report = RuleSetService.simulate(ruleSet: ruleSet, events: events.map(EventWire.decode), receivedAt: receivedAt, source: source)
+        return SimulationBody(report: report, ruleSet: ruleSet, source: source)
     }
 }
 
@@ -271,12 +279,15 @@ struct SimulationBody: ResponseEncodable {
 
     let province: String
     let version: Int
+    /// `device` or `partner`: whose events were simulated.
+    let source: String
     let results: [Result]
     let totals: Totals
 
-    init(report: SimulationReport, ruleSet: RuleSet) {
+    init(report: SimulationReport, ruleSet: RuleSet, source: SimulationSource) {
         province = ruleSet.province
         version = ruleSet.version
+        self.source = source.rawValue
         results = report.lines.map { line in
             switch line.evaluation {
             case .accepted(let award):

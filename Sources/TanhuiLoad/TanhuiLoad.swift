@@ -11,7 +11,9 @@ struct TanhuiLoad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tanhui-load",
         abstract: "Load generator and baselines for Scripts/bench.sh (loopback only).",
-        subcommands: [Backlog.self, Daily.self, Pull.self, CopyBaseline.self, InsertBaseline.self, Evaluate.self]
+        subcommands: [
+            Backlog.self, Daily.self, Pull.self, CopyBaseline.self, InsertBaseline.self, Evaluate.self, PartnerIngest.self, PartnerKeysCommand.self,
+        ]
     )
 }
 

@@ -186,9 +186,12 @@ struct BatchRound: Sendable {
         var writes = Writes()
         var nextID = transactionIDs.makeIterator()
         for (member, plan) in zip(members, prepared) {
+            // Only this member's ids and evidence: the judge copies the tables it is given on its
+            // first insert, so the round's whole tables would be copied once per member — quadratic
+            // for a partner upload of 5,000 citizens (perf: 30 % of the server in Dictionary.copy).
             var facts = BatchJudge.Facts()
-            facts.existing = existing
-            facts.claimedEvidence = claimed
+            for key in plan.keys { facts.existing[key] = existing[key] }
+            for key in plan.evidence where claimed.contains(key) { facts.claimedEvidence.insert(key) }
             facts.evidenceOwners = owners
             for province in member.provinces {
                 let key = AccountKey(province: province, citizen: member.citizen)

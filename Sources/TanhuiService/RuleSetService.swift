@@ -62,6 +62,12 @@ package enum PublishOutcome: Sendable {
 }
 
 /// Totals of a dry run.
+/// Whose events a simulation judges: a citizen's device (self-reported) or a feed partner's records.
+package enum SimulationSource: String, Sendable, CaseIterable {
+    case device
+    case partner
+}
+
 package struct SimulationReport: Sendable {
     package struct Line: Sendable {
         package let eventID: String
@@ -291,8 +297,12 @@ package final class RuleSetService: Sendable {
     static func publicationLockKey(_ province: String) -> String { "tanhui.rules." + province }
 
     /// A dry run: evaluates events in order against one rule set, with caps accumulating as
-    /// they would for one citizen. Pure; writes nothing.
-    package static func simulate(ruleSet: RuleSet, events: [Result<EventWire, EventInvalid>], receivedAt: Date?) -> SimulationReport {
+    /// they would for one citizen. Pure; writes nothing. `source` says whose events they are:
+    /// a citizen's device (self-reported, the default) or a feed partner's records, so trust
+    /// keys (`sources`, `self_reported`) apply as they would in production.
+    package static func simulate(
+        ruleSet: RuleSet, events: [Result<EventWire, EventInvalid>], receivedAt: Date?, source: SimulationSource = .device
+    ) -> SimulationReport {
         var report = SimulationReport()
         var usage = CapUsage()
         for (index, decoded) in events.enumerated() {
@@ -302,11 +312,9 @@ package final class RuleSetService: Sendable {
                 report.lines.append(.init(eventID: "line \(index + 1)", evaluation: nil, invalid: invalid.issues))
             case .success(let wire):
                 // Without an explicit receipt time, each event counts as synced when it happened.
-                // Simulated events are self-reported (a citizen's JSONL), so trust keys apply.
-                let evaluation =
-                    RuleEvaluator.trustRejection(event: wire.event, ruleSet: ruleSet, selfReported: true)
-                    ?? RuleEvaluator.evaluate(
-                        event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt)
+                let evaluation = RuleEvaluator.evaluate(
+                    event: wire.event, ruleSet: ruleSet, usage: usage, receivedAt: receivedAt ?? wire.event.endedAt ?? wire.event.occurredAt,
+                    selfReported: source == .device)
                 switch evaluation {
                 case .accepted(let award):
                     usage.add(award.consumption)

@@ -37,10 +37,14 @@ struct PartnerTrustTests {
         // simulate's view (self-reported) says the same.
         let event = event(
             "transit_trip", "2027-03-01T08:00:00+08:00", ended: "2027-03-01T08:20:00+08:00", .init(mode: "metro", distanceMeters: 5_000))
+        let received = at("2027-03-01T09:00:00+08:00")
         #expect(
-            RuleEvaluator.trustRejection(event: event, ruleSet: try parseOK(Self.partnerOnly), selfReported: true)?.rejection?.code
+            RuleEvaluator.evaluate(event: event, ruleSet: try parseOK(Self.partnerOnly), usage: CapUsage(), receivedAt: received).rejection?.code
                 == .selfReportNotAccepted)
-        #expect(RuleEvaluator.trustRejection(event: event, ruleSet: try parseOK(baseDocument), selfReported: true) == nil)
+        #expect(
+            RuleEvaluator.evaluate(event: event, ruleSet: try parseOK(Self.partnerOnly), usage: CapUsage(), receivedAt: received, selfReported: false)
+                .award != nil)
+        #expect(RuleEvaluator.evaluate(event: event, ruleSet: try parseOK(baseDocument), usage: CapUsage(), receivedAt: received).award != nil)
     }
 
     @Test("evidence of an owned source credits only through its owner: a device or another partner gets evidence_partner_owned")

@@ -105,7 +105,7 @@ private let t0 = "2027-03-01T08:00:00+08:00"
         let partnerOnly = try! RuleSetParser.parse(
             baseDocument.replacingOccurrences(of: "    method: per_event\n", with: "    method: per_event\n    sources: partner_only\n"))
         #expect(
-            RuleEvaluator.trustRejection(event: event("waste_sorting", t0), ruleSet: partnerOnly, selfReported: true)?.rejection?.code
+            RuleEvaluator.evaluate(event: event("waste_sorting", t0), ruleSet: partnerOnly, usage: CapUsage(), receivedAt: at(t0)).rejection?.code
                 == .selfReportNotAccepted)
         seen.insert(.selfReportNotAccepted)
         let lapsed = try! RuleSetParser.parse(

@@ -68,6 +68,9 @@ struct AuditEventRow: Sendable {
     /// occurred_at, ended_at and received_at are instants in years 1000…9999 (else the
     /// Date fields are placeholders and the award cannot be replayed).
     var instantsInRange: Bool
+    /// Stored by a feed partner (device `partner:<id>`, the rule `partner_feeds` checks):
+    /// replayed as evidenced, every other event as self-reported, as the judge did.
+    var partnerSourced: Bool
     var data: EventData
 }
 
@@ -318,7 +321,9 @@ struct ProvinceFold {
             seeded.insert(window.key)
             if let prior = priorCaps[window.key] { usage[window] = CapUsage.Counter(points: prior.points, events: prior.events) }
         }
-        switch RuleEvaluator.evaluate(event: judged, ruleSet: ruleSet, usage: usage, receivedAt: event.receivedAt) {
+        switch RuleEvaluator.evaluate(
+            event: judged, ruleSet: ruleSet, usage: usage, receivedAt: event.receivedAt, selfReported: !event.partnerSourced)
+        {
         case .accepted(let replayed):
             if replayed.gramsCO2e != row.grams || replayed.pointsAwarded != row.points
                 || (row.pointsBeforeCaps.map { $0 != replayed.pointsBeforeCaps } ?? false)

@@ -576,7 +576,8 @@ struct ProvinceAudit {
                    CASE WHEN o.transaction_id IS NOT NULL THEN (
                        SELECT least(greatest(coalesce(sum(y.points), 0), -9223372036854775808), 9223372036854775807)::bigint FROM ledger_entries y
                        WHERE y.province = o.province AND y.transaction_id = o.transaction_id AND y.account = 'citizen:' || o.citizen_id::text) END,
-                   e.event_id IS NULL OR (e.occurred_at BETWEEN '1000-01-01' AND '9999-12-31' AND e.received_at BETWEEN '1000-01-01' AND '9999-12-31' AND (e.ended_at IS NULL OR e.ended_at BETWEEN '1000-01-01' AND '9999-12-31'))
+                   e.event_id IS NULL OR (e.occurred_at BETWEEN '1000-01-01' AND '9999-12-31' AND e.received_at BETWEEN '1000-01-01' AND '9999-12-31' AND (e.ended_at IS NULL OR e.ended_at BETWEEN '1000-01-01' AND '9999-12-31')),
+                   coalesce(e.device_id LIKE 'partner:%', false)
             FROM ledger_transactions t
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n, least(greatest(coalesce(sum(x.points), 0), -9223372036854775808), 9223372036854775807)::bigint AS total,
@@ -666,6 +667,7 @@ struct ProvinceAudit {
                 status: try row.decode(17), citizen: try row.decode(18), kind: try row.decode(19),
                 occurredAt: try row.decode(20, as: Date?.self) ?? .distantPast, endedAt: try row.decode(21, as: Date?.self),
                 receivedAt: try row.decode(22, as: Date?.self) ?? .distantPast, instantsInRange: try row.decode(40),
+                partnerSourced: try row.decode(41),
                 data: EventData(
                     mode: try row.decode(23, as: String?.self), material: try row.decode(24, as: String?.self),
                     distanceMeters: try row.decode(25, as: Int64?.self), weightGrams: try row.decode(26, as: Int64?.self),
