@@ -25,6 +25,7 @@ struct Token: AsyncParsableCommand {
         func validate() throws {
             guard UUID(uuidString: citizen) != nil else { throw ValidationError("--citizen must be a UUID") }
             guard (1...200).contains(device.utf8.count) else { throw ValidationError("--device must be 1–200 bytes") }
+            guard !DeviceClaims.isReserved(device: device) else { throw ValidationError("--device: ids starting with partner: are reserved") }
             guard let seconds = Self.seconds(ttl), seconds <= DeviceTokens.maximumTTL else {
                 throw ValidationError("--ttl must be positive and at most 366d, e.g. 3600, 30m, 12h, 7d")
             }

@@ -19,7 +19,15 @@ package struct DeviceClaims: JWTPayload, Equatable {
         guard (1...200).contains(device.utf8.count) else {
             throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "device must be 1–200 bytes")
         }
+        // Partners' records are stored under `partner:<id>`; a device under that name would be
+        // judged as self-reported but read by the audit as a partner's.
+        guard !Self.isReserved(device: device) else {
+            throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "device ids starting with partner: are reserved")
+        }
     }
+
+    /// Device ids the pipeline uses for partners' records.
+    package static func isReserved(device: String) -> Bool { device.lowercased().hasPrefix("partner:") }
 
     package var citizen: UUID { UUID(uuidString: sub.value)! }
 }

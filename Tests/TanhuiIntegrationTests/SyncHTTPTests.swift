@@ -195,7 +195,10 @@ struct SyncHTTPTests {
             let parts = h.token.split(separator: ".")
             let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + "."
             let tampered = parts[0] + "." + parts[1].dropLast(2) + "AA." + parts[2]
-            for token in [expired, foreign, none, String(tampered), "garbage"] {
+            // A device named like a partner's records (`partner:<id>`) would be judged as a device but
+            // audited as a partner: such a token never verifies, whoever signed it.
+            let posing = try await TestDatabase.tokens().issue(citizen: h.citizen, device: "Partner:" + UUID().uuidString, ttl: 3600)
+            for token in [expired, foreign, none, String(tampered), "garbage", posing] {
                 expectProblem(try await h.push([event], token: token), 401, "unauthorized")
             }
 
@@ -339,6 +342,10 @@ struct SyncHTTPTests {
                 ["token", "issue", "--citizen", "nope", "--device", "x"], databaseURL: nil,
                 environment: ["TANHUI_TOKEN_SECRET": TestDatabase.tokenSecretBase64])
             #expect(bad.exitCode != 0)
+            let reserved = try await CommandRunner.tanhui(
+                ["token", "issue", "--citizen", citizen.uuidString, "--device", "partner:x"], databaseURL: nil,
+                environment: ["TANHUI_TOKEN_SECRET": TestDatabase.tokenSecretBase64])
+            #expect(reserved.exitCode != 0 && reserved.stderr.contains("reserved") && reserved.stdout.isEmpty, "\(reserved.stderr)")
         }
     }
 }
