@@ -87,18 +87,29 @@ enum LoadHTTP {
         return await DeviceTokens(secret: Array(data))
     }
 
-    /// POSTs a push and counts each verdict status in the reply (substring counts: cheap).
+    /// POSTs a push and counts each verdict status in the reply.
     static func push(_ client: HTTPClient, url: String, token: String, body: [UInt8], events: Int, tally: inout Tally) async {
-        var request = HTTPClientRequest(url: url + "/v1/sync/push")
+        await post(
+            client, url: url + "/v1/sync/push", headers: ["Authorization": "Bearer \(token)"], body: body, items: events,
+            timeout: .seconds(30), maximumReplyBytes: 16 << 20, tally: &tally)
+    }
+
+    /// POSTs a JSON batch of `items` (a device push or a partner upload) and counts each verdict
+    /// status in the reply (substring counts: cheap).
+    static func post(
+        _ client: HTTPClient, url: String, headers: [String: String], body: [UInt8], items: Int, timeout: TimeAmount,
+        maximumReplyBytes: Int, tally: inout Tally
+    ) async {
+        var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: body))
         tally.requests += 1
-        tally.eventsSent += events
+        tally.eventsSent += items
         do {
-            let response = try await client.execute(request, timeout: .seconds(30))
-            let buffer = try await response.body.collect(upTo: 16 << 20)
+            let response = try await client.execute(request, timeout: timeout)
+            let buffer = try await response.body.collect(upTo: maximumReplyBytes)
             let text = String(buffer: buffer)
             guard response.status == .ok else {
                 tally.failures += 1

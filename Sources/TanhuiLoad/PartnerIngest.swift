@@ -132,30 +132,8 @@ struct PartnerIngest: AsyncParsableCommand {
 
     /// POSTs one signed upload and counts each verdict status in the reply.
     static func upload(_ client: HTTPClient, url: String, key: String, body: [UInt8], signature: String, records: Int, tally: inout Tally) async {
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Authorization", value: "Bearer \(key)")
-        request.headers.add(name: "Tanhui-Signature", value: signature)
-        request.body = .bytes(ByteBuffer(bytes: body))
-        tally.requests += 1
-        tally.eventsSent += records
-        do {
-            let response = try await client.execute(request, timeout: .seconds(120))
-            let buffer = try await response.body.collect(upTo: 64 << 20)
-            let text = String(buffer: buffer)
-            guard response.status == .ok else {
-                tally.failures += 1
-                if tally.firstError == nil { tally.firstError = "HTTP \(response.status.code): \(text.prefix(300))" }
-                return
-            }
-            for status in ["accepted", "duplicate", "conflict", "rejected"] {
-                let count = text.components(separatedBy: "\"status\":\"\(status)\"").count - 1
-                if count > 0 { tally.statuses[status, default: 0] += count }
-            }
-        } catch {
-            tally.failures += 1
-            if tally.firstError == nil { tally.firstError = "\(error)" }
-        }
+        await LoadHTTP.post(
+            client, url: url, headers: ["Authorization": "Bearer \(key)", "Tanhui-Signature": signature], body: body, items: records,
+            timeout: .seconds(120), maximumReplyBytes: 64 << 20, tally: &tally)
     }
 }

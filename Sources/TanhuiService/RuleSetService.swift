@@ -228,13 +228,30 @@ package final class RuleSetService: Sendable {
 
     package func list(province: String? = nil) async throws -> [RuleSetSummary] {
         try await pool.withConnection { connection in
-            try connection.query(
+            let summaries = try connection.query(
                 """
-                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by, document
+                SELECT province, version, effective_from, methodology, content_sha256, published_at, published_by
                 FROM rule_sets WHERE \(province)::text IS NULL OR province = \(province)
                 ORDER BY province, version
                 """
-            ).rows.map(Self.decodeSummary)
+            ).rows.map { row in
+                RuleSetSummary(
+                    province: try row.decode(0), version: try row.decode(1), effectiveFrom: try row.decode(2),
+                    methodology: try row.decode(3), contentSHA256: try row.decode(4), publishedAt: try row.decode(5), publishedBy: try row.decode(6))
+            }
+            // valid_until from the parsed histories the judge caches, not by re-reading every document.
+            let latest = Dictionary(summaries.map { ($0.province, $0.version) }, uniquingKeysWith: max)
+            var validUntil: [String: [Int: Date]] = [:]
+            for (code, version) in latest {
+                let history = try self.history(province: code, latestVersion: version, on: connection)
+                validUntil[code] = Dictionary(
+                    history.versions.compactMap { r in r.validUntil.map { (r.version, $0) } }, uniquingKeysWith: { a, _ in a })
+            }
+            return summaries.map { summary in
+                var summary = summary
+                summary.validUntil = validUntil[summary.province]?[summary.version]
+                return summary
+            }
         }
     }
 
