@@ -304,7 +304,7 @@ struct HotStatementPlanTests {
     @Test("EXPLAIN of every push, pull, status, reversal, seal and publication statement over 100k accounts: no sequential scan of a ledger table")
     func noSequentialScans() async throws {
         try await F.withLedger { services, url in
-            let pool = TestDatabase.makePool(url: url, size: 1)
+            let pool = TestDatabase.makePool(url: url, size: 1, statementTimeoutMilliseconds: 600_000)
             try await pool.withConnection { connection in
                 // 100k citizens with one award, one event, one chain link and one cap row each
                 // (written directly: the plans, not the writes, are under test).

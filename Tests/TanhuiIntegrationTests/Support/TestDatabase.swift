@@ -130,9 +130,15 @@ enum TestDatabase {
         try connection.query("SET LOCAL session_replication_role = replica")
     }
 
-    static func makePool(url: String, size: Int = 4, acquireTimeout: Duration = .seconds(10)) -> PostgresPool {
+    /// `statementTimeoutMilliseconds` is raised only by fixtures that bulk-load: on a loaded CI
+    /// machine running every suite at once, inserting 100k rows can outlast the 30 s default.
+    static func makePool(
+        url: String, size: Int = 4, acquireTimeout: Duration = .seconds(10), statementTimeoutMilliseconds: Int = 30_000
+    ) -> PostgresPool {
         PostgresPool(
-            configuration: .init(connection: .init(url: url, connectTimeoutSeconds: 2), maximumConnections: size, acquireTimeout: acquireTimeout),
+            configuration: .init(
+                connection: .init(url: url, connectTimeoutSeconds: 2, statementTimeoutMilliseconds: statementTimeoutMilliseconds),
+                maximumConnections: size, acquireTimeout: acquireTimeout),
             logger: logger
         )
     }
