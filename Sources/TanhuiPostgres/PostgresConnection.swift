@@ -276,11 +276,13 @@ package final class PostgresConnection: @unchecked Sendable {
         guard let result else {
             throw connectionError(handle, operation: operation)
         }
-        defer { PQclear(result) }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            defer { PQclear(result) }
             return PostgresResult(columnNames: [], rows: [], affectedRows: affectedRows(result))
         case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
+            // The rows read their cells in place; the PGresult is freed with the last of them.
+            let cells = ResultCells(result)
             let columnCount = Int(PQnfields(result))
             let rowCount = Int(PQntuples(result))
             var names: [String] = []
@@ -292,19 +294,11 @@ package final class PostgresConnection: @unchecked Sendable {
             var rows: [PostgresRow] = []
             rows.reserveCapacity(rowCount)
             for row in 0..<rowCount {
-                var values: [String?] = []
-                values.reserveCapacity(columnCount)
-                for column in 0..<columnCount {
-                    if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
-                        values.append(nil)
-                    } else {
-                        values.append(String(cString: PQgetvalue(result, Int32(row), Int32(column))))
-                    }
-                }
-                rows.append(PostgresRow(values: values, columns: index))
+                rows.append(PostgresRow(cells: cells, row: Int32(row), columns: index))
             }
             return PostgresResult(columnNames: names, rows: rows, affectedRows: rowCount)
         default:
+            defer { PQclear(result) }
             throw serverError(result, handle: handle, operation: operation)
         }
     }

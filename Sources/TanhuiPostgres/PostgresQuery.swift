@@ -1,4 +1,5 @@
 import Foundation
+import CLibPQ
 
 /// A parameterised statement.
 ///
@@ -79,30 +80,67 @@ package struct SQLFragment: Sendable, ExpressibleByStringLiteral {
     }
 }
 
+/// A PGresult owned by the rows read from it: their cells are read in place, with no copy
+/// per value (the audit streams millions of cells), and the result is freed with the last row.
+/// libpq documents a PGresult as read-only after creation, safe to share between threads.
+final class ResultCells: @unchecked Sendable {
+    let result: OpaquePointer
+
+    init(_ result: OpaquePointer) { self.result = result }
+
+    deinit { PQclear(result) }
+
+    func isNull(_ row: Int32, _ column: Int32) -> Bool { PQgetisnull(result, row, column) == 1 }
+
+    /// The cell's bytes (text format: no terminating NUL), valid while `self` lives.
+    func bytes(_ row: Int32, _ column: Int32) -> UnsafeBufferPointer<UInt8> {
+        let length = Int(PQgetlength(result, row, column))
+        let start = UnsafeRawPointer(PQgetvalue(result, row, column)!).assumingMemoryBound(to: UInt8.self)
+        return UnsafeBufferPointer(start: start, count: length)
+    }
+}
+
 /// A row of a text-format result.
 package struct PostgresRow: Sendable {
-    let values: [String?]
+    let cells: ResultCells
+    let row: Int32
     let columns: ColumnIndex
 
+    package var count: Int { columns.names.count }
+
     /// The raw text of a column, nil for NULL.
-    package func text(_ column: Int) -> String? { values[column] }
+    package func text(_ column: Int) -> String? {
+        guard column >= 0, column < count, !cells.isNull(row, Int32(column)) else { return nil }
+        return String(decoding: cells.bytes(row, Int32(column)), as: UTF8.self)
+    }
+
+    /// Calls `body` with the cell's UTF-8 bytes (nil for NULL) without making a String: the
+    /// audit hashes canonical forms straight from the result. The buffer must not escape.
+    package func withBytes<Result>(_ column: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> Result) rethrows -> Result {
+        guard column >= 0, column < count, !cells.isNull(row, Int32(column)) else { return try body(nil) }
+        return try withExtendedLifetime(cells) { try body(cells.bytes(row, Int32(column))) }
+    }
 
     package func decode<Value: PostgresDecodable>(_ column: Int, as type: Value.Type = Value.self) throws(PostgresError) -> Value {
-        guard column < values.count else {
-            throw .invalidValue("column \(column) out of range (\(values.count) columns)")
+        guard column >= 0, column < count else {
+            throw .invalidValue("column \(column) out of range (\(count) columns)")
         }
-        guard let text = values[column] else {
+        guard !cells.isNull(row, Int32(column)) else {
             throw .invalidValue("column \(columns.names[column]) is NULL")
         }
-        return try Value(postgresText: text)
+        return try withExtendedLifetime(cells) { () throws(PostgresError) -> Value in
+            try Value(postgresBytes: cells.bytes(row, Int32(column)))
+        }
     }
 
     package func decode<Value: PostgresDecodable>(_ column: Int, as type: Value?.Type) throws(PostgresError) -> Value? {
-        guard column < values.count else {
-            throw .invalidValue("column \(column) out of range (\(values.count) columns)")
+        guard column >= 0, column < count else {
+            throw .invalidValue("column \(column) out of range (\(count) columns)")
         }
-        guard let text = values[column] else { return nil }
-        return try Value(postgresText: text)
+        guard !cells.isNull(row, Int32(column)) else { return nil }
+        return try withExtendedLifetime(cells) { () throws(PostgresError) -> Value in
+            try Value(postgresBytes: cells.bytes(row, Int32(column)))
+        }
     }
 
     package func decode<Value: PostgresDecodable>(_ name: String, as type: Value.Type = Value.self) throws(PostgresError) -> Value {

@@ -12,6 +12,39 @@ package protocol PostgresEncodable: Sendable {
 /// A Swift value that can be read from a text-format result column.
 package protocol PostgresDecodable: Sendable {
     init(postgresText: String) throws(PostgresError)
+    /// From the cell's bytes in place; by default through a String. Integers parse the bytes
+    /// directly (the audit decodes millions of them).
+    init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError)
+}
+
+extension PostgresDecodable {
+    package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
+        try self.init(postgresText: String(decoding: postgresBytes, as: UTF8.self))
+    }
+}
+
+/// Decimal ASCII digits with an optional leading '-', overflow-checked; nil for anything else
+/// (the caller falls back to the String parser, which gives the error or accepts other forms).
+func parseDecimalInt64(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
+    guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+    var index = 0
+    let negative = bytes[0] == UInt8(ascii: "-")
+    if negative { index = 1 }
+    guard index < bytes.count else { return nil }
+    var value: Int64 = 0
+    while index < bytes.count {
+        let digit = bytes[index] &- UInt8(ascii: "0")
+        guard digit < 10 else { return nil }
+        let (times, o1) = value.multipliedReportingOverflow(by: 10)
+        // Accumulated negatively so Int64.min parses.
+        let (next, o2) = times.subtractingReportingOverflow(Int64(digit))
+        guard !o1, !o2 else { return nil }
+        value = next
+        index += 1
+    }
+    if negative { return value }
+    let (positive, overflow) = Int64(0).subtractingReportingOverflow(value)
+    return overflow ? nil : positive
 }
 
 extension PostgresError {
@@ -23,10 +56,18 @@ extension PostgresError {
 extension String: PostgresEncodable, PostgresDecodable {
     package var postgresText: String? { self }
     package init(postgresText: String) { self = postgresText }
+    package init(postgresBytes: UnsafeBufferPointer<UInt8>) { self = String(decoding: postgresBytes, as: UTF8.self) }
 }
 
 extension Int: PostgresEncodable, PostgresDecodable {
     package var postgresText: String? { String(self) }
+    package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
+        if let value = parseDecimalInt64(postgresBytes), let exact = Int(exactly: value) {
+            self = exact
+        } else {
+            try self.init(postgresText: String(decoding: postgresBytes, as: UTF8.self))
+        }
+    }
     package init(postgresText: String) throws(PostgresError) {
         guard let value = Int(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
         self = value
@@ -35,6 +76,13 @@ extension Int: PostgresEncodable, PostgresDecodable {
 
 extension Int64: PostgresEncodable, PostgresDecodable {
     package var postgresText: String? { String(self) }
+    package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
+        if let value = parseDecimalInt64(postgresBytes), let exact = Int64(exactly: value) {
+            self = exact
+        } else {
+            try self.init(postgresText: String(decoding: postgresBytes, as: UTF8.self))
+        }
+    }
     package init(postgresText: String) throws(PostgresError) {
         guard let value = Int64(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
         self = value
@@ -43,6 +91,13 @@ extension Int64: PostgresEncodable, PostgresDecodable {
 
 extension Int32: PostgresEncodable, PostgresDecodable {
     package var postgresText: String? { String(self) }
+    package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
+        if let value = parseDecimalInt64(postgresBytes), let exact = Int32(exactly: value) {
+            self = exact
+        } else {
+            try self.init(postgresText: String(decoding: postgresBytes, as: UTF8.self))
+        }
+    }
     package init(postgresText: String) throws(PostgresError) {
         guard let value = Int32(postgresText) else { throw .invalidValue("not an integer: \(postgresText.prefix(40))") }
         self = value
