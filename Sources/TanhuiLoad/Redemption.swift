@@ -3,7 +3,6 @@ import AsyncHTTPClient
 import Foundation
 import Histogram
 import NIOCore
-import NIOHTTP1
 import Synchronization
 
 /// The redemption benchmark's citizens and what they earn before spending.
@@ -173,9 +172,7 @@ struct Redeem: AsyncParsableCommand {
 
         // The timed phase: hold → capture pairs.
         let redeemTokens = issued.1
-        let holdBody = { (id: String, token: String, index: Int) -> [UInt8] in
-            Array("{\"id\":\"\(id)\",\"redeem_token\":\"\(token)\",\"points\":\(points),\"partner_ref\":\"bench-\(index)\"}".utf8)
-        }
+        let points = self.points
         let tickets = Tickets(limit: pairs, maxSeconds: http.maxSeconds)
         let base = url + "/v1/provinces/\(Workload.province)/redemptions"
         let cpuStart = cpuSeconds()
@@ -191,7 +188,8 @@ struct Redeem: AsyncParsableCommand {
                         let id = UUID().uuidString.lowercased()
                         tally.attempts += 1
                         let sent = ContinuousClock.now
-                        let held = await LoadHTTP.send(client, url: base, key: key, body: holdBody(id, token, index))
+                        let held = await LoadHTTP.send(
+                            client, url: base, key: key, body: Self.holdBody(id: id, token: token, points: points, index: index))
                         _ = tally.holdLatency.record(PairTally.micros(since: sent))
                         guard held.status == 201, held.text.contains("\"state\":\"held\"") else {
                             tally.fail("hold", held)
@@ -250,6 +248,10 @@ struct Redeem: AsyncParsableCommand {
         // Fields after the command name start at field 3 (state); utime and stime are fields 14 and 15.
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func holdBody(id: String, token: String, points: Int, index: Int) -> [UInt8] {
+        Array("{\"id\":\"\(id)\",\"redeem_token\":\"\(token)\",\"points\":\(points),\"partner_ref\":\"bench-\(index)\"}".utf8)
     }
 
     /// A top-level string member of a small JSON reply.
