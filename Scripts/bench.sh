@@ -290,12 +290,20 @@ out="$("$LOAD" redeem-setup --url "$base" --concurrency 64 --citizens "$REDEEM_C
 record "$out"; log "  $out"
 for r in $(seq 1 "$RUNS"); do
   log "redemption run $r: up to $REDEEM_PAIRS hold → capture pairs, $REDEEM_PARTNERS partners, 64 connections, ≤ ${DAILY_SECONDS}s"
-  if [ "$r" = 1 ]; then sample_waits 40 >"$work/waits-redeem.txt" & sampler=$!; else sampler=""; fi
-  [ "$r" = 1 ] && statements "before"
   # --server-pid: the server's CPU over the timed pairs alone (with_server_cpu would span the token phase too).
-  out="$("$LOAD" redeem --url "$base" --concurrency 64 "${redeem_args[@]}" --citizens "$REDEEM_CITIZENS" --pairs "$REDEEM_PAIRS" --first $(( (r - 1) * REDEEM_PAIRS )) --seed "$redeem_seed" --server-pid "$server_pid" --max-seconds "$DAILY_SECONDS")"
+  "$LOAD" redeem --url "$base" --concurrency 64 "${redeem_args[@]}" --citizens "$REDEEM_CITIZENS" --pairs "$REDEEM_PAIRS" --first $(( (r - 1) * REDEEM_PAIRS )) --seed "$redeem_seed" --server-pid "$server_pid" --max-seconds "$DAILY_SECONDS" >"$work/redeem.json" 2>"$work/redeem.err" &
+  load_pid=$!
+  sampler=""
+  if [ "$r" = 1 ]; then
+    # Statements and waits of the timed pairs only: start once the tokens are in (≤ 120 s).
+    for _ in $(seq 1 1200); do grep -q "redeem tokens in" "$work/redeem.err" 2>/dev/null && break; kill -0 "$load_pid" 2>/dev/null || break; sleep 0.1; done
+    statements "before"
+    sample_waits 40 >"$work/waits-redeem.txt" & sampler=$!
+  fi
+  wait "$load_pid" || { cat "$work/redeem.err" >&2; echo "bench: tanhui-load redeem failed" >&2; exit 1; }
   [ "$r" = 1 ] && statements "redeem"
   if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
+  out="$(cat "$work/redeem.json")"
   record "$out"; log "  $out"
 done
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null 2>&1 && perf record -q -e cpu-clock -o "$work/probe.data" -- true >/dev/null 2>&1; then
@@ -720,7 +728,7 @@ if rd:
     if top:
         total = sum(t["ms"] for t in top) or 1
         w("")
-        w("`pg_stat_statements` over redemption run 1 (its token phase included):")
+        w("`pg_stat_statements` over the timed phase of redemption run 1 (reset once its tokens were in):")
         w("")
         w("| statement | calls | rows | ms | share of top 8 |")
         w("|---|---|---|---|---|")

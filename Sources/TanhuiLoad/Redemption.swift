@@ -3,7 +3,9 @@ import AsyncHTTPClient
 import Foundation
 import Histogram
 import NIOCore
+import NIOHTTP1
 import Synchronization
+import TanhuiService
 
 /// The redemption benchmark's citizens and what they earn before spending.
 enum RedeemWorkload {
