@@ -13,6 +13,7 @@ struct TanhuiLoad: AsyncParsableCommand {
         abstract: "Load generator and baselines for Scripts/bench.sh (loopback only).",
         subcommands: [
             Backlog.self, Daily.self, Pull.self, CopyBaseline.self, InsertBaseline.self, Evaluate.self, PartnerIngest.self, PartnerKeysCommand.self,
+            RedeemSetup.self, Redeem.self,
         ]
     )
 }
