@@ -148,6 +148,38 @@ struct PostgresLayerTests {
         }
     }
 
+    @Test("integers decode from the cells' bytes: both ends of each width, signs, overflow refused; rows outlive their result's query")
+    func integersFromBytes() async throws {
+        try await TestDatabase.withFresh(migrated: false) { url in
+            let pool = TestDatabase.makePool(url: url)
+            let rows = try await pool.withConnection { connection in
+                try connection.query(
+                    """
+                    SELECT '9223372036854775807', '-9223372036854775808', '9223372036854775808', '+42', '007', '-', '', '2147483648', '-0', '12a', NULL
+                    """
+                ).rows
+            }
+            // The rows were kept after the connection went back to the pool: they own their cells.
+            let row = rows[0]
+            #expect(try row.decode(0, as: Int64.self) == Int64.max)
+            #expect(try row.decode(1, as: Int64.self) == Int64.min)
+            #expect(throws: PostgresError.self) { try row.decode(2, as: Int64.self) }
+            #expect(try row.decode(3, as: Int64.self) == 42)
+            #expect(try row.decode(4, as: Int.self) == 7)
+            #expect(throws: PostgresError.self) { try row.decode(5, as: Int64.self) }
+            #expect(throws: PostgresError.self) { try row.decode(6, as: Int64.self) }
+            #expect(throws: PostgresError.self) { try row.decode(7, as: Int32.self) }
+            #expect(try row.decode(7, as: Int64.self) == 2_147_483_648)
+            #expect(try row.decode(8, as: Int64.self) == 0)
+            #expect(throws: PostgresError.self) { try row.decode(9, as: Int64.self) }
+            #expect(try row.decode(10, as: Int64?.self) == nil)
+            #expect(row.text(10) == nil && row.text(0) == "9223372036854775807" && row.text(99) == nil)
+            #expect(row.withBytes(1) { $0.map { Array($0) } } == Array("-9223372036854775808".utf8))
+            #expect(row.withBytes(10) { $0 == nil })
+            await pool.shutdown()
+        }
+    }
+
     @Test("quotes, backslashes, SQL metacharacters, unicode and binary round-trip unchanged")
     func valuesRoundTrip() async throws {
         try await TestDatabase.withFresh(migrated: false) { url in
