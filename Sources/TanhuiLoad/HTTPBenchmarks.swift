@@ -25,8 +25,35 @@ final class Tickets: Sendable {
     }
 }
 
+/// A worker's own tally, merged into the run's total when it finishes.
+protocol WorkerTally: Sendable {
+    init()
+    mutating func merge(_ other: Self)
+}
+
+extension Tickets {
+    /// `workers` closed-loop tasks, each taking tickets until they run out and recording into
+    /// its own tally (no shared counters on the hot path); returns the merged tallies.
+    func run<T: WorkerTally>(
+        workers: Int, as _: T.Type = T.self, _ body: @escaping @Sendable (_ worker: Int, _ index: Int, _ tally: inout T) async -> Void
+    ) async -> T {
+        await withTaskGroup(of: T.self) { group in
+            for worker in 0..<workers {
+                group.addTask {
+                    var tally = T()
+                    while let index = self.take() { await body(worker, index, &tally) }
+                    return tally
+                }
+            }
+            var total = T()
+            for await tally in group { total.merge(tally) }
+            return total
+        }
+    }
+}
+
 /// What one worker saw.
-struct Tally: Sendable {
+struct Tally: WorkerTally {
     var requests = 0
     var failures = 0
     var eventsSent = 0
@@ -156,27 +183,16 @@ struct Backlog: AsyncParsableCommand {
         let work2 = work
         let cpuStart = cpuSeconds()
         let start = ContinuousClock.now
-        let total = await withTaskGroup(of: Tally.self) { group in
-            for _ in 0..<http.concurrency {
-                group.addTask {
-                    var tally = Tally()
-                    while let index = tickets.take() {
-                        let item = work2[index]
-                        let sent = ContinuousClock.now
-                        await LoadHTTP.push(client, url: url, token: item.token, body: item.body, events: batch, tally: &tally)
-                        tally.record(sent)
-                        if retryEvery > 0, index % retryEvery == 0 {
-                            let again = ContinuousClock.now
-                            await LoadHTTP.push(client, url: url, token: item.token, body: item.body, events: batch, tally: &tally)
-                            tally.record(again)
-                        }
-                    }
-                    return tally
-                }
+        let total = await tickets.run(workers: http.concurrency, as: Tally.self) { _, index, tally in
+            let item = work2[index]
+            let sent = ContinuousClock.now
+            await LoadHTTP.push(client, url: url, token: item.token, body: item.body, events: batch, tally: &tally)
+            tally.record(sent)
+            if retryEvery > 0, index % retryEvery == 0 {
+                let again = ContinuousClock.now
+                await LoadHTTP.push(client, url: url, token: item.token, body: item.body, events: batch, tally: &tally)
+                tally.record(again)
             }
-            var total = Tally()
-            for await tally in group { total.merge(tally) }
-            return total
         }
         let elapsed = seconds(ContinuousClock.now - start)
         try await client.shutdown()
@@ -219,26 +235,15 @@ struct Daily: AsyncParsableCommand {
         let work2 = work
         let cpuStart = cpuSeconds()
         let start = ContinuousClock.now
-        let total = await withTaskGroup(of: Tally.self) { group in
-            for _ in 0..<http.concurrency {
-                group.addTask {
-                    var tally = Tally()
-                    while let index = tickets.take() {
-                        let item = work2[index]
-                        var scheduled = ContinuousClock.now
-                        if rate > 0 {
-                            scheduled = start + .microseconds(Int64(Double(index) / rate * 1e6))
-                            if scheduled > .now { try? await Task.sleep(until: scheduled, clock: .continuous) }
-                        }
-                        await LoadHTTP.push(client, url: url, token: item.token, body: item.body, events: item.events, tally: &tally)
-                        tally.record(scheduled)
-                    }
-                    return tally
-                }
+        let total = await tickets.run(workers: http.concurrency, as: Tally.self) { _, index, tally in
+            let item = work2[index]
+            var scheduled = ContinuousClock.now
+            if rate > 0 {
+                scheduled = start + .microseconds(Int64(Double(index) / rate * 1e6))
+                if scheduled > .now { try? await Task.sleep(until: scheduled, clock: .continuous) }
             }
-            var total = Tally()
-            for await tally in group { total.merge(tally) }
-            return total
+            await LoadHTTP.push(client, url: url, token: item.token, body: item.body, events: item.events, tally: &tally)
+            tally.record(scheduled)
         }
         let elapsed = seconds(ContinuousClock.now - start)
         try await client.shutdown()
@@ -275,50 +280,39 @@ struct Pull: AsyncParsableCommand {
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
         let cpuStart = cpuSeconds()
         let start = ContinuousClock.now
-        let total = await withTaskGroup(of: Tally.self) { group in
-            for _ in 0..<http.concurrency {
-                group.addTask {
-                    var tally = Tally()
-                    while let index = tickets.take() {
-                        var cursor = ""
-                        for _ in 0..<1000 {  // bounded: at most 1000 pages per citizen
-                            guard ContinuousClock.now < deadline else { break }
-                            var request = HTTPClientRequest(
-                                url: url + "/v1/sync/pull?limit=\(limit)"
-                                    + (cursor.isEmpty ? "" : "&cursor=" + (cursor.addingPercentEncoding(withAllowedCharacters: allowed) ?? cursor)))
-                            request.headers.add(name: "Authorization", value: "Bearer \(work2[index])")
-                            let sent = ContinuousClock.now
-                            tally.requests += 1
-                            do {
-                                let response = try await client.execute(request, timeout: .seconds(30))
-                                let buffer = try await response.body.collect(upTo: 16 << 20)
-                                tally.record(sent)
-                                guard response.status == .ok,
-                                    let object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any],
-                                    let entries = object["entries"] as? [Any]
-                                else {
-                                    tally.failures += 1
-                                    if tally.firstError == nil {
-                                        tally.firstError = "HTTP \(response.status.code): \(String(buffer: buffer).prefix(300))"
-                                    }
-                                    break
-                                }
-                                tally.entries += entries.count
-                                guard object["has_more"] as? Bool == true, let next = object["next_cursor"] as? String else { break }
-                                cursor = next
-                            } catch {
-                                tally.failures += 1
-                                if tally.firstError == nil { tally.firstError = "\(error)" }
-                                break
-                            }
+        let total = await tickets.run(workers: http.concurrency, as: Tally.self) { _, index, tally in
+            var cursor = ""
+            for _ in 0..<1000 {  // bounded: at most 1000 pages per citizen
+                guard ContinuousClock.now < deadline else { break }
+                var request = HTTPClientRequest(
+                    url: url + "/v1/sync/pull?limit=\(limit)"
+                        + (cursor.isEmpty ? "" : "&cursor=" + (cursor.addingPercentEncoding(withAllowedCharacters: allowed) ?? cursor)))
+                request.headers.add(name: "Authorization", value: "Bearer \(work2[index])")
+                let sent = ContinuousClock.now
+                tally.requests += 1
+                do {
+                    let response = try await client.execute(request, timeout: .seconds(30))
+                    let buffer = try await response.body.collect(upTo: 16 << 20)
+                    tally.record(sent)
+                    guard response.status == .ok,
+                        let object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any],
+                        let entries = object["entries"] as? [Any]
+                    else {
+                        tally.failures += 1
+                        if tally.firstError == nil {
+                            tally.firstError = "HTTP \(response.status.code): \(String(buffer: buffer).prefix(300))"
                         }
+                        break
                     }
-                    return tally
+                    tally.entries += entries.count
+                    guard object["has_more"] as? Bool == true, let next = object["next_cursor"] as? String else { break }
+                    cursor = next
+                } catch {
+                    tally.failures += 1
+                    if tally.firstError == nil { tally.firstError = "\(error)" }
+                    break
                 }
             }
-            var total = Tally()
-            for await tally in group { total.merge(tally) }
-            return total
         }
         let elapsed = seconds(ContinuousClock.now - start)
         try await client.shutdown()

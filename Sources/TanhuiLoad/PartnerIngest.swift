@@ -99,23 +99,12 @@ struct PartnerIngest: AsyncParsableCommand {
         let work2 = work
         let cpuStart = cpuSeconds()
         let start = ContinuousClock.now
-        let total = await withTaskGroup(of: Tally.self) { group in
-            for _ in 0..<http.concurrency {
-                group.addTask {
-                    var tally = Tally()
-                    while let index = tickets.take() {
-                        let item = work2[index]
-                        let sent = ContinuousClock.now
-                        await Self.upload(
-                            client, url: url + item.path, key: item.key, body: item.body, signature: item.signature, records: records, tally: &tally)
-                        tally.record(sent)
-                    }
-                    return tally
-                }
-            }
-            var total = Tally()
-            for await tally in group { total.merge(tally) }
-            return total
+        let total = await tickets.run(workers: http.concurrency, as: Tally.self) { _, index, tally in
+            let item = work2[index]
+            let sent = ContinuousClock.now
+            await Self.upload(
+                client, url: url + item.path, key: item.key, body: item.body, signature: item.signature, records: records, tally: &tally)
+            tally.record(sent)
         }
         let elapsed = seconds(ContinuousClock.now - start)
         try await client.shutdown()

@@ -55,21 +55,10 @@ struct RedeemSetup: AsyncParsableCommand {
         let url = http.url
         let work2 = work
         let start = ContinuousClock.now
-        let total = await withTaskGroup(of: Tally.self) { group in
-            for _ in 0..<http.concurrency {
-                group.addTask {
-                    var tally = Tally()
-                    while let index = tickets.take() {
-                        let sent = ContinuousClock.now
-                        await LoadHTTP.push(client, url: url, token: work2[index].token, body: work2[index].body, events: 2, tally: &tally)
-                        tally.record(sent)
-                    }
-                    return tally
-                }
-            }
-            var total = Tally()
-            for await tally in group { total.merge(tally) }
-            return total
+        let total = await tickets.run(workers: http.concurrency, as: Tally.self) { _, index, tally in
+            let sent = ContinuousClock.now
+            await LoadHTTP.push(client, url: url, token: work2[index].token, body: work2[index].body, events: 2, tally: &tally)
+            tally.record(sent)
         }
         let elapsed = seconds(ContinuousClock.now - start)
         try await client.shutdown()
@@ -180,39 +169,28 @@ struct Redeem: AsyncParsableCommand {
         let cpuStart = cpuSeconds()
         let serverStart = serverPid.flatMap(Self.processCPUSeconds)
         let start = ContinuousClock.now
-        let total = await withTaskGroup(of: PairTally.self) { group in
-            for worker in 0..<http.concurrency {
-                let key = partners[worker % partners.count].key
-                group.addTask {
-                    var tally = PairTally()
-                    while let index = tickets.take() {
-                        guard let token = redeemTokens[index] else { continue }  // its token request failed (counted there)
-                        let id = UUID().uuidString.lowercased()
-                        tally.attempts += 1
-                        let sent = ContinuousClock.now
-                        let held = await LoadHTTP.send(
-                            client, url: base, key: key, body: Self.holdBody(id: id, token: token, points: points, index: index))
-                        _ = tally.holdLatency.record(PairTally.micros(since: sent))
-                        guard held.status == 201, held.text.contains("\"state\":\"held\"") else {
-                            tally.fail("hold", held)
-                            continue
-                        }
-                        let capturing = ContinuousClock.now
-                        let captured = await LoadHTTP.send(client, url: base + "/\(id)/capture", key: key, body: [])
-                        _ = tally.captureLatency.record(PairTally.micros(since: capturing))
-                        guard captured.status == 200, captured.text.contains("\"state\":\"captured\"") else {
-                            tally.fail("capture", captured)
-                            continue
-                        }
-                        _ = tally.latency.record(PairTally.micros(since: sent))
-                        tally.done += 1
-                    }
-                    return tally
-                }
+        let total = await tickets.run(workers: http.concurrency, as: PairTally.self) { worker, index, tally in
+            let key = partners[worker % partners.count].key
+            guard let token = redeemTokens[index] else { return }  // its token request failed (counted there)
+            let id = UUID().uuidString.lowercased()
+            tally.attempts += 1
+            let sent = ContinuousClock.now
+            let held = await LoadHTTP.send(
+                client, url: base, key: key, body: Self.holdBody(id: id, token: token, points: points, index: index))
+            _ = tally.holdLatency.record(PairTally.micros(since: sent))
+            guard held.status == 201, held.text.contains("\"state\":\"held\"") else {
+                tally.fail("hold", held)
+                return
             }
-            var total = PairTally()
-            for await tally in group { total.merge(tally) }
-            return total
+            let capturing = ContinuousClock.now
+            let captured = await LoadHTTP.send(client, url: base + "/\(id)/capture", key: key, body: [])
+            _ = tally.captureLatency.record(PairTally.micros(since: capturing))
+            guard captured.status == 200, captured.text.contains("\"state\":\"captured\"") else {
+                tally.fail("capture", captured)
+                return
+            }
+            _ = tally.latency.record(PairTally.micros(since: sent))
+            tally.done += 1
         }
         let elapsed = seconds(ContinuousClock.now - start)
         let loadgenCPU = cpuSeconds() - cpuStart
@@ -264,7 +242,7 @@ struct Redeem: AsyncParsableCommand {
 }
 
 /// What one redemption worker saw: pairs (or token requests), latencies in µs, refusals by step and code.
-struct PairTally: Sendable {
+struct PairTally: WorkerTally {
     var attempts = 0
     var done = 0
     var statuses: [String: Int] = [:]
