@@ -118,7 +118,10 @@ extension Bool: PostgresEncodable, PostgresDecodable {
 extension UUID: PostgresEncodable, PostgresDecodable {
     /// Lower-case canonical text by table lookup (`uuidString` formats with sprintf and
     /// `lowercased()` walks Unicode: both showed in the push profile, once per row).
-    package var postgresText: String? {
+    package var postgresText: String? { canonicalText }
+
+    /// The same text, non-optional: ids in canonical strings, hashes and account names.
+    package var canonicalText: String {
         let hex = withUnsafeBytes(of: uuid) { Array($0.hexString.utf8) }
         var text = hex[0..<8] + [UInt8(ascii: "-")] + hex[8..<12] + [UInt8(ascii: "-")] + hex[12..<16]
         text += [UInt8(ascii: "-")] + hex[16..<20] + [UInt8(ascii: "-")] + hex[20..<32]

@@ -64,7 +64,7 @@ struct BatchPlan: Sendable {
         }
         let data = event.data
         var canonical = [
-            "tanhui-event-v1", event.id.uuidString.lowercased(), event.kind, event.province,
+            "tanhui-event-v1", event.id.canonicalText, event.kind, event.province,
             milliseconds(event.occurredAt), milliseconds(event.endedAt), data.mode, data.material,
             data.distanceMeters.map(String.init), data.weightGrams.map(String.init), data.count.map(String.init),
             data.consumptionWh.map(String.init), data.baselineWh.map(String.init), data.days.map(String.init),
@@ -94,8 +94,10 @@ struct BatchRound: Sendable {
     struct AccountKey: Hashable, Sendable, Comparable {
         var province: String
         var citizen: UUID
+        /// PostgreSQL's uuid order is the bytes' order (no text: this runs on every sort step).
         static func < (a: AccountKey, b: AccountKey) -> Bool {
-            (a.province, a.citizen.uuidString.lowercased()) < (b.province, b.citizen.uuidString.lowercased())
+            guard a.province == b.province else { return a.province < b.province }
+            return withUnsafeBytes(of: a.citizen.uuid) { x in withUnsafeBytes(of: b.citizen.uuid) { y in x.lexicographicallyPrecedes(y) } }
         }
     }
 
@@ -465,7 +467,7 @@ struct BatchRound: Sendable {
         let awards = rows.map(\.row.award)
         let provinces = rows.map(\.row.province)
         let ids = rows.map(\.transactionID)
-        let citizenAccounts = rows.map { "citizen:" + $0.citizen.uuidString.lowercased() }
+        let citizenAccounts = rows.map { "citizen:" + $0.citizen.canonicalText }
         return [
             """
             INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,

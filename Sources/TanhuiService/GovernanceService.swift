@@ -79,7 +79,7 @@ package enum GovernanceError: ServiceRefusal, Equatable {
         case .roleRequired(let role): return "this key lacks the \(role.rawValue) role"
         case .proposalRequired(let province):
             return "\(province) is governed: propose the rule set (POST …/ruleset-proposals); direct publication needs a direct-publish policy"
-        case .notFound(let id): return "no proposal \(id.uuidString.lowercased()) in this province"
+        case .notFound(let id): return "no proposal \(id.canonicalText) in this province"
         case .selfReview: return "the author of a proposal may not review it"
         case .alreadyReviewed: return "this key has already reviewed the proposal (each key counts once)"
         case .closed(let state): return "the proposal is \(state)"
@@ -232,7 +232,7 @@ package final class GovernanceService: Sendable {
     // MARK: Proposals
 
     static func describe(_ identity: OperatorIdentity) -> String {
-        "operator \(identity.name) (\(identity.id.uuidString.lowercased()))"
+        "operator \(identity.name) (\(identity.id.canonicalText))"
     }
 
     /// Stores a draft with its validation result. A document that does not parse is refused

@@ -18,8 +18,8 @@ package enum LedgerChain {
     /// Canonical bytes of a transaction and its entries: length-prefixed fields in a fixed order.
     package static func canonical(_ row: SealedRow) -> String {
         let fields: [String] = [
-            "tanhui-tx-v1", row.province, String(row.transactionID), row.kind, row.citizenID.uuidString.lowercased(),
-            String(row.citizenSeq), row.eventID.uuidString.lowercased(), String(row.points), String(row.gramsCO2e),
+            "tanhui-tx-v1", row.province, String(row.transactionID), row.kind, row.citizenID.canonicalText,
+            String(row.citizenSeq), row.eventID.canonicalText, String(row.points), String(row.gramsCO2e),
             String(row.ruleSetVersion), row.methodology, row.reversesID.map(String.init) ?? "-",
             String(row.createdAtMicroseconds), row.entries,
         ]
@@ -73,12 +73,35 @@ package enum LedgerChain {
     }
 
     /// The highest seal id below which every ledger write and publication of `province` has
-    /// committed or rolled back. Every ledger write holds the province's publication lock in shared mode
-    /// from before it draws transaction ids until it commits; holding it exclusively for an
-    /// instant therefore means none is in flight, and every id drawn so far is final.
-    static func watermark(province: String, on connection: PostgresConnection) throws -> Int64 {
-        try connection.query("SELECT pg_advisory_xact_lock(hashtext(\(RuleSetService.publicationLockKey(province))))")
-        return try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
+    /// committed or rolled back, or nil when a writer outlasts `patience`. Every writer holds
+    /// the province's publication lock (shared; publication exclusively) from before it draws
+    /// ids until it ends, so once every holder seen after reading the sequence has ended, every
+    /// id up to that reading is final. The sealer never queues for the lock: an exclusive
+    /// request waiting behind a long round made every new round queue behind it (a convoy
+    /// that halved partner ingest).
+    static func watermark(province: String, patience: Duration = .seconds(10), on connection: PostgresConnection) throws -> Int64? {
+        let drawn = try connection.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_transaction_ids").scalar(Int64.self)
+        let key = RuleSetService.publicationLockKey(province)
+        // An advisory lock on bigint k is tagged (k >> 32, k & 0xFFFFFFFF, 1) in pg_locks.
+        var holders: [String] = try connection.query(
+            """
+            SELECT virtualtransaction FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() AND objsubid = 1
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = ((hashtext(\(key))::bigint >> 32) & 4294967295)::oid AND objid = (hashtext(\(key))::bigint & 4294967295)::oid
+            """
+        ).rows.map { try $0.decode(0) }
+        let deadline = ContinuousClock.now + patience
+        while !holders.isEmpty {
+            // A transaction holds the lock on its own virtual id until it ends.
+            holders = try connection.query(
+                "SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY(\(PostgresArray(holders))::text[])"
+            ).rows.map { try $0.decode(0) }
+            guard !holders.isEmpty else { break }
+            guard ContinuousClock.now < deadline else { return nil }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        return drawn
     }
 
     /// The highest seal id the province chain holds: its head's (the chain follows seal-id order).

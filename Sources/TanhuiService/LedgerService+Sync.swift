@@ -56,7 +56,7 @@ package struct PullCursor: Sendable, Equatable {
     }
 
     static func mac(_ payload: String, citizen: UUID, secret: [UInt8]) -> String {
-        let message = "tanhui-cursor-v2:" + citizen.uuidString.lowercased() + ":" + payload
+        let message = "tanhui-cursor-v2:" + citizen.canonicalText + ":" + payload
         let code = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: secret))
         return base64url(Data(code.prefix(16)))
     }
@@ -164,7 +164,7 @@ extension LedgerService {
                 let id: UUID = try row.decode(0)
                 let points = try row.decode(5, as: Int64?.self)
                 found[id] = Verdict(
-                    id: id.uuidString.lowercased(), status: Verdict.Status(rawValue: try row.decode(1)) ?? .rejected,
+                    id: id.canonicalText, status: Verdict.Status(rawValue: try row.decode(1)) ?? .rejected,
                     code: try row.decode(2, as: String?.self), message: try row.decode(3, as: String?.self),
                     award: try points.map { points in
                         AwardSummary(

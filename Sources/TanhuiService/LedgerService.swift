@@ -85,8 +85,10 @@ package final class LedgerService: Sendable {
     // MARK: Chain
 
     /// Seals every province's pending transactions (one round each); returns counts sealed.
+    /// A province with a write in flight longer than `sealPatience` seals nothing this round
+    /// (its next round catches up; no writer ever waits for the sealer).
     @discardableResult
-    package func seal(province only: String? = nil) async throws -> [String: Int] {
+    package func seal(province only: String? = nil, sealPatience: Duration = .seconds(10)) async throws -> [String: Int] {
         // Every ledger transaction references a rule set of its province, so the small
         // rule_sets table names every province that can have something to seal.
         let provinces = try await pool.withConnection { connection in
@@ -98,8 +100,13 @@ package final class LedgerService: Sendable {
         }
         var sealed: [String: Int] = [:]
         for province in provinces {
-            let watermark = try await pool.withTransaction { connection in
-                try LedgerChain.watermark(province: province, on: connection)
+            guard
+                let watermark = try await pool.withConnection({ connection in
+                    try LedgerChain.watermark(province: province, patience: sealPatience, on: connection)
+                })
+            else {
+                sealed[province] = 0
+                continue
             }
             sealed[province] = try await pool.withTransaction { connection in
                 try LedgerChain.seal(province: province, through: watermark, on: connection)
@@ -252,8 +259,8 @@ package final class LedgerService: Sendable {
 
         package var description: String {
             switch self {
-            case .noAward(let id): return "event \(id.uuidString.lowercased()) has no award to reverse"
-            case .alreadyReversed(let id): return "the award of event \(id.uuidString.lowercased()) is already reversed"
+            case .noAward(let id): return "event \(id.canonicalText) has no award to reverse"
+            case .alreadyReversed(let id): return "the award of event \(id.canonicalText) is already reversed"
             case .reasonRequired: return "a reversal needs a reason (1–500 characters)"
             }
         }
@@ -307,7 +314,7 @@ package final class LedgerService: Sendable {
                 if !reversed.rows.isEmpty { throw ReversalError.alreadyReversed(eventID: eventID) }
                 let transactionID = try connection.query("SELECT nextval('ledger_transaction_ids')").scalar(Int64.self)
                 let seq = account + 1
-                let citizenAccount = "citizen:" + citizen.uuidString.lowercased()
+                let citizenAccount = "citizen:" + citizen.canonicalText
                 _ = try connection.pipeline([
                     """
                     INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,

@@ -35,7 +35,7 @@ package enum OfferError: Error, Sendable, Equatable, CustomStringConvertible, Se
     package var description: String {
         switch self {
         case .invalid(let text): return text
-        case .unknownPartner(let id): return "no active redeem partner \(id.uuidString.lowercased()) in this province"
+        case .unknownPartner(let id): return "no active redeem partner \(id.canonicalText) in this province"
         }
     }
 }

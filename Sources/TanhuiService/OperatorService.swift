@@ -30,7 +30,7 @@ package enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible 
         case .unknownRole(let role): return "unknown role \(role) (author, approver, publisher)"
         case .invalidName: return "operator name must be 1–200 characters"
         case .unknownProvince(let code): return "unknown province \(code) (use ISO 3166-2:CN codes such as CN-GD)"
-        case .notFound(let id): return "no operator \(id.uuidString.lowercased())"
+        case .notFound(let id): return "no operator \(id.canonicalText)"
         }
     }
 }

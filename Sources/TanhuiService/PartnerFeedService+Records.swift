@@ -23,7 +23,7 @@ extension PartnerFeedService {
     /// The event id of a partner's record: derived from the partner and the record id, so a
     /// record is one event forever whoever resends it (name-based UUID, version 8).
     package static func eventID(partner: UUID, recordID: String) -> UUID {
-        var bytes = Array(SHA256.hash(data: Data(("tanhui-partner-record-v1:" + partner.uuidString.lowercased() + ":" + recordID).utf8)).prefix(16))
+        var bytes = Array(SHA256.hash(data: Data(("tanhui-partner-record-v1:" + partner.canonicalText + ":" + recordID).utf8)).prefix(16))
         bytes[6] = (bytes[6] & 0x0F) | 0x80
         bytes[8] = (bytes[8] & 0x3F) | 0x80
         return UUID(
@@ -73,7 +73,7 @@ extension PartnerFeedService {
         guard issues.isEmpty, let recordID, let subject else { return .invalid(recordID: recordID, issues: issues) }
         fields["record_id"] = nil
         fields["subject"] = nil
-        fields["id"] = .string(eventID(partner: partner, recordID: recordID).uuidString.lowercased())
+        fields["id"] = .string(eventID(partner: partner, recordID: recordID).canonicalText)
         if fields["province"] == nil { fields["province"] = .string(province) }
         switch EventWire.decode(.object(fields)) {
         case .success(let wire): return .record(recordID: recordID, subject: subject, wire: wire)
@@ -183,7 +183,7 @@ extension PartnerFeedService {
         if !keptRows.isEmpty { try await keep(keptRows, province: province, partner: partner.id, receivedAtMs: receivedAtMs) }
 
         // Linked records: one plan per citizen through the group committer, like device pushes.
-        let device = "partner:" + partner.id.uuidString.lowercased()
+        let device = "partner:" + partner.id.canonicalText
         let source = EventSource.partner(partner.id)
         let results = try await withThrowingTaskGroup(of: [Verdict].self) { group in
             for (citizen, plan) in plans {
@@ -197,7 +197,7 @@ extension PartnerFeedService {
             return all
         }
         for verdict in results {
-            guard let id = UUID(uuidString: verdict.id), let index = planIndexes[id], case .record(let recordID, _, _) = decoded[index] else {
+            guard let id = try? UUID(postgresText: verdict.id), let index = planIndexes[id], case .record(let recordID, _, _) = decoded[index] else {
                 continue
             }
             var named = verdict

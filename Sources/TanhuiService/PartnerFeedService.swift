@@ -53,7 +53,7 @@ package enum PartnerFeedError: Error, Sendable, Equatable, CustomStringConvertib
         case .invalidKind(let kind): return "kind \(kind) is not a lower-case identifier (e.g. transit_trip)"
         case .invalidEvidenceSource(let source): return "evidence source \(source) must be 1–200 characters without spaces"
         case .evidenceSourceOwned(let source, let owner):
-            return "evidence source \(source) is already owned by partner \(owner.uuidString.lowercased()) in this province"
+            return "evidence source \(source) is already owned by partner \(owner.canonicalText) in this province"
         case .unknownPartner: return "no active feed partner with this id"
         case .invalidScene: return "scene must be 1–100 characters"
         case .invalidSubject: return "subject must be 1–200 characters without control characters"

@@ -41,7 +41,7 @@ package struct PartnerReceipt: Sendable, Equatable {
         """
         tanhui-partner-receipt v1
         province \(province)
-        partner \(partnerID.uuidString.lowercased())
+        partner \(partnerID.canonicalText)
         date \(date)
         records \(records)
         accepted \(accepted)

@@ -31,7 +31,7 @@ package struct PartnerIdentity: Sendable, Equatable, Codable {
     }
 
     /// How ledger rows and logs name the partner.
-    package var actor: String { "partner \(name) (\(id.uuidString.lowercased()))" }
+    package var actor: String { "partner \(name) (\(id.canonicalText))" }
 }
 
 package enum PartnerError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -45,7 +45,7 @@ package enum PartnerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidName: return "partner name must be 1–200 characters"
         case .unknownProvince(let code): return "unknown province \(code) (use ISO 3166-2:CN codes such as CN-GD)"
         case .noScope: return "give at least one scope: \(PartnerScope.allCases.map(\.rawValue).joined(separator: ", "))"
-        case .notFound(let province, let id): return "no partner \(id.uuidString.lowercased()) in \(province)"
+        case .notFound(let province, let id): return "no partner \(id.canonicalText) in \(province)"
         }
     }
 }

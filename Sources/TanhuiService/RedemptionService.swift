@@ -84,7 +84,7 @@ package final class RedemptionService: Sendable {
         /// What "the same request" means for idempotency (the hold time included).
         var sha256: String {
             SHA256.hex(
-                [redeemToken, offerID?.uuidString.lowercased() ?? "-", points.map(String.init) ?? "-", partnerRef ?? "-", String(holdSeconds)]
+                [redeemToken, offerID?.canonicalText ?? "-", points.map(String.init) ?? "-", partnerRef ?? "-", String(holdSeconds)]
                     .map { "\($0.utf8.count):\($0);" }.joined())
         }
     }
@@ -336,9 +336,9 @@ package final class RedemptionService: Sendable {
 
     // MARK: Ledger writes
 
-    static func citizenAccount(_ citizen: UUID) -> String { "citizen:" + citizen.uuidString.lowercased() }
-    static func heldAccount(_ citizen: UUID) -> String { "held:" + citizen.uuidString.lowercased() }
-    static func partnerAccount(_ partner: UUID) -> String { "partner:" + partner.uuidString.lowercased() }
+    static func citizenAccount(_ citizen: UUID) -> String { "citizen:" + citizen.canonicalText }
+    static func heldAccount(_ citizen: UUID) -> String { "held:" + citizen.canonicalText }
+    static func partnerAccount(_ partner: UUID) -> String { "partner:" + partner.canonicalText }
 
     /// Instants are stored to the millisecond.
     static func wholeMilliseconds(_ date: Date) -> Date { Date(timeIntervalSince1970: Double(Timestamp.milliseconds(of: date)) / 1000) }
@@ -431,7 +431,7 @@ package final class RedemptionService: Sendable {
     ) throws
         -> Int64
     {
-        try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.offer." + province + "." + offerID.uuidString.lowercased())))")
+        try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.offer." + province + "." + offerID.canonicalText)))")
         guard
             let offer = try connection.query(
                 """
@@ -545,21 +545,21 @@ package enum RedemptionError: Error, Sendable, Equatable, CustomStringConvertibl
         case .invalid(let text): return text
         case .unknownProvince(let code): return "unknown province \(code)"
         case .notAllowed: return "this partner key lacks the redeem scope"
-        case .notFound(let id): return "no redemption \(id.uuidString.lowercased()) of this partner"
-        case .idReused(let id): return "id \(id.uuidString.lowercased()) was already used for a different request"
+        case .notFound(let id): return "no redemption \(id.canonicalText) of this partner"
+        case .idReused(let id): return "id \(id.canonicalText) was already used for a different request"
         case .tokenUnknown: return "the redeem token is not known in this province"
         case .tokenUsed: return "the redeem token was already used"
         case .tokenExpired: return "the redeem token has expired; ask the citizen for a new one"
-        case .tokenBoundToOffer(let id): return "the redeem token is for offer \(id.uuidString.lowercased()) only"
+        case .tokenBoundToOffer(let id): return "the redeem token is for offer \(id.canonicalText) only"
         case .insufficientPoints(let available, let asked): return "the citizen has \(available) points available, \(asked) asked"
-        case .alreadyResolved(let id, let state): return "redemption \(id.uuidString.lowercased()) is already \(state.rawValue)"
-        case .holdExpired(let id): return "the hold of redemption \(id.uuidString.lowercased()) has expired"
-        case .notCaptured(let id): return "redemption \(id.uuidString.lowercased()) is not captured; only captured points can be refunded"
+        case .alreadyResolved(let id, let state): return "redemption \(id.canonicalText) is already \(state.rawValue)"
+        case .holdExpired(let id): return "the hold of redemption \(id.canonicalText) has expired"
+        case .notCaptured(let id): return "redemption \(id.canonicalText) is not captured; only captured points can be refunded"
         case .refundTooLarge(let refundable, let asked): return "at most \(refundable) points can still be refunded, \(asked) asked"
-        case .unknownOffer(let id): return "no offer \(id.uuidString.lowercased()) of this partner"
-        case .offerNotValid(let id): return "offer \(id.uuidString.lowercased()) is outside its validity window"
-        case .offerSoldOut(let id): return "offer \(id.uuidString.lowercased()) has no units left"
-        case .offerLimitReached(let id): return "the citizen has reached the per-citizen limit of offer \(id.uuidString.lowercased())"
+        case .unknownOffer(let id): return "no offer \(id.canonicalText) of this partner"
+        case .offerNotValid(let id): return "offer \(id.canonicalText) is outside its validity window"
+        case .offerSoldOut(let id): return "offer \(id.canonicalText) has no units left"
+        case .offerLimitReached(let id): return "the citizen has reached the per-citizen limit of offer \(id.canonicalText)"
         }
     }
 }

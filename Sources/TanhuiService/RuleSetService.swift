@@ -342,7 +342,7 @@ package final class RuleSetService: Sendable {
                     report.rejected += 1
                     report.rejectionsByCode[rejection.code.rawValue, default: 0] += 1
                 }
-                report.lines.append(.init(eventID: wire.event.id.uuidString.lowercased(), evaluation: evaluation, invalid: []))
+                report.lines.append(.init(eventID: wire.event.id.canonicalText, evaluation: evaluation, invalid: []))
             }
         }
         return report

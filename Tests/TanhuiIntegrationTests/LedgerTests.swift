@@ -289,4 +289,35 @@ struct LedgerTests {
             #expect(try Checkpoint.verify(note: note, trustedKey: key.publicKey).sequence == 14)
         }
     }
+
+    @Test("the sealer never seals past a write still in flight, and never makes a writer wait: it seals nothing until the writer ends")
+    func sealerWaitsForWritesInFlight() async throws {
+        try await F.withLedger { services, url in
+            _ = try await services.ledger.submit(
+                [F.metro(at: F.base)], citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(3600), sentAt: nil)
+            try await services.ledger.seal()
+            // A writer in flight: it holds the publication lock shared and has drawn a seal id.
+            let writer = try PostgresConnection.connect(PostgresConnectionSettings(url: url))
+            try writer.query("BEGIN")
+            try writer.query("SELECT pg_advisory_xact_lock_shared(hashtext('tanhui.rules.CN-GD'))")
+            let inFlight = try writer.query("SELECT nextval('ledger_transaction_ids')").scalar(Int64.self)
+            // A later write commits with a higher id while the first is still open.
+            let later = try await services.ledger.submit(
+                [F.metro(at: F.base.addingTimeInterval(7200))], citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(9000),
+                sentAt: nil)
+            #expect(later.map(\.status) == [.accepted], "a writer never waits for the sealer")
+            let laterID = try await F.count(url, "SELECT max(transaction_id)::int FROM ledger_transactions")
+            #expect(laterID > inFlight)
+            let sealedWhileOpen = try await services.ledger.seal(sealPatience: .milliseconds(300))
+            #expect(sealedWhileOpen["CN-GD"] == 0, "sealed past a write in flight: \(sealedWhileOpen)")
+            #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE transaction_id = \(laterID)") == 0)
+            try writer.query("ROLLBACK")
+            writer.close()
+            let sealed = try await services.ledger.seal(sealPatience: .milliseconds(300))
+            #expect((sealed["CN-GD"] ?? 0) >= 2, "the later transaction and its event: \(sealed)")
+            #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE transaction_id = \(laterID)") == 1)
+            let (result, _) = try await AuditTests.audit(url)
+            #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
+        }
+    }
 }

@@ -28,7 +28,7 @@ extension ProvinceAudit {
 
     private mutating func finding(_ detail: String, magnitude: Int64, lot: Int64?, citizen: UUID?, transaction: Int64? = nil) {
         var fields: [(String, AuditValue)] = [("province", .string(province))]
-        if let citizen { fields.append(("citizen_id", .string(citizen.uuidString.lowercased()))) }
+        if let citizen { fields.append(("citizen_id", .string(citizen.canonicalText))) }
         if let lot { fields.append(("lot", .int(lot))) }
         if let transaction { fields.append(("transaction_id", .int(transaction))) }
         audit.record(.lots, AuditFinding(detail, magnitude: max(1, magnitude), fields))
@@ -94,7 +94,7 @@ extension ProvinceAudit {
             guard let candidate = nextLot ?? nextMovement else { break }
             // uuids order like their lower-case text, as PostgreSQL orders them.
             var citizen = candidate
-            if let lot = nextLot, let movement = nextMovement, movement.uuidString.lowercased() < lot.uuidString.lowercased() { citizen = movement }
+            if let lot = nextLot, let movement = nextMovement, movement.canonicalText < lot.canonicalText { citizen = movement }
             var lots: [Int64: ReplayLot] = [:]
             while let row = try lotRows.peek(), try row.decode(1, as: UUID.self) == citizen {
                 _ = try lotRows.next()
