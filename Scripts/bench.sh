@@ -367,7 +367,16 @@ while [ "$(entries)" -lt "$AUDIT_MIN_ENTRIES" ] && [ "$(date +%s)" -lt "$topup_d
   log "topping up the ledger: $(entries) entries so far"
   "$LOAD" backlog --url "$base" --concurrency 16 --citizens 400 --batch 100 --seed "$seed" --max-seconds 30 >/dev/null
 done
-sleep 2   # let the sealer seal the last transactions
+# The audit is timed on a quiet ledger: seal what the pushes left, then wait (≤ 180 s) for the
+# server's report roller to reach the chain head. Timed while the background sealer and roller
+# were still catching up, the audit shared the 2 cores with them (their statements topped
+# pg_stat_statements during the audit run).
+"$TANHUI" ledger seal >&2
+for _ in $(seq 1 180); do
+  behind="$(psql -X -tA "$DATABASE_URL" -c "SELECT coalesce((SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = 'CN-GD' ORDER BY chain_seq DESC LIMIT 1), 0) > coalesce((SELECT sealed_through FROM report_progress WHERE province = 'CN-GD'), 0)")"
+  [ "$behind" = t ] || break
+  sleep 1
+done
 ledger_entries="$(entries)"
 ledger_transactions="$(psql -X -tA "$DATABASE_URL" -c "SELECT count(*) FROM ledger_transactions")"
 awards_missing="$(psql -X -tA "$DATABASE_URL" -c "SELECT count(*) FROM events e WHERE e.status = 'accepted' AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')")"

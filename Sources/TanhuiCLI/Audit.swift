@@ -36,6 +36,10 @@ struct Audit: AsyncParsableCommand {
             "Parallel workers, each on its own connection in one exported snapshot: a province's ledger fold (split by citizen range), its chain and its set checks run as separate parts (default: the number of cores, at most 8)."
     ) var jobs = String(min(8, max(1, ProcessInfo.processInfo.activeProcessorCount)))
     @Flag(help: "Print the report as JSON (stable, documented structure) instead of text.") var json = false
+    @Option(
+        name: .customLong("chain-range-links"),
+        help: ArgumentHelp("Split a province chain between workers only when each range gets at least this many links.", visibility: .hidden))
+    var chainRangeLinks = "1000"
 
     static let maximumCheckpointBytes = 64 * 1024
 
@@ -47,6 +51,10 @@ struct Audit: AsyncParsableCommand {
         }
         guard let jobs = Int(jobs), (1...64).contains(jobs) else { try Self.fail("--jobs must be an integer in 1…64") }
         options.jobs = jobs
+        guard let chainRangeLinks = Int64(chainRangeLinks), chainRangeLinks >= 1 else {
+            try Self.fail("--chain-range-links must be a whole number ≥ 1")
+        }
+        options.minimumLinksPerChainRange = chainRangeLinks
         guard let bound = Int(sealBound), bound >= 0 else { try Self.fail("--seal-bound must be a whole number of seconds ≥ 0") }
         options.sealBoundSeconds = bound
         if let from {

@@ -254,27 +254,60 @@ extension LedgerChain {
     }
 
     /// SHA-256 of `previous` then `canonicalV2(record)`, with the canonical bytes written into
-    /// one reused buffer instead of an interpolated String (the audit hashes every link).
+    /// one buffer instead of an interpolated String.
     package static func linkV2(previous: String, record: RecordV2) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(previous.utf8.count + 64 + record.fields.count * 24)
-        func append(_ text: String) {
-            bytes.append(contentsOf: String(text.utf8.count).utf8)
-            bytes.append(UInt8(ascii: ":"))
-            bytes.append(contentsOf: text.utf8)
-            bytes.append(UInt8(ascii: ";"))
-        }
-        bytes.append(contentsOf: previous.utf8)
-        append(record.record.tag)
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(record.fields.count * 24)
         for field in record.fields {
-            if let field {
-                append(field)
+            if var field {
+                field.withUTF8 { appendField($0, to: &encoded) }
             } else {
-                bytes.append(UInt8(ascii: "~"))
-                bytes.append(UInt8(ascii: ";"))
+                appendField(nil, to: &encoded)
             }
         }
-        return SHA256.hash(data: bytes).hexString
+        return linkV2(previous: previous, tag: record.record.tag, encodedFields: encoded)
+    }
+
+    /// SHA-256 of `previous`, the kind's tag field, then fields already in canonical form
+    /// (`encodeFields`): what the audit hashes, straight from the result cells.
+    package static func linkV2(previous: String, tag: String, encodedFields: [UInt8]) -> String {
+        var hasher = SHA256()
+        var head: [UInt8] = Array(previous.utf8)
+        var tagText = tag
+        tagText.withUTF8 { appendField($0, to: &head) }
+        hasher.update(data: head)
+        hasher.update(data: encodedFields)
+        return hasher.finalize().hexString
+    }
+
+    /// Appends one v2 field: `<byte length>:<value>;`, or `~;` for NULL.
+    static func appendField(_ value: UnsafeBufferPointer<UInt8>?, to bytes: inout [UInt8]) {
+        guard let value else {
+            bytes.append(UInt8(ascii: "~"))
+            bytes.append(UInt8(ascii: ";"))
+            return
+        }
+        var length = value.count
+        let first = bytes.count
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(length % 10))
+            length /= 10
+        } while length > 0
+        bytes[first...].reverse()
+        bytes.append(UInt8(ascii: ":"))
+        bytes.append(contentsOf: value)
+        bytes.append(UInt8(ascii: ";"))
+    }
+
+    /// `count` fields from `column` on, in canonical form, read from the result cells in place
+    /// (one String per field was most of the audit's allocations).
+    static func encodeFields(_ row: PostgresRow, from column: Int, count: Int) -> [UInt8] {
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(count * 24)
+        for index in column..<(column + count) {
+            row.withBytes(index) { appendField($0, to: &encoded) }
+        }
+        return encoded
     }
 
     /// The SELECT list of a v2 record's fields, per kind (shared by the sealer and the audit).

@@ -235,6 +235,53 @@ struct AuditV2Tests {
         }
     }
 
+    @Test(
+        "the chain split between workers gives one pass's report: clean, a backdated transaction in a later range, an early link that puts every later one out of order"
+    )
+    func chainSplitBetweenWorkers() async throws {
+        try await F.withLedger { services, url in
+            let (clean, _) = try await Self.buildWithRejection(services, url: url)
+            let links = try await F.count(url, "SELECT count(*) FROM ledger_chain")
+            #expect(links >= 15, "a chain long enough for three ranges of at least 4 links")
+            // One pass, and three workers with the chain in three ranges: the same report.
+            func split(_ label: String) async throws -> (CommandResult, [String: Any]) {
+                let (one, serial) = try await A.audit(url, ["--jobs", "1"])
+                let (three, parallel) = try await A.audit(url, ["--jobs", "3", "--chain-range-links", "4"])
+                #expect(one.exitCode == three.exitCode, "\(label)")
+                let serialChecks = try JSONSerialization.data(withJSONObject: serial["checks"] ?? [], options: [.sortedKeys])
+                let parallelChecks = try JSONSerialization.data(withJSONObject: parallel["checks"] ?? [], options: [.sortedKeys])
+                #expect(serialChecks == parallelChecks, "\(label): \(String(decoding: parallelChecks, as: UTF8.self).prefix(3000))")
+                #expect(serial["rows_checked"] as? Int == parallel["rows_checked"] as? Int, "\(label)")
+                #expect((parallel["chain_ranges"] as? [String: Any])?["split"] as? Int == 3, "\(label)")
+                return (three, parallel)
+            }
+            func replayed(_ report: [String: Any]) -> Int? { (report["chain_ranges"] as? [String: Any])?["replayed"] as? Int }
+            let (cleanRun, cleanReport) = try await split("clean")
+            #expect(cleanRun.exitCode == 0, "\(cleanRun.stdout.prefix(2000))")
+            #expect(replayed(cleanReport) == 0, "a chain in order: every range's assumed start was right")
+            #expect(A.check(cleanReport, "hash_chain")["checked"] as? Int == links)
+
+            // Found only if the last range starts from the created_at of the links before it.
+            let forged = try await A.forgeAward(url, citizen: clean.citizenC, points: 0, grams: 0, backdatedSeconds: 3600)
+            try await services.ledger.seal()
+            let backdated = try await split("backdated")
+            A.expectViolated(backdated, "chain_order", "transaction_id", "\(forged)")
+            #expect(replayed(backdated.1) == 0, "the latest created_at before a range comes from the transactions below it")
+
+            // An early event link's seal id raised far beyond the others': one pass finds every
+            // later link out of order; a later range sees that only if it is replayed from what
+            // the ranges before it left.
+            let raised = try await F.count(
+                url, "SELECT min(chain_seq)::int FROM ledger_chain WHERE province = 'CN-GD' AND record = 'event' AND chain_seq >= 2")
+            #expect(raised < links / 3, "the edited link lies in the first range")
+            try await A.rogue(
+                url, ["UPDATE ledger_chain SET seal_id = seal_id + 1000000000 WHERE province = 'CN-GD' AND chain_seq = \(raised)"])
+            let reordered = try await split("reordered")
+            #expect((A.check(reordered.1, "chain_order")["count"] as? Int ?? 0) >= links - raised, "\(A.check(reordered.1, "chain_order"))")
+            #expect((replayed(reordered.1) ?? 0) >= 1, "the ranges after the edited link were replayed from the true state")
+        }
+    }
+
     @Test("an event stored but never sealed (a rejected claim, so no transaction): unsealed_backlog names the event by its age")
     func unsealedEvent() async throws {
         try await F.withLedger { services, url in

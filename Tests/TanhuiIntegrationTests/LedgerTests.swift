@@ -298,6 +298,7 @@ struct LedgerTests {
             try await services.ledger.seal()
             // A writer in flight: it holds the publication lock shared and has drawn a seal id.
             let writer = try PostgresConnection.connect(PostgresConnectionSettings(url: url))
+            defer { writer.close() }
             try writer.query("BEGIN")
             try writer.query("SELECT pg_advisory_xact_lock_shared(hashtext('tanhui.rules.CN-GD'))")
             let inFlight = try writer.query("SELECT nextval('ledger_transaction_ids')").scalar(Int64.self)
@@ -312,7 +313,6 @@ struct LedgerTests {
             #expect(sealedWhileOpen["CN-GD"] == 0, "sealed past a write in flight: \(sealedWhileOpen)")
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE transaction_id = \(laterID)") == 0)
             try writer.query("ROLLBACK")
-            writer.close()
             let sealed = try await services.ledger.seal(sealPatience: .milliseconds(300))
             #expect((sealed["CN-GD"] ?? 0) >= 2, "the later transaction and its event: \(sealed)")
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE transaction_id = \(laterID)") == 1)

@@ -49,4 +49,23 @@ struct ChainCanonicalFormTests {
             #expect(bounds.allSatisfy { UUID(uuidString: $0) != nil })
         }
     }
+
+    @Test("chain ranges join without gaps or overlaps, split only when each gets enough links, and never overflow on a tampered chain_seq")
+    func chainRanges() {
+        for (count, after, last) in [(2, Int64(0), Int64(10_000)), (3, 500, 7_001), (8, 0, 1_000_003), (64, 7, 640_007)] {
+            let ranges = ProvinceAudit.chainRanges(count, after: after, through: last, minimumLinks: 1000)
+            #expect(ranges.count == count)
+            #expect(ranges.first?.afterSeq == after && ranges.last?.throughSeq == Int64.max)
+            for (a, b) in zip(ranges, ranges.dropFirst()) { #expect(a.throughSeq == b.afterSeq && a.afterSeq < a.throughSeq) }
+            #expect(ranges.dropLast().last.map { $0.throughSeq <= last } ?? true)
+        }
+        #expect(ProvinceAudit.chainRanges(4, after: 0, through: 3_999, minimumLinks: 1000).count == 1)
+        #expect(ProvinceAudit.chainRanges(1, after: 0, through: 1_000_000, minimumLinks: 1).count == 1)
+        // A chain_seq edited to Int64.max, a huge --chain-range-links: ranges, not a trap.
+        let tampered = ProvinceAudit.chainRanges(8, after: 0, through: Int64.max, minimumLinks: 1000)
+        #expect(tampered.count == 8)
+        for (a, b) in zip(tampered, tampered.dropFirst()) { #expect(a.throughSeq == b.afterSeq) }
+        #expect(ProvinceAudit.chainRanges(8, after: 5, through: Int64.max, minimumLinks: Int64.max).count == 1)
+        #expect(ProvinceAudit.chainRanges(8, after: 10, through: 3, minimumLinks: 1).count == 1)
+    }
 }

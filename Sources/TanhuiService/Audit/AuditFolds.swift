@@ -477,8 +477,8 @@ struct ChainLink: Sendable {
     var recordKey: String? = nil
     /// v1 form of a transaction link's transaction.
     var v1Row: LedgerChain.SealedRow?
-    /// v2 fields of the sealed record.
-    var fields: [String?]?
+    /// v2 fields of the sealed record, in canonical form (`LedgerChain.encodeFields`).
+    var encodedFields: [UInt8]?
     /// A transaction link's created_at (µs; `Int64.min` outside years 1000…9999), for chain order.
     var createdAtMicroseconds: Int64?
 
@@ -497,35 +497,49 @@ struct ChainLink: Sendable {
     }
 }
 
+/// What the chain replay carries from one link to the next: everything a link's verdicts
+/// depend on besides the link itself. A range of links replayed from the state its preceding
+/// links leave gives exactly the findings of one pass (the audit splits the chain this way).
+struct ChainState: Sendable, Equatable {
+    var expectedSeq: Int64
+    var head: String
+    /// The largest seal id (v1: transaction id) of the links before.
+    var lastOrderID: Int64?
+    var sawV2: Bool
+    /// The latest created_at (µs) of a transaction link before, and the first transaction with it.
+    var latestCreatedAtMicroseconds: Int64?
+    var latestCreatedAtTransactionID: Int64?
+
+    /// Before the first link after `after` (hash `head`), whose records have seal ids up to
+    /// `sealedThrough` (incremental audit: a checkpoint's position; 0 and genesis otherwise).
+    init(after: Int64 = 0, head: String = LedgerChain.genesisHash, sealedThrough: Int64 = 0) {
+        expectedSeq = Saturating.add(after, 1)
+        self.head = head
+        lastOrderID = sealedThrough > 0 ? sealedThrough : nil
+        sawV2 = sealedThrough > 0
+    }
+}
+
 /// Replays a province's hash chain link by link, exactly as the sealer computed it, and
 /// checks its order: seal ids increase, formats never go back from v2 to v1, and no
 /// transaction's created_at lies more than the seal bound before an earlier link's.
 struct ChainReplay {
     let province: String
     let sealBoundMicroseconds: Int64
-    private(set) var expectedSeq: Int64 = 1
-    private(set) var head = LedgerChain.genesisHash
-    private var lastOrderID: Int64?
-    private var sawV2 = false
-    private var latestCreatedAt: (micros: Int64, transactionID: Int64)?
+    private(set) var state: ChainState
 
-    /// Starts after link `after` with hash `head` (genesis: 0 and 64 zeros), whose records
-    /// have seal ids up to `sealedThrough` (incremental audit: a checkpoint's position).
-    init(province: String, sealBoundSeconds: Int, after: Int64 = 0, head: String = LedgerChain.genesisHash, sealedThrough: Int64 = 0) {
+    init(province: String, sealBoundSeconds: Int, state: ChainState) {
         self.province = province
         sealBoundMicroseconds = Int64(sealBoundSeconds).multipliedReportingOverflow(by: 1_000_000).partialValue
-        expectedSeq = Saturating.add(after, 1)
-        self.head = head
-        lastOrderID = sealedThrough > 0 ? sealedThrough : nil
-        sawV2 = sealedThrough > 0
+        self.state = state
     }
 
     mutating func link(_ link: ChainLink, into audit: inout AuditAccumulator) {
         audit.checked(.hashChain)
         audit.checked(.chainOrder)
         var broken: [String] = []
-        if link.seq != expectedSeq { broken.append("sequence: chain_seq \(link.seq) where \(expectedSeq) was expected") }
-        if link.previousHash != head { broken.append("previous_hash: link does not point at the preceding hash") }
+        if link.seq != state.expectedSeq { broken.append("sequence: chain_seq \(link.seq) where \(state.expectedSeq) was expected") }
+        if link.previousHash != state.head { broken.append("previous_hash: link does not point at the preceding hash") }
         var createdAt: Int64?
         switch (link.format, LedgerChain.Record(rawValue: link.record)) {
         case (1, .transaction?):
@@ -538,9 +552,8 @@ struct ChainReplay {
                 broken.append("transaction: the sealed transaction no longer exists")
             }
         case (2, let record?):
-            if let fields = link.fields, let sealID = link.sealID {
-                let sealed = LedgerChain.RecordV2(record: record, sealID: sealID, key: "", fields: fields)
-                if LedgerChain.linkV2(previous: link.previousHash, record: sealed) != link.hash {
+            if let encoded = link.encodedFields, link.sealID != nil {
+                if LedgerChain.linkV2(previous: link.previousHash, tag: record.tag, encodedFields: encoded) != link.hash {
                     broken.append("hash: recomputed v2 hash of the \(record.rawValue) (every column) differs from the stored one")
                 }
                 if record == .transaction { createdAt = link.createdAtMicroseconds }
@@ -561,18 +574,18 @@ struct ChainReplay {
         }
 
         var disorder: [String] = []
-        if link.format == 1 && sawV2 { disorder.append("format: a v1 link after a v2 link") }
-        if link.format == 2 { sawV2 = true }
-        if let id = link.orderID, let last = lastOrderID, id <= last {
+        if link.format == 1 && state.sawV2 { disorder.append("format: a v1 link after a v2 link") }
+        if link.format == 2 { state.sawV2 = true }
+        if let id = link.orderID, let last = state.lastOrderID, id <= last {
             disorder.append("seal_id: id \(id) does not follow the preceding link's \(last)")
         }
         var magnitude: Int64 = 1
-        if let createdAt, let latest = latestCreatedAt, createdAt < latest.micros {
-            let behind = latest.micros.subtractingReportingOverflow(createdAt)
+        if let createdAt, let latestMicros = state.latestCreatedAtMicroseconds, createdAt < latestMicros {
+            let behind = latestMicros.subtractingReportingOverflow(createdAt)
             let gap = behind.overflow ? Int64.max : behind.partialValue
             if gap > sealBoundMicroseconds {
                 disorder.append(
-                    "created_at: \(gap / 1000) ms before transaction \(latest.transactionID)'s, earlier in the chain (bound \(sealBoundMicroseconds / 1_000_000) s)"
+                    "created_at: \(gap / 1000) ms before transaction \(state.latestCreatedAtTransactionID ?? 0)'s, earlier in the chain (bound \(sealBoundMicroseconds / 1_000_000) s)"
                 )
                 magnitude = gap / 1000
             }
@@ -587,9 +600,12 @@ struct ChainReplay {
                     [("province", .string(province))] + link.names + [("rule", .string(rule))]))
         }
         // Continue from the stored link, so one tampered row is one finding, not a cascade.
-        expectedSeq = link.seq &+ 1
-        head = link.hash
-        if let id = link.orderID { lastOrderID = max(lastOrderID ?? id, id) }
-        if let createdAt, let id = link.transactionID, createdAt > (latestCreatedAt?.micros ?? Int64.min) { latestCreatedAt = (createdAt, id) }
+        state.expectedSeq = link.seq &+ 1
+        state.head = link.hash
+        if let id = link.orderID { state.lastOrderID = max(state.lastOrderID ?? id, id) }
+        if let createdAt, let id = link.transactionID, createdAt > (state.latestCreatedAtMicroseconds ?? Int64.min) {
+            state.latestCreatedAtMicroseconds = createdAt
+            state.latestCreatedAtTransactionID = id
+        }
     }
 }

@@ -205,6 +205,10 @@ package struct AuditReport: Sendable {
     package var from: Date?
     package var to: Date?
     package var sealBoundSeconds: Int
+    /// Chain ranges replayed by separate workers, and how many were replayed a second time
+    /// because the range before ended in another state than assumed (a chain out of order).
+    package var chainRanges = 0
+    package var chainRangesReplayed = 0
 
     package var ok: Bool { checks.allSatisfy(\.holds) }
 
@@ -226,6 +230,7 @@ package struct AuditReport: Sendable {
             "window": ["from": from.map { Self.instant($0) as Any } ?? NSNull(), "to": to.map { Self.instant($0) as Any } ?? NSNull()]
                 as [String: Any],
             "seal_bound_seconds": sealBoundSeconds,
+            "chain_ranges": ["split": chainRanges, "replayed": chainRangesReplayed],
             "checks": checks.map { check -> [String: Any] in
                 [
                     "id": check.id.rawValue,
