@@ -121,6 +121,20 @@ package struct PostgresRow: Sendable {
         return try withExtendedLifetime(cells) { try body(cells.bytes(row, Int32(column))) }
     }
 
+    /// `withBytes` for each column in `columns`, keeping the result alive once for all of them
+    /// (the audit encodes every field of every sealed record this way).
+    package func forEachCell(in columns: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>?) -> Void) {
+        withExtendedLifetime(cells) {
+            for column in columns {
+                if column >= 0, column < count, !cells.isNull(row, Int32(column)) {
+                    body(cells.bytes(row, Int32(column)))
+                } else {
+                    body(nil)
+                }
+            }
+        }
+    }
+
     package func decode<Value: PostgresDecodable>(_ column: Int, as type: Value.Type = Value.self) throws(PostgresError) -> Value {
         guard column >= 0, column < count else {
             throw .invalidValue("column \(column) out of range (\(count) columns)")

@@ -304,9 +304,7 @@ extension LedgerChain {
     static func encodeFields(_ row: PostgresRow, from column: Int, count: Int) -> [UInt8] {
         var encoded: [UInt8] = []
         encoded.reserveCapacity(count * 24)
-        for index in column..<(column + count) {
-            row.withBytes(index) { appendField($0, to: &encoded) }
-        }
+        row.forEachCell(in: column..<(column + count)) { appendField($0, to: &encoded) }
         return encoded
     }
 

@@ -41,6 +41,8 @@ struct AuditTransactionRow: Sendable {
     var citizen: String
     var citizenSeq: Int64
     var eventID: String
+    /// The same id parsed (nil if the text is no uuid), for the rule replay.
+    var eventUUID: UUID? = nil
     var points: Int64
     var grams: Int64
     var ruleSetVersion: Int
@@ -306,7 +308,7 @@ struct ProvinceFold {
                     magnitude: max(Saturating.magnitude(row.points), 1), at: at, ids + [("rule_set_version", .int(Int64(version)))]))
             return
         }
-        guard let id = UUID(uuidString: row.eventID) else { return }
+        guard let id = row.eventUUID else { return }
         let judged = ActionEvent(id: id, kind: event.kind, province: province, occurredAt: event.occurredAt, endedAt: event.endedAt, data: event.data)
         if let inForce = history.inForce(at: event.occurredAt)?.version, inForce != version {
             audit.record(
