@@ -108,30 +108,28 @@ package struct PostgresRow: Sendable {
 
     package var count: Int { columns.names.count }
 
+    /// A cell's bytes, nil for NULL or a column out of range; valid only while `cells` lives.
+    private func bytes(_ column: Int) -> UnsafeBufferPointer<UInt8>? {
+        guard column >= 0, column < count, !cells.isNull(row, Int32(column)) else { return nil }
+        return cells.bytes(row, Int32(column))
+    }
+
     /// The raw text of a column, nil for NULL.
     package func text(_ column: Int) -> String? {
-        guard column >= 0, column < count, !cells.isNull(row, Int32(column)) else { return nil }
-        return String(decoding: cells.bytes(row, Int32(column)), as: UTF8.self)
+        withBytes(column) { $0.map { String(decoding: $0, as: UTF8.self) } }
     }
 
     /// Calls `body` with the cell's UTF-8 bytes (nil for NULL) without making a String: the
     /// audit hashes canonical forms straight from the result. The buffer must not escape.
     package func withBytes<Result>(_ column: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> Result) rethrows -> Result {
-        guard column >= 0, column < count, !cells.isNull(row, Int32(column)) else { return try body(nil) }
-        return try withExtendedLifetime(cells) { try body(cells.bytes(row, Int32(column))) }
+        try withExtendedLifetime(cells) { try body(bytes(column)) }
     }
 
     /// `withBytes` for each column in `columns`, keeping the result alive once for all of them
     /// (the audit encodes every field of every sealed record this way).
     package func forEachCell(in columns: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>?) -> Void) {
         withExtendedLifetime(cells) {
-            for column in columns {
-                if column >= 0, column < count, !cells.isNull(row, Int32(column)) {
-                    body(cells.bytes(row, Int32(column)))
-                } else {
-                    body(nil)
-                }
-            }
+            for column in columns { body(bytes(column)) }
         }
     }
 

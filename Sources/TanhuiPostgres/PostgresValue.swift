@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 
 /// A Swift value that can be sent as a query parameter.
 ///
@@ -119,6 +119,12 @@ extension UUID: PostgresEncodable, PostgresDecodable {
     /// Lower-case canonical text by table lookup (`uuidString` formats with sprintf and
     /// `lowercased()` walks Unicode: both showed in the push profile, once per row).
     package var postgresText: String? { canonicalText }
+
+    /// PostgreSQL's uuid order, which is the order of the 16 bytes (and of the lower-case
+    /// text), compared without formatting either id.
+    package func precedes(_ other: UUID) -> Bool {
+        withUnsafeBytes(of: uuid) { a in withUnsafeBytes(of: other.uuid) { b in a.lexicographicallyPrecedes(b) } }
+    }
 
     /// The same text, non-optional: ids in canonical strings, hashes and account names.
     package var canonicalText: String {

@@ -93,13 +93,12 @@ package enum LedgerChain {
         ).rows.map { try $0.decode(0) }
         let deadline = ContinuousClock.now + patience
         while !holders.isEmpty {
+            guard ContinuousClock.now < deadline else { return nil }
+            Thread.sleep(forTimeInterval: 0.005)
             // A transaction holds the lock on its own virtual id until it ends.
             holders = try connection.query(
                 "SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY(\(PostgresArray(holders))::text[])"
             ).rows.map { try $0.decode(0) }
-            guard !holders.isEmpty else { break }
-            guard ContinuousClock.now < deadline else { return nil }
-            Thread.sleep(forTimeInterval: 0.005)
         }
         return drawn
     }

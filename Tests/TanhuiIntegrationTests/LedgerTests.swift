@@ -302,14 +302,18 @@ struct LedgerTests {
             try writer.query("BEGIN")
             try writer.query("SELECT pg_advisory_xact_lock_shared(hashtext('tanhui.rules.CN-GD'))")
             let inFlight = try writer.query("SELECT nextval('ledger_transaction_ids')").scalar(Int64.self)
-            // A later write commits with a higher id while the first is still open.
+            // The sealer starts and waits for that writer; meanwhile a later write commits with a
+            // higher id. A sealer queued for the lock exclusively would make this write queue
+            // behind it until the first writer ended, which happens only after the write returns.
+            async let sealing = services.ledger.seal(sealPatience: .seconds(2))
+            try await Task.sleep(for: .milliseconds(300))
             let later = try await services.ledger.submit(
                 [F.metro(at: F.base.addingTimeInterval(7200))], citizen: UUID(), device: "d", receivedAt: F.base.addingTimeInterval(9000),
                 sentAt: nil)
             #expect(later.map(\.status) == [.accepted], "a writer never waits for the sealer")
             let laterID = try await F.count(url, "SELECT max(transaction_id)::int FROM ledger_transactions")
             #expect(laterID > inFlight)
-            let sealedWhileOpen = try await services.ledger.seal(sealPatience: .milliseconds(300))
+            let sealedWhileOpen = try await sealing
             #expect(sealedWhileOpen["CN-GD"] == 0, "sealed past a write in flight: \(sealedWhileOpen)")
             #expect(try await F.count(url, "SELECT count(*) FROM ledger_chain WHERE transaction_id = \(laterID)") == 0)
             try writer.query("ROLLBACK")

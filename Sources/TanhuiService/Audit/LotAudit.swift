@@ -92,9 +92,9 @@ extension ProvinceAudit {
             let nextLot = try lotRows.peek().map { try $0.decode(1, as: UUID.self) }
             let nextMovement = try movementRows.peek().map { try $0.decode(0, as: UUID.self) }
             guard let candidate = nextLot ?? nextMovement else { break }
-            // uuids order like their lower-case text, as PostgreSQL orders them.
+            // The cursors stream citizens in PostgreSQL's uuid order.
             var citizen = candidate
-            if let lot = nextLot, let movement = nextMovement, movement.canonicalText < lot.canonicalText { citizen = movement }
+            if let lot = nextLot, let movement = nextMovement, movement.precedes(lot) { citizen = movement }
             var lots: [Int64: ReplayLot] = [:]
             while let row = try lotRows.peek(), try row.decode(1, as: UUID.self) == citizen {
                 _ = try lotRows.next()
