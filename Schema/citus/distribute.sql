@@ -59,6 +59,11 @@ SELECT create_distributed_table('ledger_chain', 'province', colocate_with => 'ci
 SELECT create_distributed_table('ledger_checkpoints', 'province', colocate_with => 'citizen_accounts');
 -- The summaries v2 checkpoints sign (migration 0004), per province like the checkpoints.
 SELECT create_distributed_table('ledger_checkpoint_states', 'province', colocate_with => 'citizen_accounts');
+-- The rollup copies checkpoints sign (migration 0011), with the summaries.
+SELECT create_distributed_table('ledger_checkpoint_reports', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_checkpoint_rollup', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_checkpoint_rejections', 'province', colocate_with => 'citizen_accounts');
+SELECT create_distributed_table('ledger_checkpoint_citizens', 'province', colocate_with => 'citizen_accounts');
 -- The report rollup (migration 0008): folded per province from that province's chain, so
 -- the advance and every report are single-shard statements.
 SELECT create_distributed_table('report_rollup', 'province', colocate_with => 'citizen_accounts');

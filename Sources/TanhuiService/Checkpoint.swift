@@ -6,7 +6,9 @@ package import Foundation
 ///
 /// Text form (signed over every line before `signature`, each ending in a newline). v2 adds
 /// the watermark the summary was taken at and the SHA-256 of that stored summary of balances
-/// and cap usage (`tanhui audit --since` starts from it); v1 notes still verify.
+/// and cap usage (`tanhui audit --since` starts from it), and, when the checkpoint copied the
+/// report rollup, the SHA-256 of that copy (`reports`, see `LedgerService.reportsDigest`);
+/// v1 notes and v2 notes without `reports` still verify.
 /// ```
 /// tanhui-checkpoint v2
 /// province CN-GD
@@ -14,6 +16,7 @@ package import Foundation
 /// head 9f86d0…
 /// watermark 1234
 /// summary 5e2b…
+/// reports 0c4f…
 /// time 1772323200
 /// key <base64 Ed25519 public key>
 /// signature <base64 Ed25519 signature>
@@ -27,6 +30,8 @@ package struct Checkpoint: Sendable, Equatable {
     package var watermark: Int64?
     /// v2: SHA-256 of the summary stored for (province, watermark), see `LedgerService.summaryLine`.
     package var summarySHA256: String?
+    /// v2, optional: SHA-256 of the report rollup copied for (province, watermark).
+    package var reportsSHA256: String?
     package var publicKey: Data
     package var signature: Data
 
@@ -53,7 +58,7 @@ package struct Checkpoint: Sendable, Equatable {
                 head \(headHash)
                 watermark \(watermark)
                 summary \(summarySHA256)
-                time \(Int64(time.timeIntervalSince1970))
+                \(reportsSHA256.map { "reports \($0)\n" } ?? "")time \(Int64(time.timeIntervalSince1970))
                 key \(publicKey.base64EncodedString())
 
                 """
@@ -76,12 +81,12 @@ package struct Checkpoint: Sendable, Equatable {
     /// Signs a head with the checkpoint key (`TANHUI_CHECKPOINT_KEY`).
     package static func sign(
         province: String, sequence: Int64, headHash: String, time: Date, watermark: Int64? = nil, summarySHA256: String? = nil,
-        privateKey: Curve25519.Signing.PrivateKey
+        reportsSHA256: String? = nil, privateKey: Curve25519.Signing.PrivateKey
     ) throws -> Checkpoint {
         var checkpoint = Checkpoint(
             province: province, sequence: sequence, headHash: headHash,
             time: Date(timeIntervalSince1970: time.timeIntervalSince1970.rounded(.down)),
-            watermark: watermark, summarySHA256: summarySHA256,
+            watermark: watermark, summarySHA256: summarySHA256, reportsSHA256: reportsSHA256,
             publicKey: privateKey.publicKey.rawRepresentation, signature: Data()
         )
         checkpoint.signature = try signText(checkpoint.signedText, privateKey: privateKey)
@@ -111,16 +116,21 @@ package struct Checkpoint: Sendable, Equatable {
         else { throw .malformed("missing or unreadable field") }
         var watermark: Int64?
         var summary: String?
+        var reports: String?
         if version == "tanhui-checkpoint v2" {
             guard let text = fields["watermark"], let value = Int64(text), let digest = fields["summary"], digest.count == 64 else {
                 throw .malformed("a v2 checkpoint needs watermark and summary")
             }
             watermark = value
             summary = digest
+            if let text = fields["reports"] {
+                guard text.utf8.count == 64 else { throw .malformed("reports must be a SHA-256 in hex") }
+                reports = text
+            }
         }
         let checkpoint = Checkpoint(
             province: province, sequence: sequence, headHash: head, time: Date(timeIntervalSince1970: TimeInterval(seconds)),
-            watermark: watermark, summarySHA256: summary, publicKey: key, signature: signature)
+            watermark: watermark, summarySHA256: summary, reportsSHA256: reports, publicKey: key, signature: signature)
         guard key == trustedKey.rawRepresentation else { throw .untrustedKey }
         guard trustedKey.isValidSignature(signature, for: Data(checkpoint.signedText.utf8)) else { throw .badSignature }
         return checkpoint

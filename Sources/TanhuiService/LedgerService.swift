@@ -146,7 +146,7 @@ package final class LedgerService: Sendable {
     /// taken then holds exactly the writes with ids up to the sequence's last value. The
     /// summary is copied from that snapshot's caches with no lock held.
     package func checkpoint(province: String, privateKey: Curve25519.Signing.PrivateKey, at time: Date = Date()) async throws -> Checkpoint {
-        let (watermark, summary) = try await pool.withConnection { connection -> (Int64, String) in
+        let (watermark, summary, reports) = try await pool.withConnection { connection -> (Int64, String, String?) in
             let key = RuleSetService.publicationLockKey(province)
             try connection.query("SELECT pg_advisory_lock(hashtext(\(key)))")
             let watermark: Int64
@@ -171,8 +171,10 @@ package final class LedgerService: Sendable {
                     ON CONFLICT DO NOTHING
                     """)
                 let summary = try Self.summaryDigest(province: province, watermark: watermark, on: connection)
+                try Self.copyReports(province: province, watermark: watermark, on: connection)
+                let reports = try Self.reportsDigest(province: province, watermark: watermark, on: connection)
                 try connection.query("COMMIT")
-                return (watermark, summary)
+                return (watermark, summary, reports)
             } catch {
                 _ = try? connection.query("ROLLBACK")
                 throw error
@@ -193,7 +195,7 @@ package final class LedgerService: Sendable {
         }
         let checkpoint = try Checkpoint.sign(
             province: province, sequence: head.0, headHash: head.1, time: time, watermark: watermark,
-            summarySHA256: summary, privateKey: privateKey)
+            summarySHA256: summary, reportsSHA256: reports, privateKey: privateKey)
         try await pool.withConnection { connection in
             try connection.query(
                 """
@@ -237,6 +239,82 @@ package final class LedgerService: Sendable {
         }
         return hasher.finalize().hexString
     }
+
+    /// Copies the report rollup as this snapshot holds it (with the progress it stands at), so
+    /// `tanhui audit --since` checks the rollup against it plus what was folded since.
+    static func copyReports(province: String, watermark: Int64, on connection: PostgresConnection) throws {
+        let copied = try connection.query(
+            """
+            INSERT INTO ledger_checkpoint_reports (province, watermark, sealed_through)
+            SELECT \(province)::text, \(watermark)::bigint, coalesce((SELECT sealed_through FROM report_progress WHERE province = \(province)), 0)
+            ON CONFLICT DO NOTHING RETURNING 1
+            """
+        ).rows
+        // A second checkpoint at the same watermark keeps the first copy (the digest is of what is stored).
+        guard !copied.isEmpty else { return }
+        try connection.query(
+            """
+            INSERT INTO ledger_checkpoint_rollup (province, watermark, day, kind, variant, district, accepted, rejected, grams_co2e, points, reversals)
+            SELECT province, \(watermark)::bigint, day, kind, variant, district, accepted, rejected, grams_co2e, points, reversals
+            FROM report_rollup WHERE province = \(province)
+            """)
+        try connection.query(
+            """
+            INSERT INTO ledger_checkpoint_rejections (province, watermark, day, kind, variant, district, code, events)
+            SELECT province, \(watermark)::bigint, day, kind, variant, district, code, events FROM report_rejections WHERE province = \(province)
+            """)
+        try connection.query(
+            """
+            INSERT INTO ledger_checkpoint_citizens (province, watermark, day, kind, variant, district, citizen_id)
+            SELECT province, \(watermark)::bigint, day, kind, variant, district, citizen_id FROM report_citizens WHERE province = \(province)
+            """)
+    }
+
+    /// SHA-256 of the report copy stored for (province, watermark), nil when there is none:
+    /// the lines `progress|<sealed_through>`, then `rollup|…`, `rejection|…` and `citizen|…`
+    /// per row in key order (text byte order), each text field as `<bytes>:<text>` (see the
+    /// README). Streams through a cursor, so it must run inside a transaction.
+    package static func reportsDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String? {
+        guard
+            let sealedThrough = try connection.query(
+                "SELECT sealed_through FROM ledger_checkpoint_reports WHERE province = \(province) AND watermark = \(watermark)"
+            ).first.map({ try $0.decode(0, as: Int64.self) })
+        else { return nil }
+        var hasher = SHA256()
+        hasher.update(data: Data("progress|\(sealedThrough)\n".utf8))
+        let cell = Self.reportCellText
+        let order = Self.reportCellOrder
+        let copies: [PostgresQuery] = [
+            """
+            DECLARE checkpoint_reports NO SCROLL CURSOR FOR
+            SELECT 'rollup|' || \(cell) || '|' || accepted || '|' || rejected || '|' || grams_co2e || '|' || points || '|' || reversals
+            FROM ledger_checkpoint_rollup WHERE province = \(province) AND watermark = \(watermark) ORDER BY \(order)
+            """,
+            """
+            DECLARE checkpoint_reports NO SCROLL CURSOR FOR
+            SELECT 'rejection|' || \(cell) || '|' || octet_length(code) || ':' || code || '|' || events
+            FROM ledger_checkpoint_rejections WHERE province = \(province) AND watermark = \(watermark) ORDER BY \(order), code COLLATE "C"
+            """,
+            """
+            DECLARE checkpoint_reports NO SCROLL CURSOR FOR
+            SELECT 'citizen|' || \(cell) || '|' || citizen_id
+            FROM ledger_checkpoint_citizens WHERE province = \(province) AND watermark = \(watermark) ORDER BY \(order), citizen_id
+            """,
+        ]
+        for declare in copies {
+            let lines = try AuditCursor(declare, name: "checkpoint_reports", on: connection, pageSize: 10_000, onPage: { _ in })
+            while let row = try lines.next() {
+                hasher.update(data: Data((try row.decode(0, as: String.self) + "\n").utf8))
+            }
+            try lines.close()
+        }
+        return hasher.finalize().hexString
+    }
+
+    /// A rollup cell's key in a digest line: `YYYY-MM-DD|<n>:kind|<n>:variant|<n>:district`.
+    static let reportCellText: SQLFragment =
+        "to_char(day, 'YYYY-MM-DD') || '|' || octet_length(kind) || ':' || kind || '|' || octet_length(variant) || ':' || variant || '|' || octet_length(district) || ':' || district"
+    static let reportCellOrder: SQLFragment = #"day, kind COLLATE "C", variant COLLATE "C", district COLLATE "C""#
 
     /// Whether the current chain still holds `checkpoint`'s head at its sequence.
     package func chainExtends(_ checkpoint: Checkpoint) async throws -> Bool {

@@ -468,4 +468,79 @@ struct AuditV2Tests {
             #expect(noKey.exitCode == 2)
         }
     }
+    @Test(
+        "incremental audit: the report rollup is checked against the copy the checkpoint signed plus what was folded since; an edited cell is caught by --since and the full audit, an edited copy by --since"
+    )
+    func incrementalReports() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await A.buildClean(services, url: url)
+            _ = try await services.reports.advance(province: "CN-GD")
+            let key = Curve25519.Signing.PrivateKey()
+            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let file = A.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            #expect(
+                try await CommandRunner.tanhui(
+                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment
+                ).exitCode == 0)
+            let note = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(note.split(separator: "\n").contains { $0.hasPrefix("reports ") && $0.count == "reports ".count + 64 }, "\(note)")
+            let copied = try await A.scalar(url, "SELECT count(*) FROM ledger_checkpoint_rollup", as: Int64.self)
+            #expect(copied >= 2, "the copy holds the rollup's cells")
+
+            // After the checkpoint: a new cell (a later day), an old cell again (A's bike the same
+            // day), an old award reversed (its cell's grams change); partly folded, then all.
+            let receivedAt = F.base.addingTimeInterval(86_400)
+            _ = try await services.ledger.submit(
+                [F.bike(at: F.base.addingTimeInterval(-3600))], citizen: clean.citizenA, device: "a", receivedAt: receivedAt, sentAt: nil)
+            _ = try await services.ledger.submit(
+                [F.waste(at: F.base.addingTimeInterval(2 * 86_400))], citizen: UUID(), device: "d",
+                receivedAt: receivedAt.addingTimeInterval(2 * 86_400),
+                sentAt: nil)
+            _ = try await services.ledger.reverse(event: clean.metroEvent, province: "CN-GD", reason: "duplicate", actor: "admin:test")
+            try await services.ledger.seal()
+            _ = try await services.reports.advance(province: "CN-GD")
+
+            let (full, fullReport) = try await A.audit(url, [], environment: environment)
+            #expect(full.exitCode == 0, "\(full.stdout.prefix(3000))")
+            let (since, sinceReport) = try await A.audit(url, ["--since", file], environment: environment)
+            #expect(since.exitCode == 0, "\(since.stdout.prefix(3000))")
+            #expect((A.check(sinceReport, "reports_match_ledger")["checked"] as? Int ?? 0) >= 3)
+            #expect(
+                (A.check(sinceReport, "reports_match_ledger")["checked"] as? Int) == (A.check(fullReport, "reports_match_ledger")["checked"] as? Int),
+                "the copy plus what was folded since has as many cells as the recomputation")
+
+            // An old cell edited after the checkpoint: both audits name it.
+            let day = try await A.scalar(url, "SELECT min(day)::text FROM ledger_checkpoint_rollup", as: String.self)
+            let edit: PostgresQuery =
+                "UPDATE report_rollup SET accepted = accepted + 1 WHERE day = (SELECT min(day) FROM ledger_checkpoint_rollup) AND kind = (SELECT min(kind) FROM ledger_checkpoint_rollup WHERE day = (SELECT min(day) FROM ledger_checkpoint_rollup))"
+            try await A.rogue(url, [edit])
+            A.expectViolated(try await A.audit(url, [], environment: environment), "reports_match_ledger", "day", day)
+            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "reports_match_ledger", "day", day)
+            try await A.rogue(
+                url,
+                [
+                    "UPDATE report_rollup SET accepted = accepted - 1 WHERE day = (SELECT min(day) FROM ledger_checkpoint_rollup) AND kind = (SELECT min(kind) FROM ledger_checkpoint_rollup WHERE day = (SELECT min(day) FROM ledger_checkpoint_rollup))"
+                ])
+
+            // A citizen counted in an old cell who never acted there: both audits name it.
+            try await A.rogue(
+                url,
+                [
+                    "INSERT INTO report_citizens SELECT province, day, kind, variant, district, \(UUID())::uuid FROM report_citizens WHERE day = \(day)::date LIMIT 1"
+                ])
+            A.expectViolated(try await A.audit(url, [], environment: environment), "reports_match_ledger", "table", "report_citizens")
+            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "reports_match_ledger", "table", "report_citizens")
+            try await A.rogue(
+                url, ["DELETE FROM report_citizens WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.citizen_id = report_citizens.citizen_id)"])
+            #expect(try await A.audit(url, ["--since", file], environment: environment).0.exitCode == 0)
+
+            // The copy edited (so that it would hide the edit above): --since says the copy no
+            // longer verifies, recomputes the rollup from all history, and still names the cell.
+            try await A.rogue(url, [edit, "UPDATE ledger_checkpoint_rollup SET accepted = accepted + 1 WHERE day = \(day)::date"])
+            let edited = try await A.audit(url, ["--since", file], environment: environment)
+            A.expectViolated(edited, "checkpoints", "file", file)
+            A.expectViolated(edited, "reports_match_ledger", "day", day)
+        }
+    }
 }

@@ -53,6 +53,8 @@ package final class LedgerAudit: Sendable {
         "offers", "redemptions", "redemption_outcomes", "redemption_refunds",
         // Lots (migration 0010): movements only; point_lots keeps updatable caches.
         "lot_movements",
+        // Report copies of checkpoints (migration 0011).
+        "ledger_checkpoint_reports", "ledger_checkpoint_rollup", "ledger_checkpoint_rejections", "ledger_checkpoint_citizens",
     ]
 
     package init(pool: PostgresPool) {
@@ -445,6 +447,8 @@ struct ProvinceAudit {
     /// Incremental audit: the chain position of the checkpoint (0: genesis).
     let sinceSeq: Int64
     let sinceHead: String
+    /// Incremental audit: the digest the checkpoint signed for its report copy (nil: none).
+    let sinceReports: String?
 
     var incremental: Bool { sinceID > 0 }
 
@@ -454,6 +458,7 @@ struct ProvinceAudit {
         sinceID = since?.watermark ?? 0
         sinceSeq = since?.sequence ?? 0
         sinceHead = since?.headHash ?? LedgerChain.genesisHash
+        sinceReports = since?.reportsSHA256
         self.connection = connection
         self.progress = progress
         audit = AuditAccumulator(from: options.from, to: options.to)
