@@ -656,29 +656,53 @@ struct ProvinceAudit {
               AND t.citizen_id >= coalesce(\(citizens.lower)::uuid, t.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR t.citizen_id < \(citizens.upper)::uuid)
             ORDER BY t.citizen_id, t.citizen_seq, t.transaction_id
             """, name: "audit_tx", counter: counter)
+        // --since reads the caches of the citizens with new transactions only: found once, then
+        // joined by key. LATERAL fixes that order: planned from no statistics for a new
+        // watermark, `citizen_id IN (new transactions)` became a scan of every new transaction
+        // per summary row, past the statement timeout (OFFSET 0 keeps the LATERAL subquery from
+        // being flattened into a join the planner may turn around).
         let accounts = try cursor(
-            """
-            DECLARE audit_accounts NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province)
-              AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
-              AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id
-            """, name: "audit_accounts", counter: counter)
+            incremental
+                ? """
+                DECLARE audit_accounts NO SCROLL CURSOR FOR
+                SELECT a.citizen_id::text, a.balance_points, a.balance_grams, a.last_seq
+                FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) touched
+                CROSS JOIN LATERAL (SELECT * FROM citizen_accounts WHERE province = \(province) AND citizen_id = touched.citizen_id OFFSET 0) a
+                WHERE a.citizen_id >= coalesce(\(citizens.lower)::uuid, a.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR a.citizen_id < \(citizens.upper)::uuid)
+                ORDER BY a.citizen_id
+                """
+                : """
+                DECLARE audit_accounts NO SCROLL CURSOR FOR
+                SELECT citizen_id::text, balance_points, balance_grams, last_seq FROM citizen_accounts WHERE province = \(province)
+                  AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
+                ORDER BY citizen_id
+                """, name: "audit_accounts", counter: counter)
         let usage = try cursor(
-            """
-            DECLARE audit_caps NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province)
-              AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
-              AND (\(!incremental) OR citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))) ORDER BY citizen_id, window_key
-            """, name: "audit_caps", counter: counter)
+            incremental
+                ? """
+                DECLARE audit_caps NO SCROLL CURSOR FOR
+                SELECT u.citizen_id::text, u.window_key, u.points, u.events
+                FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) touched
+                CROSS JOIN LATERAL (SELECT * FROM cap_usage WHERE province = \(province) AND citizen_id = touched.citizen_id OFFSET 0) u
+                WHERE u.citizen_id >= coalesce(\(citizens.lower)::uuid, u.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR u.citizen_id < \(citizens.upper)::uuid)
+                ORDER BY u.citizen_id, u.window_key
+                """
+                : """
+                DECLARE audit_caps NO SCROLL CURSOR FOR
+                SELECT citizen_id::text, window_key, points, events FROM cap_usage WHERE province = \(province)
+                  AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
+                ORDER BY citizen_id, window_key
+                """, name: "audit_caps", counter: counter)
         // Incremental: each touched citizen starts from the signed summary at the watermark.
         let summary = try cursor(
             """
             DECLARE audit_summary NO SCROLL CURSOR FOR
-            SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
-            WHERE province = \(province) AND watermark = \(sinceID) AND \(incremental)
-              AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)
-              AND citizen_id IN (SELECT n.citizen_id FROM ledger_transactions n WHERE n.province = \(province) AND n.transaction_id > \(sinceID))
-            ORDER BY citizen_id
+            SELECT s.citizen_id::text, s.balance_points, s.balance_grams, s.last_seq, s.caps
+            FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE \(incremental) AND province = \(province) AND transaction_id > \(sinceID)) touched
+            CROSS JOIN LATERAL (
+                SELECT * FROM ledger_checkpoint_states WHERE province = \(province) AND watermark = \(sinceID) AND citizen_id = touched.citizen_id OFFSET 0) s
+            WHERE s.citizen_id >= coalesce(\(citizens.lower)::uuid, s.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR s.citizen_id < \(citizens.upper)::uuid)
+            ORDER BY s.citizen_id
             """, name: "audit_summary", counter: counter)
 
         var fold = ProvinceFold(province: province, ruleSets: ruleSets)
