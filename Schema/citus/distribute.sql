@@ -63,7 +63,6 @@ SELECT create_distributed_table('ledger_checkpoint_states', 'province', colocate
 SELECT create_distributed_table('ledger_checkpoint_reports', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('ledger_checkpoint_rollup', 'province', colocate_with => 'citizen_accounts');
 SELECT create_distributed_table('ledger_checkpoint_rejections', 'province', colocate_with => 'citizen_accounts');
-SELECT create_distributed_table('ledger_checkpoint_citizens', 'province', colocate_with => 'citizen_accounts');
 -- The report rollup (migration 0008): folded per province from that province's chain, so
 -- the advance and every report are single-shard statements.
 SELECT create_distributed_table('report_rollup', 'province', colocate_with => 'citizen_accounts');

@@ -240,8 +240,9 @@ package final class LedgerService: Sendable {
         return hasher.finalize().hexString
     }
 
-    /// Copies the report rollup as this snapshot holds it (with the progress it stands at), so
-    /// `tanhui audit --since` checks the rollup against it plus what was folded since.
+    /// Copies the report cells as this snapshot holds them (with the progress they stand at),
+    /// so `tanhui audit --since` checks the rollup against them plus what was folded since.
+    /// `report_citizens` is not copied: it grows with the citizens (see migration 0011).
     static func copyReports(province: String, watermark: Int64, on connection: PostgresConnection) throws {
         let copied = try connection.query(
             """
@@ -263,17 +264,12 @@ package final class LedgerService: Sendable {
             INSERT INTO ledger_checkpoint_rejections (province, watermark, day, kind, variant, district, code, events)
             SELECT province, \(watermark)::bigint, day, kind, variant, district, code, events FROM report_rejections WHERE province = \(province)
             """)
-        try connection.query(
-            """
-            INSERT INTO ledger_checkpoint_citizens (province, watermark, day, kind, variant, district, citizen_id)
-            SELECT province, \(watermark)::bigint, day, kind, variant, district, citizen_id FROM report_citizens WHERE province = \(province)
-            """)
     }
 
     /// SHA-256 of the report copy stored for (province, watermark), nil when there is none:
-    /// the lines `progress|<sealed_through>`, then `rollup|…`, `rejection|…` and `citizen|…`
-    /// per row in key order (text byte order), each text field as `<bytes>:<text>` (see the
-    /// README). Streams through a cursor, so it must run inside a transaction.
+    /// the lines `progress|<sealed_through>`, then `rollup|…` and `rejection|…` per row in key
+    /// order (text byte order), each text field as `<bytes>:<text>` (see the README). Streams
+    /// through a cursor, so it must run inside a transaction.
     package static func reportsDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String? {
         guard
             let sealedThrough = try connection.query(
@@ -294,11 +290,6 @@ package final class LedgerService: Sendable {
             DECLARE checkpoint_reports NO SCROLL CURSOR FOR
             SELECT 'rejection|' || \(cell) || '|' || octet_length(code) || ':' || code || '|' || events
             FROM ledger_checkpoint_rejections WHERE province = \(province) AND watermark = \(watermark) ORDER BY \(order), code COLLATE "C"
-            """,
-            """
-            DECLARE checkpoint_reports NO SCROLL CURSOR FOR
-            SELECT 'citizen|' || \(cell) || '|' || citizen_id
-            FROM ledger_checkpoint_citizens WHERE province = \(province) AND watermark = \(watermark) ORDER BY \(order), citizen_id
             """,
         ]
         for declare in copies {

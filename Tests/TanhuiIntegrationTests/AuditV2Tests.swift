@@ -469,7 +469,7 @@ struct AuditV2Tests {
         }
     }
     @Test(
-        "incremental audit: the report rollup is checked against the copy the checkpoint signed plus what was folded since; an edited cell is caught by --since and the full audit, an edited copy by --since"
+        "incremental audit: the report rollup is checked against the copy the checkpoint signed plus what was folded since; an edited cell or a missing citizen of a new record is caught by --since and the full audit, an edited copy by --since"
     )
     func incrementalReports() async throws {
         try await F.withLedger { services, url in
@@ -506,9 +506,9 @@ struct AuditV2Tests {
             let (since, sinceReport) = try await A.audit(url, ["--since", file], environment: environment)
             #expect(since.exitCode == 0, "\(since.stdout.prefix(3000))")
             #expect((A.check(sinceReport, "reports_match_ledger")["checked"] as? Int ?? 0) >= 3)
-            #expect(
-                (A.check(sinceReport, "reports_match_ledger")["checked"] as? Int) == (A.check(fullReport, "reports_match_ledger")["checked"] as? Int),
-                "the copy plus what was folded since has as many cells as the recomputation")
+            let sinceChecked = A.check(sinceReport, "reports_match_ledger")["checked"] as? Int ?? 0
+            #expect(sinceChecked < (A.check(fullReport, "reports_match_ledger")["checked"] as? Int ?? 0), "citizens: only the new records' are read")
+            #expect(sinceChecked > Int(copied), "every cell of the copy plus what was folded since is compared")
 
             // An old cell edited after the checkpoint: both audits name it.
             let day = try await A.scalar(url, "SELECT min(day)::text FROM ledger_checkpoint_rollup", as: String.self)
@@ -523,17 +523,34 @@ struct AuditV2Tests {
                     "UPDATE report_rollup SET accepted = accepted - 1 WHERE day = (SELECT min(day) FROM ledger_checkpoint_rollup) AND kind = (SELECT min(kind) FROM ledger_checkpoint_rollup WHERE day = (SELECT min(day) FROM ledger_checkpoint_rollup))"
                 ])
 
-            // A citizen counted in an old cell who never acted there: both audits name it.
+            // A citizen a new record counts, removed from its cell: both audits name it.
+            try await A.rogue(url, ["DELETE FROM report_citizens WHERE citizen_id = \(clean.citizenA) AND kind = 'bike_ride'"])
+            A.expectViolated(try await A.audit(url, [], environment: environment), "reports_match_ledger", "table", "report_citizens")
+            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "reports_match_ledger", "table", "report_citizens")
+            _ = try await services.reports.advance(province: "CN-GD")  // folds nothing: the row stays missing
+            try await A.rogue(
+                url,
+                [
+                    """
+                    INSERT INTO report_citizens SELECT DISTINCT province, (occurred_at AT TIME ZONE INTERVAL '08:00')::date, kind,
+                        coalesce(mode, material, ''), coalesce(district, ''), citizen_id
+                    FROM events WHERE citizen_id = \(clean.citizenA) AND kind = 'bike_ride' AND status = 'accepted'
+                    """
+                ])
+            #expect(try await A.audit(url, [], environment: environment).0.exitCode == 0)
+
+            // A citizen counted in an old cell who never acted there: the full audit names it;
+            // --since, which reads only what the new records touch, does not (by design).
             try await A.rogue(
                 url,
                 [
                     "INSERT INTO report_citizens SELECT province, day, kind, variant, district, \(UUID())::uuid FROM report_citizens WHERE day = \(day)::date LIMIT 1"
                 ])
             A.expectViolated(try await A.audit(url, [], environment: environment), "reports_match_ledger", "table", "report_citizens")
-            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "reports_match_ledger", "table", "report_citizens")
+            #expect(try await A.audit(url, ["--since", file], environment: environment).0.exitCode == 0)
             try await A.rogue(
                 url, ["DELETE FROM report_citizens WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.citizen_id = report_citizens.citizen_id)"])
-            #expect(try await A.audit(url, ["--since", file], environment: environment).0.exitCode == 0)
+            #expect(try await A.audit(url, [], environment: environment).0.exitCode == 0)
 
             // The copy edited (so that it would hide the edit above): --since says the copy no
             // longer verifies, recomputes the rollup from all history, and still names the cell.

@@ -54,7 +54,7 @@ package final class LedgerAudit: Sendable {
         // Lots (migration 0010): movements only; point_lots keeps updatable caches.
         "lot_movements",
         // Report copies of checkpoints (migration 0011).
-        "ledger_checkpoint_reports", "ledger_checkpoint_rollup", "ledger_checkpoint_rejections", "ledger_checkpoint_citizens",
+        "ledger_checkpoint_reports", "ledger_checkpoint_rollup", "ledger_checkpoint_rejections",
     ]
 
     package init(pool: PostgresPool) {

@@ -31,9 +31,9 @@ extension ProvinceAudit {
                         magnitude: 3, [("province", .string(province)), ("chain_seq", .int(chainSeq))]))
             }
         }
-        // --since from a checkpoint with a report copy: the rollup must equal that copy plus
-        // the records folded since (seal ids in (copy's progress, progress]); otherwise (a
-        // full audit, an older checkpoint, a copy that no longer verifies) it is recomputed
+        // --since from a checkpoint with a report copy: every cell must equal that copy plus the
+        // records folded since (seal ids in (copy's progress, progress]); otherwise (a full
+        // audit, an older checkpoint, a copy that no longer verifies) the rollup is recomputed
         // from all history.
         let copiedThrough = try incremental ? reportCopy(sealedThrough: sealedThrough) : nil
         let useCopy = copiedThrough != nil
@@ -83,21 +83,34 @@ extension ProvinceAudit {
             FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
             """)
         try recordDifferences(rejections.rows, table: "report_rejections")
+        // Citizens: a full audit compares the whole set both ways; --since from a copy checks
+        // that every (cell, citizen) of the records folded since is in it, by key (the set is
+        // not copied: a citizen added to a cell no new record touches is the full audit's).
         let citizens = try connection.query(
-            """
-            WITH recomputed AS (
-                SELECT day, kind, variant, district, citizen_id
-                FROM ledger_checkpoint_citizens WHERE \(useCopy) AND province = \(province) AND watermark = \(sinceID)
-                UNION
-                SELECT \(day), e.kind, coalesce(e.mode, e.material, ''), coalesce(e.district, ''), e.citizen_id
-                FROM events e WHERE e.province = \(province) AND e.seal_id > \(from) AND e.seal_id <= \(sealedThrough)),
-            stored AS (SELECT day, kind, variant, district, citizen_id FROM report_citizens WHERE province = \(province)),
-            differing AS ((SELECT 'missing from the rollup' AS what, * FROM (SELECT * FROM recomputed EXCEPT SELECT * FROM stored) m)
-                UNION ALL (SELECT 'not in the recomputation', * FROM (SELECT * FROM stored EXCEPT SELECT * FROM recomputed) n))
-            SELECT (SELECT count(*) FROM differing), (SELECT count(*) FROM recomputed), what, day::text, kind, variant, district,
-                   NULL::bigint, NULL::bigint, NULL::bigint
-            FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
-            """)
+            useCopy
+                ? """
+                WITH recomputed AS (
+                    SELECT DISTINCT \(day) AS day, e.kind, coalesce(e.mode, e.material, '') AS variant, coalesce(e.district, '') AS district, e.citizen_id
+                    FROM events e WHERE e.province = \(province) AND e.seal_id > \(from) AND e.seal_id <= \(sealedThrough)),
+                differing AS (
+                    SELECT 'missing from the rollup' AS what, * FROM recomputed r
+                    WHERE NOT EXISTS (SELECT 1 FROM report_citizens c WHERE c.province = \(province) AND c.day = r.day AND c.kind = r.kind
+                                        AND c.variant = r.variant AND c.district = r.district AND c.citizen_id = r.citizen_id))
+                SELECT (SELECT count(*) FROM differing), (SELECT count(*) FROM recomputed), what, day::text, kind, variant, district,
+                       NULL::bigint, NULL::bigint, NULL::bigint
+                FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
+                """
+                : """
+                WITH recomputed AS (
+                    SELECT DISTINCT \(day) AS day, e.kind, coalesce(e.mode, e.material, '') AS variant, coalesce(e.district, '') AS district, e.citizen_id
+                    FROM events e WHERE e.province = \(province) AND e.seal_id <= \(sealedThrough)),
+                stored AS (SELECT day, kind, variant, district, citizen_id FROM report_citizens WHERE province = \(province)),
+                differing AS ((SELECT 'missing from the rollup' AS what, * FROM (SELECT * FROM recomputed EXCEPT SELECT * FROM stored) m)
+                    UNION ALL (SELECT 'not in the recomputation', * FROM (SELECT * FROM stored EXCEPT SELECT * FROM recomputed) n))
+                SELECT (SELECT count(*) FROM differing), (SELECT count(*) FROM recomputed), what, day::text, kind, variant, district,
+                       NULL::bigint, NULL::bigint, NULL::bigint
+                FROM differing RIGHT JOIN (SELECT 1) one ON true ORDER BY day, kind, variant, district, what LIMIT \(Self.reportFindingsShown)
+                """)
         try recordDifferences(citizens.rows, table: "report_citizens")
     }
 

@@ -918,12 +918,15 @@ extension SchemaMigrations {
             sql: #"""
                 -- 0011: the report rollup as it stood at each checkpoint.
                 --
-                -- `tanhui ledger checkpoint` copies the province's rollup (report_rollup, report_rejections,
-                -- report_citizens and the progress they stand at) in the same snapshot as the summary of
+                -- `tanhui ledger checkpoint` copies the province's rollup cells (report_rollup,
+                -- report_rejections and the progress they stand at) in the same snapshot as the summary of
                 -- balances (ledger_checkpoint_states), and signs the copy's SHA-256 as the checkpoint's
-                -- `reports` line. `tanhui audit --since` then checks the rollup against that copy plus the
+                -- `reports` line. `tanhui audit --since` then checks every cell against that copy plus the
                 -- records folded since (seal ids in (copy's sealed_through, current sealed_through]), instead
-                -- of recomputing the rollup from all history. Append-only, like the rest of history.
+                -- of recomputing the rollup from all history. report_citizens is not copied: it grows with
+                -- the citizens, so --since checks only that the new records' citizens are in it (a cache
+                -- of citizens without new records is checked by the full audit, like their balances).
+                -- Append-only, like the rest of history.
                 CREATE TABLE ledger_checkpoint_reports (
                     province        text    NOT NULL,
                     watermark       bigint  NOT NULL,
@@ -959,17 +962,6 @@ extension SchemaMigrations {
                     PRIMARY KEY (province, watermark, day, kind, variant, district, code)
                 );
 
-                CREATE TABLE ledger_checkpoint_citizens (
-                    province    text    NOT NULL,
-                    watermark   bigint  NOT NULL,
-                    day         date    NOT NULL,
-                    kind        text    NOT NULL,
-                    variant     text    NOT NULL,
-                    district    text    NOT NULL,
-                    citizen_id  uuid    NOT NULL,
-                    PRIMARY KEY (province, watermark, day, kind, variant, district, citizen_id)
-                );
-
                 CREATE TRIGGER ledger_checkpoint_reports_append_only BEFORE UPDATE OR DELETE ON ledger_checkpoint_reports
                     FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
                 CREATE TRIGGER ledger_checkpoint_reports_no_truncate BEFORE TRUNCATE ON ledger_checkpoint_reports
@@ -982,12 +974,7 @@ extension SchemaMigrations {
                     FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
                 CREATE TRIGGER ledger_checkpoint_rejections_no_truncate BEFORE TRUNCATE ON ledger_checkpoint_rejections
                     FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
-                CREATE TRIGGER ledger_checkpoint_citizens_append_only BEFORE UPDATE OR DELETE ON ledger_checkpoint_citizens
-                    FOR EACH ROW EXECUTE FUNCTION tanhui_reject_change();
-                CREATE TRIGGER ledger_checkpoint_citizens_no_truncate BEFORE TRUNCATE ON ledger_checkpoint_citizens
-                    FOR EACH STATEMENT EXECUTE FUNCTION tanhui_reject_change();
-                GRANT SELECT, INSERT ON ledger_checkpoint_reports, ledger_checkpoint_rollup, ledger_checkpoint_rejections, ledger_checkpoint_citizens
-                    TO tanhui_service;
+                GRANT SELECT, INSERT ON ledger_checkpoint_reports, ledger_checkpoint_rollup, ledger_checkpoint_rejections TO tanhui_service;
 
                 """#),
     ]
