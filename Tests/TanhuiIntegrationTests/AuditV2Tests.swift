@@ -558,6 +558,33 @@ struct AuditV2Tests {
             let edited = try await A.audit(url, ["--since", file], environment: environment)
             A.expectViolated(edited, "checkpoints", "file", file)
             A.expectViolated(edited, "reports_match_ledger", "day", day)
+
+            // Evidence: --since probes the new evidence keys in the unique index; with the index
+            // dropped (which a double credit needs), it scans instead and still names the key.
+            _ = try await services.ledger.submit(
+                [F.metro(at: F.base.addingTimeInterval(3 * 86_400), evidence: "TXN-AFTER")], citizen: UUID(), device: "e",
+                receivedAt: receivedAt.addingTimeInterval(3 * 86_400), sentAt: nil)
+            try await services.ledger.seal()
+            _ = try await services.reports.advance(province: "CN-GD")
+            let probed = try await A.audit(url, ["--since", file], environment: environment)
+            #expect(A.check(probed.1, "completeness")["status"] as? String == "ok", "a new evidence key probed in the index is credited once")
+            let watermark = try #require(note.split(separator: "\n").first { $0.hasPrefix("watermark ") }.flatMap { Int64($0.dropFirst(10)) })
+            let old = try await A.scalar(
+                url,
+                "SELECT evidence_ref FROM events WHERE status = 'accepted' AND evidence_source IS NOT NULL AND seal_id <= \(watermark) ORDER BY seal_id LIMIT 1",
+                as: String.self)
+            try await A.rogue(
+                url,
+                [
+                    "DROP INDEX events_evidence_credited_once",
+                    """
+                    UPDATE events SET evidence_source = o.evidence_source, evidence_ref = o.evidence_ref
+                    FROM (SELECT evidence_source, evidence_ref FROM events WHERE evidence_ref = \(old)) o
+                    WHERE events.event_id = (SELECT event_id FROM events WHERE status = 'accepted' AND evidence_source IS NOT NULL AND seal_id > \(watermark)
+                                             ORDER BY seal_id DESC LIMIT 1)
+                    """,
+                ])
+            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "completeness", "evidence_ref", old)
         }
     }
 }

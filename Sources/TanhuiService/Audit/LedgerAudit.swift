@@ -838,15 +838,39 @@ struct ProvinceAudit {
                         ("first_transaction_id", .int(try row.decode(2))),
                     ]))
         }
+        // --since probes each new evidence key in the unique index that makes a double credit
+        // impossible, when that index is there as shipped; dropped or altered (the very edit a
+        // double credit needs), the keys are hashed against a scan of all events instead.
+        let evidenceIndexed =
+            try incremental
+            && connection.query(
+                """
+                SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = to_regclass('events_evidence_credited_once') AND i.indisvalid
+                                 AND i.indrelid = 'events'::regclass
+                                 AND pg_get_indexdef(i.indexrelid)
+                                     LIKE '% USING btree (province, evidence_source, evidence_ref) WHERE ((status = ''accepted''::text) AND (evidence_source IS NOT NULL))')
+                """
+            ).scalar(Bool.self)
         try each(
-            """
-            DECLARE audit_evidence NO SCROLL CURSOR FOR
-            SELECT evidence_source, evidence_ref, count(*), min(event_id::text), max(event_id::text) FROM events
-            WHERE province = \(province) AND status = 'accepted' AND evidence_source IS NOT NULL
-              AND (\(!incremental) OR (evidence_source, evidence_ref) IN (SELECT n.evidence_source, n.evidence_ref FROM events n
-                                                                          WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted'))
-            GROUP BY evidence_source, evidence_ref HAVING count(*) > 1 ORDER BY 1, 2
-            """, "audit_evidence"
+            evidenceIndexed
+                ? """
+                DECLARE audit_evidence NO SCROLL CURSOR FOR
+                SELECT n.evidence_source, n.evidence_ref, x.n, x.first, x.last
+                FROM (SELECT DISTINCT evidence_source, evidence_ref FROM events
+                      WHERE province = \(province) AND seal_id > \(sinceID) AND status = 'accepted' AND evidence_source IS NOT NULL) n
+                CROSS JOIN LATERAL (SELECT count(*) AS n, min(e.event_id::text) AS first, max(e.event_id::text) AS last FROM events e
+                                    WHERE e.province = \(province) AND e.status = 'accepted' AND e.evidence_source IS NOT NULL
+                                      AND e.evidence_source = n.evidence_source AND e.evidence_ref = n.evidence_ref) x
+                WHERE x.n > 1 ORDER BY 1, 2
+                """
+                : """
+                DECLARE audit_evidence NO SCROLL CURSOR FOR
+                SELECT evidence_source, evidence_ref, count(*), min(event_id::text), max(event_id::text) FROM events
+                WHERE province = \(province) AND status = 'accepted' AND evidence_source IS NOT NULL
+                  AND (\(!incremental) OR (evidence_source, evidence_ref) IN (SELECT n.evidence_source, n.evidence_ref FROM events n
+                                                                              WHERE n.province = \(province) AND n.seal_id > \(sinceID) AND n.status = 'accepted'))
+                GROUP BY evidence_source, evidence_ref HAVING count(*) > 1 ORDER BY 1, 2
+                """, "audit_evidence"
         ) { row in
             let count: Int64 = try row.decode(2)
             audit.record(
