@@ -559,10 +559,11 @@ struct AuditV2Tests {
             A.expectViolated(edited, "checkpoints", "file", file)
             A.expectViolated(edited, "reports_match_ledger", "day", day)
 
+            let evidenced = UUID()
             // Evidence: --since probes the new evidence keys in the unique index; with the index
             // dropped (which a double credit needs), it scans instead and still names the key.
             _ = try await services.ledger.submit(
-                [F.metro(at: F.base.addingTimeInterval(3 * 86_400), evidence: "TXN-AFTER")], citizen: UUID(), device: "e",
+                [F.metro(id: evidenced, at: F.base.addingTimeInterval(3 * 86_400), evidence: "TXN-AFTER")], citizen: UUID(), device: "e",
                 receivedAt: receivedAt.addingTimeInterval(3 * 86_400), sentAt: nil)
             try await services.ledger.seal()
             _ = try await services.reports.advance(province: "CN-GD")
@@ -585,6 +586,22 @@ struct AuditV2Tests {
                     """,
                 ])
             A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "completeness", "evidence_ref", old)
+
+            // A second award of a new event (its unique index dropped, so --since scans): named.
+            try await A.rogue(
+                url,
+                [
+                    "DROP INDEX ledger_one_award_per_event",
+                    """
+                    INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
+                        rule_set_version, methodology, created_at)
+                    SELECT province, nextval('ledger_transaction_ids'), kind, citizen_id, citizen_seq + 1000, event_id, points, grams_co2e,
+                        rule_set_version, methodology, created_at
+                    FROM ledger_transactions WHERE event_id = \(evidenced) AND kind = 'award'
+                    """,
+                ])
+            A.expectViolated(
+                try await A.audit(url, ["--since", file], environment: environment), "completeness", "event_id", evidenced.uuidString.lowercased())
         }
     }
 }
