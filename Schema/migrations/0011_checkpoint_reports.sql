@@ -6,8 +6,8 @@
 -- `reports` line. `tanhui audit --since` then checks every cell against that copy plus the
 -- records folded since (seal ids in (copy's sealed_through, current sealed_through]), instead
 -- of recomputing the rollup from all history. report_citizens is not copied: it grows with
--- the citizens, so --since checks only that the new records' citizens are in it (a cache
--- of citizens without new records is checked by the full audit, like their balances).
+-- the citizens, so --since checks only that the new records' citizens are in it (a citizen
+-- added to a cell is found by the full audit).
 -- Append-only, like the rest of history.
 CREATE TABLE ledger_checkpoint_reports (
     province        text    NOT NULL,

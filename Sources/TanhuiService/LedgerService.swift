@@ -258,11 +258,13 @@ package final class LedgerService: Sendable {
             INSERT INTO ledger_checkpoint_rollup (province, watermark, day, kind, variant, district, accepted, rejected, grams_co2e, points, reversals)
             SELECT province, \(watermark)::bigint, day, kind, variant, district, accepted, rejected, grams_co2e, points, reversals
             FROM report_rollup WHERE province = \(province)
+            ON CONFLICT DO NOTHING
             """)
         try connection.query(
             """
             INSERT INTO ledger_checkpoint_rejections (province, watermark, day, kind, variant, district, code, events)
             SELECT province, \(watermark)::bigint, day, kind, variant, district, code, events FROM report_rejections WHERE province = \(province)
+            ON CONFLICT DO NOTHING
             """)
     }
 

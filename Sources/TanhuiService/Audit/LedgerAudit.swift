@@ -148,10 +148,17 @@ package final class LedgerAudit: Sendable {
                 // Every cursor is read to its end: plan for all rows, not the first 10 % (the
                 // default planned the fold and the anti-joins as index nested loops).
                 try connection.query("SET LOCAL cursor_tuple_fraction = 1")
-                // --since joins few new rows to large old tables: index look-ups, not hashes of whole tables.
+                // Each mode fixes its join strategy instead of trusting row estimates, which are
+                // absent for a freshly loaded ledger: --since joins few new rows to large old
+                // tables (index look-ups, not hashes of whole tables); a full audit reads whole
+                // tables (hashes and merges: without statistics, the unawarded-events anti-join
+                // was planned as a nested loop scanning an index per event, past the timeout).
+                // LATERAL and correlated look-ups stay nested loops either way.
                 if sinceCheckpoint != nil {
                     try connection.query("SET LOCAL enable_hashjoin = off")
                     try connection.query("SET LOCAL enable_mergejoin = off")
+                } else {
+                    try connection.query("SET LOCAL enable_nestloop = off")
                 }
                 var audit = ProvinceAudit(province: province, options: options, since: sinceCheckpoint, connection: connection, progress: progress)
                 return try audit.run(part)
@@ -666,7 +673,8 @@ struct ProvinceAudit {
                 ? """
                 DECLARE audit_accounts NO SCROLL CURSOR FOR
                 SELECT a.citizen_id::text, a.balance_points, a.balance_grams, a.last_seq
-                FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) touched
+                FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)
+                      AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)) touched
                 CROSS JOIN LATERAL (SELECT * FROM citizen_accounts WHERE province = \(province) AND citizen_id = touched.citizen_id OFFSET 0) a
                 WHERE a.citizen_id >= coalesce(\(citizens.lower)::uuid, a.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR a.citizen_id < \(citizens.upper)::uuid)
                 ORDER BY a.citizen_id
@@ -682,7 +690,8 @@ struct ProvinceAudit {
                 ? """
                 DECLARE audit_caps NO SCROLL CURSOR FOR
                 SELECT u.citizen_id::text, u.window_key, u.points, u.events
-                FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)) touched
+                FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE province = \(province) AND transaction_id > \(sinceID)
+                      AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)) touched
                 CROSS JOIN LATERAL (SELECT * FROM cap_usage WHERE province = \(province) AND citizen_id = touched.citizen_id OFFSET 0) u
                 WHERE u.citizen_id >= coalesce(\(citizens.lower)::uuid, u.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR u.citizen_id < \(citizens.upper)::uuid)
                 ORDER BY u.citizen_id, u.window_key
@@ -698,7 +707,8 @@ struct ProvinceAudit {
             """
             DECLARE audit_summary NO SCROLL CURSOR FOR
             SELECT s.citizen_id::text, s.balance_points, s.balance_grams, s.last_seq, s.caps
-            FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE \(incremental) AND province = \(province) AND transaction_id > \(sinceID)) touched
+            FROM (SELECT DISTINCT citizen_id FROM ledger_transactions WHERE \(incremental) AND province = \(province) AND transaction_id > \(sinceID)
+                  AND citizen_id >= coalesce(\(citizens.lower)::uuid, citizen_id) AND (\(citizens.upper)::uuid IS NULL OR citizen_id < \(citizens.upper)::uuid)) touched
             CROSS JOIN LATERAL (
                 SELECT * FROM ledger_checkpoint_states WHERE province = \(province) AND watermark = \(sinceID) AND citizen_id = touched.citizen_id OFFSET 0) s
             WHERE s.citizen_id >= coalesce(\(citizens.lower)::uuid, s.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR s.citizen_id < \(citizens.upper)::uuid)

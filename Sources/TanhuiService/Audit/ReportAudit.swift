@@ -38,6 +38,18 @@ extension ProvinceAudit {
         let copiedThrough = try incremental ? reportCopy(sealedThrough: sealedThrough) : nil
         let useCopy = copiedThrough != nil
         let from = copiedThrough ?? 0
+        // --since plans for index look-ups (no hash or merge joins); recomputing all history
+        // instead (its copy did not verify) needs them back, or it joins every transaction by index.
+        if incremental && !useCopy {
+            try connection.query("SET LOCAL enable_hashjoin = on")
+            try connection.query("SET LOCAL enable_mergejoin = on")
+        }
+        defer {
+            if incremental && !useCopy {
+                _ = try? connection.query("SET LOCAL enable_hashjoin = off")
+                _ = try? connection.query("SET LOCAL enable_mergejoin = off")
+            }
+        }
         let day = ReportService.dayExpression
         let cells = try connection.query(
             """
@@ -85,7 +97,7 @@ extension ProvinceAudit {
         try recordDifferences(rejections.rows, table: "report_rejections")
         // Citizens: a full audit compares the whole set both ways; --since from a copy checks
         // that every (cell, citizen) of the records folded since is in it, by key (the set is
-        // not copied: a citizen added to a cell no new record touches is the full audit's).
+        // not copied: a citizen added to any cell is the full audit's).
         let citizens = try connection.query(
             useCopy
                 ? """
