@@ -40,12 +40,13 @@ extension ProvinceAudit {
         let from = copiedThrough ?? 0
         // --since plans for index look-ups (no hash or merge joins); recomputing all history
         // instead (its copy did not verify) needs them back, or it joins every transaction by index.
-        if incremental && !useCopy {
+        let recomputesAllUnderSince = incremental && !useCopy
+        if recomputesAllUnderSince {
             try connection.query("SET LOCAL enable_hashjoin = on")
             try connection.query("SET LOCAL enable_mergejoin = on")
         }
         defer {
-            if incremental && !useCopy {
+            if recomputesAllUnderSince {
                 _ = try? connection.query("SET LOCAL enable_hashjoin = off")
                 _ = try? connection.query("SET LOCAL enable_mergejoin = off")
             }
