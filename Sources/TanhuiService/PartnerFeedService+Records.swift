@@ -33,9 +33,10 @@ extension PartnerFeedService {
             ))
     }
 
-    /// What a record is for `partner_records`: the event's canonical content and the subject.
-    static func recordHash(_ wire: EventWire, subject: String) -> String {
-        SHA256.hex("tanhui-partner-record-v1;" + BatchPlan.contentHash(wire) + ";\(subject.utf8.count):\(subject);")
+    /// What a record is for `partner_records`: the event's canonical content (its
+    /// `BatchPlan.contentHash`) and the subject.
+    static func recordHash(contentSHA256: String, subject: String) -> String {
+        SHA256.hex("tanhui-partner-record-v1;" + contentSHA256 + ";\(subject.utf8.count):\(subject);")
     }
 
     /// A decoded record, or why it could not be.
@@ -96,7 +97,7 @@ extension PartnerFeedService {
         var answers = [Verdict?](repeating: nil, count: decoded.count)
         var firstIndex: [String: Int] = [:]  // record id → first index in this upload
         var repeats: [(index: Int, first: Int, hash: String)] = []
-        var candidates: [(index: Int, recordID: String, subject: String, wire: EventWire, hash: String)] = []
+        var candidates: [(index: Int, recordID: String, subject: String, wire: EventWire, contentSHA256: String, hash: String)] = []
         for (index, item) in decoded.enumerated() {
             switch item {
             case .invalid(let recordID, let issues):
@@ -104,13 +105,14 @@ extension PartnerFeedService {
                     id: recordID ?? "", status: .rejected, code: VerdictCode.invalid,
                     message: issues.first.map { "\($0.path): \($0.message)" } ?? "malformed record", errors: issues)
             case .record(let recordID, let subject, let wire):
-                let hash = Self.recordHash(wire, subject: subject)
+                let contentSHA256 = BatchPlan.contentHash(wire)
+                let hash = Self.recordHash(contentSHA256: contentSHA256, subject: subject)
                 if let first = firstIndex[recordID] {
                     repeats.append((index, first, hash))
                     continue
                 }
                 firstIndex[recordID] = index
-                candidates.append((index, recordID, subject, wire, hash))
+                candidates.append((index, recordID, subject, wire, contentSHA256, hash))
             }
         }
 
@@ -174,7 +176,7 @@ extension PartnerFeedService {
             }
             let citizen = link!.citizen
             plans[citizen, default: ([], [:])].inputs.append(
-                .event(BatchJudge.Item(wire: candidate.wire, contentSHA256: BatchPlan.contentHash(candidate.wire))))
+                .event(BatchJudge.Item(wire: candidate.wire, contentSHA256: candidate.contentSHA256)))
             plans[citizen, default: ([], [:])].records[event.id] = BatchPlan.PartnerRecordRow(
                 partnerID: partner.id, recordID: recordText, subject: candidate.subject, linkID: link!.id, recordSHA256: candidate.hash)
             planIndexes[event.id] = candidate.index

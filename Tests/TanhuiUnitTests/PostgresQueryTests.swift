@@ -1,3 +1,4 @@
+import Foundation
 import TanhuiPostgres
 import Testing
 
@@ -40,5 +41,23 @@ struct PostgresArrayTests {
         #expect(PostgresArray([1, -2, Int64.max]).postgresText == #"{"1","-2","9223372036854775807"}"#)
         // Multi-byte text passes through unchanged (the builder works on UTF-8 bytes).
         #expect(PostgresArray(["碳惠", "NULL"]).postgresText == #"{"碳惠","NULL"}"#)
+    }
+
+    @Test("ids and integers written in place equal their String forms, at the edges too")
+    func inPlaceElements() {
+        let integers: [Int64] = [0, 7, -1, 10, -10, 1_000_000, Int64.max, Int64.min, Int64.min + 1]
+        #expect(PostgresArray(integers).postgresText == "{" + integers.map { "\"\($0)\"" }.joined(separator: ",") + "}")
+        #expect(PostgresArray([Int32.min, 0, Int32.max]).postgresText == #"{"-2147483648","0","2147483647"}"#)
+        #expect(PostgresArray([nil, 5] as [Int?]).postgresText == #"{NULL,"5"}"#)
+        var ids = (0..<200).map { _ in UUID() }
+        ids += [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), UUID(uuidString: "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF")!]
+        for id in ids {
+            #expect(id.canonicalText == id.uuidString.lowercased())
+            #expect(id.postgresText == id.uuidString.lowercased())
+        }
+        #expect(PostgresArray(ids).postgresText == "{" + ids.map { "\"\($0.uuidString.lowercased())\"" }.joined(separator: ",") + "}")
+        #expect(PostgresArray([ids[0], nil] as [UUID?]).postgresText == "{\"\(ids[0].uuidString.lowercased())\",NULL}")
+        // An escaped element after an unescaped one keeps both intact.
+        #expect(PostgresArray(["plain", #"a"b\c"#, "tail"]).postgresText == #"{"plain","a\"b\\c","tail"}"#)
     }
 }
