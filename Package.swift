@@ -134,6 +134,7 @@ let package = Package(
         .testTarget(
             name: "TanhuiUnitTests",
             dependencies: [
+                "TanhuiCore",
                 "TanhuiHTTP",
                 "TanhuiPostgres",
                 "TanhuiService",

@@ -14,8 +14,10 @@ package struct PostgresArray: PostgresEncodable {
     }
 
     /// Every element quoted, quotes and backslashes escaped; built as UTF-8 bytes, each
-    /// element written in place (`appendPostgresText`) rather than through a String.
-    static func literal(_ values: [some PostgresEncodable]) -> String {
+    /// element written in place (`appendPostgresText`) rather than through a String, and
+    /// scanned for characters to escape only when its type can hold them.
+    static func literal<Element: PostgresEncodable>(_ values: [Element]) -> String {
+        let scan = Element.postgresTextMayNeedEscaping
         var bytes: [UInt8] = [UInt8(ascii: "{")]
         bytes.reserveCapacity(2 + values.count * 40)
         for (index, value) in values.enumerated() {
@@ -27,9 +29,9 @@ package struct PostgresArray: PostgresEncodable {
                 bytes.append(contentsOf: "ULL".utf8)
                 continue
             }
-            if bytes[start...].contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-                let element = Array(bytes[start...])
-                bytes.removeSubrange(start...)
+            if scan, let first = Self.firstToEscape(in: bytes, from: start) {
+                let element = Array(bytes[first...])
+                bytes.removeSubrange(first...)
                 for byte in element {
                     if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { bytes.append(UInt8(ascii: "\\")) }
                     bytes.append(byte)
@@ -39,5 +41,16 @@ package struct PostgresArray: PostgresEncodable {
         }
         bytes.append(UInt8(ascii: "}"))
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func firstToEscape(in bytes: [UInt8], from start: Int) -> Int? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var index = start
+            while index < buffer.count {
+                if buffer[index] == UInt8(ascii: "\"") || buffer[index] == UInt8(ascii: "\\") { return index }
+                index += 1
+            }
+            return nil
+        }
     }
 }

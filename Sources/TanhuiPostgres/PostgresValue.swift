@@ -12,6 +12,8 @@ package protocol PostgresEncodable: Sendable {
     /// parameters carry thousands of them per statement, and a `String` per element showed
     /// as a quarter of the server's CPU in a partner upload's profile.
     func appendPostgresText(to bytes: inout [UInt8]) -> Bool
+    /// Whether the text can contain a quote or a backslash (an array element is then escaped).
+    static var postgresTextMayNeedEscaping: Bool { get }
 }
 
 extension PostgresEncodable {
@@ -20,18 +22,76 @@ extension PostgresEncodable {
         bytes.append(contentsOf: text.utf8)
         return true
     }
+    package static var postgresTextMayNeedEscaping: Bool { true }
 }
 
 /// Appends `value` in decimal (a leading '-' when negative), without an intermediate String.
 func appendDecimal(_ value: Int64, to bytes: inout [UInt8]) {
     if value < 0 { bytes.append(UInt8(ascii: "-")) }
     var magnitude = value.magnitude
-    let start = bytes.count
-    repeat {
-        bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-        magnitude /= 10
-    } while magnitude > 0
-    bytes[start...].reverse()
+    // 20 digits hold UInt64.max; filled from the end, appended in one copy.
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+        var position = 20
+        repeat {
+            position -= 1
+            digits[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+            magnitude /= 10
+        } while magnitude > 0
+        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[position...]))
+    }
+}
+
+/// Appends `value` as exactly `width` decimal digits (0 ≤ value < 10^width).
+func appendDigits(_ value: Int64, width: Int, to bytes: inout [UInt8]) {
+    var divisor: Int64 = 1
+    for _ in 1..<width { divisor *= 10 }
+    var rest = value
+    while divisor > 0 {
+        bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / divisor))
+        rest %= divisor
+        divisor /= 10
+    }
+}
+
+/// An instant as UTC text with millisecond precision (`2027-03-01T08:00:00.123Z`), from
+/// integer epoch milliseconds: what the push path sends for every timestamptz element,
+/// written in place. Years outside 0–9999 are written as plain integers, like
+/// `Timestamp.textUTC` (a unit test holds the two to the same text).
+package struct UTCMilliseconds: PostgresEncodable, Equatable {
+    package var milliseconds: Int64
+
+    package init(_ milliseconds: Int64) {
+        self.milliseconds = milliseconds
+    }
+
+    package var postgresText: String? {
+        var bytes: [UInt8] = []
+        _ = appendPostgresText(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    package static var postgresTextMayNeedEscaping: Bool { false }
+
+    package func appendPostgresText(to bytes: inout [UInt8]) -> Bool {
+        let (seconds, fraction) = milliseconds.floorDivided(by: 1000)
+        let (days, secondOfDay) = seconds.floorDivided(by: 86_400)
+        let (year, month, day) = civilDate(daysSinceEpoch: days)
+        if (0...9999).contains(year) { appendDigits(year, width: 4, to: &bytes) } else { appendDecimal(year, to: &bytes) }
+        bytes.append(UInt8(ascii: "-"))
+        appendDigits(month, width: 2, to: &bytes)
+        bytes.append(UInt8(ascii: "-"))
+        appendDigits(day, width: 2, to: &bytes)
+        bytes.append(UInt8(ascii: "T"))
+        appendDigits(secondOfDay / 3600, width: 2, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        appendDigits(secondOfDay / 60 % 60, width: 2, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        appendDigits(secondOfDay % 60, width: 2, to: &bytes)
+        bytes.append(UInt8(ascii: "."))
+        appendDigits(fraction, width: 3, to: &bytes)
+        bytes.append(UInt8(ascii: "Z"))
+        return true
+    }
 }
 
 /// A Swift value that can be read from a text-format result column.
@@ -94,6 +154,7 @@ extension Int: PostgresEncodable, PostgresDecodable {
         appendDecimal(Int64(self), to: &bytes)
         return true
     }
+    package static var postgresTextMayNeedEscaping: Bool { false }
     package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
         if let value = parseDecimalInt64(postgresBytes), let exact = Int(exactly: value) {
             self = exact
@@ -113,6 +174,7 @@ extension Int64: PostgresEncodable, PostgresDecodable {
         appendDecimal(Int64(self), to: &bytes)
         return true
     }
+    package static var postgresTextMayNeedEscaping: Bool { false }
     package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
         if let value = parseDecimalInt64(postgresBytes), let exact = Int64(exactly: value) {
             self = exact
@@ -132,6 +194,7 @@ extension Int32: PostgresEncodable, PostgresDecodable {
         appendDecimal(Int64(self), to: &bytes)
         return true
     }
+    package static var postgresTextMayNeedEscaping: Bool { false }
     package init(postgresBytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) {
         if let value = parseDecimalInt64(postgresBytes), let exact = Int32(exactly: value) {
             self = exact
@@ -147,6 +210,7 @@ extension Int32: PostgresEncodable, PostgresDecodable {
 
 extension Bool: PostgresEncodable, PostgresDecodable {
     package var postgresText: String? { self ? "t" : "f" }
+    package static var postgresTextMayNeedEscaping: Bool { false }
     package init(postgresText: String) throws(PostgresError) {
         switch postgresText {
         case "t", "true": self = true
@@ -161,17 +225,36 @@ extension UUID: PostgresEncodable, PostgresDecodable {
     /// `lowercased()` walks Unicode: both showed in the push profile, once per row).
     package var postgresText: String? { canonicalText }
     package func appendPostgresText(to bytes: inout [UInt8]) -> Bool {
-        withUnsafeBytes(of: uuid) { raw in
-            for (index, byte) in raw.enumerated() {
-                if index == 4 || index == 6 || index == 8 || index == 10 { bytes.append(UInt8(ascii: "-")) }
-                bytes.append(Self.hexDigits[Int(byte >> 4)])
-                bytes.append(Self.hexDigits[Int(byte & 0x0F)])
-            }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+            _ = writeCanonical(into: text)
+            bytes.append(contentsOf: UnsafeBufferPointer(text))
         }
         return true
     }
 
-    static let hexDigits = Array("0123456789abcdef".utf8)
+    package static var postgresTextMayNeedEscaping: Bool { false }
+
+    /// Writes the 36 characters of the canonical lower-case form; answers 36.
+    private func writeCanonical(into text: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        withUnsafeBytes(of: uuid) { raw in
+            var position = 0
+            for index in 0..<16 {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    text[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+                let byte = raw[index]
+                text[position] = Self.hexDigit(byte >> 4)
+                text[position + 1] = Self.hexDigit(byte & 0x0F)
+                position += 2
+            }
+            return position
+        }
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") &+ nibble : UInt8(ascii: "a") &+ (nibble &- 10)
+    }
 
     /// PostgreSQL's uuid order, which is the order of the 16 bytes (and of the lower-case
     /// text), compared without formatting either id.
@@ -182,21 +265,7 @@ extension UUID: PostgresEncodable, PostgresDecodable {
     /// The same text, non-optional: ids in canonical strings, hashes and account names.
     /// Written into the string's own storage: one allocation, no intermediate arrays.
     package var canonicalText: String {
-        String(unsafeUninitializedCapacity: 36) { buffer in
-            var position = 0
-            withUnsafeBytes(of: uuid) { raw in
-                for (index, byte) in raw.enumerated() {
-                    if index == 4 || index == 6 || index == 8 || index == 10 {
-                        buffer[position] = UInt8(ascii: "-")
-                        position += 1
-                    }
-                    buffer[position] = Self.hexDigits[Int(byte >> 4)]
-                    buffer[position + 1] = Self.hexDigits[Int(byte & 0x0F)]
-                    position += 2
-                }
-            }
-            return position
-        }
+        String(unsafeUninitializedCapacity: 36) { writeCanonical(into: $0) }
     }
 
     /// Parses PostgreSQL's canonical form (36 characters, hyphens at 8, 13, 18, 23) without
@@ -338,6 +407,7 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
         case .some(let value): return value.appendPostgresText(to: &bytes)
         }
     }
+    package static var postgresTextMayNeedEscaping: Bool { Wrapped.postgresTextMayNeedEscaping }
 }
 
 extension Int64 {

@@ -362,8 +362,8 @@ struct BatchRound: Sendable {
                 """
                 SELECT x.*
                 FROM unnest(\(PostgresArray(tripSpans.map(\.key.citizen)))::uuid[],
-                            \(PostgresArray(tripSpans.map { Timestamp.textUTC(milliseconds: $0.span.startMs) }))::timestamptz[],
-                            \(PostgresArray(tripSpans.map { Timestamp.textUTC(milliseconds: $0.span.endMs) }))::timestamptz[]) AS s(citizen, start_at, end_at)
+                            \(PostgresArray(tripSpans.map { UTCMilliseconds($0.span.startMs) }))::timestamptz[],
+                            \(PostgresArray(tripSpans.map { UTCMilliseconds($0.span.endMs) }))::timestamptz[]) AS s(citizen, start_at, end_at)
                 CROSS JOIN LATERAL (
                     SELECT e.province, e.citizen_id, (extract(epoch FROM e.occurred_at) * 1000)::bigint,
                            (extract(epoch FROM coalesce(e.ended_at, e.occurred_at + interval '1 millisecond')) * 1000)::bigint
@@ -442,8 +442,8 @@ struct BatchRound: Sendable {
             FROM unnest(
                 \(PostgresArray(events.map(\.province)))::text[], \(PostgresArray(events.map(\.id)))::uuid[],
                 \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.device)))::text[], \(PostgresArray(events.map(\.kind)))::text[],
-                \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.row.occurredMs) }))::timestamptz[],
-                \(PostgresArray(rows.map { $0.row.endedMs.map { Timestamp.textUTC(milliseconds: $0) } }))::timestamptz[],
+                \(PostgresArray(rows.map { UTCMilliseconds($0.row.occurredMs) }))::timestamptz[],
+                \(PostgresArray(rows.map { $0.row.endedMs.map { UTCMilliseconds($0) } }))::timestamptz[],
                 \(PostgresArray(wires.map(\.occurredAtText)))::text[], \(PostgresArray(wires.map(\.endedAtText)))::text[],
                 \(PostgresArray(rows.map(\.offsetMs)))::bigint[],
                 \(PostgresArray(events.map(\.data.mode)))::text[], \(PostgresArray(events.map(\.data.material)))::text[],
@@ -452,7 +452,7 @@ struct BatchRound: Sendable {
                 \(PostgresArray(events.map(\.data.baselineWh)))::bigint[], \(PostgresArray(events.map(\.data.days)))::bigint[],
                 \(PostgresArray(wires.map(\.evidence?.source)))::text[], \(PostgresArray(wires.map(\.evidence?.ref)))::text[],
                 \(PostgresArray(rows.map(\.row.item.contentSHA256)))::text[], \(PostgresArray(rows.map(\.row.occupiesInterval)))::boolean[],
-                \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.receivedAtMs) }))::timestamptz[],
+                \(PostgresArray(rows.map { UTCMilliseconds($0.receivedAtMs) }))::timestamptz[],
                 \(PostgresArray(rows.map(\.row.status.rawValue)))::text[], \(PostgresArray(rows.map(\.row.code)))::text[], \(PostgresArray(rows.map(\.row.message)))::text[],
                 \(PostgresArray(events.map(\.data.district)))::text[]
             ) AS r(province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at, clock_offset_ms,
@@ -509,7 +509,7 @@ struct BatchRound: Sendable {
             SELECT province, transaction_id, citizen_id, points, expires_at, points
             FROM unnest(\(PostgresArray(lots.map(\.0.row.province)))::text[], \(PostgresArray(lots.map(\.0.transactionID)))::bigint[],
                         \(PostgresArray(lots.map(\.0.citizen)))::uuid[], \(PostgresArray(lots.map(\.0.row.award.pointsAwarded)))::bigint[],
-                        \(PostgresArray(lots.map { Timestamp.textUTC(milliseconds: $0.1) }))::timestamptz[])
+                        \(PostgresArray(lots.map { UTCMilliseconds($0.1) }))::timestamptz[])
               AS r(province, transaction_id, citizen_id, points, expires_at)
             RETURNING 1
             """

@@ -318,7 +318,7 @@ extension PartnerFeedService {
                 FROM unnest(\(PostgresArray(rows.map(\.recordID)))::text[], \(PostgresArray(rows.map(\.eventID)))::uuid[],
                             \(PostgresArray(rows.map(\.subject)))::text[], \(PostgresArray(rows.map(\.linkID)))::uuid[],
                             \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.kind)))::text[],
-                            \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.occurredMs) }))::timestamptz[],
+                            \(PostgresArray(rows.map { UTCMilliseconds($0.occurredMs) }))::timestamptz[],
                             \(PostgresArray(rows.map(\.hash)))::text[], \(PostgresArray(rows.map(\.code)))::text[]) AS x(r, e, s, l, c, k, o, h, code)
                 ON CONFLICT DO NOTHING
                 """)
@@ -340,10 +340,10 @@ extension PartnerFeedService {
                 \(PostgresArray(rows.map(\.record.recordID)))::text[], \(PostgresArray(events.map(\.id)))::uuid[],
                 \(PostgresArray(rows.map(\.record.subject)))::text[], \(PostgresArray(rows.map(\.record.linkID)))::uuid[],
                 \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(events.map(\.kind)))::text[],
-                \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.row.occurredMs) }))::timestamptz[],
+                \(PostgresArray(rows.map { UTCMilliseconds($0.row.occurredMs) }))::timestamptz[],
                 \(PostgresArray(rows.map(\.record.recordSHA256)))::text[], \(PostgresArray(rows.map(\.row.status.rawValue)))::text[],
                 \(PostgresArray(rows.map(\.row.code)))::text[],
-                \(PostgresArray(rows.map { Timestamp.textUTC(milliseconds: $0.receivedAtMs) }))::timestamptz[])
+                \(PostgresArray(rows.map { UTCMilliseconds($0.receivedAtMs) }))::timestamptz[])
             RETURNING 1
             """
     }

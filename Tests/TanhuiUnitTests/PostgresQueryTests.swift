@@ -1,4 +1,5 @@
 import Foundation
+import TanhuiCore
 import TanhuiPostgres
 import Testing
 
@@ -59,5 +60,21 @@ struct PostgresArrayTests {
         #expect(PostgresArray([ids[0], nil] as [UUID?]).postgresText == "{\"\(ids[0].uuidString.lowercased())\",NULL}")
         // An escaped element after an unescaped one keeps both intact.
         #expect(PostgresArray(["plain", #"a"b\c"#, "tail"]).postgresText == #"{"plain","a\"b\\c","tail"}"#)
+    }
+
+    @Test("instants written in place are Timestamp.textUTC's text, at every boundary and outside 0–9999")
+    func utcMilliseconds() {
+        var instants: [Int64] = [0, -1, 1, 999, 1000, -1000, -1001, 86_399_999, 86_400_000, 951_782_400_000, 1_798_761_599_999, 4_102_444_800_000]
+        // Years 0, 999, 1000, 9999, 10000 and negative ones, with their last millisecond.
+        for year: Int64 in [-5, 0, 999, 1000, 1969, 1970, 2000, 2024, 9999, 10_000, 275_000] {
+            let start = (year - 1970) * 31_556_952_000
+            instants += [start, start - 1, start + 123]
+        }
+        var generator = SplitMix64(seed: 17)
+        for _ in 0..<2000 { instants.append(Int64(bitPattern: generator.next()) % 400_000_000_000_000) }
+        for ms in instants {
+            #expect(UTCMilliseconds(ms).postgresText == Timestamp.textUTC(milliseconds: ms), "\(ms)")
+        }
+        #expect(PostgresArray([UTCMilliseconds(0), nil] as [UTCMilliseconds?]).postgresText == #"{"1970-01-01T00:00:00.000Z",NULL}"#)
     }
 }
