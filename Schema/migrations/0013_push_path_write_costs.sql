@@ -4,8 +4,8 @@
 -- tuple a search or an insert looks at decompresses its keys column by column until one
 -- fails; the province (btree_gist text, a detoasted copy per tuple) never fails inside one
 -- province, so every trip paid for it on every tuple visited: measured on a 300k-event bench
--- ledger, inserting 5,000 accepted trips cost ≈ 100 µs per row with the constraint against
--- ≈ 26 µs without it, and half the database CPU of a partner upload was in that index. Keyed
+-- ledger, inserting 5,000 accepted trips cost ≈ 124 µs per row with the constraint against
+-- ≈ 27 µs without it, and a quarter of the database CPU of a partner upload was in that index. Keyed
 -- by citizen first, a tuple of another citizen fails on its first key; the province still
 -- takes part with equality (what Citus requires of an exclusion constraint on a distributed
 -- table), and the constraint forbids exactly the same rows. Rebuilding it reads every
