@@ -223,6 +223,56 @@ struct AuditV2Tests {
         }
     }
 
+    @Test(
+        "(6) --since: a trip appended after the checkpoint and moved onto an old one while the exclusion index stands (read by key), then with it dropped (semi-join): overlapping_trips names it both ways"
+    )
+    func overlappingTripsSince() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await A.buildClean(services, url: url)
+            let key = Curve25519.Signing.PrivateKey()
+            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let file = A.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            #expect(
+                try await CommandRunner.tanhui(
+                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment
+                ).exitCode == 0)
+            let late = UUID()
+            let verdicts = try await services.ledger.submit(
+                [F.bike(id: late, at: F.base.addingTimeInterval(12 * 3600))], citizen: clean.citizenA, device: "a",
+                receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            #expect(verdicts.map(\.status) == [.accepted])
+            try await services.ledger.seal()
+            let (cleanResult, _) = try await A.audit(url, ["--since", file], environment: environment)
+            #expect(cleanResult.exitCode == 0, "\(cleanResult.stdout.prefix(3000))")
+
+            // The range function briefly maps every trip to the empty range, so the constraint admits
+            // the move and its index stays valid: the audit must not trust the constraint.
+            let rangeFunction = "tanhui_trip_range(occurred timestamptz, ended timestamptz) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE"
+            try await A.rogue(
+                url,
+                [
+                    PostgresQuery(stringLiteral: "CREATE OR REPLACE FUNCTION \(rangeFunction) AS $$ SELECT 'empty'::tstzrange $$"),
+                    PostgresQuery(
+                        stringLiteral: """
+                            UPDATE events SET occurred_at = o.occurred_at + interval '5 minutes', ended_at = o.occurred_at + interval '15 minutes'
+                            FROM (SELECT min(occurred_at) AS occurred_at FROM events WHERE citizen_id = '\(clean.citizenA)') o WHERE event_id = '\(late)'
+                            """),
+                    PostgresQuery(
+                        stringLiteral:
+                            "CREATE OR REPLACE FUNCTION \(rangeFunction) AS $$ SELECT tstzrange(occurred, coalesce(ended, occurred + interval '1 millisecond'), '[)') $$"
+                    ),
+                ])
+            #expect(
+                try await A.scalar(
+                    url, "SELECT count(*) FROM pg_index WHERE indexrelid = 'events_no_overlapping_trips'::regclass AND indisvalid", as: Int64.self)
+                    == 1)
+            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "overlapping_trips", "event_id", Self.lower(late))
+            try await A.rogue(url, ["ALTER TABLE events DROP CONSTRAINT events_no_overlapping_trips"])
+            A.expectViolated(try await A.audit(url, ["--since", file], environment: environment), "overlapping_trips", "event_id", Self.lower(late))
+        }
+    }
+
     @Test("(6) a forged transaction backdated by an hour, then sealed: chain_order names it (the chain itself replays)")
     func backdatedTransaction() async throws {
         try await F.withLedger { services, url in
