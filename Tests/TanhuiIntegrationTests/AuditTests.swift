@@ -135,17 +135,28 @@ struct AuditTests {
         FileManager.default.temporaryDirectory.appendingPathComponent("audit-cp-\(UUID().uuidString)").path
     }
 
+    /// The CLI's environment with a new checkpoint signing key.
+    static func checkpointEnvironment(_ key: Curve25519.Signing.PrivateKey = .init()) -> [String: String] {
+        ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+    }
+
+    /// `tanhui ledger checkpoint` of CN-GD written to `file`, expected to succeed.
+    static func exportCheckpoint(
+        _ url: String, to file: String, environment: [String: String], sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let exported = try await CommandRunner.tanhui(
+            ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
+        #expect(exported.exitCode == 0, "\(exported.stderr)", sourceLocation: sourceLocation)
+    }
+
     @Test("a clean ledger passes every check: exit 0, all ok, in text and JSON, with a checkpoint and in parallel")
     func cleanLedger() async throws {
         try await F.withLedger { services, url in
             _ = try await Self.buildClean(services, url: url)
-            let key = Curve25519.Signing.PrivateKey()
-            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let environment = Self.checkpointEnvironment()
             let file = Self.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            let exported = try await CommandRunner.tanhui(
-                ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
-            #expect(exported.exitCode == 0, "\(exported.stderr)")
+            try await Self.exportCheckpoint(url, to: file, environment: environment)
 
             let text = try await CommandRunner.tanhui(["audit", "--checkpoint", file], databaseURL: url, environment: environment)
             #expect(text.exitCode == 0, "\(text.stdout)\n\(text.stderr)")
@@ -262,12 +273,10 @@ struct AuditTests {
         try await F.withLedger { services, url in
             let clean = try await Self.buildClean(services, url: url)
             let key = Curve25519.Signing.PrivateKey()
-            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let environment = Self.checkpointEnvironment(key)
             let file = Self.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            let exported = try await CommandRunner.tanhui(
-                ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment)
-            #expect(exported.exitCode == 0, "\(exported.stderr)")
+            try await Self.exportCheckpoint(url, to: file, environment: environment)
             let sequence = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
 
             try await Self.rogue(
@@ -509,14 +518,10 @@ struct AuditTests {
     func truncatedChain() async throws {
         try await F.withLedger { services, url in
             _ = try await Self.buildClean(services, url: url)
-            let key = Curve25519.Signing.PrivateKey()
-            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let environment = Self.checkpointEnvironment()
             let file = Self.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            #expect(
-                try await CommandRunner.tanhui(
-                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment
-                ).exitCode == 0)
+            try await Self.exportCheckpoint(url, to: file, environment: environment)
             let head = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
             try await Self.rogue(url, ["DELETE FROM ledger_chain WHERE chain_seq > \(head - 2)"])
             let outcome = try await Self.audit(url, ["--checkpoint", file], environment: environment)

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import TanhuiCore
 import TanhuiPostgres
@@ -229,14 +228,10 @@ struct AuditV2Tests {
     func overlappingTripsSince() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
-            let key = Curve25519.Signing.PrivateKey()
-            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let environment = A.checkpointEnvironment()
             let file = A.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            #expect(
-                try await CommandRunner.tanhui(
-                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment
-                ).exitCode == 0)
+            try await A.exportCheckpoint(url, to: file, environment: environment)
             let late = UUID()
             let verdicts = try await services.ledger.submit(
                 [F.bike(id: late, at: F.base.addingTimeInterval(12 * 3600))], citizen: clean.citizenA, device: "a",
@@ -247,22 +242,27 @@ struct AuditV2Tests {
             #expect(cleanResult.exitCode == 0, "\(cleanResult.stdout.prefix(3000))")
 
             // The range function briefly maps every trip to the empty range, so the constraint admits
-            // the move and its index stays valid: the audit must not trust the constraint.
-            let rangeFunction = "tanhui_trip_range(occurred timestamptz, ended timestamptz) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE"
+            // the move and its index stays valid: the audit must not trust the constraint. The
+            // function is put back from its own stored definition.
+            let rangeFunction = "tanhui_trip_range(timestamptz, timestamptz)"
+            let shipped = try await A.scalar(url, "SELECT pg_get_functiondef(\(rangeFunction)::regprocedure)", as: String.self)
             try await A.rogue(
                 url,
                 [
-                    PostgresQuery(stringLiteral: "CREATE OR REPLACE FUNCTION \(rangeFunction) AS $$ SELECT 'empty'::tstzrange $$"),
+                    PostgresQuery(
+                        stringLiteral:
+                            """
+                            CREATE OR REPLACE FUNCTION tanhui_trip_range(occurred timestamptz, ended timestamptz) RETURNS tstzrange
+                            LANGUAGE sql IMMUTABLE AS $$ SELECT 'empty'::tstzrange $$
+                            """),
                     PostgresQuery(
                         stringLiteral: """
                             UPDATE events SET occurred_at = o.occurred_at + interval '5 minutes', ended_at = o.occurred_at + interval '15 minutes'
                             FROM (SELECT min(occurred_at) AS occurred_at FROM events WHERE citizen_id = '\(clean.citizenA)') o WHERE event_id = '\(late)'
                             """),
-                    PostgresQuery(
-                        stringLiteral:
-                            "CREATE OR REPLACE FUNCTION \(rangeFunction) AS $$ SELECT tstzrange(occurred, coalesce(ended, occurred + interval '1 millisecond'), '[)') $$"
-                    ),
+                    PostgresQuery(stringLiteral: shipped),
                 ])
+            #expect(try await A.scalar(url, "SELECT pg_get_functiondef(\(rangeFunction)::regprocedure)", as: String.self) == shipped)
             #expect(
                 try await A.scalar(
                     url, "SELECT count(*) FROM pg_index WHERE indexrelid = 'events_no_overlapping_trips'::regclass AND indisvalid", as: Int64.self)
@@ -453,16 +453,12 @@ struct AuditV2Tests {
     func incremental() async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
-            let key = Curve25519.Signing.PrivateKey()
-            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let environment = A.checkpointEnvironment()
             let first = A.checkpointFile()
             let second = A.checkpointFile()
             defer { for file in [first, second] { try? FileManager.default.removeItem(atPath: file) } }
             let receivedAt = F.base.addingTimeInterval(86_400)
-            #expect(
-                try await CommandRunner.tanhui(
-                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", first], databaseURL: url, environment: environment
-                ).exitCode == 0)
+            try await A.exportCheckpoint(url, to: first, environment: environment)
             #expect(try String(contentsOfFile: first, encoding: .utf8).hasPrefix("tanhui-checkpoint v2\n"))
 
             // After the first checkpoint: A rides again the same day (the day's bike cap, reached
@@ -472,10 +468,7 @@ struct AuditV2Tests {
             _ = try await services.ledger.submit([F.waste(at: F.base)], citizen: UUID(), device: "d", receivedAt: receivedAt, sentAt: nil)
             _ = try await services.ledger.reverse(event: clean.metroEvent, province: "CN-GD", reason: "duplicate", actor: "admin:test")
             try await services.ledger.seal()
-            #expect(
-                try await CommandRunner.tanhui(
-                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", second], databaseURL: url, environment: environment
-                ).exitCode == 0)
+            try await A.exportCheckpoint(url, to: second, environment: environment)
             _ = try await services.ledger.submit(
                 [F.waste(at: F.base.addingTimeInterval(7 * 3600))], citizen: clean.citizenB, device: "b", receivedAt: receivedAt, sentAt: nil)
             try await services.ledger.seal()
@@ -525,14 +518,10 @@ struct AuditV2Tests {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
             _ = try await services.reports.advance(province: "CN-GD")
-            let key = Curve25519.Signing.PrivateKey()
-            let environment = ["TANHUI_CHECKPOINT_KEY": key.rawRepresentation.base64EncodedString()]
+            let environment = A.checkpointEnvironment()
             let file = A.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
-            #expect(
-                try await CommandRunner.tanhui(
-                    ["ledger", "checkpoint", "--province", "CN-GD", "--out", file], databaseURL: url, environment: environment
-                ).exitCode == 0)
+            try await A.exportCheckpoint(url, to: file, environment: environment)
             let note = try String(contentsOfFile: file, encoding: .utf8)
             #expect(note.split(separator: "\n").contains { $0.hasPrefix("reports ") && $0.count == "reports ".count + 64 }, "\(note)")
             let copied = try await A.scalar(url, "SELECT count(*) FROM ledger_checkpoint_rollup", as: Int64.self)

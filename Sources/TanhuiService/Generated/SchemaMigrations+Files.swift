@@ -1036,7 +1036,7 @@ extension SchemaMigrations {
 
                 """#),
         Migration(
-            name: "0014_redemption_account_entries.sql",
+            name: "0014_redemption_rows_indexed.sql",
             sql: #"""
                 -- 0014: the audit reads the redemption rows of the ledger without scanning every award.
                 --
