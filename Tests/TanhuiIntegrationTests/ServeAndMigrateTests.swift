@@ -198,10 +198,13 @@ struct ServeAndMigrateTests {
                     #expect(try await h.push(events, token: token).status == 200)
                 }
                 let transactions = (round + 1) * 8
-                try await Poll.until("round \(round): every transaction sealed") {
+                // Transactions and events are linked separately: wait until both are (once, in CI,
+                // a poll on transactions alone saw an event link still missing).
+                try await Poll.until("round \(round): every transaction and event sealed") {
                     let total = try await h.count("SELECT count(*) FROM ledger_transactions")
                     let unsealed = try await h.unsealed()
-                    return total == transactions && unsealed == 0
+                    let eventLinks = try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'event'")
+                    return total == transactions && unsealed == 0 && eventLinks >= transactions
                 }
                 #expect(try await h.count("SELECT count(*) FROM ledger_chain WHERE record = 'transaction'") == transactions)
                 #expect(
