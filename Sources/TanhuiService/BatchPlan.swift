@@ -266,7 +266,9 @@ struct BatchRound: Sendable {
             for province in member.provinces {
                 let key = AccountKey(province: province, citizen: member.citizen)
                 if let account = outcome.accounts[province], account != before[key] { accounts.append((key, account)) }
-                devices.append((key, member.device))
+                // A partner is no device of the citizen: its events name it (`partner:<id>`) and its
+                // link is the relation; a row per record would be one more index probe each.
+                if member.source == .device { devices.append((key, member.device)) }
             }
         }
     }
@@ -408,6 +410,7 @@ struct BatchRound: Sendable {
             statements.append(accountUpdate(province: province, writes.accounts.filter { $0.key.province == province }))
         }
         let devices = writes.devices.sorted { $0.key < $1.key }
+        guard !devices.isEmpty else { return statements }
         statements.append(
             """
             INSERT INTO citizen_devices (province, citizen_id, device_id)

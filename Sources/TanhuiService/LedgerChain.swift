@@ -108,10 +108,13 @@ package enum LedgerChain {
         "SELECT coalesce(seal_id, transaction_id) FROM ledger_chain WHERE province = \(province) ORDER BY chain_seq DESC LIMIT 1"
     }
 
-    /// Seals one round for a province up to `watermark`; returns how many were sealed.
-    /// The chain follows seal-id order, so each kind's next records are a range scan by id
-    /// after the head's seal id (no anti-join).
-    static func seal(province: String, through watermark: Int64, on connection: PostgresConnection) throws -> Int {
+    /// Seals one round for a province up to `watermark`, at most `maximumLinks` records;
+    /// returns how many were sealed. The chain follows seal-id order, so each kind's next
+    /// records are a range scan by id after the head's seal id (no anti-join).
+    static func seal(
+        province: String, through watermark: Int64, maximumLinks: Int = maximumPerSeal, on connection: PostgresConnection
+    ) throws -> Int {
+        precondition(maximumLinks >= 1)
         try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("tanhui.seal." + province)))")
         let head = try connection.query(
             """
@@ -121,11 +124,26 @@ package enum LedgerChain {
         var seq: Int64 = try head?.decode(0) ?? 0
         var previous: String = try head?.decode(1) ?? genesisHash
         let sealedThrough: Int64 = try head?.decode(2) ?? 0
-        // Each kind's first unsealed records in seal-id order, merged: the first
-        // `maximumPerSeal` of the merge are exactly the province's next records.
+        // First the ids alone: each kind's first unsealed seal ids, merged; the round's bound is
+        // the `maximumLinks`-th of the merge. Then the canonical fields of exactly the records
+        // at or below it. Reading every kind's next 20,000 with their fields and keeping 20,000
+        // of the merge computed the fields of up to three times the records sealed, and of
+        // every pending event (found through a BRIN index, then sorted whole before the LIMIT):
+        // 11 % of PostgreSQL's statement time under a partner feed (pg_stat_statements).
+        let kinds = Record.allCases
+        let idLists = try connection.pipeline(
+            kinds.map { pendingIDsQuery($0, province: province, after: sealedThrough, through: watermark, limit: maximumLinks) })
+        var ids: [Int64] = []
+        for result in idLists { ids += try result.rows.map { try $0.decode(0, as: Int64.self) } }
+        guard !ids.isEmpty else { return 0 }
+        ids.sort()
+        let bound = ids[min(ids.count, maximumLinks) - 1]
         var pending: [RecordV2] = []
-        for record in Record.allCases {
-            for row in try connection.query(pendingQueryV2(record, province: province, after: sealedThrough, through: watermark)).rows {
+        for (record, found) in zip(kinds, idLists) {
+            guard try found.rows.first.map({ try $0.decode(0, as: Int64.self) <= bound }) == true else { continue }
+            for row in try connection.query(pendingQueryV2(record, province: province, after: sealedThrough, through: bound, limit: maximumLinks))
+                .rows
+            {
                 pending.append(
                     RecordV2(
                         record: record, sealID: try row.decode(0), key: try row.decode(1),
@@ -134,7 +152,7 @@ package enum LedgerChain {
         }
         guard !pending.isEmpty else { return 0 }
         pending.sort { $0.sealID < $1.sealID }
-        if pending.count > maximumPerSeal { pending.removeLast(pending.count - maximumPerSeal) }
+        if pending.count > maximumLinks { pending.removeLast(pending.count - maximumLinks) }
         var seqs: [Int64] = []
         var records: [String] = []
         var sealIDs: [Int64] = []
@@ -385,12 +403,25 @@ extension LedgerChain {
 
     /// The seal id and key columns, then the fields, of each kind's unsealed records (from the
     /// kind's `sealedTable`, the description the audit's chain replay reads too).
-    static func pendingQueryV2(_ record: Record, province: String, after sealedThrough: Int64, through watermark: Int64) -> PostgresQuery {
+    static func pendingQueryV2(
+        _ record: Record, province: String, after sealedThrough: Int64, through watermark: Int64, limit: Int = maximumPerSeal
+    ) -> PostgresQuery {
         let table = sealedTable(record)
         return """
             SELECT \(table.sealID), \(table.keyText), \(fieldColumns(record)) FROM \(table.from)
             WHERE \(table.province) = \(province) AND \(table.sealID) > \(sealedThrough) AND \(table.sealID) <= \(watermark)
-            ORDER BY \(table.sealID) LIMIT \(maximumPerSeal)
+            ORDER BY \(table.sealID) LIMIT \(limit)
+            """
+    }
+
+    /// The seal ids alone of a kind's first unsealed records (the sealer's first step).
+    static func pendingIDsQuery(_ record: Record, province: String, after sealedThrough: Int64, through watermark: Int64, limit: Int) -> PostgresQuery
+    {
+        let table = sealedTable(record)
+        return """
+            SELECT \(table.sealID) FROM \(table.from)
+            WHERE \(table.province) = \(province) AND \(table.sealID) > \(sealedThrough) AND \(table.sealID) <= \(watermark)
+            ORDER BY 1 LIMIT \(limit)
             """
     }
 

@@ -84,11 +84,13 @@ package final class LedgerService: Sendable {
 
     // MARK: Chain
 
-    /// Seals every province's pending transactions (one round each); returns counts sealed.
-    /// A province with a write in flight longer than `sealPatience` seals nothing this round
+    /// Seals every province's pending records (one round each, at most `maximumLinks` links);
+    /// returns counts sealed. A province with a write in flight longer than `sealPatience` seals nothing this round
     /// (its next round catches up; no writer ever waits for the sealer).
     @discardableResult
-    package func seal(province only: String? = nil, sealPatience: Duration = .seconds(10)) async throws -> [String: Int] {
+    package func seal(
+        province only: String? = nil, sealPatience: Duration = .seconds(10), maximumLinks: Int = LedgerChain.maximumPerSeal
+    ) async throws -> [String: Int] {
         // Every ledger transaction references a rule set of its province, so the small
         // rule_sets table names every province that can have something to seal.
         let provinces = try await pool.withConnection { connection in
@@ -109,7 +111,7 @@ package final class LedgerService: Sendable {
                 continue
             }
             sealed[province] = try await pool.withTransaction { connection in
-                try LedgerChain.seal(province: province, through: watermark, on: connection)
+                try LedgerChain.seal(province: province, through: watermark, maximumLinks: maximumLinks, on: connection)
             }
         }
         return sealed
@@ -534,6 +536,7 @@ extension LedgerService {
         statements.append(("reversal.lookup", Self.awardLookup(event: eventID, province: province)))
         statements.append(("seal.sealed_through", LedgerChain.sealedThroughQuery(province)))
         statements.append(("seal.pending", LedgerChain.pendingQueryV2(.transaction, province: province, after: 1, through: 1_000)))
+        statements.append(("seal.pending_ids", LedgerChain.pendingIDsQuery(.event, province: province, after: 1, through: 1_000, limit: 100)))
         statements.append(
             (
                 "publish.judged_through",

@@ -324,4 +324,34 @@ struct LedgerTests {
             #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
         }
     }
+
+    @Test("a seal round takes exactly its limit of the next records in seal-id order, across kinds, until none is left; the chain audits clean")
+    func sealRoundLimit() async throws {
+        try await F.withLedger { services, url in
+            try await services.ledger.seal()
+            // Events and awards of several citizens, interleaved in seal ids (rejected events too).
+            for (index, citizen) in (0..<4).map({ _ in UUID() }).enumerated() {
+                let start = F.base.addingTimeInterval(Double(index) * 86_400)
+                _ = try await services.ledger.submit(
+                    [F.metro(at: start), F.waste(at: start.addingTimeInterval(3600)), F.metro(at: start, meters: 10)], citizen: citizen, device: "a",
+                    receivedAt: start.addingTimeInterval(7200), sentAt: nil)
+            }
+            let pending = try await F.count(
+                url,
+                "SELECT (SELECT count(*) FROM events WHERE seal_id > (SELECT max(coalesce(seal_id, transaction_id)) FROM ledger_chain)) + (SELECT count(*) FROM ledger_transactions WHERE transaction_id > (SELECT max(coalesce(seal_id, transaction_id)) FROM ledger_chain))"
+            )
+            #expect(pending == 4 * 3 + 4 * 2)
+            var rounds: [Int] = []
+            while let sealed = try await services.ledger.seal(maximumLinks: 3)["CN-GD"], sealed > 0, rounds.count < 100 { rounds.append(sealed) }
+            #expect(rounds == Array(repeating: 3, count: pending / 3) + (pending % 3 == 0 ? [] : [pending % 3]), "\(rounds)")
+            // Links follow seal ids, each record once.
+            #expect(
+                try await F.count(
+                    url,
+                    "SELECT count(*) FROM (SELECT coalesce(seal_id, transaction_id) - lag(coalesce(seal_id, transaction_id)) OVER (ORDER BY chain_seq) AS d FROM ledger_chain) x WHERE d <= 0"
+                ) == 0)
+            let (result, _) = try await AuditTests.audit(url)
+            #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
+        }
+    }
 }

@@ -120,6 +120,8 @@ struct PartnerFeedTests {
             let pulled = try await ledger.pull(token: token)
             #expect((pulled["entries"] as? [[String: Any]])?.count == 1)
             #expect(try await ledger.count("SELECT count(*) FROM events WHERE device_id = \("partner:" + partner.id)") == 1)
+            // The partner is not recorded as one of the citizen's devices.
+            #expect(try await ledger.count("SELECT count(*) FROM citizen_devices WHERE citizen_id = \(citizen)") == 0)
             #expect(try await ledger.count("SELECT count(*) FROM partner_records") == 4)
             #expect(try await ledger.count("SELECT count(*) FROM partner_records WHERE code = 'unlinked' AND citizen_id IS NULL") == 2)
 
