@@ -231,7 +231,9 @@ for r in $(seq 1 "$RUNS"); do
   log "partner ingest run $r: $PARTNER_REQUESTS signed requests of $PARTNER_RECORDS records, $PARTNERS connections"
   ticks=$(cpu_ticks); idle0=$(idle_ticks)
   [ "$r" = 1 ] && statements "before"
+  if [ "$r" = 1 ]; then sample_waits 60 >"$work/waits-partner.txt" & sampler=$!; else sampler=""; fi
   out="$("$LOAD" partner-ingest --url "$base" --concurrency "$PARTNERS" "${partner_args[@]}" --key-seed "$partner_key_seed" --subjects "$PARTNER_SUBJECTS" --records "$PARTNER_RECORDS" --requests "$PARTNER_REQUESTS" --seed "$r" --max-seconds 240)"
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
   [ "$r" = 1 ] && statements "partner_ingest"
   out="$(with_server_cpu "$ticks" "$idle0" "$out")"
   record "$out"; log "  $out"
@@ -660,6 +662,7 @@ for i, p in enumerate(pin):
 pacc = med([p["accepted_per_s"] for p in pin]); rp = pacc / acc if pacc and acc else None
 cpu_line(pin, "partner ingest", "record")
 w("")
+waits("partner", "partner ingest run 1")
 w(f"**Median: {n(pacc)} accepted records/s vs backlog {n(acc)} accepted events/s → ratio {n(rp, 2)} (target ≥ 1): {verdict(rp, 1.0)}.**")
 summary.append(("1b Partner ingest", f"{n(pacc)} accepted records/s", f"backlog {n(acc)} accepted/s", n(rp, 2), "≥ 1", verdict(rp, 1.0)))
 w("")
