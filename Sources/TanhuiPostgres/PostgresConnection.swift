@@ -308,8 +308,17 @@ package final class PostgresConnection: @unchecked Sendable {
     }
 
     private func checkParameters(_ parameters: [String?]) throws(PostgresError) {
-        for case let value? in parameters where value.utf8.contains(0) {
+        for case var value? in parameters where Self.containsNUL(&value) {
             throw PostgresError(kind: .invalidValue, operation: "query", message: "text parameter contains a NUL byte")
+        }
+    }
+
+    /// `memchr` over the contiguous UTF-8: array parameters run to megabytes per round, and
+    /// `utf8.contains(0)` walked them byte by byte (3 % of the server's CPU in a partner upload).
+    static func containsNUL(_ value: inout String) -> Bool {
+        value.withUTF8 { buffer in
+            guard let base = buffer.baseAddress else { return false }
+            return memchr(base, 0, buffer.count) != nil
         }
     }
 
