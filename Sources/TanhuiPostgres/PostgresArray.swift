@@ -1,3 +1,5 @@
+package import Foundation
+
 /// A one-dimensional array parameter in PostgreSQL's text form (`{"a","b",NULL}`), so a
 /// batch of rows can travel as a few array parameters and be expanded with `unnest`:
 /// `INSERT … SELECT * FROM unnest(\(ids)::uuid[], \(names)::text[])` — one statement, one plan.
@@ -5,23 +7,33 @@ package struct PostgresArray: PostgresEncodable {
     /// The whole literal, built once (a statement's text is formatted once per execution).
     package let postgresText: String?
 
-    // Inlinable, so each caller's module specializes the literal for its element types: left
-    // generic across the module boundary it was a fifth of the server's CPU in a partner
-    // upload (metadata lookups, retain/release and the enumerated iterator per element; perf).
-    @inlinable
     package init<Element: PostgresEncodable>(_ values: [Element]) {
         postgresText = Self.literal(values)
     }
 
-    @inlinable
     package init<Element: PostgresEncodable>(_ values: [Element?]) {
         postgresText = Self.literal(values)
     }
 
+    // The element types of the write path, each compiled here with the literal specialized for
+    // it (overload resolution prefers these to the generic inits). Called generically from
+    // another module the literal was a fifth of the server's CPU in a partner upload: metadata
+    // lookups, retain/release and the enumerated iterator per element (perf).
+    package init(_ values: [String]) { postgresText = Self.literal(values) }
+    package init(_ values: [String?]) { postgresText = Self.literal(values) }
+    package init(_ values: [UUID]) { postgresText = Self.literal(values) }
+    package init(_ values: [UUID?]) { postgresText = Self.literal(values) }
+    package init(_ values: [Int64]) { postgresText = Self.literal(values) }
+    package init(_ values: [Int64?]) { postgresText = Self.literal(values) }
+    package init(_ values: [Int]) { postgresText = Self.literal(values) }
+    package init(_ values: [Int?]) { postgresText = Self.literal(values) }
+    package init(_ values: [Bool]) { postgresText = Self.literal(values) }
+    package init(_ values: [UTCMilliseconds]) { postgresText = Self.literal(values) }
+    package init(_ values: [UTCMilliseconds?]) { postgresText = Self.literal(values) }
+
     /// Every element quoted, quotes and backslashes escaped; built as UTF-8 bytes, each
     /// element written in place (`appendPostgresText`) rather than through a String, and
     /// scanned for characters to escape only when its type can hold them.
-    @inlinable
     static func literal<Element: PostgresEncodable>(_ values: [Element]) -> String {
         let scan = Element.postgresTextMayNeedEscaping
         var bytes: [UInt8] = [UInt8(ascii: "{")]
@@ -49,7 +61,6 @@ package struct PostgresArray: PostgresEncodable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    @inlinable
     static func firstToEscape(in bytes: [UInt8], from start: Int) -> Int? {
         bytes.withUnsafeBufferPointer { buffer in
             var index = start
