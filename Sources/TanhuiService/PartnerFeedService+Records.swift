@@ -187,17 +187,12 @@ extension PartnerFeedService {
         // Linked records: one plan per citizen through the group committer, like device pushes.
         let device = "partner:" + partner.id.canonicalText
         let source = EventSource.partner(partner.id)
-        let results = try await withThrowingTaskGroup(of: [Verdict].self) { group in
-            for (citizen, plan) in plans {
-                let batch = BatchPlan(
-                    inputs: plan.inputs, citizen: citizen, device: device, receivedAtMs: receivedAtMs, sentAtMs: nil, source: source,
-                    partnerRecords: plan.records)
-                group.addTask { try await self.ledger.committer.submit(batch).verdicts }
-            }
-            var all: [Verdict] = []
-            for try await verdicts in group { all += verdicts }
-            return all
+        let batches = plans.map { citizen, plan in
+            BatchPlan(
+                inputs: plan.inputs, citizen: citizen, device: device, receivedAtMs: receivedAtMs, sentAtMs: nil, source: source,
+                partnerRecords: plan.records)
         }
+        let results = try await ledger.committer.submit(batches).flatMap(\.verdicts)
         for verdict in results {
             guard let id = try? UUID(postgresText: verdict.id), let index = planIndexes[id], case .record(let recordID, _, _) = decoded[index] else {
                 continue
