@@ -661,8 +661,8 @@ for i, p in enumerate(pin):
       f"{n(p['accepted_per_s'])} | {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms | {n(per)} |")
 pacc = med([p["accepted_per_s"] for p in pin]); rp = pacc / acc if pacc and acc else None
 cpu_line(pin, "partner ingest", "record")
-w("")
 waits("partner", "partner ingest run 1")
+w("")
 w(f"**Median: {n(pacc)} accepted records/s vs backlog {n(acc)} accepted events/s → ratio {n(rp, 2)} (target ≥ 1): {verdict(rp, 1.0)}.**")
 summary.append(("1b Partner ingest", f"{n(pacc)} accepted records/s", f"backlog {n(acc)} accepted/s", n(rp, 2), "≥ 1", verdict(rp, 1.0)))
 w("")
