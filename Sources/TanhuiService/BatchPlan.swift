@@ -136,10 +136,16 @@ struct BatchRound: Sendable {
         var usage: [AccountKey: CapUsage] = [:]
         var owners: [String: [String: UUID]] = [:]
         var transactionIDs: [Int64] = []
+        var eventSealIDs: [Int64] = []
         let keyCount = prepared.reduce(0) { $0 + $1.keys.count }
         if keyCount > 0 {
             let read = try connection.pipeline(readStatements(prepared))
-            transactionIDs = try read[0].rows.map { try $0.decode(0, as: Int64.self) }
+            // Two ids per judged event, the lower half for the events: every event's seal id is
+            // below every award id of its round, so the chain (seal-id order) never links an
+            // award before the event it credits, nor does a checkpoint bind one without the other.
+            let drawn = try read[0].rows.map { try $0.decode(0, as: Int64.self) }.sorted()
+            eventSealIDs = Array(drawn.prefix(keyCount))
+            transactionIDs = Array(drawn.dropFirst(keyCount))
             // Per province: events, evidence, trips, cap usage, evidence owners (see readStatements).
             func rows(_ kind: Int) -> [PostgresRow] { stride(from: 1 + kind, to: read.count, by: 5).flatMap { read[$0].rows } }
             for row in rows(0) {
@@ -186,6 +192,7 @@ struct BatchRound: Sendable {
         var results: [BatchPlan.Result] = []
         var writes = Writes()
         var nextID = transactionIDs.makeIterator()
+        var nextSealID = eventSealIDs.makeIterator()
         for (member, plan) in zip(members, prepared) {
             // Only this member's ids and evidence: the judge copies the tables it is given on its
             // first insert, so the round's whole tables would be copied once per member — quadratic
@@ -215,7 +222,7 @@ struct BatchRound: Sendable {
                 return ProvinceBalance(province: province, points: account.points, gramsCO2e: account.gramsCO2e, lastSeq: account.lastSeq)
             }
             results.append(BatchPlan.Result(verdicts: outcome.verdicts, balances: balances))
-            writes.add(outcome, of: member, offsetMs: plan.offsetMs, before: accounts, transactionIDs: &nextID)
+            writes.add(outcome, of: member, offsetMs: plan.offsetMs, before: accounts, transactionIDs: &nextID, eventSealIDs: &nextSealID)
         }
 
         // 4. Every write in one round trip.
@@ -231,6 +238,7 @@ struct BatchRound: Sendable {
             var device: String
             var offsetMs: Int64
             var receivedAtMs: Int64
+            var sealID: Int64
         }
         struct AwardRow {
             var row: BatchJudge.AwardRow
@@ -246,12 +254,15 @@ struct BatchRound: Sendable {
 
         mutating func add(
             _ outcome: BatchJudge.Outcome, of member: BatchPlan, offsetMs: Int64, before: [AccountKey: BatchJudge.Account],
-            transactionIDs: inout IndexingIterator<[Int64]>
+            transactionIDs: inout IndexingIterator<[Int64]>, eventSealIDs: inout IndexingIterator<[Int64]>
         ) {
             guard !outcome.events.isEmpty else { return }
             for row in outcome.events {
+                // One seal id was drawn per judged event; stored events are at most that many.
                 events.append(
-                    EventRow(row: row, citizen: member.citizen, device: member.device, offsetMs: offsetMs, receivedAtMs: member.receivedAtMs))
+                    EventRow(
+                        row: row, citizen: member.citizen, device: member.device, offsetMs: offsetMs, receivedAtMs: member.receivedAtMs,
+                        sealID: eventSealIDs.next()!))
                 if let record = member.partnerRecords[row.item.wire.event.id] {
                     partnerRecords.append((row, record, member.citizen, member.receivedAtMs))
                 }
@@ -328,11 +339,11 @@ struct BatchRound: Sendable {
                 for window in plan.windowKeys[province] ?? [] { windows.append((key, window)) }
             }
         }
-        // Layout: [transaction ids] + per province [events, evidence, trips, cap usage, evidence owners], each
+        // Layout: [ids, two per key (event seal ids, then transaction ids)] + per province [events, evidence, trips, cap usage, evidence owners], each
         // statement fixed to its province (routed to one shard on Citus; see lockStatements).
         var statements: [PostgresQuery] = [
             """
-            SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(keys.count))
+            SELECT nextval('ledger_transaction_ids') FROM generate_series(1, \(2 * keys.count))
             """
         ]
         for province in Array(Set(keys.map(\.province))).sorted() {
@@ -438,10 +449,10 @@ struct BatchRound: Sendable {
         return """
             INSERT INTO events (province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
-                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message, district)
+                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message, district, seal_id)
             SELECT province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at,
                 clock_offset_ms, mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days,
-                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message, district
+                evidence_source, evidence_ref, content_sha256, occupies_interval, received_at, status, code, message, district, seal_id
             FROM unnest(
                 \(PostgresArray(events.map(\.province)))::text[], \(PostgresArray(events.map(\.id)))::uuid[],
                 \(PostgresArray(rows.map(\.citizen)))::uuid[], \(PostgresArray(rows.map(\.device)))::text[], \(PostgresArray(events.map(\.kind)))::text[],
@@ -457,10 +468,10 @@ struct BatchRound: Sendable {
                 \(PostgresArray(rows.map(\.row.item.contentSHA256)))::text[], \(PostgresArray(rows.map(\.row.occupiesInterval)))::boolean[],
                 \(PostgresArray(rows.map { UTCMilliseconds($0.receivedAtMs) }))::timestamptz[],
                 \(PostgresArray(rows.map(\.row.status.rawValue)))::text[], \(PostgresArray(rows.map(\.row.code)))::text[], \(PostgresArray(rows.map(\.row.message)))::text[],
-                \(PostgresArray(events.map(\.data.district)))::text[]
+                \(PostgresArray(events.map(\.data.district)))::text[], \(PostgresArray(rows.map(\.sealID)))::bigint[]
             ) AS r(province, event_id, citizen_id, device_id, kind, occurred_at, ended_at, device_occurred_at, device_ended_at, clock_offset_ms,
                    mode, material, distance_m, weight_g, unit_count, consumption_wh, baseline_wh, days, evidence_source, evidence_ref,
-                   content_sha256, occupies_interval, received_at, status, code, message, district)
+                   content_sha256, occupies_interval, received_at, status, code, message, district, seal_id)
             RETURNING 1
             """
     }

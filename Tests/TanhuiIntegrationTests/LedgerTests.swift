@@ -350,6 +350,16 @@ struct LedgerTests {
                     url,
                     "SELECT count(*) FROM (SELECT coalesce(seal_id, transaction_id) - lag(coalesce(seal_id, transaction_id)) OVER (ORDER BY chain_seq) AS d FROM ledger_chain) x WHERE d <= 0"
                 ) == 0)
+            // Every award is linked after the event it credits (its id is drawn after the event's).
+            #expect(
+                try await F.count(
+                    url,
+                    """
+                    SELECT count(*) FROM ledger_transactions t JOIN events e ON e.province = t.province AND e.event_id = t.event_id
+                    JOIN ledger_chain ce ON ce.province = e.province AND ce.record = 'event' AND ce.event_id = e.event_id
+                    JOIN ledger_chain ct ON ct.province = t.province AND ct.transaction_id = t.transaction_id
+                    WHERE t.kind = 'award' AND ct.chain_seq > ce.chain_seq AND e.seal_id < t.transaction_id
+                    """) == 8)
             let (result, _) = try await AuditTests.audit(url)
             #expect(result.exitCode == 0, "\(result.stdout.prefix(3000))")
         }
