@@ -92,11 +92,12 @@ final class GroupCommitter: Sendable {
                 for (index, plan) in plans.enumerated() {
                     state.queue.append(Waiter(plan: plan, answer: { answers.answer(index, $0) }))
                 }
+                // runningRounds never exceeds concurrentRounds, so this is never negative.
                 let leaders = min(concurrentRounds - state.runningRounds, plans.count)
-                state.runningRounds += max(0, leaders)
+                state.runningRounds += leaders
                 return leaders
             }
-            for _ in 0..<max(0, leaders) { Task { await self.lead() } }
+            for _ in 0..<leaders { Task { await self.lead() } }
         }
     }
 

@@ -133,14 +133,13 @@ package enum LedgerChain {
         let kinds = Record.allCases
         let idLists = try connection.pipeline(
             kinds.map { pendingIDsQuery($0, province: province, after: sealedThrough, through: watermark, limit: maximumLinks) })
-        var ids: [Int64] = []
-        for result in idLists { ids += try result.rows.map { try $0.decode(0, as: Int64.self) } }
+        let idsByKind = try idLists.map { try $0.rows.map { try $0.decode(0, as: Int64.self) } }
+        let ids = idsByKind.joined().sorted()
         guard !ids.isEmpty else { return 0 }
-        ids.sort()
         let bound = ids[min(ids.count, maximumLinks) - 1]
         var pending: [RecordV2] = []
-        for (record, found) in zip(kinds, idLists) {
-            guard try found.rows.first.map({ try $0.decode(0, as: Int64.self) <= bound }) == true else { continue }
+        for (record, kindIDs) in zip(kinds, idsByKind) {
+            guard let first = kindIDs.first, first <= bound else { continue }
             for row in try connection.query(pendingQueryV2(record, province: province, after: sealedThrough, through: bound, limit: maximumLinks))
                 .rows
             {

@@ -85,8 +85,8 @@ package final class LedgerService: Sendable {
     // MARK: Chain
 
     /// Seals every province's pending records (one round each, at most `maximumLinks` links);
-    /// returns counts sealed. A province with a write in flight longer than `sealPatience` seals nothing this round
-    /// (its next round catches up; no writer ever waits for the sealer).
+    /// returns counts sealed. A province with a write in flight longer than `sealPatience`
+    /// seals nothing this round (its next round catches up; no writer ever waits for the sealer).
     @discardableResult
     package func seal(
         province only: String? = nil, sealPatience: Duration = .seconds(10), maximumLinks: Int = LedgerChain.maximumPerSeal
