@@ -45,10 +45,22 @@ struct PartnerIngest: AsyncParsableCommand {
     @Option(help: "Linked subjects per partner (s-0 … s-N−1).") var subjects = 25_000
     @Option(help: "Records per signed request (≤ 5,000).") var records = 5_000
     @Option(help: "Signed requests in all (round-robin over the partners).") var requests = 40
+    @Option(help: "Consecutive records of one subject in a request (1 spreads a request over as many citizens as it has records).")
+    var tripsPerSubject = 1
 
-    /// Trips of one run lie in its own band of hours (by --seed), so runs never overlap a citizen's trips.
-    static let roundsPerBand = 8
+    /// Trips of one run lie in its own band of rounds (by --seed), so runs never overlap a
+    /// citizen's trips; a band holds at least 8 rounds of 15 minutes.
+    static let minimumRoundsPerBand = 8
     static let roundSeconds = 900.0
+    /// The rule sets' submission window is 30 days; every trip starts a day inside it.
+    static let oldestStartSeconds = 29.0 * 86_400
+
+    /// Rounds one run needs: each subject's trips of a run are in distinct rounds.
+    var roundsPerBand: Int {
+        let perPartner = (requests + partner.count - 1) / partner.count * records
+        let groups = (perPartner + tripsPerSubject - 1) / tripsPerSubject
+        return max(Self.minimumRoundsPerBand, (groups + subjects - 1) / subjects * tripsPerSubject)
+    }
 
     func validate() throws {
         guard !partner.isEmpty, partner.count <= 64, partner.allSatisfy({ $0.split(separator: "=").count == 2 }) else {
@@ -57,9 +69,9 @@ struct PartnerIngest: AsyncParsableCommand {
         guard (1...5_000).contains(records) else { throw ValidationError("--records must be 1…5000") }
         guard (1...10_000_000).contains(subjects) else { throw ValidationError("--subjects must be 1…10000000") }
         guard (1...100_000).contains(requests) else { throw ValidationError("--requests must be 1…100000") }
-        let perPartner = (requests + partner.count - 1) / partner.count * records
-        guard perPartner <= Self.roundsPerBand * subjects else {
-            throw ValidationError("at most \(Self.roundsPerBand) trips per subject per run: raise --subjects or lower --requests")
+        guard (1...100).contains(tripsPerSubject) else { throw ValidationError("--trips-per-subject must be 1…100") }
+        guard 3_600 + Double((http.seed % 100 + 1) * roundsPerBand) * Self.roundSeconds <= Self.oldestStartSeconds else {
+            throw ValidationError("this run's trips would start outside the 30-day submission window: lower --seed or --requests, or raise --subjects")
         }
     }
 
@@ -70,7 +82,8 @@ struct PartnerIngest: AsyncParsableCommand {
         }
         let keys = try partners.indices.map { try PartnerKeys.privateKey(seed: keySeed, partner: $0) }
         let now = Date()
-        let band = Double(http.seed % 100) * Double(Self.roundsPerBand) * Self.roundSeconds
+        let roundsPerBand = self.roundsPerBand
+        let band = Double(http.seed % 100) * Double(roundsPerBand) * Self.roundSeconds
         let prepStart = ContinuousClock.now
         var work: [(path: String, key: String, body: [UInt8], signature: String)] = []
         work.reserveCapacity(requests)
@@ -80,11 +93,15 @@ struct PartnerIngest: AsyncParsableCommand {
             var text = "{\"records\":["
             for j in 0..<records {
                 let g = first + j
-                let round = Double(g / subjects)
+                // Record g of the partner: trip g % K of group g / K, whose subject is the group
+                // modulo the subjects; a subject's trips of one run are in distinct rounds.
+                let group = g / tripsPerSubject
+                let subject = group % subjects
+                let round = Double(group / subjects * tripsPerSubject + g % tripsPerSubject)
                 let start = now.addingTimeInterval(-3600 - band - round * Self.roundSeconds)
                 if j > 0 { text += "," }
                 text +=
-                    "{\"record_id\":\"b\(http.seed)-\(g)\",\"subject\":\"s-\(g % subjects)\",\"kind\":\"transit_trip\",\"occurred_at\":\"\(Workload.iso(start))\",\"ended_at\":\"\(Workload.iso(start.addingTimeInterval(600)))\",\"data\":{\"mode\":\"metro\",\"distance_m\":\(3_000 + g % 5_000)},\"evidence\":{\"source\":\"bench-feed-\(p)\",\"ref\":\"E\(http.seed)-\(g)\"}}"
+                    "{\"record_id\":\"b\(http.seed)-\(g)\",\"subject\":\"s-\(subject)\",\"kind\":\"transit_trip\",\"occurred_at\":\"\(Workload.iso(start))\",\"ended_at\":\"\(Workload.iso(start.addingTimeInterval(600)))\",\"data\":{\"mode\":\"metro\",\"distance_m\":\(3_000 + g % 5_000)},\"evidence\":{\"source\":\"bench-feed-\(p)\",\"ref\":\"E\(http.seed)-\(g)\"}}"
             }
             text += "]}"
             let body = Array(text.utf8)
@@ -114,6 +131,7 @@ struct PartnerIngest: AsyncParsableCommand {
         out["partners"] = partners.count
         out["subjects_per_partner"] = subjects
         out["records_per_request"] = records
+        out["trips_per_subject"] = tripsPerSubject
         out["concurrency"] = http.concurrency
         out["seed"] = http.seed
         emit(out)
