@@ -222,7 +222,7 @@ quiesce() {
 # --- 1b: partner ingest, against a backlog run on the same ledger ---------------------------
 # The baseline is a backlog run (benchmark 1's settings) just before each partner run, on the
 # ledger as the partner run finds it: benchmark 1's own runs come first, on a near-empty ledger,
-# and the same backlog ran 40 % slower on the 700k-event ledger a partner section leaves
+# and the same backlog ran 40–50 % slower on the 700k–900k-event ledger a partner section leaves
 # (2026-12-03, by hand), so comparing with them measured the ledger's size, not the path.
 # Four feed partners registered with the CLI (Ed25519 keys derived from a seed by tanhui-load),
 # each owning an evidence source; their links to PARTNER_SUBJECTS citizens each are inserted
