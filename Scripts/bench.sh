@@ -680,7 +680,7 @@ w("Signed uploads (`POST /v1/provinces/CN-GD/partners/{id}/records`, Ed25519 ove
   "own source; the links were inserted and sealed before the timed phase; bodies built and signed before it (`tanhui-load partner-ingest`). "
   "Baseline: a backlog run with benchmark 1's settings just before each partner run, on the same ledger (seeds 401–403; the ledger sealed and the "
   "report roller caught up before each timed phase). Benchmark 1's own runs come first on a near-empty ledger; on the ledger a partner section "
-  "leaves the same backlog ran 40 % slower, so they are no baseline for runs made later.")
+  "leaves, the same backlog ran 40–50 % slower by hand, so they are no baseline for runs made later.")
 w("")
 def partner_table(runs):
     w("| run | requests | records sent | accepted | duplicate | conflict | rejected | failures | accepted records/s | p50 request | p99 request | server µs/record |")
