@@ -71,7 +71,8 @@ struct PartnerIngest: AsyncParsableCommand {
         guard (1...100_000).contains(requests) else { throw ValidationError("--requests must be 1…100000") }
         guard (1...100).contains(tripsPerSubject) else { throw ValidationError("--trips-per-subject must be 1…100") }
         guard 3_600 + Double((http.seed % 100 + 1) * roundsPerBand) * Self.roundSeconds <= Self.oldestStartSeconds else {
-            throw ValidationError("this run's trips would start outside the 30-day submission window: lower --seed or --requests, or raise --subjects")
+            throw ValidationError(
+                "this run's trips would start outside the 30-day submission window: lower --seed or --requests, or raise --subjects")
         }
     }
 
