@@ -495,11 +495,19 @@ struct ProvinceAudit {
     /// history, wrong for new rows against new rows, where both sides are bounded by the
     /// watermark and a hash anti-join reads each once (the orphan, unawarded and skipped
     /// checks: 74–80 ms instead of 300 ms per 63k awards, EXPLAIN ANALYZE on a 1.7M-entry
-    /// ledger). Hash joins are on while `body` declares its cursor, whose plan is then fixed.
+    /// ledger). While `body` declares its cursor (whose plan is then fixed) hash joins are on
+    /// and nested loops off: right after a checkpoint the statistics put ~50 rows past the
+    /// watermark where there were 50,000, and the planner joined them by a nested loop over
+    /// the materialized new awards (the bench's --since hit the 30 s statement timeout).
+    /// Look-ups that must stay per key are `OFFSET 0` subqueries, which no setting turns into joins.
     static func hashJoiningNewRows<T>(_ incremental: Bool, on connection: PostgresConnection, _ body: () throws -> T) throws -> T {
         guard incremental else { return try body() }
         try connection.query("SET LOCAL enable_hashjoin = on")
-        defer { _ = try? connection.query("SET LOCAL enable_hashjoin = off") }
+        try connection.query("SET LOCAL enable_nestloop = off")
+        defer {
+            _ = try? connection.query("SET LOCAL enable_hashjoin = off")
+            _ = try? connection.query("SET LOCAL enable_nestloop = on")
+        }
         return try body()
     }
 
@@ -1031,7 +1039,7 @@ struct ProvinceAudit {
             SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
             WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version
-                              AND c.seal_id = r.seal_id)
+                              AND c.seal_id = r.seal_id OFFSET 0)
             ORDER BY 3
             """
             : """
