@@ -148,7 +148,10 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 start_server() {
   local t0 t1 port=""
   t0=$(now_ms)
-  "$TANHUI" serve --host 127.0.0.1 --port 0 >"$work/server.log" 2>&1 &
+  # The log exists before the server starts: the background job's redirection may come after
+  # the first sed below, which then failed the run ("can't read server.log").
+  : >"$work/server.log"
+  "$TANHUI" serve --host 127.0.0.1 --port 0 >>"$work/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 2000); do   # ≤ 20 s
     if [ -z "$port" ]; then
