@@ -836,17 +836,27 @@ struct ProvinceAudit {
         let incremental = self.incremental
 
         // An entry's transaction has the entry's id: a new entry's is new, so under --since
-        // both sides of the anti-join are the new rows (hashed; see hashJoiningNewRows).
+        // both sides of the anti-join are the new rows (hashed; see hashJoiningNewRows). The
+        // full audit reads every entry, whatever its id: a forged one at id 0 or below was
+        // seen by no check (ids come from a sequence starting at 1, the bounds said `> 0`).
         try Self.hashJoiningNewRows(incremental, on: connection) {
             try each(
-                """
-                DECLARE audit_orphans NO SCROLL CURSOR FOR
-                SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
-                WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
-                  AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id
-                                  AND t.transaction_id > \(sinceID))
-                ORDER BY 1, 2
-                """, "audit_orphans"
+                incremental
+                    ? """
+                    DECLARE audit_orphans NO SCROLL CURSOR FOR
+                    SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
+                    WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
+                      AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id
+                                      AND t.transaction_id > \(sinceID))
+                    ORDER BY 1, 2
+                    """
+                    : """
+                    DECLARE audit_orphans NO SCROLL CURSOR FOR
+                    SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
+                    WHERE e.province = \(province)
+                      AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id)
+                    ORDER BY 1, 2
+                    """, "audit_orphans"
             ) { row in
                 let points: Int64 = try row.decode(2)
                 audit.record(
@@ -1008,12 +1018,30 @@ struct ProvinceAudit {
                     "\(try row.decode(0, as: String.self)) sealed \(count) times (rule: sealed exactly once)", magnitude: count,
                     names + [("chain_seq", .int(try row.decode(5))), ("rule", .string("once"))]))
         }
+        // Chain ranges replay from chain_seq 1: a link at 0 or below is read by no replay.
+        if !incremental {
+            try each(
+                """
+                DECLARE audit_links_before_first NO SCROLL CURSOR FOR
+                SELECT chain_seq, coalesce(record, '') FROM ledger_chain WHERE province = \(province) AND chain_seq < 1 ORDER BY 1
+                """, "audit_links_before_first"
+            ) { row in
+                let sequence: Int64 = try row.decode(0)
+                audit.record(
+                    .hashChain,
+                    AuditFinding(
+                        "link at chain_seq \(sequence) lies before the chain's first link (1): no replay reads it",
+                        [p, ("chain_seq", .int(sequence)), ("record", .string(try row.decode(1))), ("rule", .string("before_first"))]))
+            }
+        }
         // The sealer appends in seal-id order, so a record below the head's id and not in the
         // chain was skipped (or inserted under an old id later): it is sealed by nothing.
         let headID = try connection.query(LedgerChain.sealedThroughQuery(province)).first.flatMap { try $0.decode(0, as: Int64?.self) } ?? 0
         // --since: a record newer than the watermark was unsealed at the checkpoint, so its link
         // is a new one; the records the new links leave out are then looked up in the whole
         // chain by key (OFFSET 0: after the anti-join), as the full audit does for every record.
+        // The full audit: every record below the head, whatever its id (one forged at 0 or
+        // below included: the bounds said `> 0`, and no check saw it).
         let skipped: PostgresQuery =
             incremental
             ? """
@@ -1045,15 +1073,15 @@ struct ProvinceAudit {
             : """
             DECLARE audit_skipped NO SCROLL CURSOR FOR
             SELECT 'transaction', t.transaction_id::text, t.transaction_id FROM ledger_transactions t
-            WHERE t.province = \(province) AND t.transaction_id <= \(headID) AND t.transaction_id > \(sinceID)
+            WHERE t.province = \(province) AND t.transaction_id <= \(headID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
             UNION ALL
             SELECT 'event', e.event_id::text, e.seal_id FROM events e
-            WHERE e.province = \(province) AND e.seal_id <= \(headID) AND e.seal_id > \(sinceID)
+            WHERE e.province = \(province) AND e.seal_id <= \(headID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
             UNION ALL
             SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
-            WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
+            WHERE r.province = \(province) AND r.seal_id <= \(headID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
             ORDER BY 3
             """
@@ -1084,7 +1112,7 @@ struct ProvinceAudit {
                 """
                 DECLARE audit_skipped_later NO SCROLL CURSOR FOR
                 SELECT \(table.keyText), \(table.sealID) FROM \(table.from)
-                WHERE \(table.province) = \(province) AND \(table.sealID) <= \(headID) AND \(table.sealID) > \(sinceID)
+                WHERE \(table.province) = \(province) AND \(table.sealID) <= \(headID) AND (\(!incremental) OR \(table.sealID) > \(sinceID))
                   AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = \(province) AND c.record = \(record.rawValue)
                                   AND c.record_key = \(table.keyText))
                 ORDER BY 2
