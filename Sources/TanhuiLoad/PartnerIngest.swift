@@ -48,8 +48,9 @@ struct PartnerIngest: AsyncParsableCommand {
     @Option(help: "Consecutive records of one subject in a request (1 spreads a request over as many citizens as it has records).")
     var tripsPerSubject = 1
 
-    /// Trips of one run lie in its own band of rounds (by --seed), so runs never overlap a
-    /// citizen's trips; a band holds at least 8 rounds of 15 minutes.
+    /// Trips of one run lie in its own band of rounds (by --seed), so runs of one shape never
+    /// overlap a citizen's trips (bench.sh gives grouped runs seeds of their own); a band holds
+    /// at least 8 rounds of 15 minutes.
     static let minimumRoundsPerBand = 8
     static let roundSeconds = 900.0
     /// The rule sets' submission window is 30 days; every trip starts a day inside it.

@@ -21,8 +21,7 @@ struct AuditIncrementalJoinTests {
             let file = A.checkpointFile()
             defer { try? FileManager.default.removeItem(atPath: file) }
             try await A.exportCheckpoint(url, to: file, environment: environment)
-            let note = try String(contentsOfFile: file, encoding: .utf8)
-            let watermark = try #require(note.split(separator: "\n").first { $0.hasPrefix("watermark ") }.flatMap { Int64($0.dropFirst(10)) })
+            let watermark = try A.watermark(ofCheckpoint: file)
 
             // After the checkpoint: three citizens' new awards, sealed.
             let receivedAt = F.base.addingTimeInterval(86_400)

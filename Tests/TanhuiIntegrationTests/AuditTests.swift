@@ -141,6 +141,13 @@ struct AuditTests {
     }
 
     /// `tanhui ledger checkpoint` of CN-GD written to `file`, expected to succeed.
+    /// The `watermark` line of an exported checkpoint file.
+    static func watermark(ofCheckpoint file: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int64 {
+        let note = try String(contentsOfFile: file, encoding: .utf8)
+        return try #require(
+            note.split(separator: "\n").first { $0.hasPrefix("watermark ") }.flatMap { Int64($0.dropFirst(10)) }, sourceLocation: sourceLocation)
+    }
+
     static func exportCheckpoint(
         _ url: String, to file: String, environment: [String: String], sourceLocation: SourceLocation = #_sourceLocation
     ) async throws {

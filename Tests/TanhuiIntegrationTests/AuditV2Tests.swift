@@ -608,7 +608,7 @@ struct AuditV2Tests {
             _ = try await services.reports.advance(province: "CN-GD")
             let probed = try await A.audit(url, ["--since", file], environment: environment)
             #expect(A.check(probed.1, "completeness")["status"] as? String == "ok", "a new evidence key probed in the index is credited once")
-            let watermark = try #require(note.split(separator: "\n").first { $0.hasPrefix("watermark ") }.flatMap { Int64($0.dropFirst(10)) })
+            let watermark = try A.watermark(ofCheckpoint: file)
             let old = try await A.scalar(
                 url,
                 "SELECT evidence_ref FROM events WHERE status = 'accepted' AND evidence_source IS NOT NULL AND seal_id <= \(watermark) ORDER BY seal_id LIMIT 1",

@@ -511,6 +511,15 @@ struct ProvinceAudit {
         return try body()
     }
 
+    /// The field naming a sealed record of the first three kinds by its key's text.
+    static func recordName(_ record: String, _ key: String) -> (String, AuditValue) {
+        switch record {
+        case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
+        case "event": ("event_id", .string(key))
+        default: ("rule_set_version", .int(Int64(key) ?? 0))
+        }
+    }
+
     /// A share of one province's audit that runs on its own connection in the shared snapshot.
     enum Part: Sendable {
         /// The ledger fold of citizens in a range (`first`: also the rule-set document checks).
@@ -834,37 +843,39 @@ struct ProvinceAudit {
         let p = provinceField
         let connection = self.connection
         let incremental = self.incremental
+        /// `each`, planned under --since for new rows against new rows (see hashJoiningNewRows).
+        func eachJoiningNewRows(_ declare: PostgresQuery, _ name: String, _ body: (PostgresRow) throws -> Void) throws {
+            try Self.hashJoiningNewRows(incremental, on: connection) { try each(declare, name, body) }
+        }
 
         // An entry's transaction has the entry's id: a new entry's is new, so under --since
         // both sides of the anti-join are the new rows (hashed; see hashJoiningNewRows). The
         // full audit reads every entry, whatever its id: a forged one at id 0 or below was
         // seen by no check (ids come from a sequence starting at 1, the bounds said `> 0`).
-        try Self.hashJoiningNewRows(incremental, on: connection) {
-            try each(
-                incremental
-                    ? """
-                    DECLARE audit_orphans NO SCROLL CURSOR FOR
-                    SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
-                    WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
-                      AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id
-                                      AND t.transaction_id > \(sinceID))
-                    ORDER BY 1, 2
-                    """
-                    : """
-                    DECLARE audit_orphans NO SCROLL CURSOR FOR
-                    SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
-                    WHERE e.province = \(province)
-                      AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id)
-                    ORDER BY 1, 2
-                    """, "audit_orphans"
-            ) { row in
-                let points: Int64 = try row.decode(2)
-                audit.record(
-                    .transactionsBalance,
-                    AuditFinding(
-                        "entry of \(points) points belongs to no transaction", magnitude: abs(points),
-                        [p, ("transaction_id", .int(try row.decode(0))), ("account", .string(try row.decode(1)))]))
-            }
+        try eachJoiningNewRows(
+            incremental
+                ? """
+                DECLARE audit_orphans NO SCROLL CURSOR FOR
+                SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
+                WHERE e.province = \(province) AND e.transaction_id > \(sinceID)
+                  AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id
+                                  AND t.transaction_id > \(sinceID))
+                ORDER BY 1, 2
+                """
+                : """
+                DECLARE audit_orphans NO SCROLL CURSOR FOR
+                SELECT e.transaction_id, e.account, e.points FROM ledger_entries e
+                WHERE e.province = \(province)
+                  AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.transaction_id = e.transaction_id)
+                ORDER BY 1, 2
+                """, "audit_orphans"
+        ) { row in
+            let points: Int64 = try row.decode(2)
+            audit.record(
+                .transactionsBalance,
+                AuditFinding(
+                    "entry of \(points) points belongs to no transaction", magnitude: abs(points),
+                    [p, ("transaction_id", .int(try row.decode(0))), ("account", .string(try row.decode(1)))]))
         }
 
         audit.checked(
@@ -874,35 +885,33 @@ struct ProvinceAudit {
         // --since: a new event's award is new too, but not always (before 70cc47a an award's
         // id was drawn before its event's seal id), so the events the new awards leave out are
         // then looked up in the whole history by key (OFFSET 0: after the anti-join, per event).
-        try Self.hashJoiningNewRows(incremental, on: connection) {
-            try each(
-                incremental
-                    ? """
-                    DECLARE audit_unawarded NO SCROLL CURSOR FOR
-                    SELECT e.event_id::text, e.citizen_id::text, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END
-                    FROM (SELECT n.province, n.event_id, n.citizen_id, n.received_at FROM events n
-                          WHERE n.province = \(province) AND n.status = 'accepted' AND n.seal_id > \(sinceID)
-                            AND NOT EXISTS (SELECT 1 FROM ledger_transactions a WHERE a.province = \(province) AND a.kind = 'award'
-                                              AND a.transaction_id > \(sinceID) AND a.event_id = n.event_id)
-                          OFFSET 0) e
-                    WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
-                                      OFFSET 0)
-                    ORDER BY e.received_at, e.event_id
-                    """
-                    : """
-                    DECLARE audit_unawarded NO SCROLL CURSOR FOR
-                    SELECT e.event_id::text, e.citizen_id::text, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END FROM events e
-                    WHERE e.province = \(province) AND e.status = 'accepted' AND e.seal_id > \(sinceID)
-                      AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')
-                    ORDER BY e.received_at, e.event_id
-                    """, "audit_unawarded"
-            ) { row in
-                audit.record(
-                    .completeness,
-                    AuditFinding(
-                        "accepted event has no award transaction", at: try row.decode(2, as: Date?.self),
-                        [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
-            }
+        try eachJoiningNewRows(
+            incremental
+                ? """
+                DECLARE audit_unawarded NO SCROLL CURSOR FOR
+                SELECT e.event_id::text, e.citizen_id::text, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END
+                FROM (SELECT n.province, n.event_id, n.citizen_id, n.received_at FROM events n
+                      WHERE n.province = \(province) AND n.status = 'accepted' AND n.seal_id > \(sinceID)
+                        AND NOT EXISTS (SELECT 1 FROM ledger_transactions a WHERE a.province = \(province) AND a.kind = 'award'
+                                          AND a.transaction_id > \(sinceID) AND a.event_id = n.event_id)
+                      OFFSET 0) e
+                WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award'
+                                  OFFSET 0)
+                ORDER BY e.received_at, e.event_id
+                """
+                : """
+                DECLARE audit_unawarded NO SCROLL CURSOR FOR
+                SELECT e.event_id::text, e.citizen_id::text, CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END FROM events e
+                WHERE e.province = \(province) AND e.status = 'accepted' AND e.seal_id > \(sinceID)
+                  AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.province = e.province AND t.event_id = e.event_id AND t.kind = 'award')
+                ORDER BY e.received_at, e.event_id
+                """, "audit_unawarded"
+        ) { row in
+            audit.record(
+                .completeness,
+                AuditFinding(
+                    "accepted event has no award transaction", at: try row.decode(2, as: Date?.self),
+                    [p, ("event_id", .string(try row.decode(0))), ("citizen_id", .string(try row.decode(1)))]))
         }
         // --since probes each new key in the unique index that forbids a second row, when that
         // index stands as shipped; dropped or altered (the very edit a second row needs), the
@@ -1085,24 +1094,17 @@ struct ProvinceAudit {
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
             ORDER BY 3
             """
-        try Self.hashJoiningNewRows(incremental, on: connection) {
-            try each(
-                skipped, "audit_skipped"
-            ) { row in
-                let record: String = try row.decode(0)
-                let key: String = try row.decode(1)
-                let name: (String, AuditValue) =
-                    switch record {
-                    case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
-                    case "event": ("event_id", .string(key))
-                    default: ("rule_set_version", .int(Int64(key) ?? 0))
-                    }
-                audit.record(
-                    .hashChain,
-                    AuditFinding(
-                        "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
-                        [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
-            }
+        try eachJoiningNewRows(
+            skipped, "audit_skipped"
+        ) { row in
+            let record: String = try row.decode(0)
+            let key: String = try row.decode(1)
+            let name = Self.recordName(record, key)
+            audit.record(
+                .hashChain,
+                AuditFinding(
+                    "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
+                    [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
         }
         // The same for every later kind (governance, partner, redemption records), named by
         // `record_key`: one small query per kind, from its `sealedTable`.
@@ -1226,12 +1228,7 @@ struct ProvinceAudit {
             let record: String = try row.decode(0)
             let key: String = try row.decode(1)
             let age: Int64 = try row.decode(4)
-            let name: (String, AuditValue) =
-                switch record {
-                case "transaction": ("transaction_id", .int(Int64(key) ?? 0))
-                case "event": ("event_id", .string(key))
-                default: ("rule_set_version", .int(Int64(key) ?? 0))
-                }
+            let name = Self.recordName(record, key)
             var fields: [(String, AuditValue)] = [p, name]
             if record != "transaction" { fields += [("record", .string(record)), ("seal_id", .int(try row.decode(2)))] }
             audit.record(
