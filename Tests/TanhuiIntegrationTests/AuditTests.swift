@@ -455,6 +455,7 @@ struct AuditTests {
                 ])
             let outcome = try await Self.audit(url)
             Self.expectViolated(outcome, "completeness", "evidence_ref", "TXN-1")
+            Self.expectViolated(outcome, "guard_rails", "index", "events_evidence_credited_once")
             let offender = Self.check(outcome.1, "completeness")["first"] as? [String: Any] ?? [:]
             let named = Set(["event_id", "first_event_id"].compactMap { offender[$0] as? String })
             #expect(

@@ -312,8 +312,15 @@ struct LotExpiryTests {
                     FROM lot_movements WHERE kind = 'expiry' AND award_transaction_id = \(lot)
                     """,
                 ])
-            AuditTests.expectViolated(try await AuditTests.audit(url), "lots", "lot", name)
-            try await tamper(url, ["DELETE FROM lot_movements WHERE transaction_id > 1000000"])
+            let expiredTwice = try await AuditTests.audit(url)
+            AuditTests.expectViolated(expiredTwice, "lots", "lot", name)
+            AuditTests.expectViolated(expiredTwice, "guard_rails", "index", "lot_movements_one_expiry_per_lot")
+            try await tamper(
+                url,
+                [
+                    "DELETE FROM lot_movements WHERE transaction_id > 1000000",
+                    "CREATE UNIQUE INDEX lot_movements_one_expiry_per_lot ON lot_movements (province, award_transaction_id) WHERE kind = 'expiry'",
+                ])
 
             // The cache says less remains than the replay.
             try await tamper(url, ["UPDATE point_lots SET remaining_points = remaining_points - 1 WHERE award_transaction_id <> \(lot)"])

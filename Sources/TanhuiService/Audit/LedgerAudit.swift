@@ -247,7 +247,88 @@ package final class LedgerAudit: Sendable {
         return String(sql[open.upperBound..<close.lowerBound])
     }()
 
+    /// A unique or exclusion index that keeps one real action from being credited twice: the
+    /// service relies on it (a lost race is a violation, not a second credit), and `--since`
+    /// probes new keys through it instead of scanning the table.
+    package struct CreditGuard: Sendable {
+        package var index: String
+        package var table: String
+        /// `pg_get_indexdef`'s spelling after the index name: ` ON public.table USING method (…)`
+        /// is compared from `USING` on.
+        package var definition: String
+        package var method: String = "btree"
+        /// What a second row would be, for the finding.
+        package var forbids: String
+    }
+
+    /// The credit-once indexes as the migrations ship them.
+    package static let creditGuards: [CreditGuard] = [
+        CreditGuard(index: "events_pkey", table: "events", definition: "(province, event_id)", forbids: "a second event with one id in a province"),
+        CreditGuard(
+            index: "events_evidence_credited_once", table: "events",
+            definition: "(province, evidence_source, evidence_ref) WHERE ((status = 'accepted'::text) AND (evidence_source IS NOT NULL))",
+            forbids: "one receipt credited twice"),
+        CreditGuard(
+            index: "events_no_overlapping_trips", table: "events",
+            definition: "(citizen_id, province, tanhui_trip_range(occurred_at, ended_at)) WHERE ((status = 'accepted'::text) AND occupies_interval)",
+            method: "gist", forbids: "two accepted trips of one citizen at once"),
+        CreditGuard(
+            index: "ledger_one_award_per_event", table: "ledger_transactions", definition: "(province, event_id) WHERE (kind = 'award'::text)",
+            forbids: "a second award of one event"),
+        CreditGuard(
+            index: "ledger_one_reversal_per_award", table: "ledger_transactions",
+            definition: "(province, reverses_id) WHERE (kind = 'reversal'::text)", forbids: "a second reversal of one award"),
+        CreditGuard(
+            index: "ledger_transactions_province_citizen_id_citizen_seq_key", table: "ledger_transactions",
+            definition: "(province, citizen_id, citizen_seq)", forbids: "two transactions at one place in a citizen's statement"),
+        CreditGuard(
+            index: "partner_records_pkey", table: "partner_records", definition: "(province, partner_id, record_id)",
+            forbids: "one partner record taken twice"),
+        CreditGuard(
+            index: "lot_movements_one_expiry_per_lot", table: "lot_movements",
+            definition: "(province, award_transaction_id) WHERE (kind = 'expiry'::text)", forbids: "a lot expired twice"),
+    ]
+
+    /// What is wrong with each guard as the catalog has it (empty: it stands as shipped).
+    /// Valid (used by reads), ready (new rows are entered) and live, unique or exclusion, on
+    /// its table, defined as shipped: an index with `indisready` cleared still answers reads
+    /// while a second row goes in unseen, so a probe through it would miss that row too.
+    static func creditGuardProblems(_ guards: [CreditGuard], on connection: PostgresConnection) throws -> [[String]] {
+        let rows = try connection.query(
+            """
+            SELECT i.indexrelid IS NOT NULL, coalesce(i.indisvalid, false), coalesce(i.indisready, false), coalesce(i.indislive, false),
+                   coalesce(i.indisunique OR i.indisexclusion, false), coalesce(i.indrelid = to_regclass(g.tbl), false),
+                   coalesce(pg_get_indexdef(i.indexrelid), '')
+            FROM unnest(\(PostgresArray(guards.map(\.index)))::text[], \(PostgresArray(guards.map(\.table)))::text[]) WITH ORDINALITY AS g(name, tbl, n)
+            LEFT JOIN pg_index i ON i.indexrelid = to_regclass(g.name)
+            ORDER BY g.n
+            """
+        ).rows
+        return try zip(guards, rows).map { creditGuard, row in
+            guard try row.decode(0, as: Bool.self) else { return ["is missing"] }
+            var problems: [String] = []
+            if !(try row.decode(1, as: Bool.self)) { problems.append("is not valid (indisvalid)") }
+            if !(try row.decode(2, as: Bool.self)) { problems.append("takes no new rows (indisready)") }
+            if !(try row.decode(3, as: Bool.self)) { problems.append("is being dropped (indislive)") }
+            if !(try row.decode(4, as: Bool.self)) { problems.append("is neither unique nor an exclusion constraint") }
+            if !(try row.decode(5, as: Bool.self)) { problems.append("is not on \(creditGuard.table)") }
+            if !(try row.decode(6, as: String.self)).hasSuffix(" USING \(creditGuard.method) " + creditGuard.definition) {
+                problems.append("is not defined as shipped (USING \(creditGuard.method) \(creditGuard.definition))")
+            }
+            return problems
+        }
+    }
+
     static func guardRails(on connection: PostgresConnection, into audit: inout AuditAccumulator) throws {
+        for (creditGuard, problems) in zip(creditGuards, try creditGuardProblems(creditGuards, on: connection)) {
+            audit.checked(.guardRails)
+            guard !problems.isEmpty else { continue }
+            audit.record(
+                .guardRails,
+                AuditFinding(
+                    "index \(creditGuard.index), which forbids \(creditGuard.forbids), " + problems.joined(separator: "; "),
+                    magnitude: Int64(problems.count), [("index", .string(creditGuard.index)), ("table", .string(creditGuard.table))]))
+        }
         let triggers = try connection.query(
             """
             SELECT t.name || s.suffix, tr.tgname IS NOT NULL, coalesce(tr.tgenabled::text, ''), coalesce(p.proname = 'tanhui_reject_change' AND p.pronargs = 0, false),
@@ -509,6 +590,15 @@ struct ProvinceAudit {
             _ = try? connection.query("SET LOCAL enable_nestloop = on")
         }
         return try body()
+    }
+
+    /// While `body` declares its cursor: heap scans and hash joins only, so a grouping reads
+    /// the table and not an index that may lack rows (the credit-once checks; see setChecks).
+    static func readingTables<T>(_ incremental: Bool, on connection: PostgresConnection, _ body: () throws -> T) throws -> T {
+        let scans = ["enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"]
+        for setting in scans { try connection.query(PostgresQuery(stringLiteral: "SET LOCAL \(setting) = off")) }
+        defer { for setting in scans { _ = try? connection.query(PostgresQuery(stringLiteral: "SET LOCAL \(setting) = on")) } }
+        return try hashJoiningNewRows(incremental, on: connection, body)
     }
 
     /// The field naming a sealed record of the first three kinds by its key's text.
@@ -820,17 +910,12 @@ struct ProvinceAudit {
         return result
     }
 
-    /// Whether `index` is a valid unique (or exclusion) index on `table` defined as
-    /// `USING <method> <definition>` (`pg_get_indexdef`'s spelling): the index that lets --since
-    /// probe new keys one by one.
-    private func indexStands(_ index: String, _ table: String, _ definition: String, method: String = "btree") throws -> Bool {
-        let spelled = " USING \(method) " + definition
-        return try connection.query(
-            """
-            SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = to_regclass(\(index)) AND i.indisvalid AND (i.indisunique OR i.indisexclusion)
-                             AND i.indrelid = to_regclass(\(table)) AND right(pg_get_indexdef(i.indexrelid), length(\(spelled))) = \(spelled))
-            """
-        ).scalar(Bool.self)
+    /// Whether the credit guard `index` stands as shipped (`LedgerAudit.creditGuardProblems`):
+    /// the index that lets --since probe new keys one by one instead of scanning.
+    private func indexStands(_ index: String) throws -> Bool {
+        let creditGuard = LedgerAudit.creditGuards.filter { $0.index == index }
+        precondition(creditGuard.count == 1, "\(index) is no credit guard")
+        return try LedgerAudit.creditGuardProblems(creditGuard, on: connection)[0].isEmpty
     }
 
     /// Checks that are set differences or groupings: the database streams only the offenders.
@@ -915,18 +1000,26 @@ struct ProvinceAudit {
         }
         // --since probes each new key in the unique index that forbids a second row, when that
         // index stands as shipped; dropped or altered (the very edit a second row needs), the
-        // keys are matched against a scan of the table instead, so the finding still comes.
-        try each(
-            incremental && indexStands("ledger_one_award_per_event", "ledger_transactions", "(province, event_id) WHERE (kind = 'award'::text)")
-                ? """
+        // keys are matched against a scan of the table instead, so the finding still comes. A
+        // full audit groups the table itself, never the index: one that stopped taking rows
+        // (`indisready` cleared, then set again) still answers reads, without the second row.
+        func eachCreditOnce(
+            _ guardIndex: String, probe: PostgresQuery, scan: PostgresQuery, _ name: String, _ body: (PostgresRow) throws -> Void
+        ) throws {
+            if incremental, try indexStands(guardIndex) { return try each(probe, name, body) }
+            try Self.readingTables(incremental, on: connection) { try each(scan, name, body) }
+        }
+        try eachCreditOnce(
+            "ledger_one_award_per_event",
+            probe: """
                 DECLARE audit_double_awards NO SCROLL CURSOR FOR
                 SELECT n.event_id::text, x.n, x.first, x.last
                 FROM (SELECT DISTINCT event_id FROM ledger_transactions WHERE province = \(province) AND kind = 'award' AND transaction_id > \(sinceID)) n
                 CROSS JOIN LATERAL (SELECT count(*) AS n, min(t.transaction_id) AS first, max(t.transaction_id) AS last FROM ledger_transactions t
                                     WHERE t.province = \(province) AND t.kind = 'award' AND t.event_id = n.event_id) x
                 WHERE x.n > 1 ORDER BY 3
-                """
-                : """
+                """,
+            scan: """
                 DECLARE audit_double_awards NO SCROLL CURSOR FOR
                 SELECT event_id::text, count(*), min(transaction_id), max(transaction_id) FROM ledger_transactions
                 WHERE province = \(province) AND kind = 'award'
@@ -944,12 +1037,9 @@ struct ProvinceAudit {
                         ("first_transaction_id", .int(try row.decode(2))),
                     ]))
         }
-        try each(
-            incremental
-                && indexStands(
-                    "events_evidence_credited_once", "events",
-                    "(province, evidence_source, evidence_ref) WHERE ((status = 'accepted'::text) AND (evidence_source IS NOT NULL))")
-                ? """
+        try eachCreditOnce(
+            "events_evidence_credited_once",
+            probe: """
                 DECLARE audit_evidence NO SCROLL CURSOR FOR
                 SELECT n.evidence_source, n.evidence_ref, x.n, x.first, x.last
                 FROM (SELECT DISTINCT evidence_source, evidence_ref FROM events
@@ -958,8 +1048,8 @@ struct ProvinceAudit {
                                     WHERE e.province = \(province) AND e.status = 'accepted' AND e.evidence_source IS NOT NULL
                                       AND e.evidence_source = n.evidence_source AND e.evidence_ref = n.evidence_ref) x
                 WHERE x.n > 1 ORDER BY 1, 2
-                """
-                : """
+                """,
+            scan: """
                 DECLARE audit_evidence NO SCROLL CURSOR FOR
                 SELECT evidence_source, evidence_ref, count(*), min(event_id::text), max(event_id::text) FROM events
                 WHERE province = \(province) AND status = 'accepted' AND evidence_source IS NOT NULL
@@ -978,18 +1068,17 @@ struct ProvinceAudit {
                         ("event_id", .string(try row.decode(4))), ("first_event_id", .string(try row.decode(3))),
                     ]))
         }
-        try each(
-            incremental
-                && indexStands("ledger_one_reversal_per_award", "ledger_transactions", "(province, reverses_id) WHERE (kind = 'reversal'::text)")
-                ? """
+        try eachCreditOnce(
+            "ledger_one_reversal_per_award",
+            probe: """
                 DECLARE audit_double_reversals NO SCROLL CURSOR FOR
                 SELECT n.reverses_id, x.n, x.last
                 FROM (SELECT DISTINCT reverses_id FROM ledger_transactions WHERE province = \(province) AND kind = 'reversal' AND transaction_id > \(sinceID)) n
                 CROSS JOIN LATERAL (SELECT count(*) AS n, max(t.transaction_id) AS last FROM ledger_transactions t
                                     WHERE t.province = \(province) AND t.kind = 'reversal' AND t.reverses_id = n.reverses_id) x
                 WHERE x.n > 1 ORDER BY 1
-                """
-                : """
+                """,
+            scan: """
                 DECLARE audit_double_reversals NO SCROLL CURSOR FOR
                 SELECT reverses_id, count(*), max(transaction_id) FROM ledger_transactions
                 WHERE province = \(province) AND kind = 'reversal'
@@ -1162,10 +1251,7 @@ struct ProvinceAudit {
         // against 158k by key for 500 citizens on a 1.2M-entry ledger).
         let byKey =
             try incremental
-            && indexStands(
-                "events_no_overlapping_trips", "events",
-                "(citizen_id, province, tanhui_trip_range(occurred_at, ended_at)) WHERE ((status = 'accepted'::text) AND occupies_interval)",
-                method: "gist")
+            && indexStands("events_no_overlapping_trips")
         let declare: PostgresQuery
         if byKey {
             declare = """

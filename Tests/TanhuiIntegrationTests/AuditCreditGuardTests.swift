@@ -1,0 +1,74 @@
+import Foundation
+import TanhuiPostgres
+import TanhuiService
+import Testing
+
+/// The credit-once indexes are guard rails: `guard_rails` names one that no longer stands as
+/// shipped, and `--since`, which probes new keys through them, scans instead.
+@Suite("Audit: the credit-once indexes", .needsDatabase)
+struct AuditCreditGuardTests {
+    typealias F = LedgerFixtures
+    typealias A = AuditTests
+
+    @Test(
+        "an evidence index that takes no new rows (indisready cleared) while a new event takes an old receipt: guard_rails names the index and completeness the receipt, by --since as by the full audit; the flag set again, the full audit still names the receipt"
+    )
+    func indexTakingNoNewRows() async throws {
+        try await F.withLedger { services, url in
+            _ = try await A.buildClean(services, url: url)
+            let environment = A.checkpointEnvironment()
+            let file = A.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            try await A.exportCheckpoint(url, to: file, environment: environment)
+            let watermark = try A.watermark(ofCheckpoint: file)
+
+            let fresh = UUID()
+            _ = try await services.ledger.submit(
+                [F.metro(id: fresh, at: F.base.addingTimeInterval(86_400), evidence: "TXN-AFTER")], citizen: UUID(), device: "g",
+                receivedAt: F.base.addingTimeInterval(2 * 86_400), sentAt: nil)
+            try await services.ledger.seal()
+            _ = try await services.reports.advance(province: "CN-GD")
+            for arguments in [["--since", file], []] {
+                let (result, report) = try await A.audit(url, arguments, environment: environment)
+                #expect(result.exitCode == 0, "\(arguments): \(result.stdout.prefix(3000))")
+                let guards = A.check(report, "guard_rails")
+                #expect(guards["status"] as? String == "ok" && (guards["checked"] as? Int ?? 0) >= LedgerAudit.creditGuards.count, "\(guards)")
+            }
+
+            // The index still answers reads but is no longer written to: the new event takes
+            // an old event's receipt unseen by it, so a probe through it finds one credit.
+            let old = try await A.scalar(
+                url,
+                "SELECT evidence_ref FROM events WHERE status = 'accepted' AND evidence_source IS NOT NULL AND seal_id <= \(watermark) ORDER BY seal_id LIMIT 1",
+                as: String.self)
+            try await A.rogue(url, ["UPDATE pg_index SET indisready = false WHERE indexrelid = 'events_evidence_credited_once'::regclass"])
+            try await A.rogue(
+                url,
+                [
+                    """
+                    UPDATE events SET evidence_source = o.evidence_source, evidence_ref = o.evidence_ref
+                    FROM (SELECT evidence_source, evidence_ref FROM events WHERE evidence_ref = \(old)) o WHERE events.event_id = \(fresh)
+                    """
+                ])
+            let probed = try await A.scalar(
+                url,
+                """
+                SELECT count(*) FROM events WHERE province = 'CN-GD' AND (status || '') = 'accepted' AND (evidence_ref || '') = \(old)
+                """, as: Int64.self)
+            #expect(probed == 2, "both events hold the receipt")
+            for arguments in [["--since", file], []] {
+                let outcome = try await A.audit(url, arguments, environment: environment)
+                A.expectViolated(outcome, "guard_rails", "index", "events_evidence_credited_once")
+                A.expectViolated(outcome, "completeness", "evidence_ref", old)
+            }
+
+            // The flag set again: the index stands in every catalog column but lacks the second
+            // row. The full audit groups the table, not the index, and still names the receipt
+            // (--since trusts a standing index's content; README, "tanhui audit").
+            try await A.rogue(url, ["UPDATE pg_index SET indisready = true WHERE indexrelid = 'events_evidence_credited_once'::regclass"])
+            let restored = try await A.audit(url, [], environment: environment)
+            #expect(A.check(restored.1, "guard_rails")["status"] as? String == "ok", "\(A.check(restored.1, "guard_rails"))")
+            A.expectViolated(restored, "completeness", "evidence_ref", old)
+        }
+    }
+}
