@@ -16,7 +16,10 @@
 # and writes the report to a temp file, never BENCHMARKS.md: for iterating on a few sections.
 # Unset (the default): every section.
 # BENCH_KEEP_DB=1 keeps the run's database afterwards. BENCH_DB_NAME names the cluster (default
-# bench; another checkout or engineer on the machine uses its own).
+# bench; another checkout or engineer on the machine uses its own). BENCH_REUSE_DB=NAME runs on
+# a database an earlier run kept (migrated, the ledger as it left it; kept again afterwards):
+# the audit section then tops up only what is missing (a 10M-entry --full ledger takes ≈ 25 min
+# of pushes to build).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -109,9 +112,16 @@ if [ -f "$bench_conf" ] && ! grep -q "^shared_preload_libraries = 'pg_stat_state
 fi
 base_url="$(Scripts/db.sh --name "$bench_db_name" url)"
 server_url="${base_url%/*}"
-dbname="tanhui_bench_$(date +%Y%m%d_%H%M%S)_$$"
+if [ -n "${BENCH_REUSE_DB:-}" ]; then
+  [[ "$BENCH_REUSE_DB" =~ ^[a-z0-9_]+$ ]] || { echo "bench: BENCH_REUSE_DB must be a database name" >&2; exit 2; }
+  dbname="$BENCH_REUSE_DB"; BENCH_KEEP_DB=1
+  [ "$(psql -X -tA "$server_url/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = '$dbname'")" = 1 ] ||
+    { echo "bench: no database $dbname on cluster $bench_db_name" >&2; exit 2; }
+else
+  dbname="tanhui_bench_$(date +%Y%m%d_%H%M%S)_$$"
+  psql -X -q "$server_url/postgres" -c "CREATE DATABASE $dbname" >&2
+fi
 export DATABASE_URL="$server_url/$dbname"
-psql -X -q "$server_url/postgres" -c "CREATE DATABASE $dbname" >&2
 export TANHUI_TOKEN_SECRET="$(head -c 32 /dev/urandom | base64 -w0)"
 export TANHUI_LOG_LEVEL=warning
 "$TANHUI" migrate >&2

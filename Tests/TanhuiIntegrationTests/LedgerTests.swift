@@ -24,6 +24,29 @@ struct LedgerTests {
         }
     }
 
+    @Test("the sealer's backlog: unsealed transactions per province with the oldest's age, then none once sealed")
+    func unsealedBacklog() async throws {
+        try await F.withLedger { services, url in
+            #expect(try await services.ledger.unsealedBacklog().isEmpty)
+            let citizen = UUID()
+            let verdicts = try await services.ledger.submit(
+                [F.metro(at: F.base), F.waste(at: F.base.addingTimeInterval(7200))], citizen: citizen, device: "phone-1",
+                receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            #expect(verdicts.map(\.status) == [.accepted, .accepted])
+            let pending = try await services.ledger.unsealedBacklog()
+            #expect(pending.map(\.province) == ["CN-GD"] && pending.first?.unsealed == 2, "\(pending)")
+            #expect((0..<3600).contains(pending.first?.oldestSeconds ?? -1), "\(pending)")
+            try await services.ledger.seal()
+            #expect(try await services.ledger.unsealedBacklog().isEmpty)
+            // One more award after the head: counted from the head on, not from the start.
+            _ = try await services.ledger.submit(
+                [F.waste(at: F.base.addingTimeInterval(4 * 3600))], citizen: citizen, device: "phone-1",
+                receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
+            #expect(try await services.ledger.unsealedBacklog().first?.unsealed == 1)
+            #expect(try await F.count(url, "SELECT count(*) FROM ledger_transactions") == 3)
+        }
+    }
+
     @Test("the same event submitted twice, sequentially and by 8 racing connections, yields one award")
     func exactlyOnceUnderRaces() async throws {
         try await F.withLedger { services, url in
