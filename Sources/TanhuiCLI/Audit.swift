@@ -35,6 +35,11 @@ struct Audit: AsyncParsableCommand {
         help:
             "Parallel workers, each on its own connection in one exported snapshot: a province's ledger fold (split by citizen range), its chain and its set checks run as separate parts (default: the number of cores, at most 8)."
     ) var jobs = String(min(8, max(1, ProcessInfo.processInfo.activeProcessorCount)))
+    @Option(
+        name: .customLong("statement-timeout"),
+        help:
+            "Bound on each of the audit's statements, in seconds (1…86400; TANHUI_DB_STATEMENT_TIMEOUT_MS bounds the service's, not the audit's): a cursor's first page may sort a whole table."
+    ) var statementTimeout = "3600"
     @Flag(help: "Print the report as JSON (stable, documented structure) instead of text.") var json = false
     @Option(
         name: .customLong("chain-range-links"),
@@ -51,6 +56,10 @@ struct Audit: AsyncParsableCommand {
         }
         guard let jobs = Int(jobs), (1...64).contains(jobs) else { try Self.fail("--jobs must be an integer in 1…64") }
         options.jobs = jobs
+        guard let timeout = Int(statementTimeout), (1...86_400).contains(timeout) else {
+            try Self.fail("--statement-timeout must be a whole number of seconds in 1…86400")
+        }
+        options.statementTimeoutSeconds = timeout
         guard let chainRangeLinks = Int64(chainRangeLinks), chainRangeLinks >= 1 else {
             try Self.fail("--chain-range-links must be a whole number ≥ 1")
         }

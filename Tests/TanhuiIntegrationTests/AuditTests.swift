@@ -328,6 +328,43 @@ struct AuditTests {
         }
     }
 
+    @Test(
+        "--statement-timeout bounds the audit's statements, not the service's TANHUI_DB_STATEMENT_TIMEOUT_MS: waiting 2.5 s on a lock, an audit passes with 30 s and exits 2 with 1 s"
+    )
+    func statementTimeout() async throws {
+        try await F.withLedger { services, url in
+            _ = try await Self.buildClean(services, url: url)
+            /// The audit run while psql holds ledger_transactions exclusively for 2.5 s.
+            func whileLocked(_ arguments: [String]) async throws -> CommandResult {
+                async let holder = CommandRunner.run(
+                    "/usr/bin/env",
+                    ["psql", "-X", "-q", url, "-c", "BEGIN; LOCK TABLE ledger_transactions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2.5); COMMIT;"])
+                var held = false
+                for _ in 0..<100 where !held {
+                    held =
+                        try await Self.scalar(
+                            url,
+                            "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_transactions'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+                            as: Int64.self) == 1
+                    if !held { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(held, "psql took the lock")
+                let result = try await CommandRunner.tanhui(
+                    ["audit", "--json"] + arguments, databaseURL: url, environment: ["TANHUI_DB_STATEMENT_TIMEOUT_MS": "200"])
+                #expect(try await holder.exitCode == 0)
+                return result
+            }
+            let waited = try await whileLocked(["--statement-timeout", "30"])
+            #expect(waited.exitCode == 0, "\(waited.stderr.prefix(500)) \(waited.stdout.prefix(500))")
+            let bounded = try await whileLocked(["--statement-timeout", "1"])
+            #expect(bounded.exitCode == 2 && bounded.stderr.contains("statement timeout"), "\(bounded.exitCode): \(bounded.stderr.prefix(500))")
+            for wrong in ["0", "86401", "soon"] {
+                let refused = try await CommandRunner.tanhui(["audit", "--statement-timeout", wrong], databaseURL: url)
+                #expect(refused.exitCode == 2 && refused.stderr.contains("--statement-timeout must be"), "\(wrong): \(refused.stderr)")
+            }
+        }
+    }
+
     @Test("an append-only trigger disabled: guard_rails names it")
     func disabledTrigger() async throws {
         try await F.withLedger { services, url in

@@ -22,6 +22,10 @@ package struct AuditOptions: Sendable {
     package var jobs: Int = 1
     /// Rows fetched per cursor round trip.
     package var pageSize: Int = 5000
+    /// Each audit statement's bound (`statement_timeout` in the audit's own transactions,
+    /// instead of the service's 30 s): a cursor's first FETCH sorts or hashes a whole table,
+    /// and on the 10M-entry bench ledger the fold's took longer than 30 s (exit 2).
+    package var statementTimeoutSeconds: Int = 3600
     /// A province chain is split into `jobs` link ranges only when each gets at least this
     /// many links (tests lower it to split small chains).
     package var minimumLinksPerChainRange: Int64 = 1000
@@ -84,6 +88,7 @@ package final class LedgerAudit: Sendable {
         defer { coordinator.close() }
         let (snapshot, provinces, lastSeqs, global) = try await pool.runBlocking { () -> (String, [String], [String: Int64], AuditAccumulator) in
             try coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try coordinator.query(Self.statementTimeout(options))
             let snapshot = try coordinator.query("SELECT pg_export_snapshot()").scalar(String.self)
             guard snapshot.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
                 throw PostgresError(kind: .invalidValue, operation: "audit", message: "unexpected snapshot id")
@@ -147,6 +152,7 @@ package final class LedgerAudit: Sendable {
             try await self.pool.withTransaction(isolation: .repeatableRead, maximumAttempts: 1) { connection in
                 try connection.query(PostgresQuery(stringLiteral: "SET TRANSACTION SNAPSHOT '\(snapshot)'"))
                 try connection.query("SET TRANSACTION READ ONLY")
+                try connection.query(Self.statementTimeout(options))
                 // The audit's plans are long scans and sorts: JIT compilation costs more than
                 // it saves, and sorts of a few hundred MB stay in memory.
                 try connection.query("SET LOCAL jit = off")
@@ -217,6 +223,11 @@ package final class LedgerAudit: Sendable {
         report.chainRanges = chainRanges
         report.chainRangesReplayed = chainRangesReplayed
         return report
+    }
+
+    /// `SET LOCAL statement_timeout` to the audit's own bound (an integer, so spelled in).
+    static func statementTimeout(_ options: AuditOptions) -> PostgresQuery {
+        PostgresQuery(stringLiteral: "SET LOCAL statement_timeout = '\(max(1, options.statementTimeoutSeconds))s'")
     }
 
     /// Rows the audit will stream, from the planner's statistics (for a progress ETA only).
