@@ -329,40 +329,63 @@ struct AuditTests {
     }
 
     @Test(
-        "--statement-timeout bounds the audit's statements, not the service's TANHUI_DB_STATEMENT_TIMEOUT_MS: waiting 2.5 s on a lock, an audit passes with 30 s and exits 2 with 1 s"
+        "--statement-timeout bounds the audit's statements, not the service's TANHUI_DB_STATEMENT_TIMEOUT_MS: blocked on a lock, an audit waits past the service's 1 s with 30 s, and exits 2 after 1 s with the service's bound at 10 min"
     )
     func statementTimeout() async throws {
         try await F.withLedger { services, url in
             _ = try await Self.buildClean(services, url: url)
-            /// The audit run while psql holds ledger_transactions exclusively for 2.5 s.
-            func whileLocked(_ arguments: [String]) async throws -> CommandResult {
-                async let holder = CommandRunner.run(
-                    "/usr/bin/env",
-                    ["psql", "-X", "-q", url, "-c", "BEGIN; LOCK TABLE ledger_transactions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2.5); COMMIT;"])
-                var held = false
-                for _ in 0..<100 where !held {
-                    held =
-                        try await Self.scalar(
-                            url,
-                            "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_transactions'::regclass AND mode = 'AccessExclusiveLock' AND granted",
-                            as: Int64.self) == 1
-                    if !held { try await Task.sleep(for: .milliseconds(50)) }
+            let lockedBy = "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_transactions'::regclass AND mode = 'AccessExclusiveLock'"
+            /// psql holds ledger_transactions exclusively until cancelled (at most 60 s).
+            func holdLock() async throws -> Task<CommandResult, any Error> {
+                let holder = Task {
+                    try await CommandRunner.run(
+                        "/usr/bin/env",
+                        [
+                            "psql", "-X", "-q", url, "-c",
+                            "SET application_name = 'tanhui-lock-holder'; BEGIN; LOCK TABLE ledger_transactions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;",
+                        ], timeout: .seconds(90))
                 }
-                #expect(held, "psql took the lock")
-                let result = try await CommandRunner.tanhui(
-                    ["audit", "--json"] + arguments, databaseURL: url, environment: ["TANHUI_DB_STATEMENT_TIMEOUT_MS": "200"])
-                #expect(try await holder.exitCode == 0)
-                return result
+                try await Self.until(url, lockedBy + " AND granted")
+                return holder
             }
-            let waited = try await whileLocked(["--statement-timeout", "30"])
+            func release(_ holder: Task<CommandResult, any Error>) async throws {
+                _ = try await Self.scalar(
+                    url, "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'tanhui-lock-holder'", as: Int64.self)
+                _ = try await holder.value
+            }
+
+            // Waits: seen blocked on the lock, released 2 s later, long after the service's bound.
+            var holder = try await holdLock()
+            async let waiting = CommandRunner.tanhui(
+                ["audit", "--json", "--statement-timeout", "30"], databaseURL: url, environment: ["TANHUI_DB_STATEMENT_TIMEOUT_MS": "1000"])
+            try await Self.until(url, lockedBy.replacingOccurrences(of: "AccessExclusiveLock", with: "AccessShareLock") + " AND NOT granted")
+            try await Task.sleep(for: .seconds(2))
+            try await release(holder)
+            let waited = try await waiting
             #expect(waited.exitCode == 0, "\(waited.stderr.prefix(500)) \(waited.stdout.prefix(500))")
-            let bounded = try await whileLocked(["--statement-timeout", "1"])
+
+            // Bounded: the service's bound is 10 min, the audit's 1 s.
+            holder = try await holdLock()
+            let bounded = try await CommandRunner.tanhui(
+                ["audit", "--json", "--statement-timeout", "1"], databaseURL: url, environment: ["TANHUI_DB_STATEMENT_TIMEOUT_MS": "600000"],
+                timeout: .seconds(20))
+            try await release(holder)
             #expect(bounded.exitCode == 2 && bounded.stderr.contains("statement timeout"), "\(bounded.exitCode): \(bounded.stderr.prefix(500))")
+
             for wrong in ["0", "86401", "soon"] {
                 let refused = try await CommandRunner.tanhui(["audit", "--statement-timeout", wrong], databaseURL: url)
                 #expect(refused.exitCode == 2 && refused.stderr.contains("--statement-timeout must be"), "\(wrong): \(refused.stderr)")
             }
         }
+    }
+
+    /// Polls until `count` (a count(*) query) is at least 1, for at most 30 s.
+    static func until(_ url: String, _ count: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for _ in 0..<300 {
+            if try await scalar(url, PostgresQuery(stringLiteral: count), as: Int64.self) >= 1 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("never true: \(count)", sourceLocation: sourceLocation)
     }
 
     @Test("an append-only trigger disabled: guard_rails names it")
