@@ -12,9 +12,18 @@ enum Workload {
     static let province = "CN-GD"
     static let materials = ["aluminium", "pet", "hdpe", "glass"]
 
-    /// Citizen `index` of workload `seed` (distinct seeds never share citizens).
+    /// Citizen `index` of workload `seed` (distinct seeds never share citizens: the seed and
+    /// index are spelled out after the first group). The first group is mixed, so ids spread
+    /// over the uuid space as devices' random v4 ids do: with the seed there, every bench
+    /// citizen began `00`, all fell in one of the audit's citizen ranges (one fold worker did
+    /// every citizen while the other idled), and index pages filled in seed order.
     static func citizen(seed: Int, index: Int) -> UUID {
-        UUID(uuidString: String(format: "%08x-%04x-4%03x-8%03x-%012llx", UInt32(truncatingIfNeeded: seed), 0xbe, 0, 0, UInt64(index)))!
+        let seedBits = UInt32(truncatingIfNeeded: seed)
+        var mixer = SplitMix64(seed: UInt64(seedBits) << 32 | UInt64(UInt32(truncatingIfNeeded: index)))
+        let spread = UInt32(truncatingIfNeeded: mixer.next() >> 32)
+        return UUID(
+            uuidString: String(
+                format: "%08x-%04x-4%03x-8%03x-%012llx", spread, seedBits >> 16, (seedBits >> 4) & 0xfff, seedBits & 0xf, UInt64(index)))!
     }
 
     static func iso(_ date: Date) -> String {

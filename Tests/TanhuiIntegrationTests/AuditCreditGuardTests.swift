@@ -71,4 +71,56 @@ struct AuditCreditGuardTests {
             A.expectViolated(restored, "completeness", "evidence_ref", old)
         }
     }
+
+    @Test(
+        "a second award taken in while the award index was not unique (indisunique cleared, then set again, so the index stands): --since names the event, a new one from the new awards grouped, an old one by its probe in the index; the full audit too"
+    )
+    func secondAwardWhileIndexNotUnique() async throws {
+        try await F.withLedger { services, url in
+            let clean = try await A.buildClean(services, url: url)
+            let environment = A.checkpointEnvironment()
+            let file = A.checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            try await A.exportCheckpoint(url, to: file, environment: environment)
+            let fresh = UUID()
+            _ = try await services.ledger.submit(
+                [F.bike(id: fresh, at: F.base.addingTimeInterval(86_400))], citizen: UUID(), device: "g",
+                receivedAt: F.base.addingTimeInterval(2 * 86_400), sentAt: nil)
+            try await services.ledger.seal()
+            _ = try await services.reports.advance(province: "CN-GD")
+            #expect(try await A.audit(url, ["--since", file], environment: environment).0.exitCode == 0)
+
+            func awardTwice(_ event: UUID) async throws {
+                try await A.rogue(
+                    url,
+                    [
+                        "UPDATE pg_index SET indisunique = false WHERE indexrelid = 'ledger_one_award_per_event'::regclass",
+                        """
+                        INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
+                            rule_set_version, methodology, created_at)
+                        SELECT province, nextval('ledger_transaction_ids'), kind, citizen_id, citizen_seq + 1000, event_id, points, grams_co2e,
+                            rule_set_version, methodology, created_at
+                        FROM ledger_transactions WHERE event_id = \(event) AND kind = 'award'
+                        """,
+                        "UPDATE pg_index SET indisunique = true WHERE indexrelid = 'ledger_one_award_per_event'::regclass",
+                    ])
+                #expect(
+                    try await A.scalar(url, "SELECT count(*) FROM ledger_transactions WHERE event_id = \(event) AND kind = 'award'", as: Int64.self)
+                        == 2)
+            }
+            // The event sealed after the checkpoint: only new awards can name it.
+            try await awardTwice(fresh)
+            for arguments in [["--since", file], []] {
+                let outcome = try await A.audit(url, arguments, environment: environment)
+                #expect(A.check(outcome.1, "guard_rails")["status"] as? String == "ok", "\(arguments): the index stands as shipped")
+                A.expectViolated(outcome, "completeness", "event_id", fresh.uuidString.lowercased())
+            }
+            // An event sealed before it, awarded again after it: probed in the index.
+            try await awardTwice(clean.metroEvent)
+            for arguments in [["--since", file], []] {
+                A.expectViolated(
+                    try await A.audit(url, arguments, environment: environment), "completeness", "event_id", clean.metroEvent.uuidString.lowercased())
+            }
+        }
+    }
 }

@@ -223,9 +223,10 @@ struct AuditV2Tests {
     }
 
     @Test(
-        "(6) --since: a trip appended after the checkpoint and moved onto an old one while the exclusion index stands (read by key), then with it dropped (semi-join): overlapping_trips names it both ways"
+        "(6) --since: a trip appended after the checkpoint and moved onto an earlier one while the exclusion index stands (a returning citizen's history read by key; a citizen new since the checkpoint from the new rows), then with it dropped (semi-join): overlapping_trips names it every way",
+        arguments: [true, false]
     )
-    func overlappingTripsSince() async throws {
+    func overlappingTripsSince(returningCitizen: Bool) async throws {
         try await F.withLedger { services, url in
             let clean = try await A.buildClean(services, url: url)
             let environment = A.checkpointEnvironment()
@@ -233,10 +234,13 @@ struct AuditV2Tests {
             defer { try? FileManager.default.removeItem(atPath: file) }
             try await A.exportCheckpoint(url, to: file, environment: environment)
             let late = UUID()
+            // A returning citizen's earlier trip is before the checkpoint; a new citizen's is new too.
+            let citizen = returningCitizen ? clean.citizenA : UUID()
+            let earlier: [SubmissionItem] = returningCitizen ? [] : [F.bike(at: F.base.addingTimeInterval(6 * 3600))]
             let verdicts = try await services.ledger.submit(
-                [F.bike(id: late, at: F.base.addingTimeInterval(12 * 3600))], citizen: clean.citizenA, device: "a",
+                earlier + [F.bike(id: late, at: F.base.addingTimeInterval(12 * 3600))], citizen: citizen, device: "a",
                 receivedAt: F.base.addingTimeInterval(86_400), sentAt: nil)
-            #expect(verdicts.map(\.status) == [.accepted])
+            #expect(verdicts.map(\.status) == Array(repeating: .accepted, count: earlier.count + 1))
             try await services.ledger.seal()
             let (cleanResult, _) = try await A.audit(url, ["--since", file], environment: environment)
             #expect(cleanResult.exitCode == 0, "\(cleanResult.stdout.prefix(3000))")
@@ -258,7 +262,7 @@ struct AuditV2Tests {
                     PostgresQuery(
                         stringLiteral: """
                             UPDATE events SET occurred_at = o.occurred_at + interval '5 minutes', ended_at = o.occurred_at + interval '15 minutes'
-                            FROM (SELECT min(occurred_at) AS occurred_at FROM events WHERE citizen_id = '\(clean.citizenA)') o WHERE event_id = '\(late)'
+                            FROM (SELECT min(occurred_at) AS occurred_at FROM events WHERE citizen_id = '\(citizen)') o WHERE event_id = '\(late)'
                             """),
                     PostgresQuery(stringLiteral: shipped),
                 ])
