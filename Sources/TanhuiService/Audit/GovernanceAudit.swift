@@ -95,7 +95,12 @@ extension ProvinceAudit {
                 UNION ALL SELECT 'ruleset_review', review_id::text, seal_id FROM ruleset_reviews WHERE province = \(province)
                 UNION ALL SELECT 'ruleset_publication', version::text, seal_id FROM ruleset_publications WHERE province = \(province)) g
             WHERE g.seal_id <= \(headID)
-              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = \(province) AND c.record = g.k AND c.record_key = g.key)
+              -- Per record (they are few): the link at its seal id, by index; only where that is
+              -- not it, a search of the chain by key (as an anti-join, the full audit hashed the
+              -- whole chain for a handful of records: 0.25 s at 1M entries).
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = \(province) AND c.seal_id = g.seal_id AND c.record = g.k
+                                AND c.record_key = g.key OFFSET 0)
+              AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = \(province) AND c.record = g.k AND c.record_key = g.key OFFSET 0)
             ORDER BY seal_id LIMIT 1000
             """
         ).rows

@@ -12,7 +12,10 @@ extension ProvinceAudit {
         let progress = try connection.query(
             """
             SELECT p.sealed_through, p.chain_seq, p.head_hash, c.hash, coalesce(c.seal_id, c.transaction_id)
-            FROM report_progress p LEFT JOIN ledger_chain c ON c.province = \(province) AND c.chain_seq = p.chain_seq
+            FROM report_progress p
+            -- One link by key: as a join, the full audit's planning (no nested loops) hashed the
+            -- whole chain for it (0.93 s at 1M entries).
+            LEFT JOIN LATERAL (SELECT * FROM ledger_chain c WHERE c.province = \(province) AND c.chain_seq = p.chain_seq OFFSET 0) c ON true
             WHERE p.province = \(province)
             """
         ).first
