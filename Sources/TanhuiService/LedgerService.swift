@@ -192,6 +192,8 @@ package final class LedgerService: Sendable {
                            coalesce((SELECT string_agg(u.window_key || '=' || u.points || '/' || u.events, ',' ORDER BY u.window_key COLLATE "C")
                                      FROM cap_usage u WHERE u.province = a.province AND u.citizen_id = a.citizen_id), '')
                     FROM citizen_accounts a WHERE a.province = \(province)
+                    -- In citizen order, the order the digest and --since's look-ups read them in.
+                    ORDER BY a.citizen_id
                     ON CONFLICT DO NOTHING
                     """)
                 let summary = try Self.summaryDigest(province: province, watermark: watermark, on: connection)
@@ -238,29 +240,28 @@ package final class LedgerService: Sendable {
     /// SHA-256 of the stored summary's lines in citizen order, paged by key (bounded memory).
     package static func summaryDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String {
         var hasher = SHA256()
-        var after = "00000000-0000-0000-0000-000000000000"
-        var first = true
+        // One cursor in citizen order, read in pages: paged by `LIMIT` after the last citizen,
+        // each page was planned anew as a scan and sort of every checkpoint's states (51 ms a
+        // page, 0.93 s for 108k citizens beside a second checkpoint's; caller's transaction).
+        try connection.query(
+            """
+            DECLARE tanhui_summary NO SCROLL CURSOR FOR
+            SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
+            WHERE province = \(province) AND watermark = \(watermark) ORDER BY citizen_id
+            """)
         while true {
-            let rows = try connection.query(
-                """
-                SELECT citizen_id::text, balance_points, balance_grams, last_seq, caps FROM ledger_checkpoint_states
-                WHERE province = \(province) AND watermark = \(watermark) AND (\(first) OR citizen_id > \(after)::uuid)
-                ORDER BY citizen_id LIMIT 10000
-                """
-            ).rows
-            first = false
+            let rows = try connection.query("FETCH 10000 FROM tanhui_summary").rows
             for row in rows {
-                let citizen: String = try row.decode(0)
                 hasher.update(
                     data: Data(
                         summaryLine(
-                            citizen: citizen, points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3),
+                            citizen: try row.decode(0), points: try row.decode(1), grams: try row.decode(2), lastSeq: try row.decode(3),
                             caps: try row.decode(4)
                         ).utf8))
-                after = citizen
             }
             if rows.count < 10000 { break }
         }
+        try connection.query("CLOSE tanhui_summary")
         return hasher.finalize().hexString
     }
 
