@@ -237,12 +237,12 @@ package final class LedgerService: Sendable {
         "\(citizen)|\(points)|\(grams)|\(lastSeq)|\(caps)\n"
     }
 
-    /// SHA-256 of the stored summary's lines in citizen order, paged by key (bounded memory).
+    /// SHA-256 of the stored summary's lines in citizen order, read through a cursor in pages
+    /// (bounded memory; in the caller's transaction).
     package static func summaryDigest(province: String, watermark: Int64, on connection: PostgresConnection) throws -> String {
         var hasher = SHA256()
-        // One cursor in citizen order, read in pages: paged by `LIMIT` after the last citizen,
-        // each page was planned anew as a scan and sort of every checkpoint's states (51 ms a
-        // page, 0.93 s for 108k citizens beside a second checkpoint's; caller's transaction).
+        // One cursor: paged by `LIMIT` after the last citizen, each page was planned anew as a
+        // scan and sort of every checkpoint's states (51 ms a page, 0.93 s for 108k citizens).
         try connection.query(
             """
             DECLARE tanhui_summary NO SCROLL CURSOR FOR

@@ -14,12 +14,7 @@ struct AuditCreditGuardTests {
         "an evidence index that takes no new rows (indisready cleared) while a new event takes an old receipt: guard_rails names the index and completeness the receipt, by --since as by the full audit; the flag set again, the full audit still names the receipt"
     )
     func indexTakingNoNewRows() async throws {
-        try await F.withLedger { services, url in
-            _ = try await A.buildClean(services, url: url)
-            let environment = A.checkpointEnvironment()
-            let file = A.checkpointFile()
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            try await A.exportCheckpoint(url, to: file, environment: environment)
+        try await A.withCheckpointedClean { services, url, _, file, environment in
             let watermark = try A.watermark(ofCheckpoint: file)
 
             let fresh = UUID()
@@ -76,12 +71,7 @@ struct AuditCreditGuardTests {
         "a second award taken in while the award index was not unique (indisunique cleared, then set again, so the index stands): --since names the event, a new one from the new awards grouped, an old one by its probe in the index; the full audit too"
     )
     func secondAwardWhileIndexNotUnique() async throws {
-        try await F.withLedger { services, url in
-            let clean = try await A.buildClean(services, url: url)
-            let environment = A.checkpointEnvironment()
-            let file = A.checkpointFile()
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            try await A.exportCheckpoint(url, to: file, environment: environment)
+        try await A.withCheckpointedClean { services, url, clean, file, environment in
             let fresh = UUID()
             _ = try await services.ledger.submit(
                 [F.bike(id: fresh, at: F.base.addingTimeInterval(86_400))], citizen: UUID(), device: "g",
@@ -95,13 +85,7 @@ struct AuditCreditGuardTests {
                     url,
                     [
                         "UPDATE pg_index SET indisunique = false WHERE indexrelid = 'ledger_one_award_per_event'::regclass",
-                        """
-                        INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
-                            rule_set_version, methodology, created_at)
-                        SELECT province, nextval('ledger_transaction_ids'), kind, citizen_id, citizen_seq + 1000, event_id, points, grams_co2e,
-                            rule_set_version, methodology, created_at
-                        FROM ledger_transactions WHERE event_id = \(event) AND kind = 'award'
-                        """,
+                        A.secondAward(of: event),
                         "UPDATE pg_index SET indisunique = true WHERE indexrelid = 'ledger_one_award_per_event'::regclass",
                     ])
                 #expect(

@@ -15,12 +15,7 @@ struct AuditIncrementalJoinTests {
         "after a checkpoint: a deleted award (its event unawarded, its entries orphaned) and a deleted link (a skipped event) are named by --since as by the full audit; an event moved past the watermark keeps its old award"
     )
     func newRowsJoinedToNewRows() async throws {
-        try await F.withLedger { services, url in
-            let clean = try await A.buildClean(services, url: url)
-            let environment = A.checkpointEnvironment()
-            let file = A.checkpointFile()
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            try await A.exportCheckpoint(url, to: file, environment: environment)
+        try await A.withCheckpointedClean { services, url, clean, file, environment in
             let watermark = try A.watermark(ofCheckpoint: file)
 
             // After the checkpoint: three citizens' new awards, sealed.

@@ -156,14 +156,36 @@ struct AuditTests {
         #expect(exported.exitCode == 0, "\(exported.stderr)", sourceLocation: sourceLocation)
     }
 
+    /// A clean ledger and a signed checkpoint of it in a temporary file (removed after `body`):
+    /// the start of every test of what happens after a checkpoint.
+    static func withCheckpointedClean(
+        _ body: (_ services: TanhuiServices, _ url: String, _ clean: Clean, _ file: String, _ environment: [String: String]) async throws -> Void
+    ) async throws {
+        try await F.withLedger { services, url in
+            let clean = try await buildClean(services, url: url)
+            let environment = checkpointEnvironment()
+            let file = checkpointFile()
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            try await exportCheckpoint(url, to: file, environment: environment)
+            try await body(services, url, clean, file, environment)
+        }
+    }
+
+    /// A second award of `event` (a copy of its award under a new id, 1,000 sequence numbers
+    /// on), as a superuser would insert it with the index that forbids it dropped or altered.
+    static func secondAward(of event: UUID) -> PostgresQuery {
+        """
+        INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
+            rule_set_version, methodology, created_at)
+        SELECT province, nextval('ledger_transaction_ids'), kind, citizen_id, citizen_seq + 1000, event_id, points, grams_co2e,
+            rule_set_version, methodology, created_at
+        FROM ledger_transactions WHERE event_id = \(event) AND kind = 'award'
+        """
+    }
+
     @Test("a clean ledger passes every check: exit 0, all ok, in text and JSON, with a checkpoint and in parallel")
     func cleanLedger() async throws {
-        try await F.withLedger { services, url in
-            _ = try await Self.buildClean(services, url: url)
-            let environment = Self.checkpointEnvironment()
-            let file = Self.checkpointFile()
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            try await Self.exportCheckpoint(url, to: file, environment: environment)
+        try await Self.withCheckpointedClean { services, url, _, file, environment in
 
             let text = try await CommandRunner.tanhui(["audit", "--checkpoint", file], databaseURL: url, environment: environment)
             #expect(text.exitCode == 0, "\(text.stdout)\n\(text.stderr)")
@@ -584,12 +606,7 @@ struct AuditTests {
 
     @Test("the chain truncated after a checkpoint: checkpoints catches it although the shorter chain replays")
     func truncatedChain() async throws {
-        try await F.withLedger { services, url in
-            _ = try await Self.buildClean(services, url: url)
-            let environment = Self.checkpointEnvironment()
-            let file = Self.checkpointFile()
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            try await Self.exportCheckpoint(url, to: file, environment: environment)
+        try await Self.withCheckpointedClean { services, url, _, file, environment in
             let head = try await Self.scalar(url, "SELECT max(chain_seq) FROM ledger_chain", as: Int64.self)
             try await Self.rogue(url, ["DELETE FROM ledger_chain WHERE chain_seq > \(head - 2)"])
             let outcome = try await Self.audit(url, ["--checkpoint", file], environment: environment)

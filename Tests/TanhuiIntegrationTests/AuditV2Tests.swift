@@ -227,12 +227,7 @@ struct AuditV2Tests {
         arguments: [true, false]
     )
     func overlappingTripsSince(returningCitizen: Bool) async throws {
-        try await F.withLedger { services, url in
-            let clean = try await A.buildClean(services, url: url)
-            let environment = A.checkpointEnvironment()
-            let file = A.checkpointFile()
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            try await A.exportCheckpoint(url, to: file, environment: environment)
+        try await A.withCheckpointedClean { services, url, clean, file, environment in
             let late = UUID()
             // A returning citizen's earlier trip is before the checkpoint; a new citizen's is new too.
             let citizen = returningCitizen ? clean.citizenA : UUID()
@@ -635,13 +630,7 @@ struct AuditV2Tests {
                 url,
                 [
                     "DROP INDEX ledger_one_award_per_event",
-                    """
-                    INSERT INTO ledger_transactions (province, transaction_id, kind, citizen_id, citizen_seq, event_id, points, grams_co2e,
-                        rule_set_version, methodology, created_at)
-                    SELECT province, nextval('ledger_transaction_ids'), kind, citizen_id, citizen_seq + 1000, event_id, points, grams_co2e,
-                        rule_set_version, methodology, created_at
-                    FROM ledger_transactions WHERE event_id = \(evidenced) AND kind = 'award'
-                    """,
+                    A.secondAward(of: evidenced),
                 ])
             A.expectViolated(
                 try await A.audit(url, ["--since", file], environment: environment), "completeness", "event_id", evidenced.uuidString.lowercased())
