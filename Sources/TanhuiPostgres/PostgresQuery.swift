@@ -78,6 +78,13 @@ package struct SQLFragment: Sendable, ExpressibleByStringLiteral {
     package init(stringLiteral value: StaticString) {
         sql = value.description
     }
+
+    private init(sql: String) { self.sql = sql }
+
+    /// Two fragments in a row: literals joined are still literals.
+    package static func + (lhs: SQLFragment, rhs: SQLFragment) -> SQLFragment {
+        SQLFragment(sql: lhs.sql + rhs.sql)
+    }
 }
 
 /// A PGresult owned by the rows read from it: their cells are read in place, with no copy

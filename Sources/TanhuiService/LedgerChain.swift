@@ -329,12 +329,8 @@ extension LedgerChain {
     package static func fieldColumns(_ record: Record) -> SQLFragment {
         switch record {
         case .transaction:
-            return """
-                t.province, t.transaction_id::text, t.kind, t.citizen_id::text, t.citizen_seq::text, t.event_id::text, t.points::text,
-                t.grams_co2e::text, t.rule_set_version::text, t.methodology, t.points_before_caps::text, t.multiplier, t.campaign,
-                CASE WHEN t.caps_applied IS NOT NULL THEN (SELECT coalesce(string_agg(octet_length(x) || ':' || x || ';', '' ORDER BY o), '')
-                  FROM unnest(t.caps_applied) WITH ORDINALITY AS u(x, o)) END,
-                t.reverses_id::text, t.reason, t.actor, CASE WHEN isfinite(t.created_at) THEN trunc(extract(epoch FROM t.created_at) * 1000000)::text ELSE t.created_at::text END,
+            return transactionOwnColumns
+                + """
                 (SELECT coalesce(string_agg(x.account || '=' || x.points, ',' ORDER BY x.account), '')
                    FROM ledger_entries x WHERE x.province = t.province AND x.transaction_id = t.transaction_id)
                 /* citus: multi-shard (a fragment: the statements using it fix t.province) */
@@ -383,6 +379,15 @@ extension LedgerChain {
             return RedemptionChain.lotMovementColumns
         }
     }
+
+    /// A transaction's v2 fields but the last (its entries), followed by a comma.
+    private static let transactionOwnColumns: SQLFragment = """
+        t.province, t.transaction_id::text, t.kind, t.citizen_id::text, t.citizen_seq::text, t.event_id::text, t.points::text,
+        t.grams_co2e::text, t.rule_set_version::text, t.methodology, t.points_before_caps::text, t.multiplier, t.campaign,
+        CASE WHEN t.caps_applied IS NOT NULL THEN (SELECT coalesce(string_agg(octet_length(x) || ':' || x || ';', '' ORDER BY o), '')
+          FROM unnest(t.caps_applied) WITH ORDINALITY AS u(x, o)) END,
+        t.reverses_id::text, t.reason, t.actor, CASE WHEN isfinite(t.created_at) THEN trunc(extract(epoch FROM t.created_at) * 1000000)::text ELSE t.created_at::text END,
+        """
 
     /// How many fields `fieldColumns(record)` selects.
     package static func fieldCount(_ record: Record) -> Int {
@@ -506,6 +511,19 @@ extension LedgerChain {
     /// Seal id, key and v2 fields of a kind's records with seal ids in (after, through], in
     /// seal-id order (the audit reads each kind in such chunks and merges them with the chain).
     static func sealedRecordsQuery(_ record: Record, province: String, after: Int64, through: Int64) -> PostgresQuery {
+        // A range of transactions takes its entries from one grouped read of the same id range
+        // (merge-joined), not one index probe per transaction (≈ 60 % of the chunk's time).
+        if record == .transaction {
+            return """
+                SELECT t.transaction_id, t.transaction_id::text, \(transactionOwnColumns) coalesce(en.entries, '')
+                FROM ledger_transactions t
+                LEFT JOIN (SELECT x.province, x.transaction_id, string_agg(x.account || '=' || x.points, ',' ORDER BY x.account) AS entries
+                           FROM ledger_entries x WHERE x.province = \(province) AND x.transaction_id > \(after) AND x.transaction_id <= \(through)
+                           GROUP BY x.province, x.transaction_id) en ON en.province = t.province AND en.transaction_id = t.transaction_id
+                WHERE t.province = \(province) AND t.transaction_id > \(after) AND t.transaction_id <= \(through)
+                ORDER BY t.transaction_id
+                """
+        }
         let table = sealedTable(record)
         let fields = fieldColumns(record)
         return """

@@ -768,6 +768,10 @@ struct ProvinceAudit {
     }
 
     /// Transactions by (citizen, citizen_seq), merged with citizen_accounts and cap_usage.
+    /// A transaction's event and reversed award are looked up by key (`LATERAL … OFFSET 0`):
+    /// joined, each citizen range hashed every event and transaction of the province (in 16
+    /// batches on disk) and sorted the joined rows on disk; read in citizen order from the
+    /// `(province, citizen_id, citizen_seq)` index, a range's cursor takes ≈ 15 % less CPU.
     private mutating func ledgerFold(ruleSets: [Int: RuleSet], citizens: CitizenRange, counter: RowCounter) throws {
         let transactions = try cursor(
             """
@@ -794,8 +798,10 @@ struct ProvinceAudit {
                        least(greatest(coalesce(sum(x.points) FILTER (WHERE x.account = 'citizen:' || t.citizen_id::text), 0), -9223372036854775808), 9223372036854775807)::bigint AS citizen,
                        count(*) FILTER (WHERE x.account <> 'issuance' AND x.account <> 'citizen:' || t.citizen_id::text) AS other
                 FROM ledger_entries x WHERE x.province = t.province AND x.transaction_id = t.transaction_id) en
-            LEFT JOIN events e ON e.province = t.province AND e.event_id = t.event_id
-            LEFT JOIN ledger_transactions o ON t.reverses_id IS NOT NULL AND o.province = t.province AND o.transaction_id = t.reverses_id
+            LEFT JOIN LATERAL (SELECT * FROM events e WHERE e.province = t.province AND e.event_id = t.event_id OFFSET 0) e ON true
+            LEFT JOIN LATERAL (
+                SELECT * FROM ledger_transactions o WHERE t.reverses_id IS NOT NULL AND o.province = t.province AND o.transaction_id = t.reverses_id
+                OFFSET 0) o ON true
             WHERE t.province = \(province) AND t.transaction_id > \(sinceID)
               AND t.citizen_id >= coalesce(\(citizens.lower)::uuid, t.citizen_id) AND (\(citizens.upper)::uuid IS NULL OR t.citizen_id < \(citizens.upper)::uuid)
             ORDER BY t.citizen_id, t.citizen_seq, t.transaction_id
@@ -1168,12 +1174,14 @@ struct ProvinceAudit {
         // is a new one; the records the new links leave out are then looked up in the whole
         // chain by key (OFFSET 0: after the anti-join), as the full audit does for every record.
         // The full audit: every record below the head, whatever its id (one forged at 0 or
-        // below included: the bounds said `> 0`, and no check saw it).
+        // below included: the bounds said `> 0`, and no check saw it), and in the same
+        // anti-join every record unsealed past the bound (the unsealed backlog's findings: one
+        // read of each table against the chain instead of two, 1.9 s at 1.2M entries).
         let skipped: PostgresQuery =
             incremental
             ? """
             DECLARE audit_skipped NO SCROLL CURSOR FOR
-            SELECT 'transaction', t.transaction_id::text, t.transaction_id
+            SELECT 'transaction', t.transaction_id::text, t.transaction_id, true, false, NULL::timestamptz, 0::bigint
             FROM (SELECT n.province, n.transaction_id FROM ledger_transactions n
                   WHERE n.province = \(province) AND n.transaction_id <= \(headID) AND n.transaction_id > \(sinceID)
                     AND NOT EXISTS (SELECT 1 FROM ledger_chain l WHERE l.province = \(province) AND l.chain_seq > \(sinceSeq)
@@ -1181,7 +1189,7 @@ struct ProvinceAudit {
                   OFFSET 0) t
             WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id OFFSET 0)
             UNION ALL
-            SELECT 'event', e.event_id::text, e.seal_id
+            SELECT 'event', e.event_id::text, e.seal_id, true, false, NULL::timestamptz, 0::bigint
             FROM (SELECT n.province, n.event_id, n.seal_id FROM events n
                   WHERE n.province = \(province) AND n.seal_id <= \(headID) AND n.seal_id > \(sinceID)
                     AND NOT EXISTS (SELECT 1 FROM ledger_chain l WHERE l.province = \(province) AND l.chain_seq > \(sinceSeq) AND l.record = 'event'
@@ -1191,7 +1199,7 @@ struct ProvinceAudit {
             WHERE NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id
                               AND c.seal_id = e.seal_id OFFSET 0)
             UNION ALL
-            SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
+            SELECT 'rule_set', r.version::text, r.seal_id, true, false, NULL::timestamptz, 0::bigint FROM rule_sets r
             WHERE r.province = \(province) AND r.seal_id <= \(headID) AND r.seal_id > \(sinceID)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version
                               AND c.seal_id = r.seal_id OFFSET 0)
@@ -1199,30 +1207,59 @@ struct ProvinceAudit {
             """
             : """
             DECLARE audit_skipped NO SCROLL CURSOR FOR
-            SELECT 'transaction', t.transaction_id::text, t.transaction_id FROM ledger_transactions t
-            WHERE t.province = \(province) AND t.transaction_id <= \(headID)
+            SELECT 'transaction', t.transaction_id::text, t.transaction_id, t.transaction_id <= \(headID),
+                   t.transaction_id > 0 AND t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision),
+                   CASE WHEN t.created_at BETWEEN '1000-01-01' AND '9999-12-31' THEN t.created_at END, CASE WHEN isfinite(t.created_at) THEN least(extract(epoch FROM now() - t.created_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
+            FROM ledger_transactions t
+            WHERE t.province = \(province)
+              AND (t.transaction_id <= \(headID) OR t.created_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision))
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = t.province AND c.transaction_id = t.transaction_id)
             UNION ALL
-            SELECT 'event', e.event_id::text, e.seal_id FROM events e
-            WHERE e.province = \(province) AND e.seal_id <= \(headID)
+            SELECT 'event', e.event_id::text, e.seal_id, e.seal_id <= \(headID),
+                   e.seal_id > 0 AND e.received_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision),
+                   CASE WHEN e.received_at BETWEEN '1000-01-01' AND '9999-12-31' THEN e.received_at END, CASE WHEN isfinite(e.received_at) THEN least(extract(epoch FROM now() - e.received_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
+            FROM events e
+            WHERE e.province = \(province)
+              AND (e.seal_id <= \(headID) OR e.received_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision))
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id)
             UNION ALL
-            SELECT 'rule_set', r.version::text, r.seal_id FROM rule_sets r
-            WHERE r.province = \(province) AND r.seal_id <= \(headID)
+            SELECT 'rule_set', r.version::text, r.seal_id, r.seal_id <= \(headID),
+                   r.seal_id > 0 AND r.published_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision),
+                   CASE WHEN r.published_at BETWEEN '1000-01-01' AND '9999-12-31' THEN r.published_at END, CASE WHEN isfinite(r.published_at) THEN least(extract(epoch FROM now() - r.published_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
+            FROM rule_sets r
+            WHERE r.province = \(province)
+              AND (r.seal_id <= \(headID) OR r.published_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision))
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version)
             ORDER BY 3
             """
+        /// A record unsealed past the bound; `row` holds record, key, seal id, then `at` and the age from `column`.
+        func unsealed(_ row: PostgresRow, atColumn column: Int) throws {
+            let record: String = try row.decode(0)
+            let age: Int64 = try row.decode(column + 1)
+            var fields: [(String, AuditValue)] = [p, Self.recordName(record, try row.decode(1))]
+            if record != "transaction" { fields += [("record", .string(record)), ("seal_id", .int(try row.decode(2)))] }
+            audit.record(
+                .unsealedBacklog,
+                AuditFinding(
+                    "\(record == "transaction" ? "" : record + " ")unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound",
+                    magnitude: age, at: try row.decode(column, as: Date?.self), fields + [("age_seconds", .int(age))]))
+        }
         try eachJoiningNewRows(
             skipped, "audit_skipped"
         ) { row in
             let record: String = try row.decode(0)
-            let key: String = try row.decode(1)
-            let name = Self.recordName(record, key)
-            audit.record(
-                .hashChain,
-                AuditFinding(
-                    "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
-                    [p, name, ("record", .string(record)), ("seal_id", .int(try row.decode(2))), ("rule", .string("skipped"))]))
+            if try row.decode(3, as: Bool.self) {
+                audit.record(
+                    .hashChain,
+                    AuditFinding(
+                        "\(record) with seal id \(try row.decode(2, as: Int64.self)) lies below the chain head's \(headID) but is not sealed",
+                        [
+                            p, Self.recordName(record, try row.decode(1)), ("record", .string(record)), ("seal_id", .int(try row.decode(2))),
+                            ("rule", .string("skipped")),
+                        ]))
+            }
+            // The full audit's unsealed records come from the same anti-join (one read of each table against the chain, not two).
+            if try row.decode(4, as: Bool.self) { try unsealed(row, atColumn: 5) }
         }
         // The same for every later kind (governance, partner, redemption records), named by
         // `record_key`: one small query per kind, from its `sealedTable`.
@@ -1334,6 +1371,8 @@ struct ProvinceAudit {
             """
         ).scalar(Int64.self)
         audit.checked(.unsealedBacklog, records)
+        // --since: the new records unsealed past the bound (the full audit's came with the skipped ones).
+        guard incremental else { return }
         try each(
             """
             DECLARE audit_unsealed NO SCROLL CURSOR FOR
@@ -1346,29 +1385,16 @@ struct ProvinceAudit {
             FROM events e
             WHERE e.province = \(province) AND e.seal_id > \(sinceID) AND e.received_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = e.province AND c.record = 'event' AND c.event_id = e.event_id
-                              -- --since: by the (province, seal_id) index (an edited seal id is a hash_chain finding anyway)
-                              AND (\(!incremental) OR c.seal_id = e.seal_id))
+                              -- by the (province, seal_id) index (an edited seal id is a hash_chain finding anyway)
+                              AND c.seal_id = e.seal_id)
             UNION ALL
             SELECT 'rule_set', r.version::text, r.seal_id, CASE WHEN r.published_at BETWEEN '1000-01-01' AND '9999-12-31' THEN r.published_at END, CASE WHEN isfinite(r.published_at) THEN least(extract(epoch FROM now() - r.published_at), 9223372036854775807)::bigint ELSE 9223372036854775807 END
             FROM rule_sets r
             WHERE r.province = \(province) AND r.seal_id > \(sinceID) AND r.published_at < now() - make_interval(secs => \(options.sealBoundSeconds)::double precision)
               AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.province = r.province AND c.record = 'rule_set' AND c.rule_set_version = r.version
-                              AND (\(!incremental) OR c.seal_id = r.seal_id))
+                              AND c.seal_id = r.seal_id)
             ORDER BY 3
             """, "audit_unsealed"
-        ) { row in
-            let record: String = try row.decode(0)
-            let key: String = try row.decode(1)
-            let age: Int64 = try row.decode(4)
-            let name = Self.recordName(record, key)
-            var fields: [(String, AuditValue)] = [p, name]
-            if record != "transaction" { fields += [("record", .string(record)), ("seal_id", .int(try row.decode(2)))] }
-            audit.record(
-                .unsealedBacklog,
-                AuditFinding(
-                    "\(record == "transaction" ? "" : record + " ")unsealed for \(age) s, longer than the \(options.sealBoundSeconds) s bound",
-                    magnitude: age,
-                    at: try row.decode(3, as: Date?.self), fields + [("age_seconds", .int(age))]))
-        }
+        ) { row in try unsealed(row, atColumn: 3) }
     }
 }
