@@ -510,10 +510,11 @@ extension LedgerChain {
 
     /// Seal id, key and v2 fields of a kind's records with seal ids in (after, through], in
     /// seal-id order (the audit reads each kind in such chunks and merges them with the chain).
-    static func sealedRecordsQuery(_ record: Record, province: String, after: Int64, through: Int64) -> PostgresQuery {
-        // A range of transactions takes its entries from one grouped read of the same id range
-        // (merge-joined), not one index probe per transaction (≈ 60 % of the chunk's time).
-        if record == .transaction {
+    /// `joiningEntries`: a range of transactions takes its entries from one grouped read of the
+    /// same id range (merged or hashed), not one index probe per transaction (≈ 60 % of the
+    /// chunk's time); only for a session whose planner may not nest that join (see AuditChain).
+    static func sealedRecordsQuery(_ record: Record, province: String, after: Int64, through: Int64, joiningEntries: Bool = false) -> PostgresQuery {
+        if record == .transaction && joiningEntries {
             return """
                 SELECT t.transaction_id, t.transaction_id::text, \(transactionOwnColumns) coalesce(en.entries, '')
                 FROM ledger_transactions t
